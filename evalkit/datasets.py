@@ -1,0 +1,84 @@
+"""The datasets evalkit knows, the suites that group them, and their names across spellings.
+
+Pure data, no heavy imports: reports, the CI gate and the table importer read it as well as `run`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from ._errors import did_you_mean
+
+
+@dataclass(frozen=True)
+class Dataset:
+    key: str  # canonical id used in records, e.g. "arc_c"
+    title: str  # column header used in tables, e.g. "ARC-c"
+    suite: str  # "general" | "code" | "stem"
+    metric: str  # "accuracy" | "pass@1"
+    clustered: bool = False  # items are grouped by subject/task (clustered standard errors)
+
+
+DATASETS: tuple[Dataset, ...] = (
+    Dataset("mmlu", "MMLU", "general", "accuracy", clustered=True),
+    Dataset("mmlu_pro", "MMLU-Pro", "general", "accuracy", clustered=True),
+    Dataset("cmmlu", "CMMLU", "general", "accuracy", clustered=True),
+    Dataset("bbh", "BBH", "general", "accuracy", clustered=True),
+    Dataset("arc_c", "ARC-c", "general", "accuracy"),
+    Dataset("hellaswag", "HellaSwag", "general", "accuracy"),
+    Dataset("winogrande", "WinoGrande", "general", "accuracy"),
+    Dataset("humaneval", "HumanEval", "code", "pass@1"),
+    Dataset("mbpp", "MBPP", "code", "pass@1"),
+    Dataset("livecodebench", "LiveCodeBench", "code", "pass@1"),
+    Dataset("gpqa", "GPQA", "stem", "accuracy"),
+    Dataset("math", "MATH", "stem", "accuracy"),
+    Dataset("gsm8k", "GSM8K", "stem", "accuracy"),
+)
+BY_KEY = {d.key: d for d in DATASETS}
+SUITES: dict[str, tuple[str, ...]] = {
+    s: tuple(d.key for d in DATASETS if d.suite == s) for s in ("general", "code", "stem")
+}
+SUITE_TITLES = {"general": "General", "code": "Code", "stem": "STEM"}
+
+
+def _squash(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+# Spellings seen in published tables, squashed (lower case, letters and digits only).
+_ALIASES = {
+    "winogrand": "winogrande",
+    "arcchallenge": "arc_c",
+    "arc": "arc_c",
+    "gsm": "gsm8k",
+    "mathematics": "math",
+    "math500": "math",
+    "lcb": "livecodebench",
+    "gpqadiamond": "gpqa",
+    "bigbenchhard": "bbh",
+    "humanevalplus": "humaneval",
+}
+
+
+def normalize_dataset(name: str) -> str:
+    """Map any common spelling ("ARC-c", "GSM-8K", "Winogrand", "Math") to its canonical key."""
+    squashed = _squash(name)
+    for d in DATASETS:
+        if squashed in (_squash(d.key), _squash(d.title)):
+            return d.key
+    if squashed in _ALIASES:
+        return _ALIASES[squashed]
+    raise did_you_mean("dataset", name, [d.title for d in DATASETS])
+
+
+def parse_suites(spec: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """"all", "general,code" or a list of names -> suite names, in canonical order."""
+    names = spec.split(",") if isinstance(spec, str) else list(spec)
+    names = [n.strip().lower() for n in names if n.strip()]
+    if not names or names == ["all"]:
+        return tuple(SUITES)
+    for n in names:
+        if n not in SUITES:
+            raise did_you_mean("suite", n, list(SUITES))
+    return tuple(s for s in SUITES if s in names)
