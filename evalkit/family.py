@@ -1,0 +1,338 @@
+"""Load stage: one familial early-exit checkpoint becomes a family of independent branch models.
+
+Branch `i` with exit point `e` computes embed -> layers[0..e-1] -> eelayers[i] -> norms[i] -> head[i]
+(the last branch runs every layer). That is exactly a plain `*ForCausalLM` with `e + 1` layers whose
+last layer is the branch layer, so each branch is built as one, from views of the family's tensors.
+A branch is a value you hold; nothing is selected through global state.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from safetensors import safe_open
+
+from ._checkpoint import FAMILIAL_KEYS, TOKENIZER_FILES, CheckpointFiles, read_checkpoint
+from ._errors import EvalkitError, did_you_mean
+
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
+
+DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16,
+          "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}
+
+
+@dataclass(frozen=True)
+class Branch:
+    """One exit of a family, as a model: its name, where it exits and how big it really is."""
+
+    index: int
+    name: str  # "E3B" for Ruyi-7B's exit at layer 11
+    exit_layer: int
+    num_layers: int  # exit_layer + 1: the trunk layers plus the branch layer
+    num_params: int  # every parameter the branch model holds (embeddings and head included)
+    non_embedding_params: int
+
+
+@dataclass
+class Family:
+    """The tensors of one checkpoint (one copy) and the branches they define."""
+
+    files: CheckpointFiles
+    tensors: dict[str, torch.Tensor]
+    dtype: torch.dtype
+    device: torch.device
+    branches: tuple[Branch, ...] = field(default=())
+
+    @property
+    def path(self) -> Path:
+        return self.files.root
+
+    @property
+    def flavour(self) -> str:
+        return self.files.flavour
+
+    @property
+    def exit_points(self) -> tuple[int, ...]:
+        cfg = self.files.config
+        return tuple(cfg["early_exit_points"]) if self.files.is_familial else (cfg["num_hidden_layers"] - 1,)
+
+    @cached_property
+    def identity(self) -> str:
+        """Cache key for this family's answers: the weights' fingerprint, dtype and device."""
+        return f"{self.files.fingerprint()}:{str(self.dtype).removeprefix('torch.')}:{self.device}"
+
+    @cached_property
+    def tokenizer(self) -> PreTrainedTokenizerBase:
+        from transformers import AutoTokenizer
+
+        try:
+            return AutoTokenizer.from_pretrained(str(self.path), local_files_only=True)
+        except (OSError, ValueError) as e:
+            raise EvalkitError(f"cannot load the tokenizer from {self.path} ({e}); the checkpoint needs tokenizer files")
+
+    def branch(self, name_or_layer: str | int | Branch) -> Branch:
+        if isinstance(name_or_layer, Branch):
+            return name_or_layer
+        return parse_branches(str(name_or_layer), self.branches)[0]
+
+    def branch_config(self, branch: str | int | Branch) -> PretrainedConfig:
+        """The plain transformers config of one branch: `num_hidden_layers = exit_layer + 1`."""
+        from transformers import AutoConfig
+
+        b = self.branch(branch)
+        raw = {k: v for k, v in self.files.config.items() if k not in FAMILIAL_KEYS}
+        # Derived per-layer lists must be rebuilt for the new depth, or validation fails.
+        for key in ("layer_types", "architectures", "_name_or_path", "transformers_version"):
+            raw.pop(key, None)
+        raw.pop("model_type")
+        raw["num_hidden_layers"] = b.num_layers
+        if "max_window_layers" in raw:
+            raw["max_window_layers"] = min(raw["max_window_layers"], b.num_layers)
+        raw["dtype"] = str(self.dtype).removeprefix("torch.")
+        raw.pop("torch_dtype", None)
+        config = AutoConfig.for_model(self.flavour, **raw)
+        config.architectures = [type(config).__name__.replace("Config", "ForCausalLM")]
+        return config
+
+    def branch_state_dict(self, branch: str | int | Branch) -> dict[str, torch.Tensor]:
+        """The branch's weights under plain names; the tensors are the family's own (no copy)."""
+        b = self.branch(branch)
+        last = self.exit_points[-1]
+        if not self.files.is_familial:
+            return dict(self.tensors)
+        out: dict[str, torch.Tensor] = {"model.embed_tokens.weight": self._get("model.embed_tokens.weight")}
+        trunk = range(b.exit_layer) if b.exit_layer < last else range(last + 1)
+        for j in trunk:
+            prefix = f"model.layers.{j}."
+            out.update({k: v for k, v in self.tensors.items() if k.startswith(prefix)})
+        if b.exit_layer < last:
+            src = f"model.eelayers.{b.index}."
+            layer = {k: v for k, v in self.tensors.items() if k.startswith(src)}
+            if not layer:
+                raise EvalkitError(f"{self.path}: tensors {src}* for branch {b.name} are missing from the checkpoint")
+            out.update({f"model.layers.{b.exit_layer}." + k[len(src):]: v for k, v in layer.items()})
+        out["model.norm.weight"] = self._get(f"model.norms.{b.index}.weight")
+        if self.files.config.get("shared_heads", False):
+            head = self.tensors.get("lm_head.weight")
+        else:
+            head = self.tensors.get(f"lm_head.{b.index}.weight")
+        if head is None and self.files.config.get("tie_word_embeddings", False):
+            head = out["model.embed_tokens.weight"]
+        if head is None:
+            name = "lm_head.weight" if self.files.config.get("shared_heads") else f"lm_head.{b.index}.weight"
+            raise EvalkitError(f"{self.path}: tensor {name} for branch {b.name} is missing from the checkpoint")
+        out["lm_head.weight"] = head
+        return out
+
+    def branch_model(self, branch: str | int | Branch, *, attn_implementation: str | None = None) -> PreTrainedModel:
+        """A stock transformers `*ForCausalLM` for one branch, sharing this family's tensors."""
+        from transformers import AutoModelForCausalLM
+
+        b = self.branch(branch)
+        config = self.branch_config(b)
+        config._attn_implementation = resolve_attention(attn_implementation)
+        if self.files.is_quantized:
+            return _load_quantized(self.path, config, self.device)
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(config, dtype=self.dtype)
+        state = self.branch_state_dict(b)
+        missing = sorted(set(model.state_dict()) - set(state))
+        if missing:
+            raise EvalkitError(f"{self.path}: tensor {missing[0]} (branch {b.name}) is missing from the checkpoint")
+        model.load_state_dict(state, strict=True, assign=True)
+        # Non-persistent buffers (rotary frequencies) are not in any checkpoint: rebuild them for real.
+        with torch.device(self.device):
+            model.model.rotary_emb = type(model.model.rotary_emb)(config=config)
+        stale = [name for name, buf in model.named_buffers() if buf.is_meta]
+        if stale:
+            raise RuntimeError(f"buffers left on the meta device: {stale}")
+        _load_generation_config(model, self.path)
+        return model.eval()
+
+    def export_branch(self, branch: str | int | Branch, out_dir: str | Path) -> Path:
+        """Write one branch as a plain checkpoint that stock `from_pretrained` loads unchanged."""
+        b = self.branch(branch)
+        out = Path(out_dir)
+        if out.exists() and any(out.iterdir()):
+            raise EvalkitError(f"{out} exists and is not empty; choose a new --out directory")
+        model = self.branch_model(b)
+        model.save_pretrained(out, safe_serialization=True)
+        for name in TOKENIZER_FILES:
+            if (self.path / name).is_file():
+                shutil.copy2(self.path / name, out / name)
+        return out
+
+    def _get(self, name: str) -> torch.Tensor:
+        try:
+            return self.tensors[name]
+        except KeyError:
+            raise EvalkitError(f"{self.path}: tensor {name} is missing from the checkpoint") from None
+
+
+def load_family(path: str | Path, *, dtype: str | torch.dtype | None = None, device: str = "cpu") -> Family:
+    """Read a local checkpoint directory into a `Family`.
+
+    A Ruyi-format checkpoint (`ruyi_qwen2` / `ruyi_qwen3`) gives one branch per exit point; a plain
+    Qwen2, Qwen3 or Llama checkpoint gives a family with one branch. `dtype=None` keeps the stored dtype.
+    """
+    files = read_checkpoint(path)
+    torch_dtype = _resolve_dtype(dtype, files)
+    dev = torch.device(device)
+    tensors = {} if files.is_quantized else _read_tensors(files, torch_dtype, dev)
+    family = Family(files=files, tensors=tensors, dtype=torch_dtype, device=dev)
+    family.branches = _make_branches(family)
+    return family
+
+
+def parse_branches(spec: str | Sequence[str | int] | None, branches: Sequence[Branch]) -> tuple[Branch, ...]:
+    """"all", names ("E3B,E7B", any case) or exit layers ("11,27") -> the branches, in family order."""
+    items = spec.split(",") if isinstance(spec, str) else list(spec or ["all"])
+    tokens = [str(t).strip() for t in items if str(t).strip()]
+    if not tokens or [t.lower() for t in tokens] == ["all"]:
+        return tuple(branches)
+    by_name = {b.name.lower(): b for b in branches}
+    by_layer = {str(b.exit_layer): b for b in branches}
+    chosen = []
+    for t in tokens:
+        b = by_name.get(t.lower()) or by_layer.get(t)
+        if b is None:
+            valid = ["all"] + [f"{b.name} (layer {b.exit_layer})" for b in branches]
+            raise did_you_mean("branch", t, valid)
+        chosen.append(b)
+    return tuple(b for b in branches if b in chosen)
+
+
+def resolve_attention(requested: str | None) -> str:
+    """flash_attention_2 when asked for and installed; otherwise PyTorch SDPA."""
+    if requested in (None, "sdpa"):
+        return "sdpa"
+    if requested == "flash_attention_2":
+        import importlib.util
+
+        if importlib.util.find_spec("flash_attn") is None:
+            raise EvalkitError("flash_attention_2 needs flash-attn; install it with `pip install -e .[gpu]` or use sdpa")
+        return requested
+    if requested == "eager":
+        return requested
+    raise did_you_mean("attention implementation", requested, ["sdpa", "flash_attention_2", "eager"])
+
+
+def branches_table(model: str | None, *, branches: str = "all") -> str:
+    """The `evalkit branches` table: name, exit layer, layers, parameters and size in GB."""
+    from tabulate import tabulate
+
+    from .tiny import default_model_path
+
+    family = load_family(model or default_model_path())
+    bytes_per = torch.finfo(family.dtype).bits // 8
+    rows = [
+        (b.name, b.exit_layer, b.num_layers, f"{b.num_params:,}", f"{b.num_params * bytes_per / 1e9:.3g}")
+        for b in parse_branches(branches, family.branches)
+    ]
+    dt = str(family.dtype).removeprefix("torch.")
+    head = f"{family.path}  ({family.files.model_type}, {dt})"
+    return head + "\n" + tabulate(rows, headers=["branch", "exit layer", "layers", "parameters", f"GB ({dt})"])
+
+
+def export_branch(model: str | None, branch: str, out: str | Path) -> Path:
+    from .tiny import default_model_path
+
+    return load_family(model or default_model_path()).export_branch(branch, out)
+
+
+# --- internals ---------------------------------------------------------------------------------
+
+
+def _resolve_dtype(dtype: str | torch.dtype | None, files: CheckpointFiles) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    name = dtype or files.config.get("dtype") or files.config.get("torch_dtype") or "float32"
+    if name not in DTYPES:
+        raise did_you_mean("dtype", name, ["fp32", "bf16", "fp16"])
+    return DTYPES[name]
+
+
+def _read_tensors(files: CheckpointFiles, dtype: torch.dtype, device: torch.device) -> dict[str, torch.Tensor]:
+    """One tensor at a time, cast as it is read, so peak memory stays near one copy of the weights."""
+    tensors: dict[str, torch.Tensor] = {}
+    for path in files.weight_files:
+        with safe_open(str(path), framework="pt", device=str(device)) as f:
+            for name in f.keys():  # noqa: SIM118 - safe_open has keys(), not iteration
+                t = f.get_tensor(name)
+                tensors[name] = t.to(dtype) if t.is_floating_point() and t.dtype != dtype else t
+    return tensors
+
+
+def _make_branches(family: Family) -> tuple[Branch, ...]:
+    exits = family.exit_points
+    counts = []
+    for i, e in enumerate(exits):
+        probe = Branch(index=i, name=f"exit{e}", exit_layer=e, num_layers=e + 1, num_params=0, non_embedding_params=0)
+        counts.append(_count_params(family, probe) if family.tensors else _quantized_counts(family))
+    names = _size_names([non_emb for _, non_emb in counts])
+    if not family.files.is_familial:
+        names = [_plain_name(family.path)]
+    return tuple(
+        Branch(index=i, name=names[i], exit_layer=e, num_layers=e + 1, num_params=tot, non_embedding_params=non_emb)
+        for i, (e, (tot, non_emb)) in enumerate(zip(exits, counts))
+    )
+
+
+def _count_params(family: Family, probe: Branch) -> tuple[int, int]:
+    state = family.branch_state_dict(probe)
+    unique = {t.data_ptr(): t.numel() for t in state.values()}
+    embedding = state["model.embed_tokens.weight"]
+    head = state["lm_head.weight"]
+    non_embedding = sum(unique.values()) - embedding.numel() - (0 if head is embedding else head.numel())
+    return sum(unique.values()), non_embedding
+
+
+def _quantized_counts(family: Family) -> tuple[int, int]:
+    return 0, 0  # quantized weights are packed; parameter counts are not meaningful before loading
+
+
+def _size_names(non_embedding: Iterable[int]) -> list[str]:
+    """E{size}B from the branch's non-embedding parameters, the convention behind Ruyi's E3B..E7B.
+
+    Ruyi-7B's exits at 11..27 hold 2.8, 3.7, 4.7, 5.6 and 6.5 B non-embedding parameters: E3B..E7B.
+    Smaller models get M or K units, with as many decimals as it takes to keep names distinct.
+    """
+    sizes = list(non_embedding)
+    scale, unit = next(((s, u) for s, u in ((1e9, "B"), (1e6, "M"), (1e3, "K")) if min(sizes) >= 0.5 * s), (1, ""))
+    for decimals in range(4):
+        names = [f"E{round(n / scale, decimals):.{decimals}f}{unit}" for n in sizes]
+        if len(set(names)) == len(names):
+            return names
+    return [f"E{n}" for n in sizes]
+
+
+def _plain_name(path: Path) -> str:
+    return path.resolve().name
+
+
+def _load_generation_config(model: PreTrainedModel, root: Path) -> None:
+    from transformers import GenerationConfig
+
+    if (root / "generation_config.json").is_file():
+        model.generation_config = GenerationConfig.from_pretrained(str(root), local_files_only=True)
+
+
+def _load_quantized(root: Path, config: Any, device: torch.device) -> PreTrainedModel:
+    """AWQ/GPTQ baselines load through transformers, which needs their kernels installed."""
+    from transformers import AutoModelForCausalLM
+
+    method = config.quantization_config.get("quant_method", "?") if isinstance(config.quantization_config, dict) else "?"
+    try:
+        return AutoModelForCausalLM.from_pretrained(str(root), device_map=str(device), local_files_only=True).eval()
+    except (ImportError, ValueError, RuntimeError) as e:
+        raise EvalkitError(
+            f"{root} is {method}-quantised and its kernels could not load ({str(e).splitlines()[0]}); "
+            f"install them (e.g. `pip install autoawq` for AWQ, `pip install gptqmodel optimum` for GPTQ) on a GPU machine"
+        )
