@@ -1,0 +1,347 @@
+"""Run untrusted (model-generated) Python programs in a sandbox, one process tree per program.
+
+Each program runs in its own process with a fresh temporary working directory, CPU-time, memory
+and process-count limits, and a wall-clock timeout that kills its whole process tree. Where the
+kernel allows it (the default), the program also runs in fresh user, mount, PID and network
+namespaces: no network at all, a read-only view of the host filesystem with private tmpfs scratch
+space, no capabilities, and nothing of it survives its first process. Where namespaces are not
+available, the sandbox falls back to rlimits, a timeout, a subreaper that kills every descendant,
+an unprivileged uid when run as root, and a Python audit hook refusing sockets, and warns loudly.
+
+    >>> run_program("print(2 + 2)").stdout
+    '4\\n'
+
+The isolation level in force is `sandbox_capabilities()`; `EVALKIT_SANDBOX=namespaces|rlimits|auto`
+(or the `isolation` argument) requires namespaces, forces the fallback, or picks the strongest.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from ._errors import EvalkitError, did_you_mean
+
+Status = Literal["passed", "failed", "timeout", "error"]
+Level = Literal["namespaces", "rlimits"]
+ISOLATION_CHOICES = ("auto", "namespaces", "rlimits")
+ENV_VAR = "EVALKIT_SANDBOX"
+NOBODY = 65534
+_INIT = str(Path(__file__).with_name("_sandbox_init.py"))
+_UNSHARE = ("--user", "--map-root-user", "--net", "--mount", "--pid", "--fork", "--kill-child")
+_GRACE_S = 5.0  # how long past its own timeout the sandbox's init may take before the host kills it
+
+
+class SandboxWarning(RuntimeWarning):
+    """The sandbox runs with weaker isolation than the default."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits for one sandboxed program."""
+
+    timeout_s: float = 10.0
+    cpu_s: int = 10
+    memory_mb: int = 2048
+    max_procs: int = 32
+    max_output_bytes: int = 64 * 1024
+    scratch_mb: int = 64
+
+    def __post_init__(self) -> None:
+        for name, value in asdict(self).items():
+            if value <= 0:
+                raise EvalkitError(f"sandbox limit {name} must be positive, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one program did: `status` is passed (exit 0), failed, timeout or error (not run)."""
+
+    status: Status
+    exit_code: int | None
+    stdout: str
+    stderr: str
+    wall_s: float
+    cpu_s: float | None = None
+    truncated: bool = False
+    detail: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "passed"
+
+
+@dataclass(frozen=True)
+class SandboxCapabilities:
+    """The isolation in force; `as_dict()` goes into a results record's provenance."""
+
+    level: Level
+    network_isolated: bool
+    filesystem_readonly: bool
+    pid_namespace: bool
+    process_limit: bool
+    unprivileged_uid: int | None = None
+    pids_cgroup: str | None = None
+    missing: tuple[str, ...] = ()
+    reason: str = ""
+    notes: tuple[str, ...] = field(default=())
+
+    def describe(self) -> str:
+        if self.level == "namespaces":
+            lacks = f"; missing: {', '.join(self.missing)}" if self.missing else ""
+            return ("namespaces (user, mount, pid, net): no network, read-only filesystem, rlimits, "
+                    f"timeout{', pids cgroup' if self.pids_cgroup else ''}{lacks}")
+        return f"rlimits only ({self.reason}); missing: {', '.join(self.missing)}"
+
+    def as_dict(self) -> dict[str, object]:
+        return {**asdict(self), "missing": list(self.missing), "notes": list(self.notes)}
+
+
+def sandbox_capabilities(isolation: str | None = None) -> SandboxCapabilities:
+    """The strongest isolation available for `isolation` (auto, namespaces, rlimits; default from
+    $EVALKIT_SANDBOX, else auto). Probed once per process; warns when it is weaker than namespaces."""
+    mode = (isolation or os.environ.get(ENV_VAR) or "auto").strip().lower()
+    if mode not in ISOLATION_CHOICES:
+        raise did_you_mean("sandbox isolation", mode, ISOLATION_CHOICES)
+    caps = _probe(mode)
+    if caps.level != "namespaces":
+        warnings.warn(
+            f"evalkit sandbox is NOT fully isolated: {caps.describe()}. Generated code can reach the "
+            "network and read or write files its uid may touch.", SandboxWarning, stacklevel=2)
+    elif caps.missing:
+        warnings.warn(f"evalkit sandbox lacks: {', '.join(caps.missing)}", SandboxWarning, stacklevel=2)
+    return caps
+
+
+@functools.lru_cache(maxsize=None)
+def _probe(mode: str) -> SandboxCapabilities:
+    cgroup = _pids_cgroup_root()
+    # Root is exempt from RLIMIT_NPROC (uid 0 in a user namespace still is kernel uid 0): only a pids
+    # cgroup or an unprivileged uid bounds the process count.
+    nproc_missing = ("process-count limit (root ignores RLIMIT_NPROC and no pids cgroup is writable; "
+                     "the timeout still kills the whole tree)",)
+    reason = "forced by isolation=rlimits" if mode == "rlimits" else _namespaces_unavailable()
+    if not reason:
+        limited = os.geteuid() != 0 or cgroup is not None
+        return SandboxCapabilities("namespaces", True, True, True, limited, pids_cgroup=cgroup,
+                                   missing=() if limited else nproc_missing)
+    if mode == "namespaces":
+        raise EvalkitError(f"the sandbox cannot create namespaces ({reason}); "
+                           f"set {ENV_VAR}=auto to run with rlimits only (less safe)")
+    uid = NOBODY if os.geteuid() == 0 and _rlimits_run_ok(NOBODY) else None
+    limited = os.geteuid() != 0 or uid is not None or cgroup is not None
+    missing = ("network isolation", "read-only filesystem", "PID namespace", *(() if limited else nproc_missing))
+    return SandboxCapabilities("rlimits", False, False, False, limited, unprivileged_uid=uid,
+                               pids_cgroup=cgroup, missing=missing, reason=reason)
+
+
+def _pids_cgroup_root() -> str | None:
+    """A cgroup directory under which each sandbox gets its own pids cgroup, or None."""
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if "pids" in controllers.split(","):
+            base = Path("/sys/fs/cgroup/pids", path.lstrip("/"))
+        elif controllers == "":
+            base = Path("/sys/fs/cgroup", path.lstrip("/"))
+            try:
+                if "pids" not in (base / "cgroup.subtree_control").read_text().split():
+                    continue
+            except OSError:
+                continue
+        else:
+            continue
+        try:
+            root = base / "evalkit-sandbox"
+            root.mkdir(exist_ok=True)
+            trial = tempfile.mkdtemp(dir=root)
+            Path(trial, "pids.max").write_text("8")
+            os.rmdir(trial)
+            return str(root)
+        except OSError:
+            continue
+    return None
+
+
+def _namespaces_unavailable() -> str:
+    """'' if a program runs and is confined in namespaces here, else why not."""
+    if shutil.which("unshare") is None:
+        return "the util-linux 'unshare' command is not installed"
+    caps = SandboxCapabilities("namespaces", True, True, True, True)
+    probe = "import socket\ntry:\n    socket.create_connection(('127.0.0.1', 9), 1)\nexcept OSError as e:\n" \
+            "    print(e.errno)\n"
+    out = _run(probe, Limits(timeout_s=20.0), "", caps)
+    if out.status != "passed":
+        return f"namespace probe failed: {(out.detail or out.stderr).strip()[-300:]}"
+    if out.stdout.strip() != "101":  # ENETUNREACH: the loopback of a fresh network namespace is down
+        return f"namespace probe could reach the network: {out.stdout.strip()!r}"
+    return ""
+
+
+def _rlimits_run_ok(uid: int) -> bool:
+    caps = SandboxCapabilities("rlimits", False, False, False, True, unprivileged_uid=uid)
+    return _run("print('ok')", Limits(timeout_s=20.0), "", caps).stdout.strip() == "ok"
+
+
+def run_program(source: str, *, limits: Limits = Limits(), stdin: str = "",
+                isolation: str | None = None) -> Outcome:
+    """Run one Python program in the sandbox and say how it ended."""
+    return _run(source, limits, stdin, sandbox_capabilities(isolation))
+
+
+def run_programs(sources: Sequence[str], *, limits: Limits = Limits(), stdins: Sequence[str] | None = None,
+                 workers: int | None = None, isolation: str | None = None) -> list[Outcome]:
+    """Run many programs concurrently (at most `workers` at once, default: the CPU count), in order."""
+    caps = sandbox_capabilities(isolation)
+    stdins = list(stdins) if stdins is not None else [""] * len(sources)
+    if len(stdins) != len(sources):
+        raise EvalkitError(f"got {len(sources)} programs but {len(stdins)} stdin texts; pass one per program")
+    workers = max(1, workers or os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(lambda pair: _run(pair[0], limits, pair[1], caps), zip(sources, stdins)))
+
+
+def _run(source: str, limits: Limits, stdin: str, caps: SandboxCapabilities) -> Outcome:
+    workdir = tempfile.mkdtemp(prefix="evalkit-sandbox-")
+    try:
+        Path(workdir, "prog.py").write_text(source)
+        Path(workdir, "stdin.txt").write_text(stdin)
+        return _launch(workdir, limits, caps)
+    finally:
+        _remove_tree(workdir)
+
+
+def _launch(workdir: str, limits: Limits, caps: SandboxCapabilities) -> Outcome:
+    cgroup = None
+    if caps.pids_cgroup:
+        cgroup = tempfile.mkdtemp(dir=caps.pids_cgroup)
+        Path(cgroup, "pids.max").write_text(str(limits.max_procs + 1))
+    try:
+        return _launch_in(workdir, limits, caps, cgroup)
+    finally:
+        if cgroup:
+            _remove_cgroup(cgroup)
+
+
+def _remove_cgroup(path: str) -> None:
+    for _ in range(200):  # busy until the kernel has reaped the last process of the sandbox
+        try:
+            os.rmdir(path)
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            time.sleep(0.01)
+
+
+def _launch_in(workdir: str, limits: Limits, caps: SandboxCapabilities, cgroup: str | None) -> Outcome:
+    status_r, status_w = os.pipe()
+    cfg = {"mode": caps.level, "workdir": workdir, "python": sys.executable, "limits": asdict(limits),
+           "uid": caps.unprivileged_uid, "status_fd": status_w, "tmpfs_mb": limits.scratch_mb,
+           "pids_cgroup": cgroup}
+    cmd = [sys.executable, "-I", "-S", _INIT, json.dumps(cfg)]
+    if caps.level == "namespaces":
+        cmd = [shutil.which("unshare") or "unshare", *_UNSHARE, *cmd]
+    start = time.monotonic()
+    try:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                pass_fds=(status_w,), start_new_session=True)
+    finally:
+        os.close(status_w)
+    with proc, os.fdopen(status_r, "rb") as status_pipe:
+        streams = _collect(proc, status_pipe, limits, start + limits.timeout_s + _GRACE_S)
+    return _outcome(streams, limits, time.monotonic() - start)
+
+
+def _collect(proc: subprocess.Popen, status_pipe, limits: Limits, deadline: float) -> dict[str, bytes]:
+    """Read stdout, stderr and the init's status until all close; kill the tree past the deadline."""
+    keep = {"stdout": limits.max_output_bytes, "stderr": limits.max_output_bytes, "status": 1 << 20}
+    data = {name: bytearray() for name in keep}
+    seen = dict.fromkeys(keep, 0)
+    sel = selectors.DefaultSelector()
+    for name, pipe in (("stdout", proc.stdout), ("stderr", proc.stderr), ("status", status_pipe)):
+        sel.register(pipe, selectors.EVENT_READ, name)
+    killed = False
+    while sel.get_map():
+        left = deadline - time.monotonic()
+        if left <= 0 and not killed:
+            _kill_group(proc)
+            killed, deadline = True, time.monotonic() + 5.0
+            continue
+        if left <= 0:
+            break  # a pipe still held open by something we could not kill; stop reading
+        for key, _ in sel.select(timeout=left):
+            chunk = os.read(key.fd, 65536)
+            if not chunk:
+                sel.unregister(key.fileobj)
+                continue
+            name = key.data
+            data[name] += chunk[: max(0, keep[name] - len(data[name]))]
+            seen[name] += len(chunk)
+    sel.close()
+    if killed or proc.poll() is None:
+        _kill_group(proc)
+    out = {name: bytes(buf) for name, buf in data.items()}
+    out["truncated"] = b"1" if any(seen[n] > keep[n] for n in ("stdout", "stderr")) else b""
+    out["host_killed"] = b"1" if killed else b""
+    return out
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _outcome(streams: dict[str, bytes], limits: Limits, wall_s: float) -> Outcome:
+    text = {k: streams[k].decode("utf-8", errors="replace") for k in ("stdout", "stderr")}
+    common = {"stdout": text["stdout"], "stderr": text["stderr"], "truncated": bool(streams["truncated"])}
+    try:
+        st = json.loads(streams["status"] or b"{}")
+    except json.JSONDecodeError:
+        st = {}
+    if streams["host_killed"]:
+        return Outcome("timeout", None, wall_s=wall_s, detail="killed by the host after the timeout", **common)
+    if "error" in st or "exit_code" not in st and not st.get("timed_out"):
+        why = st.get("error") or "the sandbox exited without a status"
+        return Outcome("error", None, wall_s=wall_s, detail=f"sandbox setup failed: {why}", **common)
+    notes = "; ".join(st.get("notes", []))
+    if st.get("timed_out"):
+        return Outcome("timeout", None, wall_s=st["wall_s"], detail=f"wall time over {limits.timeout_s} s", **common)
+    code, cpu = st["exit_code"], st.get("cpu_s")
+    if code == -signal.SIGXCPU or code == -signal.SIGKILL and cpu is not None and cpu >= limits.cpu_s:
+        return Outcome("timeout", code, wall_s=st["wall_s"], cpu_s=cpu, detail=f"CPU time over {limits.cpu_s} s",
+                       **common)
+    status: Status = "passed" if code == 0 else "failed"
+    return Outcome(status, code, wall_s=st["wall_s"], cpu_s=cpu, detail=notes, **common)
+
+
+def _remove_tree(path: str) -> None:
+    def unlock(func, p, exc):  # a program may have left read-only directories behind
+        os.chmod(os.path.dirname(p), 0o700)
+        if os.path.isdir(p) and not os.path.islink(p):
+            os.chmod(p, 0o700)
+        func(p)
+
+    if sys.version_info >= (3, 12):
+        shutil.rmtree(path, onexc=unlock)
+    else:
+        shutil.rmtree(path, onerror=unlock)
