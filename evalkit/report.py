@@ -1,0 +1,141 @@
+"""The report: saved results records in, a directory with report.md, plots and monotonicity.json out.
+
+It reads records only (no model, no GPU). Every number comes from a record; nothing is retyped.
+
+    reports/<name>/
+      report.md            provenance, score tables, branch tables, monotonicity, deltas, routing
+      monotonicity.json    every inversion with its test
+      plots/*.png, *.svg   monotonicity per dataset and average; agreement heatmaps
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from tabulate import tabulate
+
+from . import _report_sections as sections
+from ._errors import EvalkitError
+from ._monotonic import find_inversions
+from ._tables import named_table
+from .datasets import SUITE_TITLES
+from .results import ResultsRecord, load_record, merge_records, write_json_atomic
+
+BENCH_SCHEMA = "evalkit.bench"
+
+
+def report(
+    records: Sequence[str | Path],
+    out: str | Path | None = None,
+    *,
+    stderr: bool = False,
+    bench: Sequence[str | Path] = (),
+) -> Path:
+    """Build the report for one or more results records; returns the path of report.md.
+
+    Several records are merged (a later record wins on the same model and dataset), so a measured
+    run and an imported published table can sit in one report. `out` defaults to reports/<run id>.
+    """
+    if not records:
+        raise EvalkitError("report needs at least one results record; pass the results.json of a run")
+    loaded = [load_record(p) for p in records]
+    merged = merge_records(loaded, run_id="+".join(r.run_id for r in loaded))
+    out_dir = Path(out) if out is not None else Path("reports") / merged.run_id
+    plot_dir = out_dir / "plots"
+    plot_dir.mkdir(parents=True, exist_ok=True)
+
+    inversions = find_inversions(merged)
+    write_json_atomic(out_dir / "monotonicity.json", {
+        "alpha": 0.05,
+        "pairs": "all ordered pairs of each family's branches; Holm across the pairs of one dataset",
+        "inversions": [i.to_json() for i in inversions],
+    })
+    text = "\n".join([
+        f"# Evaluation report: {merged.run_id}\n",
+        provenance_section(loaded),
+        tables_section(merged, stderr=stderr),
+        "## Monotonicity across branches\n\n" + sections.monotonicity(merged, inversions, plot_dir),
+        "## Branches against baselines\n\n" + sections.versus_baselines(merged),
+        "## Routing headroom\n\n" + sections.routing(merged, plot_dir),
+        performance_section(bench),
+    ])
+    path = out_dir / "report.md"
+    path.write_text(text.rstrip("\n") + "\n", encoding="utf-8")
+    return path
+
+
+def provenance_section(records: Sequence[ResultsRecord]) -> str:
+    """Where the numbers come from: one row per record."""
+    rows = []
+    for r in records:
+        p = r.provenance
+        rows.append([
+            r.run_id, r.kind, p.git_revision or "–", p.device or "–", p.dtype or "–",
+            p.data_source or p.source or "–", p.finished_at or p.started_at or "–",
+        ])
+    headers = ["Run", "Kind", "Git revision", "Device", "Dtype", "Data source", "Finished"]
+    table = tabulate(rows, headers=headers, tablefmt="pipe", disable_numparse=True)
+    packages = _packages(records)
+    return "## Provenance\n\n" + table + "\n" + (f"\nPackages: {packages}.\n" if packages else "")
+
+
+def _packages(records: Sequence[ResultsRecord]) -> str:
+    wanted = ("evalkit", "opencompass", "torch", "transformers")
+    seen: dict[str, str] = {}
+    for r in records:
+        for name in wanted:
+            if name in r.provenance.packages:
+                seen.setdefault(name, str(r.provenance.packages[name]))
+    return ", ".join(f"{k} {v}" for k, v in seen.items())
+
+
+def tables_section(record: ResultsRecord, *, stderr: bool = False) -> str:
+    """Suite tables (baselines, then ours in bold) and the branch tables, in the model card's shape."""
+    parts = ["## Scores\n"]
+    if stderr:
+        parts.append(
+            "± is one standard error: clustered by subject/task for MMLU, MMLU-Pro, CMMLU and BBH (Miller 2024), "
+            "from per-item outcomes elsewhere, binomial from n for aggregate-only scores; none where n is "
+            "unknown. The average's SE treats datasets as independent.\n"
+        )
+    for suite, name in SUITE_TITLES.items():
+        table = named_table(record, suite, stderr=stderr)
+        if table is not None:
+            parts.append(f"### {name}\n\n{table}\n")
+    branch_parts = []
+    for suite, name in SUITE_TITLES.items():
+        table_name = "branches" if suite == "general" else f"branches-{suite}"
+        table = named_table(record, table_name, stderr=stderr)
+        if table is not None:
+            branch_parts.append(f"### Branches: {name}\n\n{table}\n")
+    return "\n".join(parts + branch_parts)
+
+
+def performance_section(bench: Sequence[str | Path]) -> str:
+    """Per-branch speed from bench records; this is where speed tables and the Pareto plot go.
+
+    Bench records are validated now so a wrong path fails early; their tables are not rendered by
+    this version of the report (see `evalkit.plots.pareto_plot` for the accuracy-vs-speed figure).
+    """
+    if not bench:
+        return ""
+    names = []
+    for path in map(Path, bench):
+        data = _read_bench(path)
+        names.append(f"`{path.name}` ({data.get('run_id', 'no run id')})")
+    return ("## Performance\n\nBench records read: " + ", ".join(names) + ". Their speed tables are not "
+            "rendered by this version of the report.\n")
+
+
+def _read_bench(path: Path) -> dict:
+    if not path.is_file():
+        raise EvalkitError(f"bench record {path} does not exist; pass the JSON written by `evalkit bench`")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise EvalkitError(f"bench record {path} is not valid JSON ({e}); rerun the benchmark") from None
+    if not isinstance(data, dict) or data.get("schema") != BENCH_SCHEMA:
+        raise EvalkitError(f"{path} is not a bench record (schema is not {BENCH_SCHEMA!r}); pass a bench JSON")
+    return data
