@@ -51,10 +51,11 @@ def _inversion_table(inversions: list[Inversion]) -> str:
     n_sig = sum(i.significant for i in inversions)
     rows = [
         [title(i.dataset), f"{i.from_} → {i.to}", f"{i.from_value:.2f}", f"{i.to_value:.2f}", f"{i.delta:+.2f}",
-         _p(i.p_value), "**yes**" if i.significant else "no", i.method]
+         _p(i.p_value), "**yes**" if i.significant else "untested" if i.p_value is None else "no", i.method]
         for i in inversions
     ]
-    head = (f"{len(inversions)} inversions (a larger branch below a smaller one), {n_sig} significant at "
+    plural = "inversion" if len(inversions) == 1 else "inversions"
+    head = (f"{len(inversions)} {plural} (a larger branch below a smaller one), {n_sig} significant at "
             "α = 0.05 after Holm correction across the branch pairs of each dataset. All ordered pairs are "
             "checked, not only neighbours. Also in `monotonicity.json`.\n\n")
     headers = ["Dataset", "Pair", "Smaller", "Larger", "Δ", "p (Holm)", "Significant", "Test"]
@@ -64,27 +65,29 @@ def _inversion_table(inversions: list[Inversion]) -> str:
 def _plots(record: ResultsRecord, family: str, branches: list[Sized], inversions: list[Inversion],
            plot_dir: Path) -> str:
     keys = all_dataset_keys(record)
+    complete = [k for k in keys if all(record.score(b.model.abbr, k) is not None for b in branches)]
     nominal = any(b.nominal for b in branches)
     if any(b.params is None for b in branches):
         return f"Branch sizes of {family} are unknown; no plots.\n"
-    lines = []
+    images: dict[str, str] = {}
     for key in [AVERAGE, *keys]:
-        points = _points(record, branches, keys, key)
+        points = _points(record, branches, complete, key)
         if len(points) < 2:
             continue
-        bases = _baseline_values(record, keys, key)
+        bases = _baseline_values(record, complete, key)
         flagged = [(i.from_, i.to) for i in inversions if i.family == family and i.dataset == key and i.significant]
         stem = plot_dir / f"monotonicity_{family}_{key}"
         plots.monotonicity_plot(points, bases, title=f"{family}: {title(key)}", stem=stem, nominal=nominal,
                                 inverted=flagged)
-        lines.append(f"![{title(key)}](plots/{stem.name}.png)")
-    if not lines:
+        images[key] = f"![{title(key)}](plots/{stem.name}.png)"
+    if not images:
         return ""
-    avg, rest = lines[0], lines[1:]
+    avg = images.pop(AVERAGE, "No dataset has scores for every branch, so there is no average plot.")
     note = " Sizes are nominal (from the branch names)." if nominal else ""
+    note += f" The average is over the {len(complete)} datasets every branch has."
     return (f"### {family}\n\nScore against branch size, 95% CI bars; baselines dashed; red rings mark "
             f"significant inversions.{note} SVGs sit next to the PNGs.\n\n{avg}\n\n"
-            "<details><summary>Per dataset</summary>\n\n" + "\n".join(rest) + "\n\n</details>\n")
+            "<details><summary>Per dataset</summary>\n\n" + "\n".join(images.values()) + "\n\n</details>\n")
 
 
 def _points(record: ResultsRecord, branches: list[Sized], keys: list[str], key: str) -> list[plots.Point]:

@@ -34,6 +34,7 @@ def named_table(record: ResultsRecord, name: str, *, stderr: bool = False) -> st
     """The table called `name` (see TABLE_NAMES), or None when the record has no scores for it."""
     suite, rows = _suite_and_rows(record, name)
     keys = datasets_with_scores(record, rows, SUITES[suite])
+    rows = [m for m in rows if any(record.score(m.abbr, k) is not None for k in keys)]
     if not rows or not keys:
         return None
     return score_table(record, rows, keys, stderr=stderr)

@@ -57,8 +57,8 @@ def monotonicity_plot(
     `inverted` lists (smaller, larger) branch pairs whose inversion is significant; their points
     are ringed in red.
     """
-    fig = Figure(figsize=(6.4, 4.0))
-    fig.subplots_adjust(left=0.1, right=0.97, top=0.91, bottom=0.17)
+    fig = Figure(figsize=(7.6, 4.0))
+    fig.subplots_adjust(left=0.085, right=0.74, top=0.91, bottom=0.17)
     ax = fig.add_subplot()
     x = np.array([p.params for p in points]) / 1e9
     y = np.array([p.value for p in points])
@@ -66,8 +66,8 @@ def monotonicity_plot(
     ax.errorbar(x, y, yerr=err, color=BRANCH_COLOUR, marker="o", markersize=6, linewidth=1.8,
                 capsize=4, elinewidth=1.2, label="branches (95% CI)", zorder=3)
     for xi, yi, p in zip(x, y, points):
-        ax.annotate(f"{yi:.1f}", (xi, yi), textcoords="offset points", xytext=(7, -11), fontsize=8,
-                    color="#333333")
+        ax.annotate(f"{yi:.1f}", (xi, yi), textcoords="offset points", xytext=(-6, 6), ha="right",
+                    fontsize=8, color="#333333")
     flagged = {name for pair in inverted for name in pair}
     for xi, yi, p in zip(x, y, points):
         if p.label in flagged:
@@ -75,20 +75,28 @@ def monotonicity_plot(
     for (name, value), colour in zip(baselines.items(), BASELINE_COLOURS * 4):
         ax.axhline(value, color=colour, linestyle="--", linewidth=1.1, zorder=2)
         ax.annotate(f"{name} {value:.1f}", (1.0, value), xycoords=("axes fraction", "data"),
-                    xytext=(-4, 3), textcoords="offset points", ha="right", fontsize=8, color=colour)
-    ax.set_xticks(x, [f"{p.label}\n{p.params / 1e9:.2f}B" for p in points])
+                    xytext=(6, 0), textcoords="offset points", ha="left", va="center", fontsize=8,
+                    color=colour, annotation_clip=False)
+    ticks = [p.label if nominal else f"{p.label}\n{p.params / 1e9:.2f}B" for p in points]
+    ax.set_xticks(x, ticks)
     ax.set_xlabel("branch size (nominal, from the branch name)" if nominal else "branch parameters")
     ax.set_ylabel("score (points)")
     ax.set_title(title, fontsize=11, loc="left")
+    ax.margins(x=0.07)
     _tidy(ax)
     if flagged:
         ax.scatter([], [], s=80, facecolors="none", edgecolors=INVERSION_COLOUR, label="significant inversion")
-    ax.legend(loc="upper left", fontsize=8, frameon=False)
+    ax.legend(loc="lower right", fontsize=8, frameon=False)
     return _save(fig, stem)
 
 
-def _heatmap(ax, matrix: np.ndarray, labels: Sequence[str], *, annotate: bool = True):  # type: ignore[no-untyped-def]
-    im = ax.imshow(matrix, vmin=max(0.0, float(np.floor(matrix.min() * 10) / 10)), vmax=1.0, cmap="Blues")
+def _floor_tenth(values: np.ndarray) -> float:
+    return max(0.0, float(np.floor(values.min() * 10) / 10))
+
+
+def _heatmap(ax, matrix: np.ndarray, labels: Sequence[str], *, annotate: bool = True,  # type: ignore[no-untyped-def]
+             vmin: float | None = None):
+    im = ax.imshow(matrix, vmin=_floor_tenth(matrix) if vmin is None else vmin, vmax=1.0, cmap="Blues")
     ax.set_xticks(range(len(labels)), labels, fontsize=8)
     ax.set_yticks(range(len(labels)), labels, fontsize=8)
     if annotate:
@@ -118,11 +126,15 @@ def agreement_grid(matrices: Mapping[str, np.ndarray], labels: Sequence[str], *,
     fig = Figure(figsize=(2.6 * cols, 2.5 * rows))
     fig.subplots_adjust(left=0.06, right=0.98, top=0.95, bottom=0.04, wspace=0.35, hspace=0.45)
     axes = fig.subplots(rows, cols, squeeze=False)
+    vmin = min(_floor_tenth(m) for m in matrices.values())
+    im = None
     for ax, (title, m) in zip(axes.flat, matrices.items()):
-        _heatmap(ax, m, labels, annotate=False)
+        im = _heatmap(ax, m, labels, annotate=False, vmin=vmin)
         ax.set_title(title, fontsize=9)
     for ax in list(axes.flat)[n:]:
         ax.set_visible(False)
+    if im is not None:
+        fig.colorbar(im, ax=list(axes.flat), shrink=0.6, label="same outcome (fraction of items)")
     return _save(fig, stem, formats=("png",))
 
 

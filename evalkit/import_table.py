@@ -1,0 +1,228 @@
+"""Published score tables (markdown, as in model cards) -> a results record of kind "published".
+
+A score table has the model name in its first column, then one column per dataset, and optionally
+an average column headed 均分, Avg or Average. Other tables in the file (download links, hardware
+needs) are skipped. Names lose their markup (`<b>`, `**`) and an `(ours)` suffix; a name such as
+`AI-Flow-Ruyi-7B-E3B-0725` is read as branch E3B of family `ai-flow-ruyi-7b`.
+
+Branch sizes stay unknown (`num_params` None): the report then places branches at the size the
+name states (E3B -> 3B) and labels that axis as nominal.
+
+Each row's average is recomputed from its scores and compared with the published one; a mismatch
+is a warning and is kept in the record's provenance (`configs["import_table"]`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ._errors import EvalkitError
+from ._markdown import PipeTable, find_tables, plain
+from .datasets import BY_KEY, normalize_dataset
+from .results import ModelInfo, Provenance, ResultsRecord, Score
+
+AVERAGE_HEADERS = {"均分", "平均", "平均分", "avg", "average", "mean", "avg.", "overall"}
+_OURS = re.compile(r"[(（]\s*ours\s*[)）]", re.IGNORECASE)
+_BRANCH_NAME = re.compile(r"^(?P<family>.+?)-(?P<branch>E\d+B)(?:-(?P<release>.+))?$", re.IGNORECASE)
+_MISSING = {"", "-", "–", "—", "n/a", "na", "/"}
+# Two decimals each for the scores and the published mean: their rounding can move it by 0.01.
+AVERAGE_TOLERANCE = 0.01 + 1e-9
+
+
+class _Conflict(Exception):
+    """Two tables give one model's dataset different scores."""
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    record: ResultsRecord
+    warnings: tuple[str, ...]
+    tables: tuple[int, ...]  # 1-based numbers of the score tables imported
+
+
+@dataclass(frozen=True)
+class _ScoreTable:
+    number: int  # 1-based among the score tables of the file
+    table: PipeTable
+    datasets: tuple[str | None, ...]  # per column after the first; None for the average column
+
+
+def import_table(
+    path: str | Path,
+    *,
+    n: Mapping[str, int] | None = None,
+    source: str | None = None,
+    tables: str | Sequence[int] | None = None,
+    run_id: str | None = None,
+) -> ImportResult:
+    """Read every score table of a markdown file (or those `tables` selects, e.g. "1-4" or [1, 3])."""
+    path = Path(path)
+    if not path.is_file():
+        raise EvalkitError(f"{path} does not exist; pass a markdown file that holds a score table")
+    found = score_tables(path.read_text(encoding="utf-8"))
+    if not found:
+        raise EvalkitError(f"{path} holds no score table (a pipe table whose columns are dataset names)")
+    chosen = _select(found, tables)
+    sizes = {normalize_dataset(k): int(v) for k, v in (n or {}).items()}
+    models: dict[str, ModelInfo] = {}
+    values: dict[tuple[str, str], tuple[float, int]] = {}
+    warnings: list[str] = []
+    averages: list[dict[str, Any]] = []
+    try:
+        for st in chosen:
+            _read_rows(st, models, values, averages, warnings, path)
+    except _Conflict as e:
+        raise EvalkitError(f"{e}; import one release with --table K (score tables: {describe(found)})") from None
+    _check_branches(models, found, path)
+    scores = tuple(
+        Score(model=abbr, dataset=key, metric=BY_KEY[key].metric, value=v, n=sizes.get(key, 0))
+        for (abbr, key), (v, _) in values.items()
+    )
+    mismatches = [a for a in averages if a["mismatch"]]
+    prov = Provenance(
+        source=source or path.name,
+        command=f"evalkit import-table {path.name}",
+        configs={"import_table": {"file": str(path), "tables": [st.number for st in chosen],
+                                  "n": sizes, "averages": averages, "average_mismatches": len(mismatches)}},
+    )
+    record = ResultsRecord(run_id=run_id or f"published-{path.stem}", kind="published",
+                           models=tuple(models.values()), scores=scores, provenance=prov)
+    return ImportResult(record, tuple(warnings), tuple(st.number for st in chosen))
+
+
+def score_tables(text: str) -> list[_ScoreTable]:
+    out = []
+    for t in find_tables(text):
+        datasets = _columns(t)
+        if datasets is not None:
+            out.append(_ScoreTable(len(out) + 1, t, datasets))
+    return out
+
+
+def _columns(t: PipeTable) -> tuple[str | None, ...] | None:
+    """Dataset keys of the columns after the first (None = average), or None if not a score table."""
+    cols: list[str | None] = []
+    for h in t.headers[1:]:
+        name = plain(h)
+        if name.lower() in AVERAGE_HEADERS:
+            cols.append(None)
+            continue
+        try:
+            cols.append(normalize_dataset(name))
+        except EvalkitError:
+            return None
+    return tuple(cols) if any(c is not None for c in cols) else None
+
+
+def _select(found: list[_ScoreTable], tables: str | Sequence[int] | None) -> list[_ScoreTable]:
+    if tables is None or tables == "" or tables == "all":
+        return found
+    numbers = parse_table_numbers(tables) if isinstance(tables, str) else list(tables)
+    bad = [k for k in numbers if not 1 <= k <= len(found)]
+    if bad:
+        raise EvalkitError(f"no score table {bad[0]}; this file has {len(found)}: {describe(found)}")
+    return [found[k - 1] for k in numbers]
+
+
+def parse_table_numbers(spec: str) -> list[int]:
+    """ "2", "1,3" or "1-4" -> [1, 2, 3, 4]."""
+    out: list[int] = []
+    try:
+        for part in spec.split(","):
+            lo, _, hi = part.strip().partition("-")
+            out += list(range(int(lo), int(hi or lo) + 1))
+    except ValueError:
+        raise EvalkitError(f"--table {spec!r} is not a table number, list (1,3) or range (1-4)") from None
+    return out
+
+
+def describe(found: list[_ScoreTable]) -> str:
+    return "; ".join(
+        f"{st.number} (line {st.table.line}: {', '.join(BY_KEY[d].title for d in st.datasets if d)})"
+        for st in found
+    )
+
+
+def model_info(cell: str) -> ModelInfo:
+    """A model row's name cell -> who it is (branch of a family, ours, or a baseline)."""
+    text = plain(cell)
+    ours = bool(_OURS.search(text))
+    name = _OURS.sub("", text).strip()
+    abbr = re.sub(r"[^a-z0-9.]+", "-", name.lower()).strip("-")
+    m = _BRANCH_NAME.match(name)
+    if m:
+        return ModelInfo(abbr=abbr, name=name, role="ours", family=m.group("family").lower(),
+                         branch=m.group("branch").upper())
+    return ModelInfo(abbr=abbr, name=name, role="ours" if ours else "baseline")
+
+
+def _number(cell: str, where: str) -> float | None:
+    text = plain(cell).rstrip("%").strip()
+    if text.lower() in _MISSING:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise EvalkitError(f"{where}: {cell!r} is not a score; fix the table or drop the row") from None
+    if not 0.0 <= value <= 100.0:
+        raise EvalkitError(f"{where}: score {value} is outside 0..100; scores must be in points")
+    return value
+
+
+def _read_rows(st: _ScoreTable, models: dict[str, ModelInfo], values: dict[tuple[str, str], tuple[float, int]],
+               averages: list[dict[str, Any]], warnings: list[str], path: Path) -> None:
+    for line, cells in st.table.rows:
+        if not cells or not plain(cells[0]):
+            continue
+        info = model_info(cells[0])
+        models.setdefault(info.abbr, info)
+        row: dict[str, float] = {}
+        published_avg = None
+        for key, cell in zip(st.datasets, cells[1:]):
+            v = _number(cell, f"{path.name} line {line}")
+            if v is None:
+                continue
+            if key is None:
+                published_avg = v
+                continue
+            row[key] = v
+            old = values.get((info.abbr, key))
+            if old is not None and old[0] != v:
+                raise _Conflict(f"{path.name}: {info.name} {BY_KEY[key].title} is {old[0]:.2f} at line "
+                                f"{old[1]} but {v:.2f} at line {line}")
+            values[(info.abbr, key)] = (v, line)
+        if published_avg is not None:
+            averages.append(_check_average(st, line, info, row, published_avg, path, warnings))
+
+
+def _check_average(st: _ScoreTable, line: int, info: ModelInfo, row: dict[str, float], published: float,
+                   path: Path, warnings: list[str]) -> dict[str, Any]:
+    expected = [d for d in st.datasets if d is not None]
+    recomputed = sum(row.values()) / len(row) if len(row) == len(expected) else None
+    mismatch = recomputed is not None and abs(recomputed - published) > AVERAGE_TOLERANCE
+    if mismatch:
+        warnings.append(f"{path.name} line {line}: {info.name}: published average {published:.2f}, "
+                        f"recomputed {recomputed:.2f} from its {len(row)} scores")
+    elif recomputed is None:
+        warnings.append(f"{path.name} line {line}: {info.name}: average {published:.2f} not checked "
+                        f"(row has {len(row)} of {len(expected)} scores)")
+    return {"table": st.number, "line": line, "model": info.abbr, "published": published,
+            "recomputed": None if recomputed is None else round(recomputed, 4), "mismatch": mismatch}
+
+
+def _check_branches(models: dict[str, ModelInfo], found: list[_ScoreTable], path: Path) -> None:
+    """Two different names must not claim the same branch of one family (e.g. two releases)."""
+    seen: dict[tuple[str, str], str] = {}
+    for m in models.values():
+        if m.family is None or m.branch is None:
+            continue
+        other = seen.setdefault((m.family, m.branch), m.name)
+        if other != m.name:
+            raise EvalkitError(
+                f"{path.name}: {other} and {m.name} are both branch {m.branch} of {m.family}; import one "
+                f"release with --table K (score tables: {describe(found)})"
+            )
