@@ -73,3 +73,86 @@ def make_tiny(out_dir: str, flavour: str, shared_heads: bool, seed: int) -> None
 
     path = _make(out_dir, flavour=flavour, shared_heads=shared_heads, seed=seed)
     click.echo(f"wrote {path}")
+
+
+@main.command()
+@click.argument("results", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--out", "out", type=click.Path(file_okay=False), default=None,
+              help="Report directory (default: reports/<run id>).")
+@click.option("--stderr/--no-stderr", default=False, show_default=True, help="Show ± standard error per score.")
+@click.option("--bench", "bench", multiple=True, type=click.Path(dir_okay=False), help="Bench record (repeatable).")
+@_user_errors
+def report(results: tuple[str, ...], out: str | None, stderr: bool, bench: tuple[str, ...]) -> None:
+    """Write report.md, plots and monotonicity.json from results records."""
+    from .report import report as _report
+
+    click.echo(f"wrote {_report(list(results), out, stderr=stderr, bench=bench)}")
+
+
+@main.command("import-table")
+@click.argument("table", type=click.Path(dir_okay=False))
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="Record to write (JSON).")
+@click.option("--n", "n", multiple=True, metavar="DATASET=N", help="Items behind a dataset's scores (repeatable).")
+@click.option("--source", default=None, help="Where the numbers come from (default: the file name).")
+@click.option("--table", "tables", default=None, metavar="K", help="Score tables to import: 2, 1,3 or 1-4 (default: all).")
+@click.option("--run-id", default=None, help="Run id of the record (default: published-<file stem>).")
+@_user_errors
+def import_table(table: str, out: str, n: tuple[str, ...], source: str | None, tables: str | None,
+                 run_id: str | None) -> None:
+    """Import a published markdown score table as a results record (kind: published)."""
+    from .import_table import import_table as _import
+    from .import_table import parse_sizes
+    from .results import save_record
+
+    result = _import(table, n=parse_sizes(n), source=source, tables=tables, run_id=run_id)
+    for w in result.warnings:
+        click.echo(f"warning: {w}", err=True)
+    path = save_record(result.record, out)
+    r = result.record
+    click.echo(f"wrote {path}: {len(r.models)} models, {len(r.scores)} scores from tables "
+               f"{', '.join(map(str, result.tables))}")
+
+
+@main.command()
+@click.argument("readme_file", type=click.Path(dir_okay=False))
+@click.option("--results", "results", multiple=True, required=True, type=click.Path(dir_okay=False),
+              help="Results record (repeatable).")
+@click.option("--check", is_flag=True, help="Change nothing; exit 1 if a block is stale.")
+@_user_errors
+def readme(readme_file: str, results: tuple[str, ...], check: bool) -> None:
+    """Rewrite the <!-- evalkit:table NAME --> blocks of a README from results records."""
+    from .readme import update_readme
+
+    update = update_readme(readme_file, list(results), check=check)
+    if check and update.changed:
+        click.echo(f"{readme_file}: stale tables: {', '.join(update.stale)}; run `evalkit readme` to refresh",
+                   err=True)
+        sys.exit(1)
+    verb = "up to date" if not update.changed else "checked" if check else "updated"
+    click.echo(f"{readme_file}: {verb} ({', '.join(update.stale or update.blocks)})")
+
+
+@main.command()
+@click.option("--reference", required=True, type=click.Path(dir_okay=False), help="Reference results record.")
+@click.option("--candidate", required=True, type=click.Path(dir_okay=False), help="Candidate results record.")
+@click.option("--tolerance", type=float, default=1.0, show_default=True, help="Allowed drop in points.")
+@click.option("--alpha", type=float, default=0.05, show_default=True, help="Significance level (Holm-corrected).")
+@click.option("--junit", type=click.Path(dir_okay=False), default=None, help="Also write JUnit XML here.")
+@click.option("--github", is_flag=True, help="Also print GitHub Actions ::error annotations.")
+@_user_errors
+def regress(reference: str, candidate: str, tolerance: float, alpha: float, junit: str | None,
+            github: bool) -> None:
+    """Exit 1 if the candidate scores significantly worse than the reference (the CI gate)."""
+    from pathlib import Path
+
+    from .regress import regress as _regress
+
+    result = _regress(reference, candidate, tolerance=tolerance, alpha=alpha)
+    click.echo(result.table())
+    if junit:
+        Path(junit).parent.mkdir(parents=True, exist_ok=True)
+        Path(junit).write_text(result.junit_xml(), encoding="utf-8")
+    if github:
+        for line in result.github_annotations():
+            click.echo(line)
+    sys.exit(0 if result.passed else 1)

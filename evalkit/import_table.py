@@ -226,3 +226,14 @@ def _check_branches(models: dict[str, ModelInfo], found: list[_ScoreTable], path
                 f"{path.name}: {other} and {m.name} are both branch {m.branch} of {m.family}; import one "
                 f"release with --table K (score tables: {describe(found)})"
             )
+
+
+def parse_sizes(pairs: Sequence[str]) -> dict[str, int]:
+    """["MMLU=14042", "gsm8k=1319"] -> {"mmlu": 14042, "gsm8k": 1319}."""
+    out = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not value.strip().isdigit():
+            raise EvalkitError(f"--n {pair!r} is not DATASET=N (e.g. --n MMLU=14042)")
+        out[normalize_dataset(name.strip())] = int(value)
+    return out

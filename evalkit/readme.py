@@ -1,0 +1,94 @@
+"""Score tables kept up to date inside a README, between markers:
+
+    <!-- evalkit:table general -->
+    ...generated table...
+    <!-- /evalkit:table -->
+
+NAME is one of general, code, stem (baselines and ours), branches (the branch table on the general
+suite, as in the model card), branches-code or branches-stem. The text between the markers is the
+same table the report makes. Every byte outside the blocks stays as it was, line endings included,
+so running it twice changes nothing and `--check` can tell a stale README in CI.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ._errors import EvalkitError, did_you_mean
+from ._tables import TABLE_NAMES, named_table
+from .results import ResultsRecord, load_record, merge_records
+
+_OPEN = re.compile(r"<!--\s*evalkit:table\s+(?P<name>[\w-]+)\s*-->")
+_CLOSE = re.compile(r"<!--\s*/evalkit:table\s*-->")
+
+
+@dataclass(frozen=True)
+class ReadmeUpdate:
+    path: Path
+    text: str  # the README with every block filled in
+    blocks: tuple[str, ...]  # block names, in file order
+    stale: tuple[str, ...]  # blocks whose content differs from the file's
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.stale)
+
+
+def update_readme(path: str | Path, results: Sequence[str | Path], *, check: bool = False) -> ReadmeUpdate:
+    """Fill every evalkit:table block of `path` from the records; write it unless `check`."""
+    path = Path(path)
+    if not path.is_file():
+        raise EvalkitError(f"{path} does not exist; pass the README that holds <!-- evalkit:table NAME --> blocks")
+    if not results:
+        raise EvalkitError("readme needs at least one results record (--results RECORD.json)")
+    record = merge_records([load_record(p) for p in results])
+    with open(path, encoding="utf-8", newline="") as f:
+        original = f.read()
+    update = render(original, record, path)
+    if update.changed and not check:
+        with open(path, "w", encoding="utf-8", newline="") as f:
+            f.write(update.text)
+    return update
+
+
+def render(text: str, record: ResultsRecord, path: Path = Path("README.md")) -> ReadmeUpdate:
+    """`text` with every block's content replaced by its table; nothing else changes."""
+    newline = "\r\n" if "\r\n" in text else "\n"
+    out, names, stale = [], [], []
+    pos = 0
+    for name, body_start, body_end in _blocks(text, path):
+        table = named_table(record, name)
+        if table is None:
+            raise EvalkitError(f"{path}: block {name!r} has no scores in the given records; pass the record "
+                               "that holds them or remove the block")
+        body = newline + newline.join(table.splitlines()) + newline
+        out += [text[pos:body_start], body]
+        pos = body_end
+        names.append(name)
+        if text[body_start:body_end] != body:
+            stale.append(name)
+    out.append(text[pos:])
+    if not names:
+        raise EvalkitError(f"{path} has no <!-- evalkit:table NAME --> block; add one where a table belongs")
+    return ReadmeUpdate(path, "".join(out), tuple(names), tuple(stale))
+
+
+def _blocks(text: str, path: Path) -> list[tuple[str, int, int]]:
+    """(name, content start, content end) of each block, in order."""
+    blocks = []
+    pos = 0
+    while (m := _OPEN.search(text, pos)) is not None:
+        name = m.group("name")
+        if name not in TABLE_NAMES:
+            raise did_you_mean("table block", name, TABLE_NAMES)
+        close = _CLOSE.search(text, m.end())
+        nested = _OPEN.search(text, m.end())
+        if close is None or (nested is not None and nested.start() < close.start()):
+            line = text.count("\n", 0, m.start()) + 1
+            raise EvalkitError(f"{path} line {line}: block {name!r} is not closed; add <!-- /evalkit:table -->")
+        blocks.append((name, m.end(), close.start()))
+        pos = close.end()
+    return blocks

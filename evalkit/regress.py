@@ -1,0 +1,192 @@
+"""The CI gate: does a candidate record score significantly worse than a reference record?
+
+Models are matched by branch name for family members (E3B..E7B) and by abbr for baselines; scores
+are matched by dataset. Each pair is compared with `evalkit.stats.compare` (paired on common item
+ids: exact McNemar; otherwise a two-proportion or binomial test), and the p-values are
+Holm-corrected across all pairs, so rerun noise over a dozen datasets does not trip the gate.
+
+The gate fails on:
+- a drop: the candidate is lower by more than `tolerance` points, with a Holm-adjusted p < alpha;
+- a new inversion: a significant monotonicity inversion in the candidate (a larger branch below a
+  smaller one, see `evalkit._monotonic`) that is not significant in the reference.
+Pairs that cannot be tested (n unknown on both sides) never fail; they are reported as untested.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from xml.etree import ElementTree as ET
+
+from tabulate import tabulate
+
+from ._errors import EvalkitError
+from ._monotonic import Inversion, find_inversions
+from ._report_sections import title
+from .results import ResultsRecord, load_record
+from .stats import Comparison, compare, holm
+
+DEFAULT_TOLERANCE = 1.0
+DEFAULT_ALPHA = 0.05
+
+
+@dataclass(frozen=True)
+class Row:
+    model: str  # branch name or baseline abbr
+    dataset: str
+    reference: float
+    candidate: float
+    comparison: Comparison
+    p_adjusted: float | None
+    verdict: str  # "FAIL" | "better" | "ok" | "untested"
+
+    @property
+    def label(self) -> str:
+        return f"{self.model} {title(self.dataset)}"
+
+
+@dataclass(frozen=True)
+class RegressResult:
+    rows: tuple[Row, ...]
+    new_inversions: tuple[Inversion, ...]
+    unmatched: tuple[str, ...]  # models in only one of the records
+    tolerance: float
+    alpha: float
+
+    @property
+    def drops(self) -> tuple[Row, ...]:
+        return tuple(r for r in self.rows if r.verdict == "FAIL")
+
+    @property
+    def passed(self) -> bool:
+        return not self.drops and not self.new_inversions
+
+    def summary(self) -> str:
+        if self.passed:
+            return (f"PASS: no significant drop beyond {self.tolerance:.2f} points and no new significant "
+                    f"inversion ({len(self.rows)} scores compared, α = {self.alpha}, Holm)")
+        return (f"FAIL: {len(self.drops)} significant drops beyond {self.tolerance:.2f} points, "
+                f"{len(self.new_inversions)} new significant inversions")
+
+    def table(self) -> str:
+        rows = [[r.model, title(r.dataset), f"{r.reference:.2f}", f"{r.candidate:.2f}",
+                 f"{r.comparison.delta:+.2f}", _ci(r.comparison), _p(r.p_adjusted), r.comparison.method, r.verdict]
+                for r in self.rows]
+        headers = ["model", "dataset", "reference", "candidate", "Δ", "95% CI", "p (Holm)", "test", "verdict"]
+        parts = [tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)]
+        for inv in self.new_inversions:
+            parts.append(f"new inversion: {title(inv.dataset)}: {inv.to} ({inv.to_value:.2f}) below {inv.from_} "
+                         f"({inv.from_value:.2f}), p (Holm) = {_p(inv.p_value)}")
+        if self.unmatched:
+            parts.append("not compared (in one record only): " + ", ".join(self.unmatched))
+        parts.append(self.summary())
+        return "\n".join(parts)
+
+    def junit_xml(self) -> str:
+        suite = ET.Element("testsuite", name="evalkit.regress", tests=str(len(self.rows) + 1),
+                           failures=str(len(self.drops) + bool(self.new_inversions)), errors="0")
+        for r in self.rows:
+            case = ET.SubElement(suite, "testcase", classname=f"evalkit.regress.{r.model}", name=r.dataset)
+            if r.verdict == "FAIL":
+                ET.SubElement(case, "failure", message=_drop_message(r), type="drop").text = _drop_message(r)
+            elif r.verdict == "untested":
+                ET.SubElement(case, "skipped", message="n unknown; the difference cannot be tested")
+        mono = ET.SubElement(suite, "testcase", classname="evalkit.regress", name="monotonicity")
+        if self.new_inversions:
+            text = "; ".join(_inversion_message(i) for i in self.new_inversions)
+            ET.SubElement(mono, "failure", message=text, type="inversion").text = text
+        root = ET.Element("testsuites")
+        root.append(suite)
+        ET.indent(root)
+        return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+    def github_annotations(self) -> list[str]:
+        """Workflow commands: ::error for each drop and new inversion, ::warning for untested drops."""
+        out = [f"::error title={_prop('evalkit regress: ' + r.label)}::{_msg(_drop_message(r))}" for r in self.drops]
+        out += [f"::error title={_prop('evalkit regress: new inversion')}::{_msg(_inversion_message(i))}"
+                for i in self.new_inversions]
+        out += [f"::warning title={_prop('evalkit regress: ' + r.label)}::"
+                f"{_msg(f'down {-r.comparison.delta:.2f} points but n is unknown, so it was not tested')}"
+                for r in self.rows if r.verdict == "untested" and r.comparison.delta < -self.tolerance]
+        return out
+
+
+def regress(reference: str | Path | ResultsRecord, candidate: str | Path | ResultsRecord, *,
+            tolerance: float = DEFAULT_TOLERANCE, alpha: float = DEFAULT_ALPHA) -> RegressResult:
+    """Compare a candidate record with a reference record; see the module docstring for the rule."""
+    if tolerance < 0 or not 0 < alpha < 1:
+        raise EvalkitError(f"--tolerance must be >= 0 and --alpha in (0, 1); got {tolerance} and {alpha}")
+    ref = reference if isinstance(reference, ResultsRecord) else load_record(reference)
+    cand = candidate if isinstance(candidate, ResultsRecord) else load_record(candidate)
+    ref_keys, cand_keys = _keys(ref), _keys(cand)
+    pairs = []
+    for key, ref_abbr in ref_keys.items():
+        if key not in cand_keys:
+            continue
+        for s in ref.scores:
+            if s.model == ref_abbr and (c := cand.score(cand_keys[key], s.dataset)) is not None:
+                pairs.append((key, s, c, compare(s, c)))
+    if not pairs:
+        raise EvalkitError("the reference and candidate records share no (model, dataset) score; match branch "
+                           "names (E3B..) or baseline abbrs between them")
+    adjusted = holm([p[3].p_value for p in pairs])
+    rows = tuple(
+        Row(key, s.dataset, s.value, c.value, comp, adj, _verdict(comp, adj, tolerance, alpha))
+        for (key, s, c, comp), adj in zip(pairs, adjusted)
+    )
+    unmatched = tuple(sorted(set(ref_keys) ^ set(cand_keys)))
+    return RegressResult(rows, _new_inversions(ref, cand, alpha), unmatched, tolerance, alpha)
+
+
+def _keys(record: ResultsRecord) -> dict[str, str]:
+    """match key -> abbr: the branch name for family members, the abbr otherwise."""
+    out: dict[str, str] = {}
+    for m in record.models:
+        key = m.branch if m.family is not None and m.branch is not None else m.abbr
+        if key in out:
+            raise EvalkitError(f"record {record.run_id} has two models matched as {key!r} ({out[key]}, {m.abbr}); "
+                               "regress compares one family per record")
+        out[key] = m.abbr
+    return out
+
+
+def _verdict(c: Comparison, p: float | None, tolerance: float, alpha: float) -> str:
+    if p is None:
+        return "untested"
+    if p < alpha and c.delta < -tolerance:
+        return "FAIL"
+    if p < alpha and c.delta > tolerance:
+        return "better"
+    return "ok"
+
+
+def _new_inversions(ref: ResultsRecord, cand: ResultsRecord, alpha: float) -> tuple[Inversion, ...]:
+    known = {(i.dataset, i.from_, i.to) for i in find_inversions(ref, alpha=alpha) if i.significant}
+    return tuple(i for i in find_inversions(cand, alpha=alpha)
+                 if i.significant and (i.dataset, i.from_, i.to) not in known)
+
+
+def _ci(c: Comparison) -> str:
+    return "n/a" if c.ci is None else f"[{c.ci[0]:+.2f}, {c.ci[1]:+.2f}]"
+
+
+def _p(p: float | None) -> str:
+    return "n/a" if p is None else "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _drop_message(r: Row) -> str:
+    return (f"{r.label} dropped {-r.comparison.delta:.2f} points ({r.reference:.2f} -> {r.candidate:.2f}; "
+            f"95% CI {_ci(r.comparison)}; p (Holm) {_p(r.p_adjusted)}; {r.comparison.method})")
+
+
+def _inversion_message(i: Inversion) -> str:
+    return (f"{title(i.dataset)}: {i.to} scores {i.to_value:.2f}, below {i.from_} at {i.from_value:.2f} "
+            f"(p (Holm) {_p(i.p_value)})")
+
+
+def _msg(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _prop(text: str) -> str:
+    return _msg(text).replace(":", "%3A").replace(",", "%2C")
