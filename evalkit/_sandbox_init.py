@@ -33,6 +33,8 @@ MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REC, MS_PRIVATE = 0x4000, 1 << 18
 AT_FDCWD, AT_RECURSIVE = -100, 0x8000
 MOUNT_ATTR_RDONLY, MOUNT_ATTR_NOSUID, MOUNT_ATTR_NODEV = 0x1, 0x2, 0x4
+MS_REMOUNT, MS_BIND, MNT_DETACH = 0x20, 0x1000, 2
+_DEVICES = ("null", "zero", "full", "random", "urandom")
 SYS_MOUNT_SETATTR = 442  # the same number on every architecture since Linux 5.12
 PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 24, 38, 47, 4
 PR_SET_CHILD_SUBREAPER, PR_SET_PDEATHSIG = 36, 1
@@ -60,7 +62,7 @@ class _MountAttr(ctypes.Structure):
 
 
 def _readonly_everything() -> None:
-    """Make every mount under / read-only (and nosuid, nodev) in this mount namespace."""
+    """Make every mount under / read-only, nosuid and nodev in this mount namespace."""
     attr = _MountAttr(MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, 0, 0, 0)
     ret = _libc.syscall(SYS_MOUNT_SETATTR, AT_FDCWD, b"/", AT_RECURSIVE, ctypes.byref(attr),
                         ctypes.sizeof(attr))
@@ -73,7 +75,7 @@ def _readonly_everything() -> None:
         target = row[4].replace("\\040", " ")
         opts = set(row[5].split(","))
         flags = MS_RDONLY | MS_NOSUID | MS_NODEV | (MS_NOEXEC if "noexec" in opts else 0)
-        _mount(None, target, None, 0x20 | 0x1000 | flags)  # MS_REMOUNT | MS_BIND
+        _mount(None, target, None, MS_REMOUNT | MS_BIND | flags)
 
 
 def _confine_filesystem(workdir: str, tmpfs_mb: int) -> list[str]:
@@ -88,13 +90,39 @@ def _confine_filesystem(workdir: str, tmpfs_mb: int) -> list[str]:
         _mount("tmpfs", "/proc", "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k")
         notes.append("procfs hidden (could not mount a private one)")
     size = f"size={tmpfs_mb}m,mode=1777"
-    for scratch in ("/tmp", "/var/tmp", "/dev/shm"):
-        if os.path.isdir(scratch):
-            _mount("tmpfs", scratch, "tmpfs", MS_NOSUID | MS_NODEV, size)
+    _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, size)
+    _private_dev(size)
+    if os.path.isdir("/var/tmp"):
+        _mount("tmpfs", "/var/tmp", "tmpfs", MS_NOSUID | MS_NODEV, size)
     os.makedirs(workdir, exist_ok=True)
     if not os.access(workdir, os.W_OK) or _is_readonly(workdir):
         _mount("tmpfs", workdir, "tmpfs", MS_NOSUID | MS_NODEV, size)
     return notes
+
+
+def _private_dev(scratch_opts: str) -> None:
+    """Replace /dev by a tmpfs holding only null, zero, full, random and urandom (no disks)."""
+    stage = "/tmp/.evalkit-dev"  # /tmp is already private here
+    os.mkdir(stage)
+    names = [n for n in _DEVICES if os.path.exists(f"/dev/{n}")]
+    for name in names:
+        open(f"{stage}/{name}", "w").close()
+        _mount(f"/dev/{name}", f"{stage}/{name}", None, MS_BIND)
+    _mount("tmpfs", "/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "size=1m,mode=755")
+    for name in names:
+        open(f"/dev/{name}", "w").close()
+        _mount(f"{stage}/{name}", f"/dev/{name}", None, MS_BIND)
+        # The bind inherited nodev from the read-only pass; clear it for this one node only.
+        _mount(None, f"/dev/{name}", None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NOEXEC)
+        _check(_libc.umount2(f"{stage}/{name}".encode(), MNT_DETACH), f"umount {stage}/{name}")
+        os.unlink(f"{stage}/{name}")
+    os.rmdir(stage)
+    for i, name in enumerate(("stdin", "stdout", "stderr")):
+        os.symlink(f"/proc/self/fd/{i}", f"/dev/{name}")
+    os.symlink("/proc/self/fd", "/dev/fd")
+    os.mkdir("/dev/shm")
+    _mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, scratch_opts)
+    _mount(None, "/dev", None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC, "size=1m,mode=755")
 
 
 def _is_readonly(path: str) -> bool:

