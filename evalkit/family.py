@@ -18,14 +18,20 @@ from typing import TYPE_CHECKING, Any
 import torch
 from safetensors import safe_open
 
-from ._checkpoint import FAMILIAL_KEYS, TOKENIZER_FILES, CheckpointFiles, read_checkpoint
+from ._checkpoint import FAMILIAL_KEYS, TOKENIZER_FILES, CheckpointFiles, _validate_config, read_checkpoint
 from ._errors import EvalkitError, did_you_mean
 
 if TYPE_CHECKING:
     from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
-DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16,
-          "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}
+DTYPES = {
+    "fp32": torch.float32,
+    "float32": torch.float32,
+    "bf16": torch.bfloat16,
+    "bfloat16": torch.bfloat16,
+    "fp16": torch.float16,
+    "float16": torch.float16,
+}
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,22 @@ class Family:
     dtype: torch.dtype
     device: torch.device
     branches: tuple[Branch, ...] = field(default=())
+
+    @classmethod
+    def from_tensors(cls, config: dict[str, Any], tensors: dict[str, torch.Tensor], *, name: str) -> Family:
+        """A family over tensors already in memory (e.g. random weights of a real shape); no files are read.
+
+        `config` is a config.json as a dict (Ruyi format or plain); `name` labels the family (its `path`
+        is `<name>`). The tensors are used as they are: their dtype and device become the family's.
+        """
+        files = CheckpointFiles(root=Path(f"<{name}>"), config=dict(config), weight_files=(), weight_map=None)
+        _validate_config(files, files.root / "config.json")
+        first = next((t for t in tensors.values() if t.is_floating_point()), None)
+        if first is None:
+            raise EvalkitError(f"family {name!r} has no floating-point tensors; pass the model's weights")
+        family = cls(files=files, tensors=dict(tensors), dtype=first.dtype, device=first.device)
+        family.branches = _make_branches(family)
+        return family
 
     @property
     def path(self) -> Path:
@@ -75,7 +97,9 @@ class Family:
         try:
             return AutoTokenizer.from_pretrained(str(self.path), local_files_only=True)
         except (OSError, ValueError) as e:
-            raise EvalkitError(f"cannot load the tokenizer from {self.path} ({e}); the checkpoint needs tokenizer files")
+            raise EvalkitError(
+                f"cannot load the tokenizer from {self.path} ({e}); the checkpoint needs tokenizer files"
+            ) from None
 
     def branch(self, name_or_layer: str | int | Branch) -> Branch:
         if isinstance(name_or_layer, Branch):
@@ -117,7 +141,7 @@ class Family:
             layer = {k: v for k, v in self.tensors.items() if k.startswith(src)}
             if not layer:
                 raise EvalkitError(f"{self.path}: tensors {src}* for branch {b.name} are missing from the checkpoint")
-            out.update({f"model.layers.{b.exit_layer}." + k[len(src):]: v for k, v in layer.items()})
+            out.update({f"model.layers.{b.exit_layer}." + k[len(src) :]: v for k, v in layer.items()})
         out["model.norm.weight"] = self._get(f"model.norms.{b.index}.weight")
         if self.files.config.get("shared_heads", False):
             head = self.tensors.get("lm_head.weight")
@@ -192,7 +216,7 @@ def load_family(path: str | Path, *, dtype: str | torch.dtype | None = None, dev
 
 
 def parse_branches(spec: str | Sequence[str | int] | None, branches: Sequence[Branch]) -> tuple[Branch, ...]:
-    """"all", names ("E3B,E7B", any case) or exit layers ("11,27") -> the branches, in family order."""
+    """ "all", names ("E3B,E7B", any case) or exit layers ("11,27") -> the branches, in family order."""
     items = spec.split(",") if isinstance(spec, str) else list(spec or ["all"])
     tokens = [str(t).strip() for t in items if str(t).strip()]
     if not tokens or [t.lower() for t in tokens] == ["all"]:
@@ -217,7 +241,9 @@ def resolve_attention(requested: str | None) -> str:
         import importlib.util
 
         if importlib.util.find_spec("flash_attn") is None:
-            raise EvalkitError("flash_attention_2 needs flash-attn; install it with `pip install -e .[gpu]` or use sdpa")
+            raise EvalkitError(
+                "flash_attention_2 needs flash-attn; install it with `pip install -e .[gpu]` or use sdpa"
+            )
         return requested
     if requested == "eager":
         return requested
@@ -281,7 +307,7 @@ def _make_branches(family: Family) -> tuple[Branch, ...]:
         names = [_plain_name(family.path)]
     return tuple(
         Branch(index=i, name=names[i], exit_layer=e, num_layers=e + 1, num_params=tot, non_embedding_params=non_emb)
-        for i, (e, (tot, non_emb)) in enumerate(zip(exits, counts))
+        for i, (e, (tot, non_emb)) in enumerate(zip(exits, counts, strict=True))
     )
 
 
@@ -328,11 +354,13 @@ def _load_quantized(root: Path, config: Any, device: torch.device) -> PreTrained
     """AWQ/GPTQ baselines load through transformers, which needs their kernels installed."""
     from transformers import AutoModelForCausalLM
 
-    method = config.quantization_config.get("quant_method", "?") if isinstance(config.quantization_config, dict) else "?"
+    method = (
+        config.quantization_config.get("quant_method", "?") if isinstance(config.quantization_config, dict) else "?"
+    )
     try:
         return AutoModelForCausalLM.from_pretrained(str(root), device_map=str(device), local_files_only=True).eval()
     except (ImportError, ValueError, RuntimeError) as e:
         raise EvalkitError(
             f"{root} is {method}-quantised and its kernels could not load ({str(e).splitlines()[0]}); "
-            f"install them (e.g. `pip install autoawq` for AWQ, `pip install gptqmodel optimum` for GPTQ) on a GPU machine"
-        )
+            "install them on a GPU machine (`pip install autoawq` for AWQ, `pip install gptqmodel optimum` for GPTQ)"
+        ) from None

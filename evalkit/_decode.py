@@ -1,0 +1,439 @@
+"""Generation core: greedy decoding of one or several branches over explicit tensors, gpt-fast style.
+
+A branch is `embed -> trunk layers 0..e-1 -> its own layer e -> norm -> head` (the last branch's own
+layer is the last trunk layer). `Decoder` holds those tensors as views of the family's (no copy), a
+static KV cache preallocated for prompt + generation, and two functions:
+
+- `prefill(input_ids, attention_mask)`: the prompt through every branch; the trunk runs once on the
+  prompt rows and its keys/values are written to every branch's rows. Returns each row's first token.
+- `step(tokens, positions, slot)`: one token per row. Static shapes, no host sync, no allocation that
+  depends on data, so it can be captured in a CUDA graph or compiled with
+  `torch.compile(mode="reduce-overhead")`.
+
+Several branches decode together: their rows are stacked along the batch dimension, shallowest
+branch first, so trunk layer j runs on a contiguous tail of rows (the branches that exit after j) and
+its weights are read once per step for all of them. Each branch keeps its own keys/values for every
+layer it uses; a branch layer never shares the cache of the trunk layer at the same depth.
+
+Batches are left-padded: the mask hides padding, and positions count real tokens only (as
+transformers does), so greedy outputs equal stock `generate` on each branch model.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ._errors import EvalkitError
+from .family import Branch, Family, parse_branches
+
+# Checkpoint names inside one decoder layer -> short names used here.
+LAYER_KEYS = {
+    "self_attn.q_proj.weight": "wq", "self_attn.q_proj.bias": "bq",
+    "self_attn.k_proj.weight": "wk", "self_attn.k_proj.bias": "bk",
+    "self_attn.v_proj.weight": "wv", "self_attn.v_proj.bias": "bv",
+    "self_attn.o_proj.weight": "wo", "self_attn.o_proj.bias": "bo",
+    "self_attn.q_norm.weight": "q_norm", "self_attn.k_norm.weight": "k_norm",
+    "input_layernorm.weight": "attn_norm", "post_attention_layernorm.weight": "mlp_norm",
+    "mlp.gate_proj.weight": "w_gate", "mlp.up_proj.weight": "w_up", "mlp.down_proj.weight": "w_down",
+}  # fmt: skip
+REQUIRED = ("wq", "wk", "wv", "wo", "attn_norm", "mlp_norm", "w_gate", "w_up", "w_down")
+
+
+@dataclass(frozen=True)
+class Dims:
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    eps: float
+
+
+def rms_norm(x: Tensor, weight: Tensor, eps: float) -> Tensor:
+    """RMSNorm computed in float32, as transformers does."""
+    x32 = x.float()
+    x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + eps)
+    return weight * x32.to(x.dtype)
+
+
+def _rotate(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    half = x.shape[-1] // 2
+    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+    return x * cos + rotated * sin
+
+
+def _attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> Tensor:
+    """SDPA with grouped-query heads folded into the query length: no copy of the keys and values.
+
+    q (B, H, S, D); k, v (B, KVH, T, D); mask (B, 1, S, T), True where a key may be attended.
+    """
+    b, h, s, d = q.shape
+    group = h // k.shape[1]
+    q = q.reshape(b, k.shape[1], group * s, d)
+    if group > 1:
+        mask = mask.repeat(1, 1, group, 1)
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    return out.reshape(b, h, s, d).transpose(1, 2).reshape(b, s, h * d)
+
+
+class Layer(nn.Module):
+    """One decoder layer (Qwen2: q/k/v bias; Qwen3: q/k norms; Llama: neither) over given tensors."""
+
+    def __init__(self, tensors: dict[str, Tensor], dims: Dims) -> None:
+        super().__init__()
+        unknown = sorted(set(tensors) - set(LAYER_KEYS))
+        if unknown:
+            raise EvalkitError(f"decoder layer tensor {unknown[0]} is not supported by the fast path; use --backend hf")
+        missing = sorted(k for k, short in LAYER_KEYS.items() if short in REQUIRED and k not in tensors)
+        if missing:
+            raise EvalkitError(f"decoder layer tensor {missing[0]} is missing; the checkpoint is incomplete")
+        for name, short in LAYER_KEYS.items():
+            # A Parameter over the same storage: the family's tensor, not a copy. Absent ones are None.
+            t = tensors.get(name)
+            self.register_parameter(short, None if t is None else nn.Parameter(t, requires_grad=False))
+        self.dims = dims
+
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, cache: KVCache, mask: Tensor, slot: Tensor | None) -> Tensor:
+        """`slot=None`: prefill (attend within the prompt, fill the cache); else one decode step at `slot`."""
+        dims = self.dims
+        b, s, _ = x.shape
+        h = rms_norm(x, self.attn_norm, dims.eps)
+        q = F.linear(h, self.wq, self.bq).view(b, s, dims.num_heads, dims.head_dim)
+        k = F.linear(h, self.wk, self.bk).view(b, s, dims.num_kv_heads, dims.head_dim)
+        v = F.linear(h, self.wv, self.bv).view(b, s, dims.num_kv_heads, dims.head_dim)
+        if self.q_norm is not None:
+            q, k = rms_norm(q, self.q_norm, dims.eps), rms_norm(k, self.k_norm, dims.eps)
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+        q, k = _rotate(q, cos[:, None], sin[:, None]), _rotate(k, cos[:, None], sin[:, None])
+        if slot is None:
+            cache.fill(k, v)
+        else:
+            k, v = cache.update(slot, k, v)
+        x = x + F.linear(_attend(q, k, v, mask), self.wo, self.bo)
+        h = rms_norm(x, self.mlp_norm, dims.eps)
+        return x + F.linear(F.silu(F.linear(h, self.w_gate)) * F.linear(h, self.w_up), self.w_down)
+
+
+class KVCache(nn.Module):
+    """Static keys and values of one layer for `rows` sequences of up to `max_len` tokens."""
+
+    def __init__(self, rows: int, num_kv_heads: int, max_len: int, head_dim: int, like: Tensor) -> None:
+        super().__init__()
+        shape = (rows, num_kv_heads, max_len, head_dim)
+        self.register_buffer("k", torch.zeros(shape, dtype=like.dtype, device=like.device), persistent=False)
+        self.register_buffer("v", torch.zeros(shape, dtype=like.dtype, device=like.device), persistent=False)
+
+    def fill(self, k: Tensor, v: Tensor) -> None:
+        """Write a prompt's keys/values; rows repeat when several branches share this layer."""
+        n, s = self.k.shape[0] // k.shape[0], k.shape[2]
+        self.k[:, :, :s] = k.repeat(n, 1, 1, 1)
+        self.v[:, :, :s] = v.repeat(n, 1, 1, 1)
+
+    def update(self, slot: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        self.k.index_copy_(2, slot, k)
+        self.v.index_copy_(2, slot, v)
+        return self.k, self.v
+
+
+class BranchHead(nn.Module):
+    """What a branch adds to the trunk: its own layer, final norm and head, and that layer's cache."""
+
+    def __init__(self, branch: Branch, layer: Layer, norm: Tensor, head: Tensor) -> None:
+        super().__init__()
+        self.name, self.exit_layer = branch.name, branch.exit_layer
+        self.layer = layer
+        self.norm = nn.Parameter(norm, requires_grad=False)
+        self.head = nn.Parameter(head, requires_grad=False)
+
+
+class Decoder(nn.Module):
+    """Greedy decoding state for `branches` of one family at a fixed batch size and maximum length."""
+
+    def __init__(self, family: Family, branches: Sequence[Branch], batch_size: int, max_len: int) -> None:
+        super().__init__()
+        self.branch_list = tuple(sorted({b.exit_layer: b for b in branches}.values(), key=lambda b: b.exit_layer))
+        if not self.branch_list:
+            raise EvalkitError("no branches to decode; pass at least one branch")
+        config = family.branch_config(self.branch_list[-1])
+        self.dims = _dims(config)
+        self.batch_size, self.max_len = batch_size, max_len
+        states = [family.branch_state_dict(b) for b in self.branch_list]
+        deepest = self.branch_list[-1].exit_layer
+        self.trunk = nn.ModuleList(_layer(states[-1], j, self.dims) for j in range(deepest))
+        _check_shared_trunk(states, self.branch_list)
+        self.heads = nn.ModuleList(
+            BranchHead(b, _layer(s, b.exit_layer, self.dims), s["model.norm.weight"], s["lm_head.weight"])
+            for b, s in zip(self.branch_list, states)
+        )
+        self.embed = nn.Parameter(states[-1]["model.embed_tokens.weight"], requires_grad=False)
+        like = self.embed
+        n = len(self.branch_list)
+        # Trunk layer j serves the branches that exit after j: a tail of the rows.
+        self.trunk_rows = [batch_size * sum(b.exit_layer > j for b in self.branch_list) for j in range(deepest)]
+        d = self.dims
+        self.trunk_cache = nn.ModuleList(KVCache(r, d.num_kv_heads, max_len, d.head_dim, like) for r in self.trunk_rows)
+        self.head_cache = nn.ModuleList(KVCache(batch_size, d.num_kv_heads, max_len, d.head_dim, like) for _ in range(n))
+        cos, sin = _rotary_tables(family.flavour, config, max_len, like)
+        self.register_buffer("cos", cos, persistent=False)
+        self.register_buffer("sin", sin, persistent=False)
+        self.register_buffer("slots", torch.arange(max_len, device=like.device), persistent=False)
+        self.register_buffer("valid", torch.ones(n * batch_size, max_len, dtype=torch.bool, device=like.device),
+                             persistent=False)  # fmt: skip
+
+    @property
+    def rows(self) -> int:
+        return len(self.branch_list) * self.batch_size
+
+    @torch.no_grad()
+    def prefill(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        """Run the prompt; returns the first generated token of every row, (rows,), branch-major."""
+        b, s = input_ids.shape
+        if b != self.batch_size or s >= self.max_len:
+            raise EvalkitError(f"prompt batch {tuple(input_ids.shape)} does not fit this decoder "
+                               f"(batch {self.batch_size}, {self.max_len} tokens)")  # fmt: skip
+        real = attention_mask.bool()
+        self.valid[:, :s] = real.repeat(len(self.branch_list), 1)
+        self.valid[:, s:] = True
+        positions = (real.long().cumsum(-1) - 1).clamp(min=0)
+        cos, sin = self.cos[positions], self.sin[positions]
+        causal = torch.ones(s, s, dtype=torch.bool, device=real.device).tril()
+        # Padding queries attend to themselves only, so no row of the softmax is empty.
+        mask = (causal & real[:, None, :]) | torch.eye(s, dtype=torch.bool, device=real.device)
+        mask = mask[:, None]
+        x = F.embedding(input_ids, self.embed)
+        firsts, j = [], 0
+        for head, cache in zip(self.heads, self.head_cache):
+            while j < head.exit_layer:
+                x = self.trunk[j](x, cos, sin, self.trunk_cache[j], mask, None)
+                j += 1
+            out = head.layer(x, cos, sin, cache, mask, None)
+            firsts.append(self._next(head, out))
+        return torch.cat(firsts)
+
+    def step(self, tokens: Tensor, positions: Tensor, slot: Tensor) -> Tensor:
+        """One decode step. tokens, positions (rows, 1) long; slot (1,) long: the cache index written."""
+        x = F.embedding(tokens, self.embed)
+        cos, sin = self.cos[positions], self.sin[positions]
+        mask = (self.valid & (self.slots <= slot))[:, None, None, :]
+        nexts, lo, j, b = [], 0, 0, self.batch_size
+        for head, cache in zip(self.heads, self.head_cache):
+            while j < head.exit_layer:
+                x = self.trunk[j](x, cos[lo:], sin[lo:], self.trunk_cache[j], mask[lo:], slot)
+                j += 1
+            # This branch leaves the trunk: its rows are the first `b` of those still on it.
+            mine, x = x[:b], x[b:]
+            out = head.layer(mine, cos[lo : lo + b], sin[lo : lo + b], cache, mask[lo : lo + b], slot)
+            nexts.append(self._next(head, out))
+            lo += b
+        return torch.cat(nexts)
+
+    def _next(self, head: BranchHead, hidden: Tensor) -> Tensor:
+        last = rms_norm(hidden[:, -1], head.norm, self.dims.eps)
+        return F.linear(last, head.head).argmax(-1)
+
+
+def _dims(config: object) -> Dims:
+    heads = config.num_attention_heads  # type: ignore[attr-defined]
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads  # type: ignore[attr-defined]
+    kv = getattr(config, "num_key_value_heads", None) or heads
+    return Dims(num_heads=heads, num_kv_heads=kv, head_dim=head_dim, eps=config.rms_norm_eps)  # type: ignore[attr-defined]
+
+
+def _layer(state: dict[str, Tensor], index: int, dims: Dims) -> Layer:
+    prefix = f"model.layers.{index}."
+    return Layer({k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}, dims)
+
+
+def _check_shared_trunk(states: list[dict[str, Tensor]], branches: Sequence[Branch]) -> None:
+    """Branches step together only if their trunk layers are the very same tensors."""
+    deepest = states[-1]
+    for state, b in zip(states, branches):
+        for j in range(b.exit_layer):
+            name = f"model.layers.{j}.mlp.down_proj.weight"
+            if state[name].data_ptr() != deepest[name].data_ptr():
+                raise EvalkitError(f"branch {b.name} does not share trunk layer {j} with {branches[-1].name}; "
+                                   "decode these branches one at a time")  # fmt: skip
+
+
+def _rotary_tables(flavour: str, config: object, max_len: int, like: Tensor) -> tuple[Tensor, Tensor]:
+    """cos/sin for positions 0..max_len-1 from transformers' own rotary module (rope scaling included)."""
+    module = importlib.import_module(f"transformers.models.{flavour}.modeling_{flavour}")
+    cls = getattr(module, {"qwen2": "Qwen2", "qwen3": "Qwen3", "llama": "Llama"}[flavour] + "RotaryEmbedding")
+    rotary = cls(config=config).to(like.device)
+    cos, sin = rotary(like[:1], torch.arange(max_len, device=like.device)[None])
+    return cos[0], sin[0]
+
+
+# --- generation ----------------------------------------------------------------------------------
+
+StepFn = Callable[[Tensor, Tensor, Tensor], Tensor]
+MODES = ("auto", "eager", "cudagraph", "compile")
+
+
+class Generator:
+    """A `Decoder` and its step function, reusable across prompts of the same batch size.
+
+    mode: "eager"; "cudagraph" (the eager step captured once in a CUDA graph, then replayed);
+    "compile" (`torch.compile(mode="reduce-overhead", fullgraph=True)`: fused kernels plus CUDA graphs,
+    at a compile cost per branch set and batch size); "auto" = cudagraph on CUDA, eager elsewhere.
+    """
+
+    def __init__(self, family: Family, branches: Sequence[Branch], batch_size: int, max_len: int,
+                 mode: str = "auto") -> None:  # fmt: skip
+        if mode not in MODES:
+            raise EvalkitError(f"unknown decode mode {mode!r}; valid modes are: {', '.join(MODES)}")
+        on_cuda = family.device.type == "cuda"
+        if mode == "auto":
+            mode = "cudagraph" if on_cuda else "eager"
+        if mode in ("cudagraph", "compile") and not on_cuda:
+            raise EvalkitError(f"decode mode {mode!r} needs a CUDA device; use mode 'eager' on {family.device}")
+        self.decoder = Decoder(family, branches, batch_size, max_len)
+        self.mode = mode
+        self._step: StepFn = self.decoder.step
+        if mode == "compile":
+            self._step = torch.compile(self.decoder.step, mode="reduce-overhead", fullgraph=True)
+        self._graph: _GraphedStep | None = None
+
+    @property
+    def branches(self) -> tuple[Branch, ...]:
+        return self.decoder.branch_list
+
+    def prefill(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        return self.decoder.prefill(input_ids, attention_mask)
+
+    @torch.no_grad()
+    def decode(self, first: Tensor, attention_mask: Tensor, steps: int, stop: Stop | None = None) -> Tensor:
+        """`steps` tokens after `first` (rows,); returns (rows, 1 + steps), or fewer if `stop` ends it."""
+        d = self.decoder
+        prompt_len = attention_mask.shape[1]
+        if prompt_len + steps > d.max_len:
+            raise EvalkitError(f"{prompt_len} prompt + {steps} new tokens exceed the decoder's {d.max_len}")
+        positions = attention_mask.long().sum(-1).repeat(len(d.branch_list))[:, None]
+        slots = torch.arange(prompt_len, prompt_len + steps, device=first.device)
+        out, tokens = [first], first
+        finished = stop.finished(first) if stop else None
+        for t in range(steps):
+            if finished is not None and bool(finished.all()):
+                break
+            tokens = self._call(tokens[:, None], positions + t, slots[t : t + 1])
+            if stop is not None and finished is not None:
+                tokens = torch.where(finished, stop.pad_token_id, tokens)
+                finished = finished | stop.finished(tokens)
+            out.append(tokens)
+        return torch.stack(out, dim=1)
+
+    def _call(self, tokens: Tensor, positions: Tensor, slot: Tensor) -> Tensor:
+        if self.mode == "eager":
+            return self._step(tokens, positions, slot)
+        if self.mode == "compile":
+            return self._step(tokens, positions, slot).clone()  # the graph's output is overwritten next call
+        if self._graph is None:
+            self._graph = _GraphedStep(self.decoder.step, tokens, positions, slot)
+        return self._graph(tokens, positions, slot)
+
+
+@dataclass(frozen=True)
+class Stop:
+    """End a row at any of `eos_token_ids`; finished rows are filled with `pad_token_id`, as `generate` does."""
+
+    eos_token_ids: Tensor
+    pad_token_id: int
+
+    def finished(self, tokens: Tensor) -> Tensor:
+        return torch.isin(tokens, self.eos_token_ids)
+
+
+class _GraphedStep:
+    """The eager decode step recorded once in a CUDA graph; each call copies inputs in and replays."""
+
+    def __init__(self, step: StepFn, tokens: Tensor, positions: Tensor, slot: Tensor) -> None:
+        self.inputs = (tokens.clone(), positions.clone(), slot.clone())
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side), torch.no_grad():
+            for _ in range(2):  # warm-up off the capture; it rewrites the same cache slot with the same values
+                step(*self.inputs)
+        torch.cuda.current_stream().wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph), torch.no_grad():
+            self.output = step(*self.inputs)
+
+    def __call__(self, tokens: Tensor, positions: Tensor, slot: Tensor) -> Tensor:
+        for static, new in zip(self.inputs, (tokens, positions, slot)):
+            static.copy_(new)
+        self.graph.replay()
+        return self.output.clone()
+
+
+def generate_branches(
+    family: Family,
+    branches: str | Sequence[str | int | Branch],
+    input_ids: Tensor,
+    attention_mask: Tensor | None = None,
+    *,
+    max_new_tokens: int,
+    eos_token_ids: Sequence[int] = (),
+    ignore_eos: bool = False,
+    pad_token_id: int | None = None,
+    mode: str = "auto",
+) -> dict[str, Tensor]:
+    """Greedy decoding of several branches stepped together; new tokens per row for each branch.
+
+    Equal to stock `generate(do_sample=False)` on each branch model: rows stop at an EOS token and are
+    then filled with the pad token, and a branch's output ends when all its rows have stopped.
+    """
+    chosen = parse_branches(branches, family.branches) if isinstance(branches, str) else tuple(
+        family.branch(b) for b in branches)  # fmt: skip
+    if max_new_tokens < 1:
+        raise EvalkitError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    input_ids = input_ids.to(family.device)
+    mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask.to(family.device)
+    gen = Generator(family, chosen, input_ids.shape[0], input_ids.shape[1] + max_new_tokens, mode)
+    stop = None if ignore_eos or not eos_token_ids else _stop(family, eos_token_ids, pad_token_id)
+    tokens = gen.decode(gen.prefill(input_ids, mask), mask, max_new_tokens - 1, stop)
+    out, b = {}, input_ids.shape[0]
+    for k, branch in enumerate(gen.branches):
+        rows = tokens[k * b : (k + 1) * b]
+        out[branch.name] = rows[:, : _length(rows, stop)]
+    return {family.branch(x).name: out[family.branch(x).name] for x in chosen}
+
+
+def generate_fast(
+    family: Family,
+    branch: str | int | Branch,
+    input_ids: Tensor,
+    attention_mask: Tensor | None = None,
+    *,
+    max_new_tokens: int,
+    eos_token_ids: Sequence[int] = (),
+    ignore_eos: bool = False,
+    pad_token_id: int | None = None,
+    mode: str = "auto",
+) -> Tensor:
+    """Greedy decoding of one branch with the static-cache fast path; the new tokens, (batch, n)."""
+    name = family.branch(branch).name
+    return generate_branches(family, [branch], input_ids, attention_mask, max_new_tokens=max_new_tokens,
+                             eos_token_ids=eos_token_ids, ignore_eos=ignore_eos, pad_token_id=pad_token_id,
+                             mode=mode)[name]  # fmt: skip
+
+
+def _stop(family: Family, eos_token_ids: Sequence[int], pad_token_id: int | None) -> Stop:
+    if pad_token_id is None:
+        pad_token_id = family.files.config.get("pad_token_id")
+    if pad_token_id is None:
+        pad_token_id = int(eos_token_ids[0])
+    eos = torch.tensor(list(eos_token_ids), dtype=torch.long, device=family.device)
+    return Stop(eos_token_ids=eos, pad_token_id=int(pad_token_id))
+
+
+def _length(rows: Tensor, stop: Stop | None) -> int:
+    """Tokens up to and including the step at which every row had stopped (all of them if never)."""
+    if stop is None:
+        return rows.shape[1]
+    done = torch.cumsum(stop.finished(rows).long(), dim=1).clamp(max=1).bool().all(dim=0)
+    hits = torch.nonzero(done)
+    return int(hits[0]) + 1 if len(hits) else rows.shape[1]
