@@ -79,7 +79,7 @@ def read_checkpoint(path: str | Path) -> CheckpointFiles:
     try:
         config = json.loads(config_path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
-        raise EvalkitError(f"{config_path} is not valid JSON ({e}); restore the checkpoint's config")
+        raise EvalkitError(f"{config_path} is not valid JSON ({e}); restore the checkpoint's config") from None
     if not isinstance(config, dict):
         raise EvalkitError(f"{config_path} does not hold a JSON object; restore the checkpoint's config")
     weight_files, weight_map = _weight_files(root)
@@ -94,7 +94,9 @@ def _weight_files(root: Path) -> tuple[tuple[Path, ...], dict[str, Path] | None]
         try:
             mapping = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
         except (json.JSONDecodeError, KeyError) as e:
-            raise EvalkitError(f"{index} is not a valid safetensors index ({e}); restore it from the checkpoint")
+            raise EvalkitError(
+                f"{index} is not a valid safetensors index ({e}); restore it from the checkpoint"
+            ) from None
         weight_map = {name: root / shard for name, shard in mapping.items()}
         shards = tuple(sorted(set(weight_map.values())))
         for shard in shards:

@@ -21,7 +21,8 @@ CHAT_TEMPLATE = (
     "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
 )
 
-_CORPUS = """
+_CORPUS = (
+    """
 def add(a, b):
     return a + b
 
@@ -71,7 +72,9 @@ Solve for x: 2x + 3 = 11, so x = 4. The derivative of x^2 is 2x. \\frac{1}{2} + 
 True or False: not ( True ) and False is False. Sentence: The trophy does not fit in the suitcase.
 问题：以下哪一项是正确的？答案：选项 A 是正确的。中国的首都是北京。水在一百摄氏度沸腾。
 请一步一步地思考，然后给出答案。这个问题的答案是三。学生们在教室里学习数学和语文。
-""" * 3
+"""
+    * 3
+)
 
 
 def build_tokenizer(out_dir: str | Path, vocab_size: int = 768) -> Path:

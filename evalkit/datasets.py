@@ -73,7 +73,7 @@ def normalize_dataset(name: str) -> str:
 
 
 def parse_suites(spec: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
-    """"all", "general,code" or a list of names -> suite names, in canonical order."""
+    """ "all", "general,code" or a list of names -> suite names, in canonical order."""
     names = spec.split(",") if isinstance(spec, str) else list(spec)
     names = [n.strip().lower() for n in names if n.strip()]
     if not names or names == ["all"]:

@@ -151,19 +151,23 @@ def load_record(path: str | Path) -> ResultsRecord:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise EvalkitError(f"results record {path} is not valid JSON ({e}); the file is corrupt, rerun or restore it")
+        raise EvalkitError(
+            f"results record {path} is not valid JSON ({e}); the file is corrupt, rerun or restore it"
+        ) from None
     try:
         return record_from_dict(data)
     except (KeyError, TypeError, ValueError) as e:
         raise EvalkitError(
             f"{path} is not an evalkit results record ({type(e).__name__}: {e}); "
             "pass a results.json written by `evalkit run` or `evalkit import-table`"
-        )
+        ) from None
 
 
 def record_from_dict(data: Mapping[str, Any]) -> ResultsRecord:
     if not isinstance(data, Mapping) or data.get("schema") != SCHEMA:
-        raise ValueError(f"schema is {data.get('schema') if isinstance(data, Mapping) else None!r}, expected {SCHEMA!r}")
+        raise ValueError(
+            f"schema is {data.get('schema') if isinstance(data, Mapping) else None!r}, expected {SCHEMA!r}"
+        )
     version = data["schema_version"]
     if version != SCHEMA_VERSION:
         raise ValueError(f"schema_version {version} is not supported (this evalkit reads {SCHEMA_VERSION})")

@@ -93,7 +93,9 @@ def build_checkpoint(out_dir: str | Path, spec: TinySpec) -> Path:
 
     # One plain model with extra layers supplies the trunk and, from its extra layers, the branch layers.
     n_extra = len(spec.exits) - 1
-    plain = {k: v for k, v in config.items() if k not in ("early_exit_points", "shared_heads", "default_early_exit_point")}
+    plain = {
+        k: v for k, v in config.items() if k not in ("early_exit_points", "shared_heads", "default_early_exit_point")
+    }
     plain.pop("model_type"), plain.pop("architectures")
     plain["num_hidden_layers"] = spec.num_layers + n_extra
     plain["max_window_layers"] = spec.num_layers + n_extra
@@ -107,7 +109,11 @@ def build_checkpoint(out_dir: str | Path, spec: TinySpec) -> Path:
         if name.startswith("model.layers."):
             layer = int(name.split(".")[2])
             rest = name.split(".", 3)[3]
-            key = f"model.layers.{layer}.{rest}" if layer < spec.num_layers else f"model.eelayers.{layer - spec.num_layers}.{rest}"
+            key = (
+                f"model.layers.{layer}.{rest}"
+                if layer < spec.num_layers
+                else f"model.eelayers.{layer - spec.num_layers}.{rest}"
+            )
             state[key] = t.clone()
         elif name == "model.embed_tokens.weight":
             state[name] = t.clone()

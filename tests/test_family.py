@@ -25,7 +25,9 @@ def reference_branch(path: Path, index: int, exit_layer: int) -> torch.nn.Module
     flavour = config["model_type"].removeprefix("ruyi_")
     weights = load_file(str(path / "model.safetensors"))
     last = config["early_exit_points"][-1]
-    plain = {k: v for k, v in config.items() if k not in ("early_exit_points", "shared_heads", "default_early_exit_point")}
+    plain = {
+        k: v for k, v in config.items() if k not in ("early_exit_points", "shared_heads", "default_early_exit_point")
+    }
     plain.pop("model_type"), plain.pop("architectures")
     plain["num_hidden_layers"] = exit_layer + 1
     plain["max_window_layers"] = exit_layer + 1
