@@ -35,13 +35,13 @@ def _p(p: float | None) -> str:
 # --- monotonicity ------------------------------------------------------------------------------
 
 
-def monotonicity(record: ResultsRecord, inversions: list[Inversion], plot_dir: Path) -> str:
+def monotonicity(record: ResultsRecord, inversions: list[Inversion], plot_dir: Path, queue: plots.PlotQueue) -> str:
     fams = families(record)
     if not fams:
         return "No family branches in these records; nothing to check.\n"
     parts = [_inversion_table(inversions)]
     for family, branches in fams.items():
-        parts.append(_plots(record, family, branches, inversions, plot_dir))
+        parts.append(_plots(record, family, branches, inversions, plot_dir, queue))
     return "\n".join(parts)
 
 
@@ -63,7 +63,7 @@ def _inversion_table(inversions: list[Inversion]) -> str:
 
 
 def _plots(record: ResultsRecord, family: str, branches: list[Sized], inversions: list[Inversion],
-           plot_dir: Path) -> str:
+           plot_dir: Path, queue: plots.PlotQueue) -> str:
     keys = all_dataset_keys(record)
     complete = [k for k in keys if all(record.score(b.model.abbr, k) is not None for b in branches)]
     nominal = any(b.nominal for b in branches)
@@ -77,8 +77,8 @@ def _plots(record: ResultsRecord, family: str, branches: list[Sized], inversions
         bases = _baseline_values(record, complete, key)
         flagged = [(i.from_, i.to) for i in inversions if i.family == family and i.dataset == key and i.significant]
         stem = plot_dir / f"monotonicity_{family}_{key}"
-        plots.monotonicity_plot(points, bases, title=f"{family}: {title(key)}", stem=stem, nominal=nominal,
-                                inverted=flagged)
+        queue.add(plots.monotonicity_plot, points=points, baselines=bases, title=f"{family}: {title(key)}",
+                  stem=stem, nominal=nominal, inverted=flagged)
         images[key] = f"![{title(key)}](plots/{stem.name}.png)"
     if not images:
         return ""
@@ -158,7 +158,7 @@ def _delta_cell(c: Comparison | None) -> str:
 # --- routing headroom --------------------------------------------------------------------------
 
 
-def routing(record: ResultsRecord, plot_dir: Path) -> str:
+def routing(record: ResultsRecord, plot_dir: Path, queue: plots.PlotQueue) -> str:
     fams = families(record)
     parts = []
     for family, branches in fams.items():
@@ -168,7 +168,7 @@ def routing(record: ResultsRecord, plot_dir: Path) -> str:
             parts.append(f"### {family}\n\nNeeds per-item outcomes for every branch; these records have none.\n")
             continue
         parts.append(f"### {family}\n\n" + _headroom_table(rooms, branches) + "\n")
-        parts.append(_agreement(record, family, branches, keys, plot_dir))
+        parts.append(_agreement(record, family, branches, keys, plot_dir, queue))
     return "\n".join(parts) if parts else "No family branches in these records.\n"
 
 
@@ -191,7 +191,7 @@ def _headroom_table(rooms: list[Headroom], branches: list[Sized]) -> str:
 
 
 def _agreement(record: ResultsRecord, family: str, branches: list[Sized], keys: list[str],
-               plot_dir: Path) -> str:
+               plot_dir: Path, queue: plots.PlotQueue) -> str:
     mats = {k: x for k in keys if (x := outcome_matrix(record, branches, k)) is not None}
     if not mats:
         return ""
@@ -199,9 +199,11 @@ def _agreement(record: ResultsRecord, family: str, branches: list[Sized], keys: 
     labels = [b.label for b in branches]
     rows = [[labels[i], *(f"{pooled[i, j]:.3f}" for j in range(len(labels)))] for i in range(len(labels))]
     stem = plot_dir / f"agreement_{family}"
-    plots.agreement_heatmap(pooled, labels, title=f"{family}: same outcome, all datasets", stem=stem)
+    queue.add(plots.agreement_heatmap, matrix=pooled, labels=labels, title=f"{family}: same outcome, all datasets",
+              stem=stem)
     grid = plot_dir / f"agreement_{family}_by_dataset"
-    plots.agreement_grid({title(k): agreement(x) for k, x in mats.items()}, labels, stem=grid)
+    queue.add(plots.agreement_grid, matrices={title(k): agreement(x) for k, x in mats.items()}, labels=labels,
+              stem=grid)
     n = sum(x.shape[1] for x in mats.values())
     return (f"Agreement: the fraction of items on which two branches have the same outcome "
             f"({n} items over {len(mats)} datasets).\n\n" + _pipe(rows, ["", *labels]) + "\n\n"

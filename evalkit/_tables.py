@@ -7,6 +7,7 @@ built in one place. Numbers come from the record with 2 decimals; nothing is ret
 from __future__ import annotations
 
 import math
+from decimal import ROUND_HALF_UP, Decimal
 
 from tabulate import tabulate
 
@@ -51,10 +52,21 @@ def _name_cell(m: ModelInfo) -> str:
     return f"**{m.name}**" if m.role == "ours" else m.name
 
 
-def _fmt(value: float, se: float | None, stderr: bool) -> str:
+def fmt2(value: float | Decimal) -> str:
+    """Two decimals, halves rounded up as a reader would by hand (85.105 -> 85.11, not 85.10)."""
+    exact = value if isinstance(value, Decimal) else Decimal(repr(value))
+    return str(exact.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
+
+
+def decimal_mean(values: list[float]) -> Decimal:
+    """The mean of the values as written (87.5 and 82.71 average to exactly 85.105)."""
+    return sum((Decimal(repr(v)) for v in values), Decimal(0)) / len(values)
+
+
+def _fmt(value: float | Decimal, se: float | None, stderr: bool) -> str:
     if not stderr or se is None:
-        return f"{value:.2f}"
-    return f"{value:.2f} ± {se:.2f}"
+        return fmt2(value)
+    return f"{fmt2(value)} ± {fmt2(se)}"
 
 
 def _score_cells(record: ResultsRecord, m: ModelInfo, keys: list[str], stderr: bool) -> list[str]:
@@ -76,7 +88,7 @@ def _average_cell(values: list[float], ses: list[float | None], k: int, stderr: 
     """Mean over all columns; a row missing a column gets no average rather than a biased one."""
     if len(values) != k or k == 0:
         return MISSING
-    mean = sum(values) / k
+    mean = decimal_mean(values)
     se = None
     if stderr and all(s is not None for s in ses):
         se = math.sqrt(sum(s * s for s in ses if s is not None)) / k

@@ -20,6 +20,7 @@ from . import _report_sections as sections
 from ._errors import EvalkitError
 from ._monotonic import find_inversions
 from ._tables import named_table
+from .plots import PlotQueue
 from .datasets import SUITE_TITLES
 from .results import ResultsRecord, load_record, merge_records, write_json_atomic
 
@@ -47,6 +48,7 @@ def report(
     plot_dir.mkdir(parents=True, exist_ok=True)
 
     inversions = find_inversions(merged)
+    queue = PlotQueue()
     write_json_atomic(out_dir / "monotonicity.json", {
         "alpha": 0.05,
         "pairs": "all ordered pairs of each family's branches; Holm across the pairs of one dataset",
@@ -56,11 +58,12 @@ def report(
         f"# Evaluation report: {merged.run_id}\n",
         provenance_section(loaded),
         tables_section(merged, stderr=stderr),
-        "## Monotonicity across branches\n\n" + sections.monotonicity(merged, inversions, plot_dir),
+        "## Monotonicity across branches\n\n" + sections.monotonicity(merged, inversions, plot_dir, queue),
         "## Branches against baselines\n\n" + sections.versus_baselines(merged),
-        "## Routing headroom\n\n" + sections.routing(merged, plot_dir),
+        "## Routing headroom\n\n" + sections.routing(merged, plot_dir, queue),
         performance_section(bench),
     ])
+    queue.run()
     path = out_dir / "report.md"
     path.write_text(text.rstrip("\n") + "\n", encoding="utf-8")
     return path

@@ -1,0 +1,210 @@
+"""The report: golden tables, monotonicity, routing headroom and the files it writes."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from _synth import synth_record
+from click.testing import CliRunner
+from scipy import stats
+
+from evalkit._family_view import families
+from evalkit._monotonic import find_inversions
+from evalkit._routing import headroom
+from evalkit._tables import named_table, row_average
+from evalkit.cli import main
+from evalkit.plots import pareto_front, pareto_plot
+from evalkit._errors import EvalkitError
+from evalkit.report import performance_section, provenance_section, report, tables_section
+from evalkit.results import Item, ModelInfo, ResultsRecord, Score, load_record, save_record
+
+HERE = Path(__file__).parent
+SMALL = HERE / "records" / "small.json"
+GOLDEN = HERE / "golden"
+
+
+@pytest.fixture
+def small() -> ResultsRecord:
+    return load_record(SMALL)
+
+
+def test_tables_match_golden(small):
+    assert tables_section(small) == (GOLDEN / "small_tables.md").read_text(encoding="utf-8")
+    assert tables_section(small, stderr=True) == (GOLDEN / "small_tables_stderr.md").read_text(encoding="utf-8")
+
+
+def test_suite_table_has_baselines_first_and_ours_in_bold(small):
+    lines = named_table(small, "general").splitlines()
+    assert lines[0].split("|")[1].strip() == "Model"
+    assert [c.strip() for c in lines[0].split("|")[2:-1]] == ["MMLU", "ARC-c", "Avg"]
+    assert lines[1].startswith("|:---") and ":-----:" in lines[1]  # pipe table, numbers centred
+    assert lines[2].startswith("| Qwen2.5-7B-Instruct ")
+    assert lines[3].startswith("| **AI-Flow-Ruyi-7B-E7B** ")  # only the largest branch in suite tables
+    assert len(lines) == 4
+
+
+def test_averages_are_the_mean_of_the_row_rounded_half_up(small):
+    e5b = small.model("ruyi-7b-e5b")
+    assert row_average(small, e5b, ["mmlu", "arc_c"]) == pytest.approx((62.5 + 82.03) / 2)
+    row = next(line for line in named_table(small, "branches").splitlines() if "E5B" in line)
+    assert row.rstrip().endswith("| 72.27 |")  # 72.265 -> 72.27
+
+
+def test_missing_score_gives_dash_and_no_average(small):
+    scores = [s for s in small.scores if not (s.model == "ruyi-7b-e3b" and s.dataset == "arc_c")]
+    table = named_table(small.with_scores(scores), "branches")
+    row = next(line for line in table.splitlines() if "E3B" in line)
+    assert [c.strip() for c in row.split("|")[2:-1]] == ["25.00", "–", "–"]
+
+
+def test_unknown_table_name_lists_valid_ones(small):
+    with pytest.raises(Exception, match="valid tables are: general, code, stem, branches"):
+        named_table(small, "maths")
+
+
+def test_inversion_found_with_mcnemar_and_holm(small):
+    inv = find_inversions(small)
+    assert [(i.dataset, i.from_, i.to) for i in inv] == [("gsm8k", "E5B", "E7B")]
+    assert inv[0].delta == pytest.approx(-12.5)
+    # E5B right / E7B wrong on one item, never the reverse: exact McNemar p = binomtest(1, 1).
+    assert inv[0].p_raw == pytest.approx(stats.binomtest(1, 1, 0.5).pvalue)
+    assert not inv[0].significant
+
+
+def _paired_family(outcomes: dict[str, list[int]], key: str = "gsm8k") -> ResultsRecord:
+    models, scores = [], []
+    for b, out in outcomes.items():
+        size = int(b[1]) * 10**9
+        models.append(ModelInfo(abbr=b.lower(), name=b, role="ours", family="f", branch=b, num_params=size))
+        items = tuple(Item(f"q{i}", float(o)) for i, o in enumerate(out))
+        scores.append(Score(b.lower(), key, "accuracy", 100 * float(np.mean(out)), len(out), items))
+    return ResultsRecord("t", "measured", tuple(models), tuple(scores))
+
+
+def test_significant_inversion_matches_scipy_with_holm():
+    rng = np.random.default_rng(1)
+    e3 = rng.random(200) < 0.3
+    e5 = e3 | (rng.random(200) < 0.5)  # E5B answers everything E3B does, and more
+    e7 = e5 & (rng.random(200) < 0.6)  # E7B loses 40% of E5B's correct answers
+    rec = _paired_family({"E3B": e3.astype(int).tolist(), "E5B": e5.astype(int).tolist(),
+                          "E7B": e7.astype(int).tolist()})
+    inv = {(i.from_, i.to): i for i in find_inversions(rec) if i.dataset == "gsm8k"}
+    assert set(inv) == {("E5B", "E7B")}
+    b = int(np.sum(e5 & ~e7))
+    c = int(np.sum(~e5 & e7))
+    raw = stats.binomtest(b, b + c, 0.5).pvalue
+    assert inv["E5B", "E7B"].p_raw == pytest.approx(raw)
+    # Holm over the 3 pairs of the dataset: the two non-inverted pairs have p ~ 0 here, so this is
+    # the largest p and its adjusted value is max(running, 1 * p).
+    assert inv["E5B", "E7B"].p_value >= raw
+    assert inv["E5B", "E7B"].significant
+
+
+def test_aggregate_only_inversion_uses_unpaired_test_and_says_so():
+    models = tuple(ModelInfo(b.lower(), b, "ours", "f", b) for b in ("E3B", "E4B"))
+    scores = (Score("e3b", "arc_c", "accuracy", 60.0, 1000), Score("e4b", "arc_c", "accuracy", 50.0, 1000))
+    inv = find_inversions(ResultsRecord("t", "published", models, scores))
+    arc = [i for i in inv if i.dataset == "arc_c"][0]
+    assert "unpaired" in arc.method and "aggregates only" in arc.method
+    z = (0.5 - 0.6) / np.sqrt(0.55 * 0.45 * (2 / 1000))
+    assert arc.p_raw == pytest.approx(2 * stats.norm.sf(abs(z)))
+
+
+def test_oracle_router_sends_items_to_the_smallest_correct_branch():
+    rec = _paired_family({"E3B": [1, 0, 0, 0], "E5B": [1, 1, 0, 0], "E7B": [0, 1, 1, 0]})
+    h = headroom(rec, families(rec)["f"], "gsm8k")
+    assert h.oracle_accuracy == pytest.approx(75.0)
+    assert h.largest_accuracy == pytest.approx(50.0)
+    # item 0 -> E3B, item 1 -> E5B, item 2 -> E7B, item 3 (nobody) -> E7B
+    assert h.oracle_mean_params == pytest.approx((3 + 5 + 7 + 7) / 4 * 1e9)
+    assert h.share == {"E3B": 0.25, "E5B": 0.25, "E7B": 0.5}
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> Path:
+    """The small record's report, built once for the tests that only read it."""
+    return report([SMALL], tmp_path_factory.mktemp("built") / "r", stderr=True).parent
+
+
+def test_report_writes_markdown_json_and_plots(built):
+    tmp_path = built.parent
+    text = (built / "report.md").read_text(encoding="utf-8")
+    assert text.startswith("# Evaluation report: small\n")
+    assert "| small | measured | 1a2b3c4        | cpu      | float32" in text
+    assert "Packages: evalkit 0.1.0, opencompass 0.5.4." in text
+    assert (GOLDEN / "small_tables_stderr.md").read_text(encoding="utf-8") in text
+    for section in ("## Monotonicity", "## Branches against baselines", "## Routing headroom"):
+        assert section in text
+    mono = json.loads((tmp_path / "r" / "monotonicity.json").read_text())
+    assert mono["inversions"][0] | {"p_value": None, "p_raw": None} == {
+        "family": "ruyi-7b", "dataset": "gsm8k", "from": "E5B", "to": "E7B", "from_value": 75.0,
+        "to_value": 62.5, "delta": -12.5, "p_value": None, "p_raw": None, "significant": False,
+        "method": "paired: exact McNemar, Holm",
+    }
+    plots = tmp_path / "r" / "plots"
+    for key in ("avg", "mmlu", "arc_c", "humaneval", "gsm8k"):
+        assert (plots / f"monotonicity_ruyi-7b_{key}.png").stat().st_size > 1000
+        assert (plots / f"monotonicity_ruyi-7b_{key}.svg").read_text().startswith("<?xml")
+    assert (plots / "agreement_ruyi-7b.png").is_file()
+    assert "![Average](plots/monotonicity_ruyi-7b_avg.png)" in text
+
+
+def test_report_is_deterministic(built, tmp_path):
+    again = report([SMALL], tmp_path / "again", stderr=True)
+    assert again.read_text() == (built / "report.md").read_text()
+    svg = "plots/monotonicity_ruyi-7b_gsm8k.svg"
+    assert (tmp_path / "again" / svg).read_bytes() == (built / svg).read_bytes()
+
+
+def test_realistic_report_builds(tmp_path):
+    """5 branches + 3 baselines, 13 datasets, 300 items each. The budget is 5 s; printed, not asserted."""
+    rec = synth_record(n_items=300)
+    save_record(rec, tmp_path / "big.json")
+    start = time.perf_counter()
+    path = report([tmp_path / "big.json"], tmp_path / "out", stderr=True)
+    print(f"\nrealistic report built in {time.perf_counter() - start:.2f} s")
+    text = path.read_text()
+    assert text.count("| **AI-Flow-Ruyi-7B-E") == 5 * 3 + 3  # branch tables x3 suites, E7B in 3 suite tables
+    assert len(list((tmp_path / "out" / "plots").glob("monotonicity_*.png"))) == 14
+
+
+def test_provenance_lists_every_record(small):
+    text = provenance_section([small, replace(small, run_id="other", kind="published")])
+    assert "| small | measured |" in text and "| other | published |" in text
+
+
+def test_cli_report_default_out_and_errors(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["report", str(SMALL)])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "reports" / "small" / "report.md").is_file()
+    bad = CliRunner().invoke(main, ["report", str(HERE / "records" / "corrupt.json")])
+    assert bad.exit_code == 2
+    assert "error:" in bad.output and "not valid JSON" in bad.output and "Traceback" not in bad.output
+    wrong = CliRunner().invoke(main, ["report", str(HERE / "records" / "not_results.json")])
+    assert wrong.exit_code == 2 and "is not an evalkit results record" in wrong.output
+    missing = CliRunner().invoke(main, ["report", str(tmp_path / "nope.json")])
+    assert missing.exit_code == 2 and "does not exist" in missing.output
+
+
+def test_bench_records_are_checked(tmp_path):
+    with pytest.raises(EvalkitError, match="is not a bench record"):
+        performance_section([SMALL])
+    with pytest.raises(EvalkitError, match="does not exist"):
+        performance_section([tmp_path / "nope.json"])
+    assert performance_section([]) == ""
+    text = performance_section([HERE / "records" / "not_results.json"])
+    assert text.startswith("## Performance") and "not_results.json" in text
+
+
+def test_pareto_front_and_plot(tmp_path):
+    speed = {"E3B": 500.0, "E5B": 330.0, "E6B": 320.0, "E7B": 237.0}
+    acc = {"E3B": 36.5, "E5B": 67.2, "E6B": 66.0, "E7B": 71.6}
+    assert pareto_front({b: (speed[b], acc[b]) for b in speed}) == ["E3B", "E5B", "E7B"]
+    paths = pareto_plot(acc, speed, title="accuracy vs speed", stem=tmp_path / "pareto")
+    assert [p.suffix for p in paths] == [".png", ".svg"] and all(p.stat().st_size > 1000 for p in paths)
