@@ -84,8 +84,9 @@ def write_mmlu_pro(data: Path, answers: dict) -> None:
 
 def write_bbh(data: Path, answers: dict) -> None:
     for task, items in BBH.items():
-        _json(data / "BBH" / "data" / f"{task}.json",
-              {"canary": "evalkit fixture, not BIG-Bench data", "examples": [{"input": i, "target": t} for i, t in items]})
+        examples = [{"input": i, "target": t} for i, t in items]
+        canary = "evalkit fixture, not BIG-Bench data"
+        _json(data / "BBH" / "data" / f"{task}.json", {"canary": canary, "examples": examples})
         for question, target in items:
             answers["bbh"].append({"match": question, "response": f"Let me work it out. So the answer is {target}."})
 
@@ -93,7 +94,7 @@ def write_bbh(data: Path, answers: dict) -> None:
 def write_arc_c(data: Path, answers: dict) -> None:
     rows = []
     for n, (stem, texts, labels, key) in enumerate(ARC_C, 1):
-        choices = [{"text": t, "label": lab} for t, lab in zip(texts, labels)]
+        choices = [{"text": t, "label": lab} for t, lab in zip(texts, labels, strict=True)]
         rows.append({"id": f"Fixture_ARC_{n}", "question": {"stem": stem, "choices": choices}, "answerKey": key})
         answers["arc_c"].append({"match": stem, "response": "ABCD"[labels.index(key)]})
     _jsonl(data / "ARC" / "ARC-c" / "ARC-Challenge-Dev.jsonl", rows)
@@ -176,7 +177,8 @@ def write_gsm8k(data: Path, answers: dict) -> None:
         _jsonl(data / "gsm8k" / f"{split}.jsonl", [{"question": q, "answer": a} for q, a in items])
     for q, a in GSM8K_TEST:
         number = a.rsplit("#### ", 1)[1]
-        answers["gsm8k"].append({"match": q, "response": f"{a.split(chr(10))[0]}\nThe answer is $\\boxed{{{number}}}$."})
+        first_line = a.split("\n")[0]
+        answers["gsm8k"].append({"match": q, "response": f"{first_line}\nThe answer is $\\boxed{{{number}}}$."})
 
 
 WRITERS = (write_mmlu, write_mmlu_pro, write_cmmlu, write_bbh, write_arc_c, write_hellaswag, write_winogrande,
