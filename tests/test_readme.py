@@ -1,0 +1,91 @@
+"""`evalkit readme`: tables in place, every other byte untouched, idempotent, --check exit codes."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from evalkit._errors import EvalkitError
+from evalkit._tables import named_table
+from evalkit.cli import main
+from evalkit.readme import render, update_readme
+from evalkit.results import load_record
+
+HERE = Path(__file__).parent
+SMALL = HERE / "records" / "small.json"
+BEFORE = HERE / "golden" / "readme_before.md"
+
+
+@pytest.fixture
+def readme(tmp_path) -> Path:
+    path = tmp_path / "README.md"
+    shutil.copyfile(BEFORE, path)
+    return path
+
+
+def _outside_blocks(text: str) -> list[str]:
+    """The text with each block's content cut out."""
+    parts, rest = [], text
+    while "-->" in rest and "<!-- evalkit:table" in rest:
+        head, _, rest = rest.partition("<!-- evalkit:table")
+        name, _, rest = rest.partition("-->")
+        _, _, rest = rest.partition("<!-- /evalkit:table -->")
+        parts.append(head + name)
+    return parts + [rest]
+
+
+def test_blocks_get_the_report_tables_and_nothing_else_changes(readme):
+    update = update_readme(readme, [SMALL])
+    assert update.blocks == ("general", "branches") and update.stale == ("general", "branches")
+    before, after = BEFORE.read_bytes().decode(), readme.read_bytes().decode()
+    assert _outside_blocks(after) == _outside_blocks(before)
+    record = load_record(SMALL)
+    expected = (
+        "<!-- evalkit:table general -->\n" + named_table(record, "general") + "\n<!-- /evalkit:table -->"
+    )
+    assert expected in after
+    assert "<!-- evalkit:table branches -->\n" + named_table(record, "branches") + "\n<!-- /evalkit:table -->" in after
+    assert after.endswith("The end, no newline at end of file.")
+
+
+def test_second_run_changes_nothing(readme):
+    update_readme(readme, [SMALL])
+    first = readme.read_bytes()
+    again = update_readme(readme, [SMALL])
+    assert not again.changed and readme.read_bytes() == first
+
+
+def test_crlf_files_keep_crlf(tmp_path):
+    text = BEFORE.read_text(encoding="utf-8").replace("\n", "\r\n")
+    out = render(text, load_record(SMALL)).text
+    assert "\n" not in out.replace("\r\n", "")
+    assert out.startswith("# Our model\r\n\r\nSome prose")
+
+
+def test_check_exit_codes(readme):
+    runner = CliRunner()
+    stale = runner.invoke(main, ["readme", str(readme), "--results", str(SMALL), "--check"])
+    assert stale.exit_code == 1
+    assert "stale tables: general, branches" in stale.output
+    assert readme.read_bytes() == BEFORE.read_bytes()  # --check writes nothing
+    fix = runner.invoke(main, ["readme", str(readme), "--results", str(SMALL)])
+    assert fix.exit_code == 0 and "updated (general, branches)" in fix.output
+    fresh = runner.invoke(main, ["readme", str(readme), "--results", str(SMALL), "--check"])
+    assert fresh.exit_code == 0 and "up to date" in fresh.output
+
+
+def test_bad_blocks_and_records_are_clear_errors(tmp_path):
+    record = load_record(SMALL)
+    with pytest.raises(EvalkitError, match="unknown table block 'maths'; valid table blocks are: general"):
+        render("<!-- evalkit:table maths -->\n<!-- /evalkit:table -->\n", record)
+    with pytest.raises(EvalkitError, match="line 2: block 'code' is not closed"):
+        render("x\n<!-- evalkit:table code -->\n| a |\n", record)
+    with pytest.raises(EvalkitError, match="has no <!-- evalkit:table NAME --> block"):
+        render("# nothing here\n", record)
+    path = tmp_path / "R.md"
+    path.write_text("<!-- evalkit:table general -->\n<!-- /evalkit:table -->\n", encoding="utf-8")
+    res = CliRunner().invoke(main, ["readme", str(path), "--results", str(HERE / "records" / "corrupt.json")])
+    assert res.exit_code == 2 and res.output.startswith("error: ") and "not valid JSON" in res.output
