@@ -19,6 +19,7 @@ Any failure to confine fails closed: the program is never started and the status
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import os
@@ -52,7 +53,9 @@ def _check(ret: int, what: str) -> None:
 
 
 def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
-    enc = (lambda s: s.encode() if s is not None else None)
+    def enc(s: str | None) -> bytes | None:
+        return s.encode() if s is not None else None
+
     _check(_libc.mount(enc(source), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data)), f"mount {target}")
 
 
@@ -206,15 +209,11 @@ def _kill_descendants() -> None:
         if not pids:
             return
         for pid in pids:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         for pid in pids:
-            try:
+            with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)
-            except ChildProcessError:
-                pass
 
 
 def _on_alarm(signum: int, frame: object) -> None:
@@ -261,7 +260,8 @@ def main() -> None:
         if cfg["mode"] == "namespaces":
             if os.getpid() != 1:
                 raise RuntimeError("expected to be PID 1 of a new PID namespace")
-            src = open(os.path.join(cfg["workdir"], "prog.py"), "rb").read()
+            with open(os.path.join(cfg["workdir"], "prog.py"), "rb") as f:
+                src = f.read()
             notes = _confine_filesystem(cfg["workdir"], int(cfg["tmpfs_mb"]))
             with open(os.path.join(cfg["workdir"], "prog.py"), "wb") as f:
                 f.write(src)

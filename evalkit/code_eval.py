@@ -152,7 +152,8 @@ def score_humaneval(samples_path: str | Path, out: str | Path | None = None, *, 
     programs = [humaneval_program(problems[s["task_id"]], s["completion"]) for s in samples]
     outcomes = run_programs(programs, limits=limits, workers=workers, isolation=isolation)
     results = [{**s, "result": humaneval_result(o), "passed": o.passed, "status": o.status,
-                "exit_code": o.exit_code, "wall_s": round(o.wall_s, 3)} for s, o in zip(samples, outcomes)]
+                "exit_code": o.exit_code, "wall_s": round(o.wall_s, 3)}
+               for s, o in zip(samples, outcomes, strict=True)]
     out_path = Path(out) if out else Path(f"{samples_path}_results.jsonl")
     write_jsonl_atomic(out_path, results)
     return CodeScore("humaneval", len({s["task_id"] for s in samples}), len(samples), pass_at_k(results),

