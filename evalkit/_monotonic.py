@@ -102,7 +102,7 @@ def _average_pairs(branches: list[Sized], per_dataset: dict[str, list[_Pair]]) -
 def _inversions(family: str, key: str, pairs: list[_Pair], alpha: float) -> list[Inversion]:
     adjusted = holm([p.comparison.p_value for p in pairs])
     out = []
-    for p, adj in zip(pairs, adjusted):
+    for p, adj in zip(pairs, adjusted, strict=True):
         if p.large_value >= p.small_value:
             continue
         method = p.comparison.method + (", Holm" if adj is not None else "")

@@ -133,7 +133,7 @@ def versus_baselines(record: ResultsRecord) -> str:
     for base in bases:
         table = {k: [_compare(record, base.abbr, b.model.abbr, k) for b in branches] for k in keys}
         rows = [[title(k), *map(_delta_cell, comps)] for k, comps in table.items() if any(comps)]
-        complete = [comps for comps in table.values() if all(comps)]
+        complete = [[c for c in comps if c is not None] for comps in table.values() if all(comps)]
         if complete:
             means = [mean_comparison([comps[j] for comps in complete]) for j in range(len(branches))]
             rows.append([f"Average ({len(complete)})", *map(_delta_cell, means)])

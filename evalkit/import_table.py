@@ -95,7 +95,7 @@ def import_table(
 
 
 def score_tables(text: str) -> list[_ScoreTable]:
-    out = []
+    out: list[_ScoreTable] = []
     for t in find_tables(text):
         datasets = _columns(t)
         if datasets is not None:
@@ -182,7 +182,7 @@ def _read_rows(st: _ScoreTable, models: dict[str, ModelInfo], values: dict[tuple
         models.setdefault(info.abbr, info)
         row: dict[str, float] = {}
         published_avg = None
-        for key, cell in zip(st.datasets, cells[1:]):
+        for key, cell in zip(st.datasets, cells[1:], strict=False):
             v = _number(cell, f"{path.name} line {line}")
             if v is None:
                 continue

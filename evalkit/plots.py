@@ -72,14 +72,14 @@ def monotonicity_plot(
     err = np.array([1.96 * p.se if p.se is not None else 0.0 for p in points])
     ax.errorbar(x, y, yerr=err, color=BRANCH_COLOUR, marker="o", markersize=6, linewidth=1.8,
                 capsize=4, elinewidth=1.2, label="branches (95% CI)", zorder=3)
-    for xi, yi, p in zip(x, y, points):
+    for xi, yi in zip(x, y, strict=True):
         ax.annotate(f"{yi:.1f}", (xi, yi), textcoords="offset points", xytext=(-6, 6), ha="right",
                     fontsize=8, color="#333333")
     flagged = {name for pair in inverted for name in pair}
-    for xi, yi, p in zip(x, y, points):
+    for xi, yi, p in zip(x, y, points, strict=True):
         if p.label in flagged:
             ax.scatter([xi], [yi], s=170, facecolors="none", edgecolors=INVERSION_COLOUR, linewidths=1.6, zorder=4)
-    for (name, value), colour in zip(baselines.items(), BASELINE_COLOURS * 4):
+    for (name, value), colour in zip(baselines.items(), BASELINE_COLOURS * 4, strict=False):
         ax.axhline(value, color=colour, linestyle="--", linewidth=1.1, zorder=2)
         ax.annotate(f"{name} {value:.1f}", (1.0, value), xycoords=("axes fraction", "data"),
                     xytext=(6, 0), textcoords="offset points", ha="left", va="center", fontsize=8,
@@ -135,7 +135,7 @@ def agreement_grid(matrices: Mapping[str, np.ndarray], labels: Sequence[str], *,
     axes = fig.subplots(rows, cols, squeeze=False)
     vmin = min(_floor_tenth(m) for m in matrices.values())
     im = None
-    for k, (ax, (title, m)) in enumerate(zip(axes.flat, matrices.items())):
+    for k, (ax, (title, m)) in enumerate(zip(axes.flat, matrices.items(), strict=False)):
         im = _heatmap(ax, m, labels, annotate=False, vmin=vmin)
         ax.set_title(title, fontsize=9)
         if k % cols:
@@ -159,11 +159,11 @@ def pareto_plot(accuracy: Mapping[str, float], tokens_per_s: Mapping[str, float]
     names = [b for b in accuracy if b in tokens_per_s]
     speed = np.array([tokens_per_s[b] for b in names], dtype=float)
     acc = np.array([accuracy[b] for b in names], dtype=float)
-    frontier = pareto_front(dict(zip(names, zip(speed, acc))))
+    frontier = pareto_front(dict(zip(names, zip(speed, acc, strict=True), strict=True)))
     fig = Figure(figsize=(6.0, 4.0), layout="constrained")
     ax = fig.add_subplot()
     ax.scatter(speed, acc, color=BRANCH_COLOUR, zorder=3)
-    for name, s, a in zip(names, speed, acc):
+    for name, s, a in zip(names, speed, acc, strict=True):
         ax.annotate(name, (s, a), textcoords="offset points", xytext=(6, 4), fontsize=8)
     fs = sorted((tokens_per_s[b], accuracy[b]) for b in frontier)
     if fs:

@@ -132,7 +132,7 @@ def regress(reference: str | Path | ResultsRecord, candidate: str | Path | Resul
     adjusted = holm([p[3].p_value for p in pairs])
     rows = tuple(
         Row(key, s.dataset, s.value, c.value, comp, adj, _verdict(comp, adj, tolerance, alpha))
-        for (key, s, c, comp), adj in zip(pairs, adjusted)
+        for (key, s, c, comp), adj in zip(pairs, adjusted, strict=True)
     )
     unmatched = tuple(sorted(set(ref_keys) ^ set(cand_keys)))
     return RegressResult(rows, _new_inversions(ref, cand, alpha), unmatched, tolerance, alpha)

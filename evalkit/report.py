@@ -20,8 +20,8 @@ from . import _report_sections as sections
 from ._errors import EvalkitError
 from ._monotonic import find_inversions
 from ._tables import named_table
-from .plots import PlotQueue
 from .datasets import SUITE_TITLES
+from .plots import PlotQueue
 from .results import ResultsRecord, load_record, merge_records, write_json_atomic
 
 BENCH_SCHEMA = "evalkit.bench"

@@ -49,7 +49,7 @@ def synth_record(n_items: int = 300, seed: int = 0, run_id: str = "synth", skill
             redo = rng.random(n_items) < flip
             outcome[redo] = (rng.random(int(redo.sum())) < p[redo]).astype(float)
             items = tuple(Item(id=f"{d.key}/{j}", score=float(o), group=g)
-                          for j, (o, g) in enumerate(zip(outcome, groups)))
+                          for j, (o, g) in enumerate(zip(outcome, groups, strict=True)))
             scores.append(Score(model=m.abbr, dataset=d.key, metric=d.metric,
                                 value=100.0 * float(outcome.mean()), n=n_items, items=items))
     prov = Provenance(git_revision="0123abc", device="NVIDIA H100 80GB HBM3", dtype="bfloat16",

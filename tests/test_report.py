@@ -13,13 +13,13 @@ from _synth import synth_record
 from click.testing import CliRunner
 from scipy import stats
 
+from evalkit._errors import EvalkitError
 from evalkit._family_view import families
 from evalkit._monotonic import find_inversions
 from evalkit._routing import headroom
 from evalkit._tables import named_table, row_average
 from evalkit.cli import main
 from evalkit.plots import pareto_front, pareto_plot
-from evalkit._errors import EvalkitError
 from evalkit.report import performance_section, provenance_section, report, tables_section
 from evalkit.results import Item, ModelInfo, ResultsRecord, Score, load_record, save_record
 
@@ -175,7 +175,7 @@ def test_realistic_report_builds(tmp_path):
 
 def test_provenance_lists_every_record(small):
     text = provenance_section([small, replace(small, run_id="other", kind="published")])
-    assert "| small | measured |" in text and "| other | published |" in text
+    assert "| small | measured  | 1a2b3c4" in text and "| other | published | 1a2b3c4" in text
 
 
 def test_cli_report_default_out_and_errors(tmp_path, monkeypatch):
