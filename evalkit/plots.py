@@ -72,9 +72,10 @@ def monotonicity_plot(
     err = np.array([1.96 * p.se if p.se is not None else 0.0 for p in points])
     ax.errorbar(x, y, yerr=err, color=BRANCH_COLOUR, marker="o", markersize=6, linewidth=1.8,
                 capsize=4, elinewidth=1.2, label="branches (95% CI)", zorder=3)
+    label_box = {"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none"}
     for xi, yi in zip(x, y, strict=True):
-        ax.annotate(f"{yi:.1f}", (xi, yi), textcoords="offset points", xytext=(-6, 6), ha="right",
-                    fontsize=8, color="#333333")
+        ax.annotate(f"{yi:.1f}", (xi, yi), textcoords="offset points", xytext=(-7, 6), ha="right",
+                    fontsize=8, color="#333333", bbox=label_box, zorder=5)
     flagged = {name for pair in inverted for name in pair}
     for xi, yi, p in zip(x, y, points, strict=True):
         if p.label in flagged:
