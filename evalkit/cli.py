@@ -48,6 +48,41 @@ def branches(model: str | None, branches: str) -> None:
     click.echo(branches_table(model, branches=branches))
 
 
+@main.command()
+@click.option("--model", "model", type=str, default=None, help=MODEL_HELP)
+@click.option("--branches", default="all", show_default=True, help="all, names (E3B,E7B) or exit layers (11,27).")
+@click.option("--baselines", default="", help="Comma-separated baselines, e.g. qwen2.5-7b-instruct,yi-9b, or all.")
+@click.option("--baseline-path", "baseline_paths", multiple=True, metavar="NAME=DIR",
+              help="Local checkpoint of a baseline (else its environment variable). Repeatable.")
+@click.option("--suites", default="all", show_default=True, help="general, code, stem (comma-separated) or all.")
+@click.option("--data-dir", type=str, default=None,
+              help="OpenCompass data root (contains data/); default $COMPASS_DATA_CACHE, else the embedded fixtures.")
+@click.option("--limit", type=int, default=None, help="Evaluate the first N items of each dataset.")
+@click.option("--max-out-len", type=int, default=None, help="Cap on every generation length, in tokens.")
+@click.option("--out", default=".", show_default=True, help="Runs go to OUT/results/<run-id>/.")
+@click.option("--resume", default=None, metavar="RUN_ID", help="Finish an interrupted run (its own settings).")
+@click.option("--runner", type=click.Choice(["local", "slurm"]), default="local", show_default=True)
+@click.option("--max-num-workers", type=int, default=1, show_default=True,
+              help="More than 1: OpenCompass's LocalRunner, one subprocess per task.")
+@click.option("--partition", default=None, help="Slurm partition (with --runner slurm).")
+@click.option("--dtype", type=click.Choice(["fp32", "bf16", "fp16"]), default=None, help="Default: the checkpoint's.")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, ...")
+@click.option("--batch-size", type=int, default=8, show_default=True)
+@click.option("--shared-trunk/--no-shared-trunk", default=False, show_default=True,
+              help="Score all branches in one trunk pass (PPL/loglikelihood datasets).")
+@_user_errors
+def run(**kwargs: Any) -> None:
+    """Evaluate every branch (and any baselines) on the suites through OpenCompass."""
+    import os
+
+    os.environ.setdefault("TQDM_DISABLE", "1")  # OpenCompass's inner bars; read when tqdm is imported
+    from .run import run as _run
+    from .run import summary
+
+    result = _run(**kwargs, echo=click.echo)
+    click.echo(summary(result))
+
+
 @main.command("export-branch")
 @click.option("--branch", required=True, help="Branch name (E3B) or exit layer (11).")
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Directory to write.")
@@ -180,3 +215,49 @@ def score_code(dataset: str, samples: str, out: str | None, workers: int | None)
 
     score = score_humaneval(samples, out, workers=workers)
     click.echo("\n".join(summary_lines(score)))
+
+
+def _int_list(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, ...] | None:
+    if value is None:
+        return None
+    try:
+        return tuple(int(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers such as 1,4,16,32, got {value!r}") from None
+
+
+@main.command()
+@click.option("--model", "model", type=str, default=None, help=MODEL_HELP)
+@click.option("--shape", "shape", default=None,
+              help="Real shapes with random weights instead of a checkpoint: ruyi-7b, qwen2.5-7b, llama-3.1-8b, "
+                   "qwen3-8b, yi-6b, yi-9b, yi-34b (comma-separated) or all. Needs --random-weights.")
+@click.option("--random-weights", is_flag=True, help="Confirm that --shape builds random weights (speed only).")
+@click.option("--branches", default="all", show_default=True, help="all, names (E3B,E7B) or exit layers (11,27).")
+@click.option("--batch-sizes", callback=_int_list, default=None, help="Comma-separated [default: 1,4,16,32; 1,8 with --shared-trunk].")
+@click.option("--prompt-len", type=int, default=256, show_default=True)
+@click.option("--gen-len", type=int, default=128, show_default=True, help="Tokens generated per row (EOS ignored).")
+@click.option("--dtype", type=click.Choice(["bf16", "fp16", "fp32"]), default="bf16", show_default=True)
+@click.option("--attn", type=click.Choice(["sdpa", "flash_attention_2"]), default="sdpa", show_default=True,
+              help="Attention of the stock (hf) backend; the fast path uses SDPA.")
+@click.option("--backend", type=click.Choice(["hf", "fast", "both"]), default="both", show_default=True)
+@click.option("--iterations", type=int, default=10, show_default=True, help="Timed repetitions per cell.")
+@click.option("--warmup", type=int, default=2, show_default=True, help="Untimed repetitions first.")
+@click.option("--peak-bandwidth", type=float, default=None, help="GB/s for MBU [default: from the device name].")
+@click.option("--out", "out", type=click.Path(file_okay=False), default=None,
+              help="Directory for bench.json [default: results/bench-<timestamp>].")
+@click.option("--device", type=click.Choice(["auto", "cuda", "cpu"]), default="auto", show_default=True)
+@click.option("--decode-mode", type=click.Choice(["auto", "eager", "cudagraph", "compile"]), default="auto",
+              show_default=True, help="Fast path: auto = CUDA graph on a GPU, eager on a CPU.")
+@click.option("--shared-trunk", is_flag=True, help="Compare all branches at once vs the last alone vs each alone.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@_user_errors
+def bench(shape: str | None, batch_sizes: tuple[int, ...] | None, **kwargs: Any) -> None:
+    """Throughput, latency, memory and MBU per branch, stock generate vs the fast decoder."""
+    from .bench import BenchConfig, bench_markdown
+    from .bench import bench as _bench
+
+    shapes = tuple(s for s in (shape or "").split(",") if s.strip())
+    config = BenchConfig(shapes=shapes, batch_sizes=batch_sizes, command=" ".join(["evalkit", *sys.argv[1:]]), **kwargs)
+    record, path = _bench(config)
+    click.echo(bench_markdown(record))
+    click.echo(f"wrote {path}")

@@ -1,0 +1,379 @@
+"""The model protocol every evaluator talks to, and the per-family engine that serves it.
+
+`LM` is four request-typed methods: each takes a list and returns a list of the same length, with no
+side effects. `FamilyEngine` holds one loaded checkpoint (a `Family`) and answers requests for any of
+its branches; `engine_for` returns the process's engine for a checkpoint, keyed by the family's full
+identity (weights fingerprint + dtype + device), so a checkpoint is read once for all its branches and
+datasets. `BranchLM` is one branch of an engine, as an `LM`.
+
+Every score goes through `FamilyEngine.token_logprobs`. With `shared_trunk=False` it runs the one
+branch model; with `shared_trunk=True` it asks `evalkit.trunk.score_branches` for every branch of the
+run at once and keeps the other branches' rows, keyed by family identity + branch + exact token ids,
+for the sibling branches to read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+import torch
+
+from ._errors import EvalkitError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from .family import Branch, Family
+
+Message = dict[str, str]  # {"role": "user" | "assistant" | "system", "content": ...}
+# (family, branches, input_ids [B, T], attention_mask [B, T]) -> {branch name: log-probs [B, T-1]}
+ScoreFn = Callable[["Family", Sequence["Branch"], torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]
+
+
+# --- requests and settings ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GenerateRequest:
+    prompt: str | tuple[Message, ...]  # plain text, or chat messages (rendered with the chat template)
+    max_out_len: int = 512
+    stop: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class LoglikelihoodRequest:
+    context: str
+    continuation: str
+
+
+@dataclass(frozen=True)
+class PerplexityRequest:
+    text: str
+    mask_length: int | None = None  # the first N tokens are context: only the tokens after them count
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """How a model turns a prompt into text. Greedy always; everything else comes from the model config."""
+
+    stop: tuple[str, ...] = ()  # extra stop strings, on top of each request's own
+    chat_template: bool = True  # render prompts with the tokenizer's chat template when it has one
+    thinking: bool | None = None  # Qwen3's enable_thinking; None leaves the template's default
+    max_seq_len: int = 4096  # prompt + output; longer prompts lose their start
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    batch_size: int = 8
+    shared_trunk: bool = False  # score all of the run's branches in one trunk pass (evalkit.trunk)
+    branches: tuple[str, ...] = ()  # the run's branches, scored together on the shared path; () = all
+    attn_implementation: str | None = None  # None: sdpa
+
+
+class LM(Protocol):
+    """What an evaluator needs from a model. Lists in, lists of the same length out, no side effects."""
+
+    def generate(self, requests: Sequence[GenerateRequest]) -> list[str]: ...
+
+    def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[float]: ...
+
+    def perplexity(self, requests: Sequence[PerplexityRequest]) -> list[float]: ...
+
+    def token_len(self, texts: Sequence[str]) -> list[int]: ...
+
+
+# --- the engine --------------------------------------------------------------------------------
+
+
+@dataclass
+class FamilyEngine:
+    family: Family
+    config: EngineConfig = field(default_factory=EngineConfig)
+    _models: dict[str, PreTrainedModel] = field(default_factory=dict, repr=False)
+    _cache: dict[tuple[str, str, tuple[int, ...]], torch.Tensor] = field(default_factory=dict, repr=False)
+    shared_calls: int = 0  # trunk passes run; a sibling that finds its rows cached adds none
+
+    @property
+    def tokenizer(self) -> PreTrainedTokenizerBase:
+        return self.family.tokenizer
+
+    def model(self, branch: str | Branch) -> PreTrainedModel:
+        """The branch as a stock transformers model, built on first use from the family's tensors."""
+        b = self.family.branch(branch)
+        if b.name not in self._models:
+            self._models[b.name] = self.family.branch_model(b, attn_implementation=self.config.attn_implementation)
+        return self._models[b.name]
+
+    def lm(self, branch: str | Branch, settings: GenerationSettings = GenerationSettings()) -> BranchLM:
+        return BranchLM(self, self.family.branch(branch), settings)
+
+    # Scoring: every log-prob comes from here.
+
+    def token_logprobs(self, branch: Branch, sequences: Sequence[Sequence[int]]) -> list[torch.Tensor]:
+        """For each token sequence, log p(seq[t+1] | seq[:t+1]) for t = 0..len-2, as a float32 CPU tensor."""
+        out: list[torch.Tensor | None] = [None] * len(sequences)
+        todo = []
+        for i, seq in enumerate(sequences):
+            hit = self._cache.pop((self.family.identity, branch.name, tuple(seq)), None)
+            if hit is None:
+                todo.append(i)
+            else:
+                out[i] = hit
+        for chunk in _batches(todo, [len(sequences[i]) for i in todo], self.config.batch_size):
+            ids, mask = _right_pad([sequences[i] for i in chunk], self._pad_id, self.family.device)
+            scores = self._score(branch, ids, mask)
+            for row, i in enumerate(chunk):
+                out[i] = scores[branch.name][row, : len(sequences[i]) - 1].float().cpu()
+                self._keep_siblings(scores, branch, row, sequences[i])
+        return [t for t in out if t is not None]
+
+    def _score(self, branch: Branch, ids: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        if not self.config.shared_trunk or len(self.family.branches) == 1:
+            return {branch.name: score_one(self.model(branch), ids, mask)}
+        from .trunk import score_branches  # the shared-trunk path
+
+        self.shared_calls += 1
+        return score_branches(self.family, self._scored_together(branch), ids, mask)
+
+    def _scored_together(self, branch: Branch) -> tuple[Branch, ...]:
+        names = set(self.config.branches) or {b.name for b in self.family.branches}
+        return tuple(b for b in self.family.branches if b.name in names or b == branch)
+
+    def _keep_siblings(self, scores: dict[str, torch.Tensor], branch: Branch, row: int, seq: Sequence[int]) -> None:
+        for name, lp in scores.items():
+            if name != branch.name:
+                self._cache[(self.family.identity, name, tuple(seq))] = lp[row, : len(seq) - 1].float().cpu()
+
+    @property
+    def _pad_id(self) -> int:
+        tok = self.tokenizer
+        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        if pad is None:
+            raise EvalkitError(f"the tokenizer of {self.family.path} has neither a pad nor an eos token; add one")
+        return int(pad)
+
+    # Generation.
+
+    @torch.no_grad()
+    def generate(self, branch: Branch, prompts: Sequence[str], max_out_len: int, stop: Sequence[str],
+                 max_seq_len: int) -> list[str]:
+        """Greedy continuations of already-rendered prompts, cut at the first stop string."""
+        encoded = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+        keep = max(1, max_seq_len - max_out_len)
+        encoded = [ids[-keep:] for ids in encoded]
+        out: list[str] = [""] * len(prompts)
+        order = list(range(len(prompts)))
+        for chunk in _batches(order, [len(e) for e in encoded], self.config.batch_size):
+            texts = self._generate_batch(branch, [encoded[i] for i in chunk], max_out_len, stop)
+            for i, text in zip(chunk, texts):
+                out[i] = text
+        return out
+
+    def _generate_batch(self, branch: Branch, encoded: list[list[int]], max_out_len: int,
+                        stop: Sequence[str]) -> list[str]:
+        from transformers import StoppingCriteriaList
+
+        model = self.model(branch)
+        ids, mask = _left_pad(encoded, self._pad_id, self.family.device)
+        criteria = StoppingCriteriaList([_StopStrings(self.tokenizer, stop, ids.shape[1])]) if stop else None
+        gen = model.generate(
+            input_ids=ids, attention_mask=mask, max_new_tokens=max_out_len, do_sample=False,
+            temperature=None, top_p=None, top_k=None, pad_token_id=self._pad_id,
+            eos_token_id=self._eos_ids(model), stopping_criteria=criteria,
+        )
+        texts = self.tokenizer.batch_decode(gen[:, ids.shape[1]:], skip_special_tokens=True)
+        return [cut_at_stop(t, stop) for t in texts]
+
+    def _eos_ids(self, model: PreTrainedModel) -> list[int]:
+        ids = model.generation_config.eos_token_id
+        ids = [ids] if isinstance(ids, int) else list(ids or [])
+        if self.tokenizer.eos_token_id is not None:
+            ids.append(self.tokenizer.eos_token_id)
+        return sorted(set(ids))
+
+
+def score_one(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """log p(input_ids[:, t+1] | input_ids[:, :t+1]) for one branch model: shape [B, T-1].
+
+    The same contract as `evalkit.trunk.score_branches` for one branch. Rows are right-padded, so
+    positions are the natural ones and a padded row scores exactly as it would alone.
+    """
+    with torch.no_grad():
+        logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+    logprobs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+    return logprobs.gather(-1, input_ids[:, 1:, None]).squeeze(-1)
+
+
+# --- one branch as an LM -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BranchLM:
+    """One branch of a family behind the `LM` protocol."""
+
+    engine: FamilyEngine
+    branch: Branch
+    settings: GenerationSettings = GenerationSettings()
+
+    def generate(self, requests: Sequence[GenerateRequest]) -> list[str]:
+        out: list[str] = [""] * len(requests)
+        groups: dict[tuple[int, tuple[str, ...]], list[int]] = {}
+        for i, r in enumerate(requests):
+            groups.setdefault((r.max_out_len, tuple(dict.fromkeys(r.stop + self.settings.stop))), []).append(i)
+        for (max_out_len, stop), idx in groups.items():
+            prompts = [self.render(requests[i].prompt) for i in idx]
+            texts = self.engine.generate(self.branch, prompts, max_out_len, stop, self.settings.max_seq_len)
+            for i, t in zip(idx, texts):
+                out[i] = t
+        return out
+
+    def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[float]:
+        """Sum of the continuation's token log-probs given the context; only continuation tokens count."""
+        seqs, starts = [], []
+        for r in requests:
+            whole = self._encode(r.context + r.continuation)
+            context = self._encode(r.context)
+            start = _common_prefix(whole, context)
+            seqs.append(whole)
+            starts.append(max(start, 1))
+        lps = self.engine.token_logprobs(self.branch, seqs)
+        return [float(lp[s - 1:].sum()) for lp, s in zip(lps, starts)]
+
+    def perplexity(self, requests: Sequence[PerplexityRequest]) -> list[float]:
+        """Mean negative log-likelihood per scored token (the tokens after `mask_length`)."""
+        seqs = [self._encode(r.text) for r in requests]
+        lps = self.engine.token_logprobs(self.branch, seqs)
+        out = []
+        for lp, r in zip(lps, requests):
+            scored = lp[max((r.mask_length or 1) - 1, 0):]
+            out.append(float(-scored.mean()) if scored.numel() else float("nan"))
+        return out
+
+    def token_len(self, texts: Sequence[str]) -> list[int]:
+        return [len(self._encode(t)) for t in texts]
+
+    def render(self, prompt: str | tuple[Message, ...]) -> str:
+        """The exact text the model sees: chat messages through the chat template, or the plain text."""
+        tok = self.engine.tokenizer
+        if not self.settings.chat_template or not getattr(tok, "chat_template", None):
+            return prompt if isinstance(prompt, str) else "\n".join(m["content"] for m in prompt)
+        messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+        extra = {} if self.settings.thinking is None else {"enable_thinking": self.settings.thinking}
+        return tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False, **extra)
+
+    def _encode(self, text: str) -> list[int]:
+        return list(self.engine.tokenizer(text, add_special_tokens=True)["input_ids"])
+
+
+# --- the process's engines ---------------------------------------------------------------------
+
+
+@dataclass
+class EngineRegistry:
+    """Loaded families by identity, and their engines by (identity, engine config)."""
+
+    families: dict[str, Family] = field(default_factory=dict)
+    engines: dict[tuple[str, EngineConfig], FamilyEngine] = field(default_factory=dict)
+    loads: list[str] = field(default_factory=list)  # identities, one entry per checkpoint read
+
+    def engine(self, path: str | Path, *, dtype: str | None = None, device: str = "cpu",
+               config: EngineConfig = EngineConfig()) -> FamilyEngine:
+        identity = family_identity(path, dtype=dtype, device=device)
+        if identity not in self.families:
+            from .family import load_family
+
+            family = load_family(path, dtype=dtype, device=device)
+            self.families[family.identity] = family
+            self.loads.append(family.identity)
+            identity = family.identity
+        key = (identity, config)
+        if key not in self.engines:
+            self.engines[key] = FamilyEngine(self.families[identity], config)
+        return self.engines[key]
+
+    def clear(self) -> None:
+        self.families.clear()
+        self.engines.clear()
+
+
+REGISTRY = EngineRegistry()
+
+
+def engine_for(path: str | Path, *, dtype: str | None = None, device: str = "cpu",
+               config: EngineConfig = EngineConfig()) -> FamilyEngine:
+    """This process's engine for a checkpoint: loaded on first use, then shared by every caller."""
+    return REGISTRY.engine(path, dtype=dtype, device=device, config=config)
+
+
+def family_identity(path: str | Path, *, dtype: str | None = None, device: str = "cpu") -> str:
+    """`Family.identity` of the checkpoint, without reading its weights."""
+    from ._checkpoint import read_checkpoint
+    from .family import _resolve_dtype
+
+    files = read_checkpoint(path)
+    torch_dtype = _resolve_dtype(dtype, files)
+    return f"{files.fingerprint()}:{str(torch_dtype).removeprefix('torch.')}:{torch.device(device)}"
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+def cut_at_stop(text: str, stop: Sequence[str]) -> str:
+    """The text up to the earliest stop string."""
+    cut = min((i for i in (text.find(s) for s in stop if s) if i >= 0), default=len(text))
+    return text[:cut]
+
+
+class _StopStrings:
+    """Per-row stopping: a row is done once its generated text contains a stop string."""
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, stop: Sequence[str], prompt_len: int):
+        self.tokenizer, self.stop, self.prompt_len = tokenizer, [s for s in stop if s], prompt_len
+        self.lookback = max(len(tokenizer(s, add_special_tokens=False)["input_ids"]) for s in self.stop) + 2
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: object) -> torch.Tensor:
+        new = input_ids[:, self.prompt_len:]
+        tails = self.tokenizer.batch_decode(new[:, -self.lookback:], skip_special_tokens=True)
+        done = [any(s in t for s in self.stop) for t in tails]
+        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+
+def _batches(indices: list[int], lengths: list[int], size: int) -> list[list[int]]:
+    """Indices grouped into batches of similar length (longest first); callers restore input order."""
+    if size < 1:
+        raise EvalkitError(f"batch size must be at least 1, got {size}")
+    order = [i for _, i in sorted(zip(lengths, indices), key=lambda p: (-p[0], p[1]))]
+    return [order[k:k + size] for k in range(0, len(order), size)]
+
+
+def _right_pad(seqs: Sequence[Sequence[int]], pad: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for r, s in enumerate(seqs):
+        ids[r, : len(s)] = torch.tensor(s, dtype=torch.long)
+        mask[r, : len(s)] = 1
+    return ids.to(device), mask.to(device)
+
+
+def _left_pad(seqs: Sequence[Sequence[int]], pad: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for r, s in enumerate(seqs):
+        if s:
+            ids[r, width - len(s):] = torch.tensor(s, dtype=torch.long)
+            mask[r, width - len(s):] = 1
+    return ids.to(device), mask.to(device)
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n

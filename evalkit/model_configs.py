@@ -1,0 +1,164 @@
+"""OpenCompass model configs: the familial branches and the baselines, each a plain dict.
+
+`run` and the files under opencompass_configs/models/ both build their model dicts here, so a stock
+`opencompass` run and `evalkit run` evaluate exactly the same models. Every checkpoint is a local
+directory named by an environment variable (or `--baseline-path NAME=DIR`); nothing names a hub id.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ._errors import EvalkitError, did_you_mean
+
+MODEL_TYPE = "evalkit.opencompass_model.FamilialBranchModel"
+RUYI_ENV = "RUYI_7B_PATH"
+
+
+@dataclass(frozen=True)
+class Generation:
+    """Per-model generation settings (greedy always)."""
+
+    max_out_len: int = 2048
+    stop_words: tuple[str, ...] = ()
+    chat_template: bool = True
+    thinking: bool | None = None  # Qwen3 enable_thinking
+    max_seq_len: int = 8192
+    strip_reasoning: bool = False  # drop <think>...</think> before scoring
+
+
+@dataclass(frozen=True)
+class Baseline:
+    name: str  # the --baselines key, e.g. "qwen2.5-7b-instruct"
+    display: str  # e.g. "Qwen2.5-7B-Instruct"
+    env: str  # environment variable holding the local checkpoint directory
+    generation: Generation = field(default_factory=Generation)
+    quantized: str | None = None  # "awq" | "gptq"
+
+    @property
+    def abbr(self) -> str:
+        return self.name
+
+
+_QWEN_STOP = ("<|im_end|>", "<|endoftext|>")
+BASELINES: dict[str, Baseline] = {b.name: b for b in (
+    Baseline("qwen2.5-7b-instruct", "Qwen2.5-7B-Instruct", "QWEN2_5_7B_INSTRUCT_PATH", Generation(stop_words=_QWEN_STOP)),
+    Baseline("llama-3.1-8b-instruct", "Llama-3.1-8B-Instruct", "LLAMA_3_1_8B_INSTRUCT_PATH",
+             Generation(stop_words=("<|eot_id|>", "<|end_of_text|>"))),
+    Baseline("qwen3-8b-think", "Qwen3-8B(think)", "QWEN3_8B_PATH",
+             Generation(max_out_len=32768, stop_words=_QWEN_STOP, thinking=True, max_seq_len=40960,
+                        strip_reasoning=True)),
+    Baseline("yi-6b-chat", "Yi-6B-Chat", "YI_6B_CHAT_PATH", Generation(stop_words=_QWEN_STOP, max_seq_len=4096)),
+    Baseline("yi-9b", "Yi-9B", "YI_9B_PATH", Generation(chat_template=False, max_seq_len=4096)),
+    Baseline("yi-34b-chat", "Yi-34B-Chat", "YI_34B_CHAT_PATH", Generation(stop_words=_QWEN_STOP, max_seq_len=4096)),
+    Baseline("yi-34b-chat-4bits", "Yi-34B-Chat-4bits", "YI_34B_CHAT_4BITS_PATH",
+             Generation(stop_words=_QWEN_STOP, max_seq_len=4096), quantized="awq"),
+    Baseline("yi-34b-chat-8bits", "Yi-34B-Chat-8bits", "YI_34B_CHAT_8BITS_PATH",
+             Generation(stop_words=_QWEN_STOP, max_seq_len=4096), quantized="gptq"),
+)}
+RUYI_GENERATION = Generation(stop_words=_QWEN_STOP)
+# What each quantisation method needs importable, and how to install it.
+_KERNELS = {"awq": (("awq",), "pip install autoawq"), "gptq": (("gptqmodel", "optimum"), "pip install gptqmodel optimum")}
+
+
+def parse_baselines(spec: str | Sequence[str] | None) -> tuple[Baseline, ...]:
+    """"qwen2.5-7b-instruct,yi-9b" (any case; display names work too), "all", or none."""
+    items = spec.split(",") if isinstance(spec, str) else list(spec or [])
+    names = [n.strip() for n in items if n.strip()]
+    if [n.lower() for n in names] == ["all"]:
+        return tuple(BASELINES.values())
+    by_display = {b.display.lower(): b for b in BASELINES.values()}
+    out = []
+    for n in names:
+        b = BASELINES.get(n.lower()) or by_display.get(n.lower())
+        if b is None:
+            raise did_you_mean("baseline", n, list(BASELINES))
+        out.append(b)
+    return tuple(dict.fromkeys(out))
+
+
+def parse_baseline_paths(pairs: Sequence[str]) -> dict[str, str]:
+    """["yi-9b=/models/Yi-9B", ...] -> {"yi-9b": "/models/Yi-9B"}."""
+    out = {}
+    for pair in pairs:
+        name, sep, path = pair.partition("=")
+        if not sep or not path:
+            raise EvalkitError(f"--baseline-path {pair!r} must look like NAME=DIR, e.g. yi-9b=/models/Yi-9B")
+        out[parse_baselines(name)[0].name] = path
+    return out
+
+
+def baseline_path(b: Baseline, overrides: Mapping[str, str] | None = None) -> Path:
+    """The baseline's local directory, from --baseline-path or its environment variable; checked up front."""
+    raw = (overrides or {}).get(b.name) or os.environ.get(b.env)
+    if not raw:
+        raise EvalkitError(
+            f"no local checkpoint for baseline {b.name} ({b.display}); set {b.env}=DIR "
+            f"or pass --baseline-path {b.name}=DIR")
+    path = Path(raw).expanduser()
+    if not (path / "config.json").is_file():
+        raise EvalkitError(f"baseline {b.name}: {path} is not a checkpoint directory (no config.json); "
+                           f"fix {b.env} or --baseline-path {b.name}=DIR")
+    check_kernels(path)
+    return path
+
+
+def check_kernels(path: Path) -> None:
+    """A quantised checkpoint needs its kernels; say which and how to install them before anything runs."""
+    config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    method = str((config.get("quantization_config") or {}).get("quant_method", "")).lower()
+    if method not in _KERNELS:
+        return
+    modules, install = _KERNELS[method]
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise EvalkitError(f"{path} is {method.upper()}-quantised and needs {', '.join(missing)}, which is not "
+                           f"installed; run `{install}` on a CUDA machine, or leave this baseline out")
+
+
+def family_slug(path: str | Path) -> str:
+    """A short lower-case name for a checkpoint directory: 'AI-Flow-Ruyi-7B' -> 'ruyi-7b'."""
+    name = Path(path).resolve().name
+    if name.startswith("tiny-ruyi"):
+        return "tiny-ruyi"
+    slug = re.sub(r"[^a-z0-9.]+", "-", name.lower()).strip("-")
+    return slug.removeprefix("ai-flow-") or "model"
+
+
+def model_config(*, abbr: str, path: str | Path, branch: str | None, generation: Generation,
+                 dtype: str | None = None, device: str = "cpu", batch_size: int = 8,
+                 shared_trunk: bool = False, run_branches: Sequence[str] = (),
+                 max_out_len: int | None = None) -> dict[str, Any]:
+    """One OpenCompass model dict for `FamilialBranchModel`; plain values only, so stock runners can dump it."""
+    cfg: dict[str, Any] = dict(
+        type=MODEL_TYPE, abbr=abbr, path=str(path), branch=branch, dtype=dtype, device=device,
+        batch_size=batch_size, max_out_len=min(generation.max_out_len, max_out_len or generation.max_out_len),
+        max_seq_len=generation.max_seq_len, stop_words=list(generation.stop_words),
+        chat_template=generation.chat_template, thinking=generation.thinking,
+        shared_trunk=shared_trunk, run_branches=list(run_branches),
+        run_cfg=dict(num_gpus=1 if str(device).startswith("cuda") else 0),
+    )
+    if generation.strip_reasoning:
+        cfg["pred_postprocessor"] = dict(type="opencompass.utils.text_postprocessors.extract_non_reasoning_content")
+    return cfg
+
+
+def familial_configs(path: str | Path, branches: Sequence[str], *, display: str | None = None,
+                     **kwargs: Any) -> list[dict[str, Any]]:
+    """One model dict per branch, abbr '<family>-<branch>' (e.g. ruyi-7b-e3b), so each has its own files."""
+    slug = family_slug(path)
+    return [model_config(abbr=f"{slug}-{b.lower()}", path=path, branch=b, generation=RUYI_GENERATION,
+                         run_branches=branches, **kwargs) for b in branches]
+
+
+def baseline_configs(baselines: Sequence[Baseline], overrides: Mapping[str, str] | None = None,
+                     **kwargs: Any) -> list[dict[str, Any]]:
+    return [model_config(abbr=b.abbr, path=baseline_path(b, overrides), branch=None, generation=b.generation,
+                         **kwargs) for b in baselines]
