@@ -189,3 +189,12 @@ def test_item_outcomes_shapes() -> None:
         suites.item_outcomes("gsm8k", {"accuracy": 10.0})
     with pytest.raises(EvalkitError, match="has no 'score'"):
         suites.headline_score("bbh", {"error": "predictions and references have different length"})
+
+
+@pytest.mark.parametrize("suite", ["general", "code", "stem"])
+def test_stock_cli_config_files_match_suites(suite: str) -> None:
+    from mmengine.config import Config
+
+    path = Path(__file__).parents[1] / "opencompass_configs" / "datasets" / f"{suite}.py"
+    stock = Config.fromfile(str(path), format_python_code=False)[f"{suite}_datasets"]
+    assert [d["abbr"] for d in stock] == [c["abbr"] for c in suites.dataset_configs(suite)]
