@@ -23,7 +23,7 @@ from .datasets import parse_suites
 from .results import ModelInfo, Provenance, ResultsRecord, save_record, write_json_atomic
 
 RUNNERS = ("local", "slurm")
-TINY_MAX_OUT_LEN = 32  # the embedded tiny family is random: a longer answer would only cost time
+TINY_MAX_OUT_LEN = 16  # the embedded tiny family is random: a longer answer would only cost time
 FIXTURE_LIMIT = 4  # items per dataset on the embedded fixture data (HumanEval there is the real 164)
 
 
@@ -99,11 +99,10 @@ def execute(config: RunConfig, *, resume: str | None = None, echo: Callable[[str
     notes = repair_partial(run_dir) if resume else []
     for line in notes:
         echo(f"resume: {line}")
-    os.environ["COMPASS_DATA_CACHE"] = str(plan.data_root)
     tasks = order_tasks(plan.models, plan.datasets)
     echo(f"run {run_id}: {len(plan.models)} models x {len(plan.datasets)} datasets = {len(tasks)} tasks -> {run_dir}")
     started = datetime.now(timezone.utc)
-    with _threads(1 if config.embedded_model else None):
+    with _threads(1 if config.embedded_model else None), _env("COMPASS_DATA_CACHE", str(plan.data_root)):
         timing = _run_tasks(config, tasks, run_dir)
     record = _record(config, plan, run_id, run_dir, started, timing)
     path = save_record(record, run_dir / "results.json")
@@ -130,28 +129,28 @@ def _plan(config: RunConfig) -> Plan:
     from .oc_evaluators import use_sandboxed_evaluators
     from .tiny import default_model_path
 
-    notes = []
-    path = Path(config.model) if config.model else default_model_path()
-    family = _branch_list(path, config.dtype, config.device)
-    chosen = parse_branches(config.branches, family)
+    notes: list[str] = []
+    data_root, source, groups, limit = _data(config, notes)
+    S.check_data(data_root, config.suites, groups)
+    baselines = [BASELINES[n] for n in config.baselines]
     max_out = config.max_out_len
     if config.embedded_model and max_out is None:
         max_out = TINY_MAX_OUT_LEN
         notes.append(f"embedded tiny family (random weights, scores are near chance): generation capped at "
                      f"{max_out} tokens; pass --max-out-len to change")
     common = dict(dtype=config.dtype, device=config.device, batch_size=config.batch_size, max_out_len=max_out)
+    base_models = baseline_configs(baselines, dict(config.baseline_paths), **common)  # checks paths, kernels
+
+    path = Path(config.model) if config.model else default_model_path()
+    family = _branch_list(path, config.dtype, config.device)
+    chosen = parse_branches(config.branches, family)
     models = familial_configs(path, [b.name for b in chosen], shared_trunk=config.shared_trunk, **common)
     infos = [ModelInfo(abbr=m["abbr"], name=_display(path, b.name, len(family)), role="ours",
                        family=_family_name(path), branch=b.name, exit_layer=b.exit_layer,
                        num_params=b.num_params, path=str(path)) for m, b in zip(models, chosen)]
-    baselines = [BASELINES[n] for n in config.baselines]
-    base_models = baseline_configs(baselines, dict(config.baseline_paths), **common)
     models += base_models
     infos += [ModelInfo(abbr=b.abbr, name=b.display, role="baseline", path=m["path"])
               for b, m in zip(baselines, base_models)]
-
-    data_root, source, groups, limit = _data(config, notes)
-    S.check_data(data_root, config.suites, groups)
     datasets = [use_sandboxed_evaluators(d) for d in
                 S.dataset_configs(config.suites, limit=limit, max_out_len=max_out, groups=groups)]
     return Plan(models, infos, datasets, data_root, source, notes)
@@ -221,6 +220,20 @@ def _load_config(out: Path, run_id: str) -> RunConfig:
 
 
 # --- running -----------------------------------------------------------------------------------
+
+
+@contextmanager
+def _env(name: str, value: str) -> Iterator[None]:
+    """OpenCompass's loaders (and its task subprocesses) read the data root from the environment."""
+    old = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = old
 
 
 @contextmanager

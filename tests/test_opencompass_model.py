@@ -40,7 +40,7 @@ def test_branch_and_family_are_the_ones_asked_for(model, tiny_path):
 
 def test_get_ppl_matches_the_branch_model(model):
     texts = ["Question: 2+2?\nAnswer: 4", "The sky is blue because of scattering."]
-    got = model.get_ppl(texts, mask_length=[3, None and 0 or 1])
+    got = model.get_ppl(texts, mask_length=[3, 1])
     assert isinstance(got, np.ndarray) and got.shape == (2,)
     _, lp0 = _direct(model, texts[0])
     _, lp1 = _direct(model, texts[1])
@@ -62,16 +62,19 @@ def test_get_loglikelihood_sums_the_continuation(model):
 def test_generate_takes_prompt_lists_and_stops_at_stop_words(model):
     from opencompass.utils.prompt import PromptList
 
-    prompt = PromptList([{"role": "HUMAN", "prompt": "Name a colour."}])
+    prompt = PromptList([{"section": "round", "pos": "begin"}, {"role": "HUMAN", "prompt": "Name a colour."},
+                         {"section": "round", "pos": "end"}])
     parsed = model.parse_template([prompt], mode="gen")
     free = model.generate(parsed, max_out_len=16)[0]
     stop = free[3:5]
     assert stop
     cut = model.generate(parsed, max_out_len=16, stopping_criteria=[stop])[0]
     assert cut == free[: free.find(stop)]
-    # The chat template renders the turn, so the generation prompt ends with the assistant header.
-    assert model.lm.render(("user_turn",) and ({"role": "user", "content": "Name a colour."},)).endswith(
-        "<|im_start|>assistant\n")
+    # The role turns arrive as chat messages, rendered by the chat template.
+    from evalkit.opencompass_model import _prompt
+
+    assert _prompt(parsed[0]) == ({"role": "user", "content": "Name a colour."},)
+    assert model.lm.render(({"role": "user", "content": "Name a colour."},)).endswith("<|im_start|>assistant\n")
 
 
 def test_token_len_counts_what_the_model_reads(model):
