@@ -1,0 +1,253 @@
+"""Bench stage: throughput and latency per branch, against the memory-bandwidth limit and stock HF.
+
+`bench(...)` times, for each model, branch, backend and batch size, prefill (time to first token),
+time per output token, decode tokens/s and end-to-end latency, with peak GPU memory, bytes read per
+token and MBU, and writes one versioned record (`bench.json`). `--shared-trunk` instead compares
+all branches of a family at once with the last branch alone and with each branch alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ._bench_measure import Clock, PeakMemory, environment, mbu, peak_bandwidth, traffic
+from ._bench_record import BenchRecord, BenchRow, Ratio, SharedTrunk, load_bench, save_bench
+from ._bench_tables import bench_markdown
+from ._errors import EvalkitError, did_you_mean
+
+BACKENDS = ("hf", "fast")
+BATCH_SIZES = (1, 4, 16, 32)
+
+__all__ = ["BenchConfig", "BenchRecord", "Protocol", "bench", "bench_markdown", "load_bench"]
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How every cell is measured (after optimum-benchmark):
+
+    1. warm-up: `warmup` untimed generations first (CUDA graph capture, allocator, kernel choice);
+    2. timing: CUDA events around each region, read after a synchronize (GPU); perf_counter (CPU);
+    3. fixed output length: every generation makes exactly gen_len tokens (EOS ignored on the fast
+       path, min_new_tokens = max_new_tokens on stock `generate`);
+    4. at least `iterations` timed repetitions per cell;
+    5. median, p90 and p99 with numpy (linear interpolation);
+    6. peak allocated and reserved GPU memory per cell (peak counters reset before the cell);
+    7. MBU = bytes per token x tokens/s / peak bandwidth, the peak looked up from the device name or
+       given, never assumed; none on a CPU unless given;
+    8. both backends in the same process on the same prompts, so their ratio compares like with like.
+    """
+
+    warmup: int
+    iterations: int
+    timer: str  # "cuda-events" | "perf_counter"
+    fixed_output_length: bool = True
+    percentiles: tuple[int, ...] = (50, 90, 99)
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    model: str | None = None  # checkpoint directory; None with no shapes: the embedded tiny family
+    shapes: tuple[str, ...] = ()  # real shapes with random weights (evalkit.shapes), e.g. ("ruyi-7b",)
+    random_weights: bool = False  # required with shapes: says the weights are random on purpose
+    branches: str = "all"
+    batch_sizes: tuple[int, ...] | None = None  # None: 1,4,16,32 (--shared-trunk: 1,8)
+    prompt_len: int = 256
+    gen_len: int = 128
+    dtype: str = "bf16"
+    attn: str = "sdpa"  # stock backend's attention: sdpa | flash_attention_2 (the fast path uses SDPA)
+    backend: str = "both"  # hf | fast | both
+    iterations: int = 10
+    warmup: int = 2
+    peak_bandwidth: float | None = None  # GB/s; None: from the device name
+    out: str | None = None  # directory; None: results/bench-<timestamp>
+    device: str = "auto"  # auto | cuda | cpu
+    decode_mode: str = "auto"  # fast path: auto | eager | cudagraph | compile
+    shared_trunk: bool = False
+    seed: int = 0
+    command: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        if self.model and self.shapes:
+            raise EvalkitError("pass either --model PATH or --shape NAME --random-weights, not both")
+        if self.shapes and not self.random_weights:
+            raise EvalkitError("--shape builds a model with random weights; add --random-weights, or pass --model PATH")
+        if self.backend not in (*BACKENDS, "both"):
+            raise did_you_mean("backend", self.backend, [*BACKENDS, "both"])
+        if self.gen_len < 2 or self.prompt_len < 1:
+            raise EvalkitError(f"--gen-len must be >= 2 and --prompt-len >= 1 (got {self.gen_len}, {self.prompt_len})")
+        if self.batch_sizes is not None and (not self.batch_sizes or min(self.batch_sizes) < 1):
+            raise EvalkitError(f"--batch-sizes must be positive integers, got {self.batch_sizes}")
+        if self.iterations < 1 or self.warmup < 0:
+            raise EvalkitError(f"--iterations must be >= 1 and --warmup >= 0 (got {self.iterations}, {self.warmup})")
+
+    @property
+    def backends(self) -> tuple[str, ...]:
+        return BACKENDS if self.backend == "both" else (self.backend,)
+
+
+@dataclass(frozen=True)
+class _Source:
+    name: str
+    title: str
+    load: Callable[[], Any]  # -> Family
+
+
+def bench(config: BenchConfig | None = None, /, **options: Any) -> tuple[BenchRecord, Path]:
+    """Run the benchmark described by `config` (or by keyword options) and write its record.
+
+    Returns the record and the path of the bench.json written.
+    """
+    import torch
+
+    config = config or BenchConfig(**options)
+    device = _device(config.device)
+    env = environment(device)
+    peak, source = (config.peak_bandwidth, "flag") if config.peak_bandwidth else peak_bandwidth(env.device)
+    if device == "cpu" and not config.peak_bandwidth:
+        peak, source = None, "unknown"
+    protocol = Protocol(warmup=config.warmup, iterations=config.iterations,
+                        timer="cuda-events" if device == "cuda" else "perf_counter")  # fmt: skip
+    clock = Clock(device)
+    rows: list[BenchRow] = []
+    trunk: SharedTrunk | None = None
+    with torch.no_grad():
+        for src in _sources(config, device):
+            family = src.load()
+            if config.shared_trunk:
+                trunk = _shared_trunk(config, src, family, clock)
+            else:
+                rows += list(_bench_family(config, src, family, clock, peak))
+            del family
+            if device == "cuda":
+                torch.cuda.empty_cache()
+    now = datetime.now(timezone.utc)
+    record = BenchRecord(
+        run_id=now.strftime("%Y%m%d-%H%M%S"), created_at=now.isoformat(timespec="seconds"),
+        command=config.command or _command(), environment=env, dtype=config.dtype,
+        config=_jsonable(asdict(config)), protocol=_jsonable(asdict(protocol)), peak_bandwidth_gbps=peak,
+        peak_bandwidth_source=source, rows=tuple(rows), ratios=tuple(_ratios(rows)), shared_trunk=trunk,
+    )  # fmt: skip
+    out_dir = Path(config.out) if config.out else Path("results") / f"bench-{record.run_id}"
+    return record, save_bench(record, out_dir / "bench.json")
+
+
+def _bench_family(config: BenchConfig, src: _Source, family: Any, clock: Clock, peak: float | None) -> Iterator[BenchRow]:
+    from ._bench_runners import FastRunner, HFRunner, measure, prompts
+    from .family import parse_branches
+
+    chosen = parse_branches(config.branches, family.branches) if family.files.is_familial else family.branches
+    role = "ours" if family.files.is_familial else "baseline"
+    resident = sum(t.numel() * t.element_size() for t in {t.data_ptr(): t for t in family.tensors.values()}.values())
+    for branch in chosen:
+        bytes_read = _traffic(family, branch, config)
+        for backend in config.backends:
+            for b in config.batch_sizes or BATCH_SIZES:
+                ids, mask = prompts(family, b, config.prompt_len, config.seed)
+                base = dict(model=src.name, title=src.title, role=role, branch=branch.name, exit_layer=branch.exit_layer,
+                            num_params=branch.num_params, backend=backend, batch_size=b, prompt_len=config.prompt_len,
+                            gen_len=config.gen_len, weight_bytes=bytes_read.weight_bytes,
+                            kv_bytes_per_row=bytes_read.kv_bytes_per_row, bytes_per_token=bytes_read.per_token(b))  # fmt: skip
+                memory = PeakMemory(family.device.type)
+                try:
+                    with memory:
+                        runner = (FastRunner(family, [branch], ids, mask, config.gen_len, config.decode_mode)
+                                  if backend == "fast" else HFRunner(family, branch, ids, mask, config.gen_len, config.attn))  # fmt: skip
+                        t = measure(runner, clock=clock, warmup=config.warmup, iterations=config.iterations,
+                                    batch_size=b, gen_len=config.gen_len)  # fmt: skip
+                        del runner
+                except Exception as e:  # noqa: BLE001 - only out-of-memory is a result; anything else is re-raised
+                    if not _is_oom(e):
+                        raise
+                    yield BenchRow(**base, error="out of memory")
+                    continue
+                own = branch.num_params * family.tensors["model.embed_tokens.weight"].element_size()
+                yield BenchRow(
+                    **base, ttft_s=t.ttft_s, tpot_s=t.tpot_s, decode_tok_s=t.decode_tok_s, e2e_s=t.e2e_s,
+                    mbu=mbu(bytes_read.per_token(b), t.decode_tok_s.median, peak),
+                    peak_allocated_bytes=memory.allocated, peak_reserved_bytes=memory.reserved,
+                    min_vram_bytes=None if memory.allocated is None else memory.allocated - resident + own,
+                )  # fmt: skip
+
+
+def _traffic(family: Any, branch: Any, config: BenchConfig) -> Any:
+    from ._decode import _dims
+
+    cfg = family.branch_config(branch)
+    dims = _dims(cfg)
+    embed = family.tensors["model.embed_tokens.weight"]
+    head = family.branch_state_dict(branch)["lm_head.weight"]
+    return traffic(num_params=branch.num_params, vocab_size=embed.shape[0], hidden_size=embed.shape[1],
+                   tied=head.data_ptr() == embed.data_ptr(), num_layers=branch.num_layers,
+                   num_kv_heads=dims.num_kv_heads, head_dim=dims.head_dim, dtype_bytes=embed.element_size(),
+                   prompt_len=config.prompt_len, gen_len=config.gen_len)  # fmt: skip
+
+
+def _shared_trunk(config: BenchConfig, src: _Source, family: Any, clock: Clock) -> SharedTrunk:
+    from ._bench_trunk import TRUNK_BATCH_SIZES, TrunkSetup, shared_trunk
+    from .family import parse_branches
+
+    if not family.files.is_familial:
+        raise EvalkitError(f"{src.name} has one branch; --shared-trunk needs a familial checkpoint or --shape ruyi-7b")
+    setup = TrunkSetup(batch_sizes=config.batch_sizes or TRUNK_BATCH_SIZES, prompt_len=config.prompt_len, gen_len=config.gen_len,
+                       warmup=config.warmup, iterations=config.iterations, decode_mode=config.decode_mode,
+                       seed=config.seed, clock=clock)  # fmt: skip
+    return shared_trunk(src.name, family, parse_branches(config.branches, family.branches), setup)
+
+
+def _sources(config: BenchConfig, device: str) -> list[_Source]:
+    from .family import load_family
+    from .shapes import parse_shapes, random_family
+    from .tiny import default_model_path
+
+    if config.shapes:
+        shapes = parse_shapes(",".join(config.shapes))
+        return [_Source(s.name, s.title, lambda s=s: random_family(s, dtype=config.dtype, device=device, seed=config.seed))
+                for s in shapes]  # fmt: skip
+    path = Path(config.model) if config.model else default_model_path()
+    name = path.name if config.model else "tiny-ruyi"
+    return [_Source(name, name, lambda: load_family(path, dtype=config.dtype, device=device))]
+
+
+def _ratios(rows: list[BenchRow]) -> Iterator[Ratio]:
+    cells = {(r.model, r.branch, r.batch_size, r.backend): r for r in rows if r.error is None}
+    for (model, branch, b, backend), fast in cells.items():
+        hf = cells.get((model, branch, b, "hf"))
+        if backend != "fast" or hf is None or fast.decode_tok_s is None or hf.decode_tok_s is None:
+            continue
+        assert fast.e2e_s is not None and hf.e2e_s is not None
+        yield Ratio(model=model, branch=branch, batch_size=b,
+                    decode_speedup=fast.decode_tok_s.median / hf.decode_tok_s.median,
+                    e2e_speedup=hf.e2e_s.median / fast.e2e_s.median)  # fmt: skip
+
+
+def _device(requested: str) -> str:
+    import torch
+
+    if requested not in ("auto", "cuda", "cpu"):
+        raise did_you_mean("device", requested, ["auto", "cuda", "cpu"])
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise EvalkitError("--device cuda was asked for but no CUDA device is visible; use --device cpu")
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return requested
+
+
+def _is_oom(e: Exception) -> bool:
+    import torch
+
+    return isinstance(e, torch.cuda.OutOfMemoryError) or "out of memory" in str(e).lower()
+
+
+def _command() -> str:
+    from ._provenance import command_line
+
+    return command_line()
+
+
+def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
