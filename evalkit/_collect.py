@@ -46,10 +46,8 @@ def _score(model: str, key: str, metric_key: str, parts: list[tuple[str | None, 
         if group is None and outcomes and headline is not None and abs(100 * _mean(outcomes) - headline) > 1e-6:
             raise EvalkitError(f"{model}/{key}: per-item outcomes average {100 * _mean(outcomes):.4f} but "
                                f"OpenCompass reports {metric_key}={headline}; the results file is inconsistent")
-    if items:
-        value = 100 * _mean([i.score for i in items])
-    else:  # no per-item details: fall back to OpenCompass's own number
-        value = _headline(parts[0][1], metric_key) or 0.0
+    # Without per-item details, OpenCompass's own number is all there is.
+    value = 100 * _mean([i.score for i in items]) if items else (_headline(parts[0][1], metric_key) or 0.0)
     return Score(model=model, dataset=key, metric=BY_KEY[key].metric, value=value, n=len(items),
                  items=tuple(items) or None)
 
@@ -88,9 +86,9 @@ def _read(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as e:
-        raise EvalkitError(f"{path} is not valid JSON ({e}); delete it and rerun with --resume")
+        raise EvalkitError(f"{path} is not valid JSON ({e}); delete it and rerun with --resume") from None
     if not isinstance(data, dict):
-        raise EvalkitError(f"{path} is not an OpenCompass results file; delete it and rerun with --resume")
+        raise EvalkitError(f"{path} is not an OpenCompass results file; delete it and rerun with --resume") from None
     if "error" in data:
         raise EvalkitError(f"OpenCompass could not score {path.parent.name}/{path.stem}: {data['error']}")
     return data

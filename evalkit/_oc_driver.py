@@ -51,6 +51,21 @@ class Task:
         return self.prediction(work_dir).is_file() and self.result(work_dir).is_file()
 
 
+def dotted(obj: Any) -> Any:
+    """A config with every class or function replaced by its dotted import path.
+
+    OpenCompass's registries build from dotted paths as they do from objects, and only this form
+    survives `Config.dump` (stock runners dump each task's config for its subprocess) and JSON.
+    """
+    if isinstance(obj, dict):
+        return {k: dotted(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(dotted(v) for v in obj)
+    if callable(obj) and hasattr(obj, "__module__") and hasattr(obj, "__qualname__"):
+        return f"{obj.__module__}.{obj.__qualname__}"
+    return obj
+
+
 def order_tasks(models: Sequence[dict[str, Any]], datasets: Sequence[dict[str, Any]]) -> list[Task]:
     """Family by family (models sharing a checkpoint path); within one, each dataset runs all its branches."""
     families: dict[str, list[dict[str, Any]]] = {}
@@ -161,7 +176,7 @@ def run_with_runner(tasks: Sequence[Task], work_dir: Path, *, runner: str, max_n
     datasets = list({t.dataset_abbr: t.dataset for t in tasks}.values())
     cfg = Config(dict(models=models, datasets=datasets, work_dir=str(work_dir),
                       eval=dict(runner=dict(task=dict(dump_details=True)))))
-    for stage, task_type, out in (("infer", OpenICLInferTask, "predictions"), ("eval", OpenICLEvalTask, "results")):
+    for task_type, out in ((OpenICLInferTask, "predictions"), (OpenICLEvalTask, "results")):
         partitioner = NaivePartitioner(out_dir=str(work_dir / out))
         oc_tasks = partitioner(cfg)
         for t in oc_tasks:

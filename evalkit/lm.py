@@ -168,7 +168,7 @@ class FamilyEngine:
         order = list(range(len(prompts)))
         for chunk in _batches(order, [len(e) for e in encoded], self.config.batch_size):
             texts = self._generate_batch(branch, [encoded[i] for i in chunk], max_out_len, stop)
-            for i, text in zip(chunk, texts):
+            for i, text in zip(chunk, texts, strict=True):
                 out[i] = text
         return out
 
@@ -226,7 +226,7 @@ class BranchLM:
         for (max_out_len, stop), idx in groups.items():
             prompts = [self.render(requests[i].prompt) for i in idx]
             texts = self.engine.generate(self.branch, prompts, max_out_len, stop, self.settings.max_seq_len)
-            for i, t in zip(idx, texts):
+            for i, t in zip(idx, texts, strict=True):
                 out[i] = t
         return out
 
@@ -240,14 +240,14 @@ class BranchLM:
             seqs.append(whole)
             starts.append(max(start, 1))
         lps = self.engine.token_logprobs(self.branch, seqs)
-        return [float(lp[s - 1:].sum()) for lp, s in zip(lps, starts)]
+        return [float(lp[s - 1:].sum()) for lp, s in zip(lps, starts, strict=True)]
 
     def perplexity(self, requests: Sequence[PerplexityRequest]) -> list[float]:
         """Mean negative log-likelihood per scored token (the tokens after `mask_length`)."""
         seqs = [self._encode(r.text) for r in requests]
         lps = self.engine.token_logprobs(self.branch, seqs)
         out = []
-        for lp, r in zip(lps, requests):
+        for lp, r in zip(lps, requests, strict=True):
             scored = lp[max((r.mask_length or 1) - 1, 0):]
             out.append(float(-scored.mean()) if scored.numel() else float("nan"))
         return out
@@ -345,7 +345,7 @@ def _batches(indices: list[int], lengths: list[int], size: int) -> list[list[int
     """Indices grouped into batches of similar length (longest first); callers restore input order."""
     if size < 1:
         raise EvalkitError(f"batch size must be at least 1, got {size}")
-    order = [i for _, i in sorted(zip(lengths, indices), key=lambda p: (-p[0], p[1]))]
+    order = [i for _, i in sorted(zip(lengths, indices, strict=True), key=lambda p: (-p[0], p[1]))]
     return [order[k:k + size] for k in range(0, len(order), size)]
 
 
@@ -372,7 +372,7 @@ def _left_pad(seqs: Sequence[Sequence[int]], pad: int, device: torch.device) -> 
 
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     n = 0
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=True):
         if x != y:
             break
         n += 1

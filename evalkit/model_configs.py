@@ -49,7 +49,8 @@ class Baseline:
 
 _QWEN_STOP = ("<|im_end|>", "<|endoftext|>")
 BASELINES: dict[str, Baseline] = {b.name: b for b in (
-    Baseline("qwen2.5-7b-instruct", "Qwen2.5-7B-Instruct", "QWEN2_5_7B_INSTRUCT_PATH", Generation(stop_words=_QWEN_STOP)),
+    Baseline("qwen2.5-7b-instruct", "Qwen2.5-7B-Instruct", "QWEN2_5_7B_INSTRUCT_PATH",
+             Generation(stop_words=_QWEN_STOP)),
     Baseline("llama-3.1-8b-instruct", "Llama-3.1-8B-Instruct", "LLAMA_3_1_8B_INSTRUCT_PATH",
              Generation(stop_words=("<|eot_id|>", "<|end_of_text|>"))),
     Baseline("qwen3-8b-think", "Qwen3-8B(think)", "QWEN3_8B_PATH",
@@ -65,7 +66,8 @@ BASELINES: dict[str, Baseline] = {b.name: b for b in (
 )}
 RUYI_GENERATION = Generation(stop_words=_QWEN_STOP)
 # What each quantisation method needs importable, and how to install it.
-_KERNELS = {"awq": (("awq",), "pip install autoawq"), "gptq": (("gptqmodel", "optimum"), "pip install gptqmodel optimum")}
+_KERNELS = {"awq": (("awq",), "pip install autoawq"),
+            "gptq": (("gptqmodel", "optimum"), "pip install gptqmodel optimum")}
 
 
 def parse_baselines(spec: str | Sequence[str] | None) -> tuple[Baseline, ...]:
@@ -162,3 +164,32 @@ def baseline_configs(baselines: Sequence[Baseline], overrides: Mapping[str, str]
                      **kwargs: Any) -> list[dict[str, Any]]:
     return [model_config(abbr=b.abbr, path=baseline_path(b, overrides), branch=None, generation=b.generation,
                          **kwargs) for b in baselines]
+
+
+# --- for the config files under opencompass_configs/ (the stock `opencompass` CLI) --------------
+
+RUYI_BRANCHES = ("E3B", "E4B", "E5B", "E6B", "E7B")
+
+
+def env_path(var: str) -> str:
+    value = os.environ.get(var)
+    if not value:
+        raise EvalkitError(f"set {var} to the local checkpoint directory before loading this config")
+    return value
+
+
+def stock_settings() -> dict[str, Any]:
+    """dtype, device and batch size for config files: EVALKIT_DTYPE / EVALKIT_DEVICE / EVALKIT_BATCH_SIZE."""
+    return dict(dtype=os.environ.get("EVALKIT_DTYPE", "bf16"), device=os.environ.get("EVALKIT_DEVICE", "cuda"),
+                batch_size=int(os.environ.get("EVALKIT_BATCH_SIZE", "16")))
+
+
+def ruyi_models() -> list[dict[str, Any]]:
+    """Ruyi-7B's branches from $RUYI_7B_PATH: all five, or the names in EVALKIT_BRANCHES (e.g. E3B,E7B)."""
+    names = [b.strip() for b in os.environ.get("EVALKIT_BRANCHES", ",".join(RUYI_BRANCHES)).split(",") if b.strip()]
+    return familial_configs(env_path(RUYI_ENV), names, **stock_settings())
+
+
+def available_baselines() -> list[dict[str, Any]]:
+    """Every baseline whose environment variable is set."""
+    return baseline_configs([b for b in BASELINES.values() if os.environ.get(b.env)], **stock_settings())

@@ -71,11 +71,12 @@ class FamilialBranchModel(BaseModel):
 
     def get_ppl(self, inputs: list, mask_length: list[int] | None = None) -> np.ndarray:
         masks = mask_length or [None] * len(inputs)
-        return np.array(self.lm.perplexity([PerplexityRequest(_text(p), m) for p, m in zip(inputs, masks)]))
+        requests = [PerplexityRequest(_text(p), m) for p, m in zip(inputs, masks, strict=True)]
+        return np.array(self.lm.perplexity(requests))
 
     def get_loglikelihood(self, inputs: list, conts: list[str]) -> np.ndarray:
         """`inputs` hold context + continuation, as OpenCompass's LL inferencer builds them."""
-        requests = [LoglikelihoodRequest(*_split_continuation(_text(p), c)) for p, c in zip(inputs, conts)]
+        requests = [LoglikelihoodRequest(*_split_continuation(_text(p), c)) for p, c in zip(inputs, conts, strict=True)]
         return np.array(self.lm.loglikelihood(requests))
 
     def get_token_len(self, prompt: Any) -> int:

@@ -124,6 +124,7 @@ class Plan:
 
 def _plan(config: RunConfig) -> Plan:
     from . import suites as S
+    from ._oc_driver import dotted
     from .family import parse_branches
     from .model_configs import BASELINES, baseline_configs, familial_configs
     from .oc_evaluators import use_sandboxed_evaluators
@@ -147,11 +148,11 @@ def _plan(config: RunConfig) -> Plan:
     models = familial_configs(path, [b.name for b in chosen], shared_trunk=config.shared_trunk, **common)
     infos = [ModelInfo(abbr=m["abbr"], name=_display(path, b.name, len(family)), role="ours",
                        family=_family_name(path), branch=b.name, exit_layer=b.exit_layer,
-                       num_params=b.num_params, path=str(path)) for m, b in zip(models, chosen)]
+                       num_params=b.num_params, path=str(path)) for m, b in zip(models, chosen, strict=True)]
     models += base_models
     infos += [ModelInfo(abbr=b.abbr, name=b.display, role="baseline", path=m["path"])
-              for b, m in zip(baselines, base_models)]
-    datasets = [use_sandboxed_evaluators(d) for d in
+              for b, m in zip(baselines, base_models, strict=True)]
+    datasets = [dotted(use_sandboxed_evaluators(d)) for d in
                 S.dataset_configs(config.suites, limit=limit, max_out_len=max_out, groups=groups)]
     return Plan(models, infos, datasets, data_root, source, notes)
 
@@ -286,26 +287,13 @@ def _record(config: RunConfig, plan: Plan, run_id: str, run_dir: Path, started: 
     provenance = Provenance(
         git_revision=git_revision(), packages=package_versions(), device=device_description(config.device),
         dtype=config.dtype or "checkpoint default", data_source=plan.data_source, command=command_line(),
-        configs={"run": asdict(config), "models": plan.models, "datasets": _plain(plan.datasets),
+        configs={"run": asdict(config), "models": plan.models, "datasets": plan.datasets,
                  "sandbox": sandbox_capabilities().describe(), "tasks": timing},
         started_at=started.isoformat(timespec="seconds"), finished_at=finished.isoformat(timespec="seconds"),
         duration_s=round((finished - started).total_seconds(), 3),
     )
     return ResultsRecord(run_id=run_id, kind="measured", models=tuple(plan.infos), scores=tuple(scores),
                          provenance=provenance)
-
-
-def _plain(obj: Any) -> Any:
-    """Dataset configs hold classes and functions; the record keeps their dotted names."""
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, (str, int, float, bool)) or obj is None:
-        return obj
-    if callable(obj):
-        return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"
-    return repr(obj)
 
 
 def summary(result: RunResult) -> str:
