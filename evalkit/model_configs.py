@@ -193,3 +193,24 @@ def ruyi_models() -> list[dict[str, Any]]:
 def available_baselines() -> list[dict[str, Any]]:
     """Every baseline whose environment variable is set."""
     return baseline_configs([b for b in BASELINES.values() if os.environ.get(b.env)], **stock_settings())
+
+
+def exported_models(backend: str = "hf") -> list[dict[str, Any]]:
+    """One branch written by `evalkit export-branch`, from $EXPORTED_BRANCH_PATH.
+
+    backend "hf": evalkit's model class (a plain checkpoint is a family with one branch);
+    backend "vllm": OpenCompass's stock VLLMwithChatTemplate on the same directory.
+    """
+    path = env_path("EXPORTED_BRANCH_PATH")
+    slug = family_slug(path)
+    if backend == "hf":
+        return [model_config(abbr=slug, path=path, branch=None, generation=RUYI_GENERATION, **stock_settings())]
+    if backend != "vllm":
+        raise did_you_mean("backend", backend, ["hf", "vllm"])
+    return [dict(
+        type="opencompass.models.VLLMwithChatTemplate", abbr=f"{slug}-vllm", path=path,
+        model_kwargs=dict(tensor_parallel_size=1, gpu_memory_utilization=0.85, dtype="bfloat16"),
+        generation_kwargs=dict(temperature=0), stop_words=list(RUYI_GENERATION.stop_words),
+        max_out_len=RUYI_GENERATION.max_out_len, max_seq_len=RUYI_GENERATION.max_seq_len,
+        batch_size=64, run_cfg=dict(num_gpus=1),
+    )]
