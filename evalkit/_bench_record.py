@@ -124,10 +124,10 @@ def load_bench(path: str | Path) -> BenchRecord:
         data = json.loads(path.read_text(encoding="utf-8"))
         return bench_from_dict(data)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise EvalkitError(f"bench record {path} is not valid JSON ({e}); rerun `evalkit bench` or restore it")
+        raise EvalkitError(f"bench record {path} is not valid JSON ({e}); rerun `evalkit bench`") from None
     except (KeyError, TypeError, ValueError) as e:
         raise EvalkitError(f"{path} is not an evalkit bench record ({type(e).__name__}: {e}); "
-                           "pass a bench.json written by `evalkit bench`")  # fmt: skip
+                           "pass a bench.json written by `evalkit bench`") from None
 
 
 def bench_from_dict(data: Mapping[str, Any]) -> BenchRecord:

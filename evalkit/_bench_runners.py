@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 from typing import Protocol as TypingProtocol
 
 import torch
@@ -58,7 +59,7 @@ class HFRunner:
 
     def __init__(self, family: Family, branch: Branch, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                  gen_len: int, attn: str) -> None:  # fmt: skip
-        self.model = family.branch_model(branch, attn_implementation=attn)
+        self.model: Any = family.branch_model(branch, attn_implementation=attn)
         self.ids, self.mask, self.gen_len = input_ids, attention_mask, gen_len
         config = family.files.config
         eos = config.get("eos_token_id")
@@ -81,7 +82,8 @@ class _FirstToken:
     """A stopping criterion that never stops: it records the clock when the first token is chosen."""
 
     def __init__(self, clock: Clock) -> None:
-        self.clock, self.mark = clock, None
+        self.clock = clock
+        self.mark: Any = None
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: object) -> torch.Tensor:
         if self.mark is None:
@@ -98,7 +100,7 @@ def measure(runner: Runner, *, clock: Clock, warmup: int, iterations: int, batch
         first, total = runner.once(clock)
         ttft.append(first)
         e2e.append(total)
-    decode = [t - f for f, t in zip(ttft, e2e)]
+    decode = [t - f for f, t in zip(ttft, e2e, strict=True)]
     steps = gen_len - 1
     return Timings(
         ttft_s=summarize(ttft),

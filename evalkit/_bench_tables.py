@@ -17,8 +17,8 @@ def bench_markdown(record: BenchRecord) -> str:
     if record.ratios:
         rows = [(r.model, r.branch, r.batch_size, f"{r.decode_speedup:.2f}x", f"{r.e2e_speedup:.2f}x")
                 for r in record.ratios]  # fmt: skip
-        parts += ["### fast over hf (same run)",
-                  tabulate(rows, headers=["model", "branch", "batch", "decode tok/s", "end to end"], tablefmt="github")]  # fmt: skip
+        headers = ["model", "branch", "batch", "decode tok/s", "end to end"]
+        parts += ["### fast over hf (same run)", tabulate(rows, headers=headers, tablefmt="github")]
     if any(r.peak_allocated_bytes is not None or r.error for r in record.rows):
         parts += ["### Minimum VRAM by batch size", vram_table(record.rows)]
     if record.shared_trunk is not None:
@@ -30,7 +30,8 @@ def speed_table(rows: tuple[BenchRow, ...]) -> str:
     table = []
     for r in rows:
         if r.error or r.ttft_s is None or r.tpot_s is None or r.decode_tok_s is None or r.e2e_s is None:
-            table.append((r.model, r.branch, _params(r.num_params), r.backend, r.batch_size, r.error or "–", "", "", "", ""))
+            failed = (r.model, r.branch, _params(r.num_params), r.backend, r.batch_size, r.error or "–")
+            table.append((*failed, "", "", "", ""))
             continue
         table.append((
             r.model, r.branch, _params(r.num_params), r.backend, r.batch_size,
@@ -47,7 +48,10 @@ def vram_table(rows: tuple[BenchRow, ...]) -> str:
     batches = sorted({r.batch_size for r in rows})
     cells: dict[tuple[str, str, str], dict[int, str]] = {}
     for r in rows:
-        value = "> device" if r.error == "out of memory" else "–" if r.min_vram_bytes is None else f"{r.min_vram_bytes / 1e9:.1f} GB"
+        if r.error == "out of memory":
+            value = "> device"
+        else:
+            value = "–" if r.min_vram_bytes is None else f"{r.min_vram_bytes / 1e9:.1f} GB"
         cells.setdefault((r.model, r.branch, r.backend), {})[r.batch_size] = value
     table = [(*key, *(by.get(b, "") for b in batches)) for key, by in cells.items()]
     headers = ["model", "branch", "backend", *(f"batch={b}" for b in batches)]
@@ -55,21 +59,23 @@ def vram_table(rows: tuple[BenchRow, ...]) -> str:
 
 
 def trunk_tables(trunk: SharedTrunk) -> str:
-    out = []
+    out: list[str] = []
     if trunk.decode:
-        rows = [(d.batch_size, len(d.branches), f"{d.shared_step_s.median * 1e3:.2f}", f"{d.last_step_s.median * 1e3:.2f}",
-                 f"{d.separate_step_s * 1e3:.2f}", f"{d.decode_shared_over_last:.2f}x",
-                 f"{d.decode_separate_over_last:.2f}x") for d in trunk.decode]  # fmt: skip
+        rows = [(d.batch_size, len(d.branches), f"{d.shared_step_s.median * 1e3:.2f}",
+                 f"{d.last_step_s.median * 1e3:.2f}", f"{d.separate_step_s * 1e3:.2f}",
+                 f"{d.decode_shared_over_last:.2f}x", f"{d.decode_separate_over_last:.2f}x")
+                for d in trunk.decode]  # fmt: skip
         headers = ["batch", "branches", "all together ms/step", "last alone ms/step", "each alone, summed ms/step",
                    "together / last", "separate / last"]  # fmt: skip
         out += [f"Decoding ({trunk.model}):", tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)]
     if trunk.scoring:
-        rows = [(s.batch_size, s.seq_len, len(s.branches), f"{s.shared_s.median * 1e3:.2f}", f"{s.last_s.median * 1e3:.2f}",
-                 f"{s.separate_s * 1e3:.2f}", f"{s.scoring_shared_over_last:.2f}x",
+        scoring = [(s.batch_size, s.seq_len, len(s.branches), f"{s.shared_s.median * 1e3:.2f}",
+                 f"{s.last_s.median * 1e3:.2f}", f"{s.separate_s * 1e3:.2f}", f"{s.scoring_shared_over_last:.2f}x",
                  f"{s.scoring_separate_over_last:.2f}x") for s in trunk.scoring]  # fmt: skip
         headers = ["batch", "tokens", "branches", "all together ms", "last alone ms", "each alone, summed ms",
                    "together / last", "separate / last"]  # fmt: skip
-        out += [f"Scoring ({trunk.model}):", tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)]
+        table = tabulate(scoring, headers=headers, tablefmt="github", disable_numparse=True)
+        out += [f"Scoring ({trunk.model}):", table]
     out += [f"Note: {n}" for n in trunk.notes]
     return "\n\n".join(out)
 

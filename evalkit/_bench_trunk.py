@@ -44,7 +44,7 @@ def decode_half(family: Family, branches: Sequence[Branch], setup: TrunkSetup) -
     for b in setup.batch_sizes:
         ids, mask = prompts(family, b, setup.prompt_len, setup.seed)
 
-        def step_time(chosen: Sequence[Branch], ids: torch.Tensor = ids, mask: torch.Tensor = mask) -> Any:
+        def step_time(chosen: Sequence[Branch], ids: torch.Tensor = ids, mask: torch.Tensor = mask, b: int = b) -> Any:
             runner = FastRunner(family, chosen, ids, mask, setup.gen_len, setup.decode_mode)
             t = measure(runner, clock=setup.clock, warmup=setup.warmup, iterations=setup.iterations,
                         batch_size=b, gen_len=setup.gen_len)  # fmt: skip

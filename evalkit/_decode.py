@@ -24,6 +24,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -83,6 +84,22 @@ def _attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> Tensor:
 class Layer(nn.Module):
     """One decoder layer (Qwen2: q/k/v bias; Qwen3: q/k norms; Llama: neither) over given tensors."""
 
+    wq: Tensor
+    wk: Tensor
+    wv: Tensor
+    wo: Tensor
+    bq: Tensor | None
+    bk: Tensor | None
+    bv: Tensor | None
+    bo: Tensor | None
+    q_norm: Tensor | None
+    k_norm: Tensor | None
+    attn_norm: Tensor
+    mlp_norm: Tensor
+    w_gate: Tensor
+    w_up: Tensor
+    w_down: Tensor
+
     def __init__(self, tensors: dict[str, Tensor], dims: Dims) -> None:
         super().__init__()
         unknown = sorted(set(tensors) - set(LAYER_KEYS))
@@ -106,6 +123,7 @@ class Layer(nn.Module):
         k = F.linear(h, self.wk, self.bk).view(b, s, dims.num_kv_heads, dims.head_dim)
         v = F.linear(h, self.wv, self.bv).view(b, s, dims.num_kv_heads, dims.head_dim)
         if self.q_norm is not None:
+            assert self.k_norm is not None
             q, k = rms_norm(q, self.q_norm, dims.eps), rms_norm(k, self.k_norm, dims.eps)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
         q, k = _rotate(q, cos[:, None], sin[:, None]), _rotate(k, cos[:, None], sin[:, None])
@@ -120,6 +138,9 @@ class Layer(nn.Module):
 
 class KVCache(nn.Module):
     """Static keys and values of one layer for `rows` sequences of up to `max_len` tokens."""
+
+    k: Tensor
+    v: Tensor
 
     def __init__(self, rows: int, num_kv_heads: int, max_len: int, head_dim: int, like: Tensor) -> None:
         super().__init__()
@@ -145,13 +166,18 @@ class BranchHead(nn.Module):
     def __init__(self, branch: Branch, layer: Layer, norm: Tensor, head: Tensor) -> None:
         super().__init__()
         self.name, self.exit_layer = branch.name, branch.exit_layer
-        self.layer = layer
+        self.layer: Layer = layer
         self.norm = nn.Parameter(norm, requires_grad=False)
         self.head = nn.Parameter(head, requires_grad=False)
 
 
 class Decoder(nn.Module):
     """Greedy decoding state for `branches` of one family at a fixed batch size and maximum length."""
+
+    cos: Tensor
+    sin: Tensor
+    slots: Tensor
+    valid: Tensor  # (rows, max_len): False at prompt padding
 
     def __init__(self, family: Family, branches: Sequence[Branch], batch_size: int, max_len: int) -> None:
         super().__init__()
@@ -167,7 +193,7 @@ class Decoder(nn.Module):
         _check_shared_trunk(states, self.branch_list)
         self.heads = nn.ModuleList(
             BranchHead(b, _layer(s, b.exit_layer, self.dims), s["model.norm.weight"], s["lm_head.weight"])
-            for b, s in zip(self.branch_list, states)
+            for b, s in zip(self.branch_list, states, strict=True)
         )
         self.embed = nn.Parameter(states[-1]["model.embed_tokens.weight"], requires_grad=False)
         like = self.embed
@@ -175,8 +201,9 @@ class Decoder(nn.Module):
         # Trunk layer j serves the branches that exit after j: a tail of the rows.
         self.trunk_rows = [batch_size * sum(b.exit_layer > j for b in self.branch_list) for j in range(deepest)]
         d = self.dims
-        self.trunk_cache = nn.ModuleList(KVCache(r, d.num_kv_heads, max_len, d.head_dim, like) for r in self.trunk_rows)
-        self.head_cache = nn.ModuleList(KVCache(batch_size, d.num_kv_heads, max_len, d.head_dim, like) for _ in range(n))
+        kv = (d.num_kv_heads, max_len, d.head_dim, like)
+        self.trunk_cache = nn.ModuleList(KVCache(r, *kv) for r in self.trunk_rows)
+        self.head_cache = nn.ModuleList(KVCache(batch_size, *kv) for _ in range(n))
         cos, sin = _rotary_tables(family.flavour, config, max_len, like)
         self.register_buffer("cos", cos, persistent=False)
         self.register_buffer("sin", sin, persistent=False)
@@ -206,9 +233,10 @@ class Decoder(nn.Module):
         mask = mask[:, None]
         x = F.embedding(input_ids, self.embed)
         firsts, j = [], 0
-        for head, cache in zip(self.heads, self.head_cache):
+        for head, cache in self._exits():
             while j < head.exit_layer:
-                x = self.trunk[j](x, cos, sin, self.trunk_cache[j], mask, None)
+                layer, trunk_cache = self._trunk_layer(j)
+                x = layer(x, cos, sin, trunk_cache, mask, None)
                 j += 1
             out = head.layer(x, cos, sin, cache, mask, None)
             firsts.append(self._next(head, out))
@@ -220,9 +248,10 @@ class Decoder(nn.Module):
         cos, sin = self.cos[positions], self.sin[positions]
         mask = (self.valid & (self.slots <= slot))[:, None, None, :]
         nexts, lo, j, b = [], 0, 0, self.batch_size
-        for head, cache in zip(self.heads, self.head_cache):
+        for head, cache in self._exits():
             while j < head.exit_layer:
-                x = self.trunk[j](x, cos[lo:], sin[lo:], self.trunk_cache[j], mask[lo:], slot)
+                layer, trunk_cache = self._trunk_layer(j)
+                x = layer(x, cos[lo:], sin[lo:], trunk_cache, mask[lo:], slot)
                 j += 1
             # This branch leaves the trunk: its rows are the first `b` of those still on it.
             mine, x = x[:b], x[b:]
@@ -230,6 +259,12 @@ class Decoder(nn.Module):
             nexts.append(self._next(head, out))
             lo += b
         return torch.cat(nexts)
+
+    def _exits(self) -> list[tuple[BranchHead, KVCache]]:
+        return [(cast(BranchHead, h), cast(KVCache, c)) for h, c in zip(self.heads, self.head_cache, strict=True)]
+
+    def _trunk_layer(self, j: int) -> tuple[Layer, KVCache]:
+        return cast(Layer, self.trunk[j]), cast(KVCache, self.trunk_cache[j])
 
     def _next(self, head: BranchHead, hidden: Tensor) -> Tensor:
         last = rms_norm(hidden[:, -1], head.norm, self.dims.eps)
@@ -251,7 +286,7 @@ def _layer(state: dict[str, Tensor], index: int, dims: Dims) -> Layer:
 def _check_shared_trunk(states: list[dict[str, Tensor]], branches: Sequence[Branch]) -> None:
     """Branches step together only if their trunk layers are the very same tensors."""
     deepest = states[-1]
-    for state, b in zip(states, branches):
+    for state, b in zip(states, branches, strict=True):
         for j in range(b.exit_layer):
             name = f"model.layers.{j}.mlp.down_proj.weight"
             if state[name].data_ptr() != deepest[name].data_ptr():
@@ -363,7 +398,7 @@ class _GraphedStep:
             self.output = step(*self.inputs)
 
     def __call__(self, tokens: Tensor, positions: Tensor, slot: Tensor) -> Tensor:
-        for static, new in zip(self.inputs, (tokens, positions, slot)):
+        for static, new in zip(self.inputs, (tokens, positions, slot), strict=True):
             static.copy_(new)
         self.graph.replay()
         return self.output.clone()

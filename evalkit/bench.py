@@ -8,6 +8,7 @@ all branches of a family at once with the last branch alone and with each branch
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -83,6 +84,15 @@ class BenchConfig:
             raise EvalkitError(f"--batch-sizes must be positive integers, got {self.batch_sizes}")
         if self.iterations < 1 or self.warmup < 0:
             raise EvalkitError(f"--iterations must be >= 1 and --warmup >= 0 (got {self.iterations}, {self.warmup})")
+        # Names and paths are checked here, before torch loads, so a typo fails at once.
+        if self.shapes:
+            from .shapes import parse_shapes
+
+            parse_shapes(",".join(self.shapes))
+        if self.model:
+            from ._checkpoint import read_checkpoint
+
+            read_checkpoint(self.model)
 
     @property
     def backends(self) -> tuple[str, ...]:
@@ -135,7 +145,9 @@ def bench(config: BenchConfig | None = None, /, **options: Any) -> tuple[BenchRe
     return record, save_bench(record, out_dir / "bench.json")
 
 
-def _bench_family(config: BenchConfig, src: _Source, family: Any, clock: Clock, peak: float | None) -> Iterator[BenchRow]:
+def _bench_family(
+    config: BenchConfig, src: _Source, family: Any, clock: Clock, peak: float | None
+) -> Iterator[BenchRow]:
     from ._bench_runners import FastRunner, HFRunner, measure, prompts
     from .family import parse_branches
 
@@ -147,15 +159,19 @@ def _bench_family(config: BenchConfig, src: _Source, family: Any, clock: Clock, 
         for backend in config.backends:
             for b in config.batch_sizes or BATCH_SIZES:
                 ids, mask = prompts(family, b, config.prompt_len, config.seed)
-                base = dict(model=src.name, title=src.title, role=role, branch=branch.name, exit_layer=branch.exit_layer,
-                            num_params=branch.num_params, backend=backend, batch_size=b, prompt_len=config.prompt_len,
-                            gen_len=config.gen_len, weight_bytes=bytes_read.weight_bytes,
-                            kv_bytes_per_row=bytes_read.kv_bytes_per_row, bytes_per_token=bytes_read.per_token(b))  # fmt: skip
+                base = dict(model=src.name, title=src.title, role=role, branch=branch.name,
+                            exit_layer=branch.exit_layer, num_params=branch.num_params, backend=backend, batch_size=b,
+                            prompt_len=config.prompt_len, gen_len=config.gen_len,
+                            weight_bytes=bytes_read.weight_bytes, kv_bytes_per_row=bytes_read.kv_bytes_per_row,
+                            bytes_per_token=bytes_read.per_token(b))  # fmt: skip
                 memory = PeakMemory(family.device.type)
                 try:
                     with memory:
-                        runner = (FastRunner(family, [branch], ids, mask, config.gen_len, config.decode_mode)
-                                  if backend == "fast" else HFRunner(family, branch, ids, mask, config.gen_len, config.attn))  # fmt: skip
+                        runner: Any = (
+                            FastRunner(family, [branch], ids, mask, config.gen_len, config.decode_mode)
+                            if backend == "fast"
+                            else HFRunner(family, branch, ids, mask, config.gen_len, config.attn)
+                        )
                         t = measure(runner, clock=clock, warmup=config.warmup, iterations=config.iterations,
                                     batch_size=b, gen_len=config.gen_len)  # fmt: skip
                         del runner
@@ -192,9 +208,9 @@ def _shared_trunk(config: BenchConfig, src: _Source, family: Any, clock: Clock) 
 
     if not family.files.is_familial:
         raise EvalkitError(f"{src.name} has one branch; --shared-trunk needs a familial checkpoint or --shape ruyi-7b")
-    setup = TrunkSetup(batch_sizes=config.batch_sizes or TRUNK_BATCH_SIZES, prompt_len=config.prompt_len, gen_len=config.gen_len,
-                       warmup=config.warmup, iterations=config.iterations, decode_mode=config.decode_mode,
-                       seed=config.seed, clock=clock)  # fmt: skip
+    setup = TrunkSetup(batch_sizes=config.batch_sizes or TRUNK_BATCH_SIZES, prompt_len=config.prompt_len,
+                       gen_len=config.gen_len, warmup=config.warmup, iterations=config.iterations,
+                       decode_mode=config.decode_mode, seed=config.seed, clock=clock)  # fmt: skip
     return shared_trunk(src.name, family, parse_branches(config.branches, family.branches), setup)
 
 
@@ -205,11 +221,11 @@ def _sources(config: BenchConfig, device: str) -> list[_Source]:
 
     if config.shapes:
         shapes = parse_shapes(",".join(config.shapes))
-        return [_Source(s.name, s.title, lambda s=s: random_family(s, dtype=config.dtype, device=device, seed=config.seed))
-                for s in shapes]  # fmt: skip
+        return [_Source(s.name, s.title, functools.partial(random_family, s, dtype=config.dtype, device=device,
+                                                           seed=config.seed)) for s in shapes]  # fmt: skip
     path = Path(config.model) if config.model else default_model_path()
     name = path.name if config.model else "tiny-ruyi"
-    return [_Source(name, name, lambda: load_family(path, dtype=config.dtype, device=device))]
+    return [_Source(name, name, functools.partial(load_family, path, dtype=config.dtype, device=device))]
 
 
 def _ratios(rows: list[BenchRow]) -> Iterator[Ratio]:
