@@ -192,7 +192,7 @@ class Decoder(nn.Module):
         self.trunk = nn.ModuleList(_layer(states[-1], j, self.dims) for j in range(deepest))
         _check_shared_trunk(states, self.branch_list)
         self.heads = nn.ModuleList(
-            BranchHead(b, _layer(s, b.exit_layer, self.dims), s["model.norm.weight"], s["lm_head.weight"])
+            BranchHead(b, _layer(s, b.exit_layer, self.dims), s["model.norm.weight"], _head(s))
             for b, s in zip(self.branch_list, states, strict=True)
         )
         self.embed = nn.Parameter(states[-1]["model.embed_tokens.weight"], requires_grad=False)
@@ -281,6 +281,11 @@ def _dims(config: object) -> Dims:
 def _layer(state: dict[str, Tensor], index: int, dims: Dims) -> Layer:
     prefix = f"model.layers.{index}."
     return Layer({k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}, dims)
+
+
+def _head(state: dict[str, Tensor]) -> Tensor:
+    """The output head; a plain checkpoint with tied embeddings has none of its own."""
+    return state.get("lm_head.weight", state["model.embed_tokens.weight"])
 
 
 def _check_shared_trunk(states: list[dict[str, Tensor]], branches: Sequence[Branch]) -> None:

@@ -190,12 +190,12 @@ def _bench_family(
 
 
 def _traffic(family: Any, branch: Any, config: BenchConfig) -> Any:
-    from ._decode import _dims
+    from ._decode import _dims, _head
 
     cfg = family.branch_config(branch)
     dims = _dims(cfg)
     embed = family.tensors["model.embed_tokens.weight"]
-    head = family.branch_state_dict(branch)["lm_head.weight"]
+    head = _head(family.branch_state_dict(branch))
     return traffic(num_params=branch.num_params, vocab_size=embed.shape[0], hidden_size=embed.shape[1],
                    tied=head.data_ptr() == embed.data_ptr(), num_layers=branch.num_layers,
                    num_kv_heads=dims.num_kv_heads, head_dim=dims.head_dim, dtype_bytes=embed.element_size(),

@@ -11,7 +11,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from evalkit import EvalkitError, load_family
+from evalkit import EvalkitError, Family, load_family
 from evalkit._bench_measure import Environment, Stats, mbu, peak_bandwidth, summarize, traffic
 from evalkit._bench_record import BenchRow, Ratio, SharedTrunk, TrunkDecode, save_bench
 from evalkit._decode import generate_fast
@@ -163,6 +163,30 @@ def test_random_weights_of_a_shape_decode_like_stock_generate(name):
         model.generation_config.eos_token_id = None
         ref = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=6, do_sample=False, pad_token_id=0)
         assert torch.equal(generate_fast(family, branch, ids, mask, max_new_tokens=6), ref[:, 6:]), branch.name
+
+
+def test_family_from_tensors_in_memory(tiny_path):
+    on_disk = load_family(tiny_path)
+    family = Family.from_tensors(on_disk.files.config, on_disk.tensors, name="tiny-in-memory")
+    assert str(family.path) == "<tiny-in-memory>" and family.dtype == on_disk.dtype
+    assert family.branches == on_disk.branches
+    prompt = torch.tensor([[5, 17, 300, 42]])
+    for b in family.branches:
+        model = family.branch_model(b)
+        assert all(p.data_ptr() in {t.data_ptr() for t in on_disk.tensors.values()} for p in model.parameters())
+        torch.testing.assert_close(model(prompt).logits, on_disk.branch_model(b)(prompt).logits, rtol=0, atol=0)
+    with pytest.raises(EvalkitError, match="needs early_exit_points"):
+        Family.from_tensors({**on_disk.files.config, "early_exit_points": None}, on_disk.tensors, name="bad")
+    with pytest.raises(EvalkitError, match="no floating-point tensors"):
+        Family.from_tensors(on_disk.files.config, {}, name="empty")
+
+
+def test_a_plain_checkpoint_benches_as_one_baseline(tiny_path, tmp_path):
+    plain = load_family(tiny_path).export_branch("E186K", tmp_path / "plain")
+    record, _ = bench(BenchConfig(**{**SMALL, "batch_sizes": (1,)}, model=str(plain), out=str(tmp_path / "out")))
+    assert [(r.model, r.branch, r.role, r.backend) for r in record.rows] == [
+        ("plain", "plain", "baseline", "hf"), ("plain", "plain", "baseline", "fast")]
+    assert record.rows[0].num_params == load_family(tiny_path).branch("E186K").num_params
 
 
 def test_bench_in_process_with_a_peak_and_shared_trunk(tiny_path, tmp_path):
