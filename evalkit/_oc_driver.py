@@ -207,12 +207,14 @@ def quiet_opencompass() -> Iterator[None]:
     levels = [(lg, lg.level) for lg in loggers]
     bars_patched = _silence_inner_bars()
     verbosity = transformers.logging.get_verbosity()
+    datasets_verbosity = datasets.utils.logging.get_verbosity()
     bars = datasets.utils.logging.is_progress_bar_enabled()
     old_env = os.environ.get("TQDM_DISABLE")
     try:
         for lg in loggers:
             lg.setLevel(logging.WARNING)
         transformers.logging.set_verbosity_error()
+        datasets.utils.logging.set_verbosity_error()
         datasets.utils.logging.disable_progress_bar()
         os.environ["TQDM_DISABLE"] = "1"
         yield
@@ -222,6 +224,7 @@ def quiet_opencompass() -> Iterator[None]:
         for module, name, original in bars_patched:
             setattr(module, name, original)
         transformers.logging.set_verbosity(verbosity)
+        datasets.utils.logging.set_verbosity(datasets_verbosity)
         if bars:
             datasets.utils.logging.enable_progress_bar()
         if old_env is None:

@@ -314,10 +314,14 @@ def summary(result: RunResult) -> str:
     titles = [f"{DATASETS[[d.key for d in DATASETS].index(k)].title}" for k in keys]
     table = tabulate(rows, headers=["model", "name", *titles], disable_numparse=True)
     d = result.run_dir
+    tasks = record.provenance.configs.get("tasks", {})
+    ran = sum(1 for t in tasks.values() if t["status"] == "ran")
+    seconds = record.provenance.duration_s or 0.0
+    done = f"{len(tasks)} tasks ({ran} run, {len(tasks) - ran} reused from earlier) in {seconds:.0f} s"
     files = [
         f"record:       {result.record_path}",
         f"predictions:  {d / 'predictions'}/<model>/<dataset>.json",
         f"results:      {d / 'results'}/<model>/<dataset>.json  (per-item details)",
         f"run config:   {d / 'run_config.json'}  (resume with --resume {result.run_id})",
     ]
-    return "scores in points (items)\n" + table + "\n\n" + "\n".join(files)
+    return f"{done}; scores in points (items)\n" + table + "\n\n" + "\n".join(files)
