@@ -21,6 +21,9 @@ _LAZY = {
     "parse_branches": "family",
     "make_tiny": "tiny",
     "default_model_path": "tiny",
+    "generate_fast": "_decode",
+    "generate_branches": "_decode",
+    "load_bench": "bench",
 }
 
 __all__ = ["EvalkitError", "ResultsRecord", "load_record", "save_record", "__version__", *_LAZY]
