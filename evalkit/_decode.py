@@ -335,6 +335,11 @@ class Generator:
         self.mode = mode
         self._step: StepFn = self.decoder.step
         if mode == "compile":
+            # Every branch set and batch size is its own graph; past the default limit of 8, dynamo
+            # would quietly fall back to eager and a benchmark would time the wrong thing.
+            cfg = torch._dynamo.config
+            limit = "recompile_limit" if hasattr(cfg, "recompile_limit") else "cache_size_limit"  # torch < 2.6
+            setattr(cfg, limit, max(getattr(cfg, limit), 64))
             self._step = torch.compile(self.decoder.step, mode="reduce-overhead", fullgraph=True)
         self._graph: _GraphedStep | None = None
 
