@@ -372,7 +372,7 @@ def _left_pad(seqs: Sequence[Sequence[int]], pad: int, device: torch.device) -> 
 
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     n = 0
-    for x, y in zip(a, b, strict=True):
+    for x, y in zip(a, b, strict=False):  # the shorter one bounds the common prefix
         if x != y:
             break
         n += 1

@@ -94,8 +94,9 @@ def test_resume_after_kill_skips_finished_tasks(tmp_path, tiny_path):
     from evalkit.results import load_record
     from evalkit.run import run
 
+    # 48-token answers keep each task long enough for the kill to land between the first and the last.
     cmd = [sys.executable, "-m", "evalkit", "run", "--suites", "stem", "--limit", "2", "--branches", BRANCHES,
-           "--out", str(tmp_path)]
+           "--max-out-len", "48", "--out", str(tmp_path)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
     try:
         first = _wait_for(lambda: sorted(tmp_path.glob("results/*/results/*/*.json")), proc, timeout=240)
@@ -116,7 +117,9 @@ def test_resume_after_kill_skips_finished_tasks(tmp_path, tiny_path):
         assert path.stat().st_mtime_ns == mtime, f"{path} was recomputed"
     tasks = result.record.provenance.configs["tasks"]
     reused = [k for k, v in tasks.items() if v["status"] == "reused"]
-    assert reused and len(tasks) == 6  # 2 branches x (GPQA, MATH, GSM8K)
+    ran = [k for k, v in tasks.items() if v["status"] == "ran"]
+    assert reused and ran and len(tasks) == 6  # 2 branches x (GPQA, MATH, GSM8K)
+    assert all(f"{p.parent.name}/{p.stem}" in reused for p in first)
     record = load_record(run_dir / "results.json")
     assert len(record.scores) == 6 and all(s.has_items for s in record.scores)
 
