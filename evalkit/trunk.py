@@ -15,10 +15,12 @@ attention mask (left padding shifts them), so a padded row scores as it would al
 from __future__ import annotations
 
 import hashlib
+import uuid
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -72,7 +74,8 @@ def head_logprobs(
     scores = torch.empty(rows.shape[0], dtype=torch.float32, device=hidden.device)
     for s in range(0, rows.shape[0], step):
         logits = head(rows[s : s + step]).float()
-        scores[s : s + step] = logits.log_softmax(-1).gather(-1, targets[s : s + step, None]).squeeze(-1)
+        picked = logits.gather(-1, targets[s : s + step, None]).squeeze(-1)
+        scores[s : s + step] = picked - logits.logsumexp(-1)  # log_softmax at the target, one V-sized pass fewer
     out[wanted] = scores
     return out
 
@@ -199,10 +202,12 @@ class SharedScorer:
     """Scores several branches of one family together and keeps the siblings' answers for them.
 
     Each branch is its own OpenCompass model and asks for its scores on its own. The first to ask
-    for an item gets every branch scored in one trunk pass; the others' rows are kept, keyed by the
-    family's identity (weights fingerprint, dtype, device), the branch and the exact input row, and
-    handed over (and dropped) when that branch asks. The cache is a byte-bounded LRU; scorers of
-    different families may share one, since their keys never meet.
+    for an item gets every branch scored in one trunk pass; the others' answers are kept and handed
+    over (and dropped) when that branch asks. An item is a row's real tokens and which of its
+    positions are scored, so a sibling finds its answer however its batch is padded or composed;
+    the key also holds the family's identity (weights fingerprint, dtype, device) and the branch.
+    The cache is a byte-bounded LRU; scorers of different families may share one, since their keys
+    never meet.
     """
 
     def __init__(
@@ -214,11 +219,12 @@ class SharedScorer:
         chunk_bytes: int = LOGITS_CHUNK_BYTES,
     ):
         self.trunk = Trunk(family, branches)
-        self.identity = family.identity
+        self.identity = _identity(family)
         self.cache = cache if cache is not None else ScoreCache(CACHE_BYTES)
         self.chunk_bytes = chunk_bytes
         self.hits = 0  # rows answered from the cache
         self.misses = 0  # rows that needed a trunk pass
+        self.passes = 0  # trunk passes run
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -234,23 +240,31 @@ class SharedScorer:
     ) -> torch.Tensor:
         """Next-token log-probs (B, T-1) float32 on the CPU for one branch, as `score_branch` gives them."""
         name = self._name(branch)
-        mask = _mask_for(input_ids, attention_mask).cpu()
         ids = input_ids.cpu()
+        mask = _mask_for(ids, attention_mask).cpu()
         wanted = scored_positions(mask, positions)
-        keys = [self._row_key(ids[r], mask[r], wanted[r]) for r in range(ids.shape[0])]
-        rows: list[torch.Tensor | None] = [self.cache.pop((name, k)) for k in keys]
-        missing = [r for r, row in enumerate(rows) if row is None]
-        self.hits += len(rows) - len(missing)
+        out = torch.zeros(wanted.shape, dtype=torch.float32)
+        keys = [self._item_key(ids[r], mask[r], wanted[r]) for r in range(ids.shape[0])]
+        missing = []
+        for r, key in enumerate(keys):
+            hit = self.cache.pop((name, key))
+            if hit is None:
+                missing.append(r)
+            else:
+                out[r, wanted[r]] = hit
+        self.hits += len(keys) - len(missing)
         self.misses += len(missing)
         if missing:
             sub = torch.tensor(missing)
             scores = self.trunk.score(ids[sub], mask[sub], positions=wanted[sub], chunk_bytes=self.chunk_bytes)
+            self.passes += 1
+            scores = {k: v.cpu() for k, v in scores.items()}
+            out[sub] = scores[name]
             for j, r in enumerate(missing):
-                rows[r] = scores[name][j].cpu()
                 for other in self.names:
                     if other != name:
-                        self.cache.put((other, keys[r]), scores[other][j].cpu())
-        return torch.stack([row for row in rows if row is not None])
+                        self.cache.put((other, keys[r]), scores[other][j, wanted[r]].clone())
+        return out
 
     def _name(self, branch: str | int | Branch) -> str:
         b = self.trunk.family.branch(branch)
@@ -258,10 +272,13 @@ class SharedScorer:
             raise did_you_mean("branch of this shared scorer", b.name, list(self.names))
         return b.name
 
-    def _row_key(self, ids: torch.Tensor, mask: torch.Tensor, wanted: torch.Tensor) -> str:
+    def _item_key(self, ids: torch.Tensor, mask: torch.Tensor, wanted: torch.Tensor) -> str:
+        """The row's real tokens and, for each scored position, its index among them: all an answer depends on."""
+        tokens = ids[mask.bool()].long()
+        scored = (mask.long().cumsum(0) - 1)[:-1][wanted]
         h = hashlib.sha256(self.identity.encode())
-        for t in (ids.long(), mask.long(), wanted.bool()):
-            h.update(str(tuple(t.shape)).encode())
+        for t in (tokens, scored):
+            h.update(f"|{t.numel()}|".encode())
             h.update(t.contiguous().numpy().tobytes())
         return h.hexdigest()
 
@@ -297,6 +314,14 @@ class ScoreCache:
         return value
 
 
+def _identity(family: Family) -> str:
+    """The family's identity; an in-memory family (no weight files to fingerprint) also gets a nonce,
+    since two of them with one config may hold different weights."""
+    if family.files.weight_files:
+        return family.identity
+    return f"{family.identity}:{uuid.uuid4().hex}"
+
+
 def _mask_for(input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
     if attention_mask is None:
         return torch.ones_like(input_ids, dtype=torch.long)
@@ -312,3 +337,64 @@ def _out_features(head: nn.Module) -> int:
     if weight is None:
         raise TypeError(f"cannot tell the vocabulary size of head {type(head).__name__}")
     return int(weight.shape[0])
+
+
+# --- benchmark -----------------------------------------------------------------------------------
+
+
+def bench_shared_scoring(
+    family: Family,
+    branches: Sequence[str | int | Branch] | None = None,
+    *,
+    batch: int = 1,
+    seq_len: int = 512,
+    iterations: int = 5,
+    warmup: int = 1,
+    seed: int = 0,
+    clock: Any = None,
+    scored_tokens: int | None = None,
+) -> dict[str, Any]:
+    """Scoring every branch from one trunk pass vs the last branch alone vs each branch alone.
+
+    Protocol: the same random full-length rows (no padding) for all three, every position scored
+    (a perplexity request) or, with `scored_tokens`, only the last that many (a loglikelihood request);
+    the models are built before timing; `warmup` untimed rounds, then `iterations` timed rounds, each
+    round timing the shared pass and every branch alone back to back (so drift in a busy machine hits
+    all alike); CUDA events read after a synchronize on a GPU, perf_counter on a CPU; medians compared.
+    The keys are the fields of `_bench_record.TrunkScoring`.
+    """
+    from ._bench_measure import Clock, summarize
+
+    clock = clock or Clock(family.device.type)
+    trunk = Trunk(family, branches)
+    vocab = int(family.files.config["vocab_size"])
+    ids = torch.randint(0, vocab, (batch, seq_len), generator=torch.Generator().manual_seed(seed))
+    ids = ids.to(family.device)
+    mask = torch.ones_like(ids)
+    wanted = torch.ones(batch, seq_len - 1, dtype=torch.bool)
+    if scored_tokens is not None:
+        wanted[:, : max(0, seq_len - 1 - scored_tokens)] = False
+    runs: dict[str, Callable[[], object]] = {"shared": partial(trunk.score, ids, mask, positions=wanted)}
+    for name, model in trunk.models.items():
+        runs[name] = partial(score_branch, model, ids, mask, positions=wanted)
+    samples: dict[str, list[float]] = {k: [] for k in runs}
+    for i in range(warmup + iterations):
+        for key, run in runs.items():
+            start = clock.now()
+            run()
+            end = clock.now()
+            if i >= warmup:
+                samples[key].append(clock.seconds(start, end))
+    stats = {k: summarize(v) for k, v in samples.items()}
+    last = stats[trunk.names[-1]]
+    separate = sum(stats[n].median for n in trunk.names)
+    return {
+        "batch_size": batch,
+        "seq_len": seq_len,
+        "branches": trunk.names,
+        "shared_s": stats["shared"],
+        "last_s": last,
+        "separate_s": separate,
+        "scoring_shared_over_last": stats["shared"].median / last.median,
+        "scoring_separate_over_last": separate / last.median,
+    }

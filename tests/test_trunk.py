@@ -152,6 +152,18 @@ def test_siblings_get_their_scores_from_the_first_branch_pass(tiny_path):
     assert len(scorer.cache) == 0 and scorer.cache.nbytes == 0  # consumed answers are dropped
 
 
+def test_a_sibling_finds_its_items_in_a_batch_padded_and_ordered_differently(tiny_path):
+    family = load_family(tiny_path)
+    a, b = family.branches[0].name, family.branches[-1].name
+    scorer = SharedScorer(family, [a, b])
+    scorer.token_logprobs(a, *padded_batch(LENGTHS, "left"))
+    ids, mask = padded_batch(LENGTHS, "right")
+    order = torch.tensor([2, 0, 3, 1])
+    got = scorer.token_logprobs(b, ids[order], mask[order])
+    assert (scorer.hits, scorer.passes) == (len(LENGTHS), 1)
+    torch.testing.assert_close(got, score_branch(family.branch_model(b), ids[order], mask[order]), rtol=0, atol=ATOL)
+
+
 def test_a_branch_never_reads_a_sibling_answer(tiny_path):
     family = load_family(tiny_path)
     a, b = family.branches[0].name, family.branches[1].name
