@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
@@ -259,11 +258,11 @@ def _run_tasks(config: RunConfig, tasks: list[Any], run_dir: Path) -> dict[str, 
     timing: dict[str, dict[str, Any]] = {}
     if config.runner == "slurm" or config.max_num_workers > 1:
         release_models()  # each task's subprocess loads its own model
-        start = time.perf_counter()
+        finished = [(t, t.done(run_dir)) for t in tasks]
         run_with_runner(tasks, run_dir, runner=config.runner, max_num_workers=config.max_num_workers,
                         partition=config.partition)
-        timing["all"] = {"status": config.runner, "seconds": round(time.perf_counter() - start, 3)}
-        return timing
+        return {f"{t.model_abbr}/{t.dataset_abbr}": {"status": "reused" if done else "ran", "seconds": None}
+                for t, done in finished}
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with quiet_opencompass(), Progress(*columns, transient=False) as progress:
         bar = progress.add_task("tasks", total=len(tasks))
