@@ -11,6 +11,8 @@ import pytest
 # never into the user's home.
 _SESSION_HOME = Path(os.environ.get("EVALKIT_TEST_HOME", "/tmp")) / f"evalkit-test-home-{os.getpid()}"
 os.environ["EVALKIT_HOME"] = str(_SESSION_HOME)
+# Subprocesses (the CLI under test) run tiny models too: one thread each avoids contention on small CI machines.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def _has_cuda() -> bool:
