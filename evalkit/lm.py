@@ -7,14 +7,14 @@ identity (weights fingerprint + dtype + device), so a checkpoint is read once fo
 datasets. `BranchLM` is one branch of an engine, as an `LM`.
 
 Every score goes through `FamilyEngine.token_logprobs`. With `shared_trunk=False` it runs the one
-branch model; with `shared_trunk=True` it asks `evalkit.trunk.score_branches` for every branch of the
-run at once and keeps the other branches' rows, keyed by family identity + branch + exact token ids,
-for the sibling branches to read.
+branch model (`evalkit.trunk.score_branch`); with `shared_trunk=True` an `evalkit.trunk.SharedScorer`
+scores every branch of the run in one trunk pass and keeps the other branches' answers, keyed by
+family identity + branch + exact token ids, in a byte-bounded cache for the sibling branches to read.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -27,10 +27,9 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
     from .family import Branch, Family
+    from .trunk import SharedScorer
 
 Message = dict[str, str]  # {"role": "user" | "assistant" | "system", "content": ...}
-# (family, branches, input_ids [B, T], attention_mask [B, T]) -> {branch name: log-probs [B, T-1]}
-ScoreFn = Callable[["Family", Sequence["Branch"], torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]
 
 
 # --- requests and settings ---------------------------------------------------------------------
@@ -93,8 +92,7 @@ class FamilyEngine:
     family: Family
     config: EngineConfig = field(default_factory=EngineConfig)
     _models: dict[str, PreTrainedModel] = field(default_factory=dict, repr=False)
-    _cache: dict[tuple[str, str, tuple[int, ...]], torch.Tensor] = field(default_factory=dict, repr=False)
-    shared_calls: int = 0  # trunk passes run; a sibling that finds its rows cached adds none
+    _scorer: SharedScorer | None = field(default=None, repr=False)
 
     @property
     def tokenizer(self) -> PreTrainedTokenizerBase:
@@ -115,37 +113,38 @@ class FamilyEngine:
     def token_logprobs(self, branch: Branch, sequences: Sequence[Sequence[int]]) -> list[torch.Tensor]:
         """For each token sequence, log p(seq[t+1] | seq[:t+1]) for t = 0..len-2, as a float32 CPU tensor."""
         out: list[torch.Tensor | None] = [None] * len(sequences)
-        todo = []
-        for i, seq in enumerate(sequences):
-            hit = self._cache.pop((self.family.identity, branch.name, tuple(seq)), None)
-            if hit is None:
-                todo.append(i)
-            else:
-                out[i] = hit
-        for chunk in _batches(todo, [len(sequences[i]) for i in todo], self.config.batch_size):
+        order = list(range(len(sequences)))
+        for chunk in _batches(order, [len(s) for s in sequences], self.config.batch_size):
             ids, mask = _right_pad([sequences[i] for i in chunk], self._pad_id, self.family.device)
             scores = self._score(branch, ids, mask)
             for row, i in enumerate(chunk):
-                out[i] = scores[branch.name][row, : len(sequences[i]) - 1].float().cpu()
-                self._keep_siblings(scores, branch, row, sequences[i])
+                out[i] = scores[row, : len(sequences[i]) - 1].float().cpu()
         return [t for t in out if t is not None]
 
-    def _score(self, branch: Branch, ids: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
-        if not self.config.shared_trunk or len(self.family.branches) == 1:
-            return {branch.name: score_one(self.model(branch), ids, mask)}
-        from .trunk import score_branches  # the shared-trunk path
+    def _score(self, branch: Branch, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        scorer = self.scorer
+        if scorer is None or branch.name not in scorer.names:
+            from .trunk import score_branch
 
-        self.shared_calls += 1
-        return score_branches(self.family, self._scored_together(branch), ids, mask)
+            return score_branch(self.model(branch), ids, mask)
+        return scorer.token_logprobs(branch, ids, mask)
 
-    def _scored_together(self, branch: Branch) -> tuple[Branch, ...]:
+    @property
+    def scorer(self) -> SharedScorer | None:
+        """The shared-trunk scorer of the run's branches; None when off or when only one branch is scored."""
         names = set(self.config.branches) or {b.name for b in self.family.branches}
-        return tuple(b for b in self.family.branches if b.name in names or b == branch)
+        if not self.config.shared_trunk or len(names) < 2:
+            return None
+        if self._scorer is None:
+            from .trunk import SharedScorer
 
-    def _keep_siblings(self, scores: dict[str, torch.Tensor], branch: Branch, row: int, seq: Sequence[int]) -> None:
-        for name, lp in scores.items():
-            if name != branch.name:
-                self._cache[(self.family.identity, name, tuple(seq))] = lp[row, : len(seq) - 1].float().cpu()
+            self._scorer = SharedScorer(self.family, [b for b in self.family.branches if b.name in names])
+        return self._scorer
+
+    @property
+    def shared_calls(self) -> int:
+        """Trunk passes run; a sibling that finds its rows cached adds none."""
+        return self._scorer.passes if self._scorer is not None else 0
 
     @property
     def _pad_id(self) -> int:
@@ -193,18 +192,6 @@ class FamilyEngine:
         if self.tokenizer.eos_token_id is not None:
             ids.append(self.tokenizer.eos_token_id)
         return sorted(set(ids))
-
-
-def score_one(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """log p(input_ids[:, t+1] | input_ids[:, :t+1]) for one branch model: shape [B, T-1].
-
-    The same contract as `evalkit.trunk.score_branches` for one branch. Rows are right-padded, so
-    positions are the natural ones and a padded row scores exactly as it would alone.
-    """
-    with torch.no_grad():
-        logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
-    logprobs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
-    return logprobs.gather(-1, input_ids[:, 1:, None]).squeeze(-1)
 
 
 # --- one branch as an LM -----------------------------------------------------------------------

@@ -284,34 +284,47 @@ class SharedScorer:
 
 
 class ScoreCache:
-    """An LRU of CPU tensors bounded by their total bytes; `pop` hands an entry over and drops it."""
+    """An LRU of CPU tensors bounded by their total bytes; `pop` hands an entry over and drops it.
+
+    The same key put twice (an item asked for twice in one request) is kept once and handed over twice.
+    """
 
     def __init__(self, max_bytes: int):
         self.max_bytes = max_bytes
         self.nbytes = 0
-        self._entries: OrderedDict[tuple[str, str], torch.Tensor] = OrderedDict()
+        self._entries: OrderedDict[tuple[str, str], tuple[torch.Tensor, int]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def put(self, key: tuple[str, str], value: torch.Tensor) -> None:
-        size = value.numel() * value.element_size()
+        size = _nbytes(value)
         if size > self.max_bytes:
             return
         old = self._entries.pop(key, None)
         if old is not None:
-            self.nbytes -= old.numel() * old.element_size()
-        self._entries[key] = value
+            self.nbytes -= _nbytes(old[0])
+        self._entries[key] = (value, 1 + (old[1] if old else 0))
         self.nbytes += size
         while self.nbytes > self.max_bytes:
-            _, dropped = self._entries.popitem(last=False)
-            self.nbytes -= dropped.numel() * dropped.element_size()
+            _, (dropped, _) = self._entries.popitem(last=False)
+            self.nbytes -= _nbytes(dropped)
 
     def pop(self, key: tuple[str, str]) -> torch.Tensor | None:
-        value = self._entries.pop(key, None)
-        if value is not None:
-            self.nbytes -= value.numel() * value.element_size()
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        value, count = entry
+        if count > 1:
+            self._entries[key] = (value, count - 1)  # keeps its place in the LRU order
+        else:
+            del self._entries[key]
+            self.nbytes -= _nbytes(value)
         return value
+
+
+def _nbytes(t: torch.Tensor) -> int:
+    return t.numel() * t.element_size()
 
 
 def _identity(family: Family) -> str:

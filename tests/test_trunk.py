@@ -216,6 +216,11 @@ def test_the_cache_is_bounded_by_bytes():
     assert cache.pop(("E3B", "4")) is not None and cache.nbytes == 128
     cache.put(("E3B", "big"), torch.zeros(100))  # larger than the whole cache: not kept
     assert cache.pop(("E3B", "big")) is None
+    cache.put(("E3B", "twice"), row.clone())
+    cache.put(("E3B", "twice"), row.clone())  # an item asked for twice: kept once, handed over twice
+    assert cache.nbytes == 192 and cache.pop(("E3B", "twice")) is not None and cache.nbytes == 192
+    assert cache.pop(("E3B", "twice")) is not None and cache.pop(("E3B", "twice")) is None
+    assert cache.nbytes == 128
 
 
 def test_an_unknown_branch_is_a_user_error(tiny_path):
@@ -225,3 +230,23 @@ def test_an_unknown_branch_is_a_user_error(tiny_path):
     scorer = SharedScorer(family, [family.branches[0].name])
     with pytest.raises(EvalkitError, match="valid"):
         scorer.token_logprobs(family.branches[1].name, *padded_batch((3,), "left"))
+
+
+def test_the_engine_gives_the_same_ppl_and_loglikelihood_shared_or_not(tiny_path):
+    from evalkit.lm import EngineConfig, FamilyEngine, LoglikelihoodRequest, PerplexityRequest
+
+    family = load_family(tiny_path)
+    names = tuple(b.name for b in family.branches)
+    alone = FamilyEngine(family, EngineConfig(batch_size=3, shared_trunk=False))
+    shared = FamilyEngine(family, EngineConfig(batch_size=3, shared_trunk=True, branches=names))
+    texts = ["A kettle of water boils on the stove.", "def add(a, b):", "one, two, three,", "Hi"]
+    ppl = [PerplexityRequest(t) for t in texts] + [PerplexityRequest(texts[0], mask_length=4)]
+    ll = [LoglikelihoodRequest(t, " ok") for t in texts]
+    for name in names:
+        want_ppl, want_ll = alone.lm(name).perplexity(ppl), alone.lm(name).loglikelihood(ll)
+        assert shared.lm(name).perplexity(ppl) == pytest.approx(want_ppl, abs=ATOL, rel=0)
+        assert shared.lm(name).loglikelihood(ll) == pytest.approx(want_ll, abs=ATOL, rel=0)
+    # The first branch's two requests ran the trunk (in batches of 3); every sibling read the cache,
+    # the perplexity item asked for twice included.
+    assert shared.shared_calls == 2 + 2 and shared.scorer is not None and shared.scorer.hits > 0
+    assert alone.scorer is None and alone.shared_calls == 0
