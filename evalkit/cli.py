@@ -68,8 +68,8 @@ def branches(model: str | None, branches: str) -> None:
 @click.option("--dtype", type=click.Choice(["fp32", "bf16", "fp16"]), default=None, help="Default: the checkpoint's.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, ...")
 @click.option("--batch-size", type=int, default=8, show_default=True)
-@click.option("--shared-trunk/--no-shared-trunk", default=False, show_default=True,
-              help="Score all branches in one trunk pass (PPL/loglikelihood datasets).")
+@click.option("--shared-trunk/--no-shared-trunk", default=True, show_default=True,
+              help="Score all of a family's branches in one trunk pass (PPL/loglikelihood datasets).")
 @_user_errors
 def run(**kwargs: Any) -> None:
     """Evaluate every branch (and any baselines) on the suites through OpenCompass."""

@@ -43,7 +43,7 @@ class RunConfig:
     dtype: str | None = None
     device: str = "cpu"
     batch_size: int = 8
-    shared_trunk: bool = False
+    shared_trunk: bool = True  # several branches of one family: score them in one trunk pass
 
     @property
     def embedded_model(self) -> bool:
@@ -62,7 +62,7 @@ class RunResult:
 def run(model: str | None = None, branches: str = "all", baselines: str | Sequence[str] = (),
         suites: str | Sequence[str] = "all", data_dir: str | None = None, limit: int | None = None,
         out: str = ".", resume: str | None = None, runner: str = "local", max_num_workers: int = 1,
-        dtype: str | None = None, device: str = "cpu", batch_size: int = 8, shared_trunk: bool = False,
+        dtype: str | None = None, device: str = "cpu", batch_size: int = 8, shared_trunk: bool = True,
         baseline_paths: Sequence[str] = (), max_out_len: int | None = None, partition: str | None = None,
         echo: Callable[[str], None] = print) -> RunResult:
     """Evaluate the branches and baselines on the suites; returns the record and where it was written."""

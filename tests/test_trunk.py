@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
@@ -250,3 +251,35 @@ def test_the_engine_gives_the_same_ppl_and_loglikelihood_shared_or_not(tiny_path
     # the perplexity item asked for twice included.
     assert shared.shared_calls == 2 + 2 and shared.scorer is not None and shared.scorer.hits > 0
     assert alone.scorer is None and alone.shared_calls == 0
+
+
+def test_opencompass_branch_models_of_a_run_share_one_trunk_pass(tiny_path):
+    """What `run` builds: one OpenCompass model per branch; the first scores all, the others read the cache."""
+    pytest.importorskip("opencompass")
+    from evalkit.lm import EngineRegistry
+    from evalkit.model_configs import familial_configs
+    from evalkit.opencompass_model import FamilialBranchModel
+
+    names = [b.name for b in load_family(tiny_path).branches]
+    texts = ["Question: 2+2?\nAnswer: 4", "The sky is blue because of scattering.", "Hi"]
+    conts = ["4", "scattering.", "Hi"]
+
+    def scores(shared: bool) -> tuple[list, EngineRegistry]:
+        registry = EngineRegistry()
+        out = []
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr("evalkit.lm.REGISTRY", registry)
+            for cfg in familial_configs(tiny_path, names, shared_trunk=shared, batch_size=2):
+                kwargs = {k: v for k, v in cfg.items() if k not in ("type", "abbr", "max_out_len", "run_cfg")}
+                model = FamilialBranchModel(**kwargs)
+                out.append((model.get_ppl(texts, mask_length=[3, 1, 0]), model.get_loglikelihood(texts, conts)))
+        return out, registry
+
+    separate, _ = scores(shared=False)
+    shared, registry = scores(shared=True)
+    for (ppl_a, ll_a), (ppl_b, ll_b) in zip(separate, shared, strict=True):
+        np.testing.assert_allclose(ppl_b, ppl_a, rtol=0, atol=ATOL)
+        np.testing.assert_allclose(ll_b, ll_a, rtol=0, atol=ATOL)
+    (engine,) = registry.engines.values()
+    # Only the first branch ran the trunk: 3 perplexity and 3 loglikelihood items in batches of 2.
+    assert engine.shared_calls == 2 + 2
