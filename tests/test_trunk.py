@@ -283,3 +283,20 @@ def test_opencompass_branch_models_of_a_run_share_one_trunk_pass(tiny_path):
     (engine,) = registry.engines.values()
     # Only the first branch ran the trunk: 3 perplexity and 3 loglikelihood items in batches of 2.
     assert engine.shared_calls == 2 + 2
+
+
+def test_in_memory_families_with_one_config_never_share_answers(tiny_path):
+    """Families built from tensors have no files to fingerprint: equal configs must still not meet."""
+    from evalkit import Family
+
+    base = load_family(tiny_path)
+    gen = torch.Generator().manual_seed(5)
+    noisy = {k: v + 0.05 * torch.randn(v.shape, generator=gen) for k, v in base.tensors.items()}
+    one = Family.from_tensors(base.files.config, dict(base.tensors), name="random")
+    two = Family.from_tensors(base.files.config, noisy, name="random")
+    cache = ScoreCache(2**20)
+    first, second = SharedScorer(one, cache=cache), SharedScorer(two, cache=cache)
+    ids, mask = padded_batch(LENGTHS, "left")
+    first.token_logprobs(one.branches[0].name, ids, mask)
+    second.token_logprobs(two.branches[-1].name, ids, mask)
+    assert second.hits == 0
