@@ -21,12 +21,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats as _sps
+from scipy import special as _special  # scipy.stats costs about a second to import; special is enough
 
 from .datasets import BY_KEY
 from .results import Score
 
-Z95 = float(_sps.norm.ppf(0.975))
+Z95 = float(_special.ndtri(0.975))
 BOOTSTRAP_RESAMPLES = 2000
 
 
@@ -105,7 +105,7 @@ def mcnemar_exact(a: np.ndarray, b: np.ndarray) -> float:
     if n01 + n10 == 0:
         return 1.0
     # Two-sided exact binomial test at p = 1/2 (what scipy.stats.binomtest computes), in closed form.
-    return float(min(1.0, 2.0 * _sps.binom.cdf(min(n01, n10), n01 + n10, 0.5)))
+    return float(min(1.0, 2.0 * _special.bdtr(min(n01, n10), n01 + n10, 0.5)))
 
 
 def paired_bootstrap_p(diff: np.ndarray, seed: int = 0, resamples: int = BOOTSTRAP_RESAMPLES) -> float:
@@ -170,7 +170,9 @@ def _unpaired(a: Score, b: Score) -> Comparison:
     fixed = a if known is b else b
     se = standard_error(known) or 0.0
     k = round(known.value / 100.0 * known.n)
-    p = float(_sps.binomtest(k, known.n, min(max(fixed.value / 100.0, 0.0), 1.0)).pvalue)
+    from scipy.stats import binomtest  # only for aggregate-only scores against a fixed value
+
+    p = float(binomtest(k, known.n, min(max(fixed.value / 100.0, 0.0), 1.0)).pvalue)
     ci = (delta - Z95 * se, delta + Z95 * se)
     return Comparison(delta, ci, p, "unpaired: binomial vs fixed value (other n unknown)", False, known.n)
 
@@ -178,7 +180,7 @@ def _unpaired(a: Score, b: Score) -> Comparison:
 def _z_p(delta: float, se: float) -> float:
     if se == 0.0:
         return 1.0 if delta == 0.0 else 0.0
-    return float(2.0 * _sps.norm.sf(abs(delta) / se))
+    return float(2.0 * _special.ndtr(-abs(delta) / se))
 
 
 def _two_proportion_p(a: Score, b: Score) -> float:
