@@ -369,6 +369,8 @@ class Generator:
                 tokens = torch.where(finished, stop.pad_token_id, tokens)
                 finished = finished | stop.finished(tokens)
             out.append(tokens)
+            if stop is not None and finished is not None and stop.due(len(out)):
+                finished = finished | stop.checked(torch.stack(out, dim=1))
         return torch.stack(out, dim=1)
 
     def _call(self, tokens: Tensor, positions: Tensor, slot: Tensor) -> Tensor:
@@ -381,15 +383,32 @@ class Generator:
         return self._graph(tokens, positions, slot)
 
 
+# The tokens generated so far, (rows, n) -> (rows,) bool: the rows that are finished (e.g. a stop string).
+StopCheck = Callable[[Tensor], Tensor]
+
+
 @dataclass(frozen=True)
 class Stop:
-    """End a row at any of `eos_token_ids`; finished rows are filled with `pad_token_id`, as `generate` does."""
+    """End a row at any of `eos_token_ids`; finished rows are filled with `pad_token_id`, as `generate` does.
+
+    `check`, if given, runs every `check_every` tokens and ends the rows it marks: a row that ends
+    this way may run up to `check_every - 1` tokens past the point that ended it (the caller cuts them).
+    """
 
     eos_token_ids: Tensor
     pad_token_id: int
+    check: StopCheck | None = None
+    check_every: int = 8
 
     def finished(self, tokens: Tensor) -> Tensor:
         return torch.isin(tokens, self.eos_token_ids)
+
+    def due(self, n_tokens: int) -> bool:
+        return self.check is not None and n_tokens % self.check_every == 0
+
+    def checked(self, tokens: Tensor) -> Tensor:
+        assert self.check is not None
+        return self.check(tokens).to(device=tokens.device, dtype=torch.bool)
 
 
 class _GraphedStep:
@@ -425,11 +444,15 @@ def generate_branches(
     ignore_eos: bool = False,
     pad_token_id: int | None = None,
     mode: str = "auto",
+    stop_check: StopCheck | None = None,
+    check_every: int = 8,
 ) -> dict[str, Tensor]:
     """Greedy decoding of several branches stepped together; new tokens per row for each branch.
 
     Equal to stock `generate(do_sample=False)` on each branch model: rows stop at an EOS token and are
     then filled with the pad token, and a branch's output ends when all its rows have stopped.
+    `stop_check` (see `Stop`) also ends rows, every `check_every` tokens, e.g. at stop strings; the
+    tokens up to the point it ended a row are the stock ones, later ones are pad or past that point.
     """
     chosen = parse_branches(branches, family.branches) if isinstance(branches, str) else tuple(
         family.branch(b) for b in branches)  # fmt: skip
@@ -438,7 +461,10 @@ def generate_branches(
     input_ids = input_ids.to(family.device)
     mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask.to(family.device)
     gen = Generator(family, chosen, input_ids.shape[0], input_ids.shape[1] + max_new_tokens, mode)
-    stop = None if ignore_eos or not eos_token_ids else _stop(family, eos_token_ids, pad_token_id)
+    if check_every < 1:
+        raise EvalkitError(f"check_every must be >= 1, got {check_every}")
+    eos = () if ignore_eos else tuple(eos_token_ids)
+    stop = None if not eos and stop_check is None else _stop(family, eos, pad_token_id, stop_check, check_every)
     tokens = gen.decode(gen.prefill(input_ids, mask), mask, max_new_tokens - 1, stop)
     out, b = {}, input_ids.shape[0]
     for k, branch in enumerate(gen.branches):
@@ -466,13 +492,16 @@ def generate_fast(
                              mode=mode)[name]  # fmt: skip
 
 
-def _stop(family: Family, eos_token_ids: Sequence[int], pad_token_id: int | None) -> Stop:
+def _stop(family: Family, eos_token_ids: Sequence[int], pad_token_id: int | None,
+          check: StopCheck | None = None, check_every: int = 8) -> Stop:  # fmt: skip
     if pad_token_id is None:
         pad_token_id = family.files.config.get("pad_token_id")
-    if pad_token_id is None:
+    if pad_token_id is None and eos_token_ids:
         pad_token_id = int(eos_token_ids[0])
+    if pad_token_id is None:
+        raise EvalkitError("a stop check needs a pad token to fill finished rows; pass pad_token_id")
     eos = torch.tensor(list(eos_token_ids), dtype=torch.long, device=family.device)
-    return Stop(eos_token_ids=eos, pad_token_id=int(pad_token_id))
+    return Stop(eos_token_ids=eos, pad_token_id=int(pad_token_id), check=check, check_every=check_every)
 
 
 def _length(rows: Tensor, stop: Stop | None) -> int:

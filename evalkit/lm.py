@@ -10,6 +10,9 @@ Every score goes through `FamilyEngine.token_logprobs`. With `shared_trunk=False
 branch model (`evalkit.trunk.score_branch`); with `shared_trunk=True` an `evalkit.trunk.SharedScorer`
 scores every branch of the run in one trunk pass and keeps the other branches' answers, keyed by
 family identity + branch + exact token ids, in a byte-bounded cache for the sibling branches to read.
+Generation works the same way on the shared path: `evalkit._shared_generate.SharedGenerator` decodes
+every branch of the run together and keeps the siblings' tokens for them; off it, each branch runs
+stock transformers `generate`. The texts are the same either way.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from ._errors import EvalkitError
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+    from ._shared_generate import SharedGenerator
     from .family import Branch, Family
     from .trunk import SharedScorer
 
@@ -93,6 +97,8 @@ class FamilyEngine:
     config: EngineConfig = field(default_factory=EngineConfig)
     _models: dict[str, PreTrainedModel] = field(default_factory=dict, repr=False)
     _scorer: SharedScorer | None = field(default=None, repr=False)
+    _generator: SharedGenerator | None = field(default=None, repr=False)
+    _per_branch_reason: str | None = field(default=None, repr=False)
 
     @property
     def tokenizer(self) -> PreTrainedTokenizerBase:
@@ -132,19 +138,65 @@ class FamilyEngine:
     @property
     def scorer(self) -> SharedScorer | None:
         """The shared-trunk scorer of the run's branches; None when off or when only one branch is scored."""
-        names = set(self.config.branches) or {b.name for b in self.family.branches}
-        if not self.config.shared_trunk or len(names) < 2:
+        run = self._run_branches
+        if not run:
             return None
         if self._scorer is None:
             from .trunk import SharedScorer
 
-            self._scorer = SharedScorer(self.family, [b for b in self.family.branches if b.name in names])
+            self._scorer = SharedScorer(self.family, run)
         return self._scorer
+
+    @property
+    def generator(self) -> SharedGenerator | None:
+        """The shared-trunk generator of the run's branches; None when off, for one branch, or when the
+        family's generation config asks for something beyond plain greedy (see `shared_generation_off`)."""
+        run = self._run_branches
+        if not run or self.shared_generation_off:
+            return None
+        if self._generator is None:
+            from ._shared_generate import SharedGenerator
+
+            self._generator = SharedGenerator(self.family, run, tokenizer=self.tokenizer,
+                                              eos_token_ids=self._eos_ids(self.model(run[-1])),
+                                              pad_token_id=self._pad_id)  # fmt: skip
+        return self._generator
+
+    @property
+    def shared_generation_off(self) -> str | None:
+        """Why the run's branches generate one by one even with shared_trunk on; None if they need not."""
+        if self._per_branch_reason is None:
+            from ._shared_generate import greedy_blockers
+
+            run = self._run_branches
+            blockers = sorted({f for b in run for f in greedy_blockers(self.model(b).generation_config)})
+            if self.family.files.is_quantized:
+                self._per_branch_reason = "quantised weights"
+            elif blockers:
+                self._per_branch_reason = f"generation config sets {', '.join(blockers)}"
+            elif any("sliding" in t for b in run for t in _layer_types(self.family.branch_config(b))):
+                self._per_branch_reason = "sliding-window attention"
+            else:
+                self._per_branch_reason = ""
+        return self._per_branch_reason or None
+
+    @property
+    def _run_branches(self) -> list[Branch]:
+        """The run's branches when shared-trunk is on and there are several; else none."""
+        names = set(self.config.branches) or {b.name for b in self.family.branches}
+        if not self.config.shared_trunk or len(names) < 2:
+            return []
+        return [b for b in self.family.branches if b.name in names]
 
     @property
     def shared_calls(self) -> int:
         """Trunk passes run; a sibling that finds its rows cached adds none."""
         return self._scorer.passes if self._scorer is not None else 0
+
+    @property
+    def shared_decodes(self) -> int:
+        """Calls to the shared decoder; a sibling that finds its generations cached adds none."""
+        return self._generator.decodes if self._generator is not None else 0
 
     @property
     def _pad_id(self) -> int:
@@ -159,10 +211,18 @@ class FamilyEngine:
     @torch.no_grad()
     def generate(self, branch: Branch, prompts: Sequence[str], max_out_len: int, stop: Sequence[str],
                  max_seq_len: int) -> list[str]:
-        """Greedy continuations of already-rendered prompts, cut at the first stop string."""
+        """Greedy continuations of already-rendered prompts, cut at the first stop string.
+
+        With shared_trunk on, a branch of the run gets its tokens from the shared generator (all the
+        run's branches decoded together, siblings served from its cache); the texts are the same.
+        """
         encoded = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
         keep = max(1, max_seq_len - max_out_len)
         encoded = [ids[-keep:] for ids in encoded]
+        shared = self.generator if self.config.shared_trunk else None
+        if shared is not None and branch.name in shared.names:
+            rows = shared.generate(branch, encoded, max_out_len, stop, self.config.batch_size)
+            return [cut_at_stop(t, stop) for t in self.tokenizer.batch_decode(rows, skip_special_tokens=True)]
         out: list[str] = [""] * len(prompts)
         order = list(range(len(prompts)))
         for chunk in _batches(order, [len(e) for e in encoded], self.config.batch_size):
@@ -326,6 +386,10 @@ class _StopStrings:
         tails = self.tokenizer.batch_decode(new[:, -self.lookback:], skip_special_tokens=True)
         done = [any(s in t for s in self.stop) for t in tails]
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+
+def _layer_types(config: object) -> list[str]:
+    return list(getattr(config, "layer_types", None) or ())
 
 
 def _batches(indices: list[int], lengths: list[int], size: int) -> list[list[int]]:
