@@ -66,7 +66,7 @@ def branches(model: str | None, branches: str) -> None:
               help="More than 1: OpenCompass's LocalRunner, one subprocess per task.")
 @click.option("--partition", default=None, help="Slurm partition (with --runner slurm).")
 @click.option("--dtype", type=click.Choice(["fp32", "bf16", "fp16"]), default=None, help="Default: the checkpoint's.")
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, ...")
+@click.option("--device", default="auto", show_default=True, help="auto (cuda if available), cpu, cuda, cuda:1, ...")
 @click.option("--batch-size", type=int, default=8, show_default=True)
 @click.option("--shared-trunk/--no-shared-trunk", default=True, show_default=True,
               help="Score all of a family's branches in one trunk pass (PPL/loglikelihood datasets).")
@@ -233,7 +233,8 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str | None) -> 
                    "qwen3-8b, yi-6b, yi-9b, yi-34b (comma-separated) or all. Needs --random-weights.")
 @click.option("--random-weights", is_flag=True, help="Confirm that --shape builds random weights (speed only).")
 @click.option("--branches", default="all", show_default=True, help="all, names (E3B,E7B) or exit layers (11,27).")
-@click.option("--batch-sizes", callback=_int_list, default=None, help="Comma-separated [default: 1,4,16,32; 1,8 with --shared-trunk].")
+@click.option("--batch-sizes", callback=_int_list, default=None, 
+              help="Comma-separated [default: 1,4,16,32; 1,8 with --shared-trunk].")
 @click.option("--prompt-len", type=int, default=256, show_default=True)
 @click.option("--gen-len", type=int, default=128, show_default=True, help="Tokens generated per row (EOS ignored).")
 @click.option("--dtype", type=click.Choice(["bf16", "fp16", "fp32"]), default="bf16", show_default=True)

@@ -62,7 +62,7 @@ class RunResult:
 def run(model: str | None = None, branches: str = "all", baselines: str | Sequence[str] = (),
         suites: str | Sequence[str] = "all", data_dir: str | None = None, limit: int | None = None,
         out: str = ".", resume: str | None = None, runner: str = "local", max_num_workers: int = 1,
-        dtype: str | None = None, device: str = "cpu", batch_size: int = 8, shared_trunk: bool = True,
+        dtype: str | None = None, device: str = "auto", batch_size: int = 8, shared_trunk: bool = True,
         baseline_paths: Sequence[str] = (), max_out_len: int | None = None, partition: str | None = None,
         echo: Callable[[str], None] = print) -> RunResult:
     """Evaluate the branches and baselines on the suites; returns the record and where it was written."""
@@ -80,10 +80,19 @@ def run(model: str | None = None, branches: str = "all", baselines: str | Sequen
             baselines=tuple(b.name for b in parse_baselines(baselines)),
             baseline_paths=tuple(sorted(parse_baseline_paths(baseline_paths).items())),
             suites=parse_suites(suites), data_dir=data_dir, limit=limit, max_out_len=max_out_len, out=out,
-            runner=runner, max_num_workers=max_num_workers, partition=partition, dtype=dtype, device=device,
-            batch_size=batch_size, shared_trunk=shared_trunk,
+            runner=runner, max_num_workers=max_num_workers, partition=partition, dtype=dtype,
+            device=_resolve_device(device), batch_size=batch_size, shared_trunk=shared_trunk,
         )
     return execute(config, resume=resume, echo=echo)
+
+
+def _resolve_device(device: str) -> str:
+    """"auto" is the first GPU when there is one, else the CPU; anything else is taken as given."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def execute(config: RunConfig, *, resume: str | None = None, echo: Callable[[str], None] = print) -> RunResult:
