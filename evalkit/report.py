@@ -3,28 +3,29 @@
 It reads records only (no model, no GPU). Every number comes from a record; nothing is retyped.
 
     reports/<name>/
-      report.md            provenance, score tables, branch tables, monotonicity, deltas, routing
+      report.md            provenance, score tables, branch tables, monotonicity, deltas, routing,
+                           performance (with --bench: speed tables, minimum VRAM, Pareto plot)
       monotonicity.json    every inversion with its test
-      plots/*.png, *.svg   monotonicity per dataset and average; agreement heatmaps
+      plots/*.png, *.svg   monotonicity per dataset and average (PNG and SVG); agreement heatmaps;
+                           with bench records: speed against size, accuracy against speed (PNG and SVG)
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
 from tabulate import tabulate
 
+from . import _report_perf as perf
 from . import _report_sections as sections
+from ._bench_record import load_bench
 from ._errors import EvalkitError
 from ._monotonic import find_inversions
 from ._tables import named_table
 from .datasets import SUITE_TITLES
 from .plots import PlotQueue
 from .results import ResultsRecord, load_record, merge_records, write_json_atomic
-
-BENCH_SCHEMA = "evalkit.bench"
 
 
 def report(
@@ -42,6 +43,7 @@ def report(
     if not records:
         raise EvalkitError("report needs at least one results record; pass the results.json of a run")
     loaded = [load_record(p) for p in records]
+    benches = [(Path(p), load_bench(p)) for p in bench]  # read first, so a wrong path fails early
     merged = merge_records(loaded, run_id="+".join(r.run_id for r in loaded))
     out_dir = Path(out) if out is not None else Path("reports") / merged.run_id
     plot_dir = out_dir / "plots"
@@ -61,7 +63,7 @@ def report(
         "## Monotonicity across branches\n\n" + sections.monotonicity(merged, inversions, plot_dir, queue),
         "## Branches against baselines\n\n" + sections.versus_baselines(merged),
         "## Routing headroom\n\n" + sections.routing(merged, plot_dir, queue),
-        performance_section(bench),
+        perf.performance(benches, merged, plot_dir, queue),
     ])
     queue.run()
     path = out_dir / "report.md"
@@ -116,29 +118,16 @@ def tables_section(record: ResultsRecord, *, stderr: bool = False) -> str:
     return "\n".join(parts + branch_parts)
 
 
-def performance_section(bench: Sequence[str | Path]) -> str:
-    """Per-branch speed from bench records; this is where speed tables and the Pareto plot go.
+def performance_section(bench: Sequence[str | Path], record: ResultsRecord, plot_dir: Path,
+                        queue: PlotQueue | None = None) -> str:
+    """Speed tables, minimum VRAM, speed against size and accuracy against speed from bench records.
 
-    Bench records are validated now so a wrong path fails early; their tables are not rendered by
-    this version of the report (see `evalkit.plots.pareto_plot` for the accuracy-vs-speed figure).
+    Plots go to `plot_dir`, through `queue` when given (drawn with the report's other figures),
+    else at once. Empty when no bench record is given.
     """
-    if not bench:
-        return ""
-    names = []
-    for path in map(Path, bench):
-        data = _read_bench(path)
-        names.append(f"`{path.name}` ({data.get('run_id', 'no run id')})")
-    return ("## Performance\n\nBench records read: " + ", ".join(names) + ". Their speed tables are not "
-            "rendered by this version of the report.\n")
-
-
-def _read_bench(path: Path) -> dict:
-    if not path.is_file():
-        raise EvalkitError(f"bench record {path} does not exist; pass the JSON written by `evalkit bench`")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise EvalkitError(f"bench record {path} is not valid JSON ({e}); rerun the benchmark") from None
-    if not isinstance(data, dict) or data.get("schema") != BENCH_SCHEMA:
-        raise EvalkitError(f"{path} is not a bench record (schema is not {BENCH_SCHEMA!r}); pass a bench JSON")
-    return data
+    own = queue is None
+    queue = queue if queue is not None else PlotQueue()
+    text = perf.performance([(Path(p), load_bench(p)) for p in bench], record, plot_dir, queue)
+    if own:
+        queue.run()
+    return text

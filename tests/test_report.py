@@ -9,10 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _synth import synth_record
+from _synth import BRANCHES, synth_record
 from click.testing import CliRunner
 from scipy import stats
 
+from evalkit._bench_measure import Environment, Stats
+from evalkit._bench_record import BenchRecord, BenchRow, Ratio, load_bench, save_bench
 from evalkit._errors import EvalkitError
 from evalkit._family_view import families
 from evalkit._monotonic import find_inversions
@@ -193,13 +195,101 @@ def test_cli_report_default_out_and_errors(tmp_path, monkeypatch):
 
 
 def test_bench_records_are_checked(tmp_path):
-    with pytest.raises(EvalkitError, match="is not a bench record"):
-        performance_section([SMALL])
+    with pytest.raises(EvalkitError, match="is not an evalkit bench record"):
+        performance_section([SMALL], load_record(SMALL), tmp_path)
     with pytest.raises(EvalkitError, match="does not exist"):
-        performance_section([tmp_path / "nope.json"])
-    assert performance_section([]) == ""
-    text = performance_section([HERE / "records" / "not_results.json"])
-    assert text.startswith("## Performance") and "not_results.json" in text
+        performance_section([tmp_path / "nope.json"], load_record(SMALL), tmp_path)
+    with pytest.raises(EvalkitError, match="is not an evalkit bench record"):  # the right schema, no fields
+        performance_section([HERE / "records" / "not_results.json"], load_record(SMALL), tmp_path)
+    assert performance_section([], load_record(SMALL), tmp_path) == ""
+    with pytest.raises(EvalkitError, match="does not exist"):  # before any work is done
+        report([SMALL], tmp_path / "r", bench=[tmp_path / "nope.json"])
+    assert not (tmp_path / "r").exists()
+
+
+def _tables_have_device(text: str, label: str) -> int:
+    """Every table in the performance section has the device label in the caption just above it."""
+    lines = text[text.index("## Performance"):].splitlines()
+    starts = [i for i, line in enumerate(lines) if line.startswith("|") and not lines[i - 1].startswith("|")]
+    for i in starts:
+        assert label in lines[i - 2], (lines[i - 2], lines[i])
+    return len(starts)
+
+
+def test_performance_from_a_real_cpu_bench(tiny_path, tmp_path):
+    from evalkit.bench import BenchConfig, bench
+
+    _, bench_path = bench(BenchConfig(batch_sizes=(1,), prompt_len=8, gen_len=4, iterations=1, warmup=0,
+                                      dtype="fp32", branches="E111K,E297K", out=str(tmp_path / "b")))
+    fam = [ModelInfo(abbr=f"tiny-ruyi-{b.lower()}", name=f"tiny-ruyi-{b}", role="ours", family="tiny-ruyi",
+                     branch=b, exit_layer=e, num_params=p) for b, e, p in (("E111K", 2, 209728), ("E297K", 7, 395328))]
+    scores = tuple(Score(model=m.abbr, dataset=d, metric="accuracy", value=v, n=100)
+                   for m, v in zip(fam, (20.0, 30.0), strict=True) for d in ("gsm8k", "mmlu"))
+    results = ResultsRecord(run_id="tiny", kind="measured", models=tuple(fam), scores=scores)
+    save_record(results, tmp_path / "results.json")
+    path = report([tmp_path / "results.json"], tmp_path / "rep", bench=[bench_path])
+    text = path.read_text()
+    perf = text[text.index("## Performance"):]
+    assert "**CPU (" in perf and "These are CPU timings" in perf and "GPU:" not in perf
+    assert _tables_have_device(text, "**CPU (") == 2  # one speed table per branch
+    assert "tiny-ruyi E111K, 209.73K parameters" in perf and "tiny-ruyi E297K" in perf
+    assert "Not measured: the bench ran on a CPU" in perf and "no MBU" in perf
+    assert "average over the 2 datasets" in perf and "left out" not in perf
+    run_id = load_bench(bench_path).run_id
+    for name in (f"pareto_{run_id}.png", f"pareto_{run_id}.svg", f"speed_size_{run_id}.png"):
+        assert (tmp_path / "rep" / "plots" / name).stat().st_size > 1000
+    assert f"![accuracy against speed](plots/pareto_{run_id}.png)" in perf
+
+
+def _gpu_bench() -> BenchRecord:
+    env = Environment(device="NVIDIA H100 80GB HBM3", device_type="cuda", driver="550.54", cuda="12.4",
+                      torch="2.6.0", transformers="5.23.0", python="3.11.7", git_revision="abc")
+    rows = []
+    models = [("ruyi-7b", "AI-Flow-Ruyi-7B", "ours", b, p) for b, _, p in BRANCHES] + [
+        ("qwen2.5-7b", "Qwen2.5-7B-Instruct", "baseline", "qwen2.5-7b", 7_615_616_512),
+        ("yi-6b", "Yi-6B", "baseline", "yi-6b", 6_061_035_520)]
+    for model, title, role, branch, params in models:
+        for backend in ("hf", "fast"):
+            for batch in (1, 32):
+                tok_s = 1e12 / params * batch * (2.0 if backend == "fast" else 1.0)
+                stats = Stats(median=1 / tok_s, p90=1.1 / tok_s, p99=1.3 / tok_s, mean=1 / tok_s, min=0.9 / tok_s,
+                              max=1.4 / tok_s, n=10)
+                speed = Stats(median=tok_s, p90=tok_s, p99=tok_s, mean=tok_s, min=tok_s, max=tok_s, n=10)
+                oom = model == "yi-6b" and batch == 32
+                rows.append(BenchRow(
+                    model=model, title=title, role=role, branch=branch, exit_layer=27, num_params=params,
+                    backend=backend, batch_size=batch, prompt_len=256, gen_len=128, weight_bytes=2 * params,
+                    kv_bytes_per_row=10**6, bytes_per_token=2 * params / batch + 10**6,
+                    ttft_s=None if oom else stats, tpot_s=None if oom else stats, e2e_s=None if oom else stats,
+                    decode_tok_s=None if oom else speed, mbu=None if oom else 0.5,
+                    peak_allocated_bytes=None if oom else 2 * params + batch * 10**8,
+                    peak_reserved_bytes=None if oom else 2 * params + batch * 2 * 10**8,
+                    min_vram_bytes=None if oom else 2 * params + batch * 10**8 + (10**9 if backend == "hf" else 0),
+                    error="out of memory" if oom else None))
+    ratios = tuple(Ratio(m, b, n, 2.0, 1.8) for m, _, _, b, _ in models for n in (1, 32) if m != "yi-6b" or n == 1)
+    return BenchRecord(run_id="gpu1", created_at="2026-01-01T00:00:00+00:00", command="evalkit bench --shape all",
+                       environment=env, dtype="bf16", config={"shapes": ["ruyi-7b"], "prompt_len": 256, "gen_len": 128},
+                       protocol={"warmup": 2, "iterations": 10, "timer": "cuda-events"}, peak_bandwidth_gbps=3350.0,
+                       peak_bandwidth_source="table: H100 SXM", rows=tuple(rows), ratios=ratios)
+
+
+def test_performance_from_a_gpu_bench_matches_branches_and_baselines(tmp_path):
+    save_bench(_gpu_bench(), tmp_path / "bench.json")
+    text = performance_section([tmp_path / "bench.json"], synth_record(n_items=40), tmp_path / "plots")
+    assert _tables_have_device(text, "**GPU: NVIDIA H100 80GB HBM3 (CUDA 12.4)**") == 5 + 2 + 1  # + VRAM
+    assert "CPU" not in text and "no MBU" not in text
+    vram = text[text.index("#### Minimum VRAM"):text.index("#### Speed against size")]
+    assert "| AI-Flow-Ruyi-7B E3B |" in vram and "|   batch=32 |" in vram
+    assert "6.76 GB" not in vram and "6.8 GB" in vram  # E3B at batch 1: the smaller backend (fast), 1 decimal
+    assert vram.count("> device |") == 1  # Yi-6B at batch 32: both backends ran out of memory
+    assert "2.00x (1.80x)" in text and "50.0%" in text
+    pareto = text[text.index("#### Accuracy against speed"):]
+    assert "the fast (evalkit's static-cache decoder) backend for every point" in pareto
+    assert "Yi-6B (bench) has no results with a corresponding name; left out." in pareto
+    assert pareto.count("left out") == 1  # Qwen2.5-7B-Instruct is matched by its title
+    assert "frontier (nothing else both faster and more accurate): E3B, E4B, E5B, E6B, E7B, Qwen2.5-7B-Instruct." \
+        in pareto
+    assert (tmp_path / "plots" / "pareto_gpu1.png").is_file() and (tmp_path / "plots" / "speed_size_gpu1.png").is_file()
 
 
 def test_pareto_front_and_plot(tmp_path):
