@@ -144,7 +144,7 @@ class FamilyEngine:
         if self._scorer is None:
             from .trunk import SharedScorer
 
-            self._scorer = SharedScorer(self.family, run)
+            self._scorer = SharedScorer(self.family, run, attn_implementation=self.config.attn_implementation)
         return self._scorer
 
     @property

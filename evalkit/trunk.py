@@ -118,11 +118,17 @@ class Trunk:
     the last trunk layer), its final norm and its head; all are views of the family's tensors.
     """
 
-    def __init__(self, family: Family, branches: Sequence[str | int | Branch] | None = None):
+    def __init__(
+        self,
+        family: Family,
+        branches: Sequence[str | int | Branch] | None = None,
+        *,
+        attn_implementation: str | None = None,
+    ):
         chosen = sorted({family.branch(b) for b in (branches or family.branches)}, key=lambda b: b.exit_layer)
         self.family = family
         self.branches: tuple[Branch, ...] = tuple(chosen)
-        self.models = {b.name: family.branch_model(b) for b in chosen}
+        self.models = {b.name: family.branch_model(b, attn_implementation=attn_implementation) for b in chosen}
         self.deepest = self.models[chosen[-1].name]
         self.forks = tuple(self._fork(b) for b in chosen)
 
@@ -217,8 +223,9 @@ class SharedScorer:
         *,
         cache: ScoreCache | None = None,
         chunk_bytes: int = LOGITS_CHUNK_BYTES,
+        attn_implementation: str | None = None,
     ):
-        self.trunk = Trunk(family, branches)
+        self.trunk = Trunk(family, branches, attn_implementation=attn_implementation)
         self.identity = _identity(family)
         self.cache = cache if cache is not None else ScoreCache(CACHE_BYTES)
         self.chunk_bytes = chunk_bytes
