@@ -300,3 +300,34 @@ def test_in_memory_families_with_one_config_never_share_answers(tiny_path):
     first.token_logprobs(one.branches[0].name, ids, mask)
     second.token_logprobs(two.branches[-1].name, ids, mask)
     assert second.hits == 0
+
+
+def test_the_scoring_benchmark_protocol(tiny_path):
+    """Warm-up rounds untimed, every configuration timed each round, ratios of medians; fields of the record."""
+    from dataclasses import fields
+
+    from evalkit._bench_record import TrunkScoring
+    from evalkit.trunk import bench_shared_scoring
+
+    class Ticks:  # each timed region lasts one tick
+        def __init__(self) -> None:
+            self.t = 0.0
+
+        def now(self) -> float:
+            self.t += 0.5
+            return self.t
+
+        def seconds(self, start: float, end: float) -> float:
+            return end - start
+
+    family = load_family(tiny_path)
+    chosen = [b.name for b in family.branches[1:]]
+    clock = Ticks()
+    got = bench_shared_scoring(family, chosen, batch=2, seq_len=6, iterations=3, warmup=2, clock=clock)
+    assert clock.t == 0.5 * 2 * (2 + 3) * (1 + len(chosen))  # two reads per region, every round, every config
+    assert got["shared_s"].n == got["last_s"].n == 3
+    assert got["separate_s"] == pytest.approx(0.5 * len(chosen))
+    assert got["scoring_shared_over_last"] == pytest.approx(1.0)
+    assert got["scoring_separate_over_last"] == pytest.approx(len(chosen))
+    record = TrunkScoring(**got)
+    assert record.branches == tuple(chosen) and {f.name for f in fields(TrunkScoring)} == set(got)
