@@ -222,7 +222,8 @@ class FamilyEngine:
         shared = self.generator if self.config.shared_trunk else None
         if shared is not None and branch.name in shared.names:
             rows = shared.generate(branch, encoded, max_out_len, stop, self.config.batch_size)
-            return [cut_at_stop(t, stop) for t in self.tokenizer.batch_decode(rows, skip_special_tokens=True)]
+            texts = self.tokenizer.batch_decode([r.tolist() for r in rows], skip_special_tokens=True)
+            return [cut_at_stop(t, stop) for t in texts]
         out: list[str] = [""] * len(prompts)
         order = list(range(len(prompts)))
         for chunk in _batches(order, [len(e) for e in encoded], self.config.batch_size):
