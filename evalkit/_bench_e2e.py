@@ -77,13 +77,16 @@ def _end_to_end(setup: E2ESetup, work: Path) -> tuple[TrunkE2E, list[str]]:
     stock_dir = _only_dir(work / "stock")
     abbrs, ds = [m["abbr"] for m in models], [d["abbr"] for d in datasets]
     compared, mismatches = compare_predictions(run_dir, stock_dir, abbrs, ds)
+    notes = [f"end to end: {m.describe()}" for m in mismatches[:3]]
+    if mismatches:
+        notes += tokenizer_notes(setup.model, next(iter(exported.values())), run_dir, abbrs[0], ds, mismatches)
     result = TrunkE2E(
         suite=setup.suite, limit=setup.limit, branches=tuple(m["branch"] for m in models), datasets=tuple(ds),
         evalkit_s=round(ours_s, 3), stock_s=round(stock_s, 3), e2e_stock_over_evalkit=stock_s / ours_s,
         predictions_identical=not mismatches and compared > 0, items_compared=compared, export_s=round(export_s, 3),
         evalkit_command=_shell(ours_cmd), stock_command=_shell(stock_cmd), baseline=BASELINE,
     )  # fmt: skip
-    return result, [f"end to end: {m}" for m in mismatches[:5]]
+    return result, notes
 
 
 def export_branches(model: str | None, branches: Sequence[str], out: Path) -> dict[str, Path]:
@@ -107,22 +110,65 @@ def write_stock_config(path: Path, models: Sequence[dict[str, Any]], datasets: S
     return path
 
 
+@dataclass(frozen=True)
+class Mismatch:
+    model: str
+    dataset: str
+    item: str | None  # None: the whole file (missing, or other items)
+    what: str
+
+    def describe(self) -> str:
+        return f"{self.model}/{self.dataset}" + ("" if self.item is None else f" item {self.item}") + f": {self.what}"
+
+
 def compare_predictions(ours: Path, stock: Path, abbrs: Sequence[str],
-                        datasets: Sequence[str]) -> tuple[int, list[str]]:  # fmt: skip
-    """Items compared, and one line per difference, over predictions/<abbr>/<dataset>.json of both runs."""
+                        datasets: Sequence[str]) -> tuple[int, list[Mismatch]]:  # fmt: skip
+    """Items compared, and every difference, over predictions/<abbr>/<dataset>.json of both runs."""
     compared, diffs = 0, []
     for abbr in abbrs:
         for ds in datasets:
             a, b = _predictions(ours, abbr, ds), _predictions(stock, abbr, ds)
             if a is None or b is None:
-                diffs.append(f"{abbr}/{ds}: predictions missing from {'evalkit' if a is None else 'stock'} run")
+                diffs.append(
+                    Mismatch(abbr, ds, None, f"no predictions from the {'evalkit' if a is None else 'stock'} run")
+                )
                 continue
             if set(a) != set(b):
-                diffs.append(f"{abbr}/{ds}: the runs predicted different items")
+                diffs.append(Mismatch(abbr, ds, None, "the runs predicted different items"))
                 continue
             compared += len(a)
-            diffs += [f"{abbr}/{ds} item {k}: {a[k]!r} != {b[k]!r}" for k in sorted(a) if a[k] != b[k]]
+            diffs += [Mismatch(abbr, ds, k, f"{a[k]!r} != {b[k]!r}") for k in sorted(a) if a[k] != b[k]]
     return compared, diffs
+
+
+def tokenizer_notes(model: str | None, exported: Path, run_dir: Path, abbr: str, datasets: Sequence[str],
+                    mismatches: Sequence[Mismatch]) -> list[str]:  # fmt: skip
+    """Why predictions may differ: the exported checkpoint's tokenizer, as transformers loads it for a plain
+    model type, may split the run's prompts into other tokens than the family's tokenizer does."""
+    from transformers import AutoTokenizer
+
+    from .opencompass_model import _prompt
+    from .tiny import default_model_path
+
+    ours = AutoTokenizer.from_pretrained(str(model or default_model_path()), local_files_only=True)
+    theirs = AutoTokenizer.from_pretrained(str(exported), local_files_only=True)
+    total, differ = 0, set()
+    for ds in datasets:
+        items = json.loads((run_dir / "predictions" / abbr / f"{ds}.json").read_text(encoding="utf-8"))
+        for key, item in items.items():
+            prompt = _prompt(item["origin_prompt"])
+            messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+            text = ours.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+            total += 1
+            if ours(text, add_special_tokens=False)["input_ids"] != theirs(text, add_special_tokens=False)["input_ids"]:
+                differ.add((ds, key))
+    if not differ:
+        return []
+    explained = sum((m.dataset, m.item) in differ for m in mismatches)
+    return [f"end to end: the exported checkpoints' tokenizer loads as {type(theirs).__name__} (the family's as "
+            f"{type(ours).__name__}) and tokenizes {len(differ)} of {total} prompts into other tokens, so those "
+            f"items get another model input on the stock side; {explained} of the {len(mismatches)} differing "
+            "predictions are on those items"]  # fmt: skip
 
 
 def _predictions(run_dir: Path, abbr: str, ds: str) -> dict[str, Any] | None:

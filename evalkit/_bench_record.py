@@ -83,11 +83,31 @@ class TrunkScoring:
 
 
 @dataclass(frozen=True)
+class TrunkE2E:
+    """`evalkit run --branches all` (shared trunk) vs stock OpenCompass on each branch exported alone."""
+
+    suite: str
+    limit: int
+    branches: tuple[str, ...]
+    datasets: tuple[str, ...]  # dataset abbrs both runs evaluated
+    evalkit_s: float  # wall time of the evalkit command
+    stock_s: float  # wall time of the stock OpenCompass command (exporting the branches not included)
+    e2e_stock_over_evalkit: float
+    predictions_identical: bool  # every prediction text of every model and dataset equal
+    items_compared: int
+    export_s: float  # writing the branches as plain checkpoints, before the stock run
+    evalkit_command: str
+    stock_command: str
+    baseline: str  # what the stock side ran, in words
+
+
+@dataclass(frozen=True)
 class SharedTrunk:
     model: str
     decode: tuple[TrunkDecode, ...] = ()
     scoring: tuple[TrunkScoring, ...] = ()
     notes: tuple[str, ...] = ()  # parts that did not run, and why
+    e2e: tuple[TrunkE2E, ...] = ()  # end to end: `run` vs stock OpenCompass (one entry, or none when skipped)
 
 
 @dataclass(frozen=True)
@@ -154,6 +174,7 @@ def bench_from_dict(data: Mapping[str, Any]) -> BenchRecord:
             decode=tuple(_build(TrunkDecode, d) for d in trunk["decode"]),
             scoring=tuple(_build(TrunkScoring, s) for s in trunk["scoring"]),
             notes=tuple(trunk["notes"]),
+            e2e=tuple(_build(TrunkE2E, e) for e in trunk.get("e2e", ())),
         ),
     )  # fmt: skip
 

@@ -76,6 +76,12 @@ def trunk_tables(trunk: SharedTrunk) -> str:
                    "together / last", "separate / last"]  # fmt: skip
         table = tabulate(scoring, headers=headers, tablefmt="github", disable_numparse=True)
         out += [f"Scoring ({trunk.model}):", table]
+    for e in trunk.e2e:
+        out += [f"End to end ({trunk.model}, {e.suite} suite, {e.limit} items per dataset, {len(e.branches)} branches "
+                f"x {len(e.datasets)} datasets): evalkit run {e.evalkit_s:.1f} s, stock OpenCompass {e.stock_s:.1f} s, "
+                f"stock / evalkit {e.e2e_stock_over_evalkit:.2f}x; predictions identical: "
+                f"{str(e.predictions_identical).lower()} ({e.items_compared} items).",
+                f"Baseline: {e.baseline}."]  # fmt: skip
     out += [f"Note: {n}" for n in trunk.notes]
     return "\n\n".join(out)
 

@@ -19,6 +19,7 @@ from ._bench_measure import Clock, PeakMemory, environment, mbu, peak_bandwidth,
 from ._bench_record import BenchRecord, BenchRow, Ratio, SharedTrunk, load_bench, save_bench
 from ._bench_tables import bench_markdown
 from ._errors import EvalkitError, did_you_mean
+from .datasets import parse_suites
 
 BACKENDS = ("hf", "fast")
 BATCH_SIZES = (1, 4, 16, 32)
@@ -68,6 +69,9 @@ class BenchConfig:
     device: str = "auto"  # auto | cuda | cpu
     decode_mode: str = "auto"  # fast path: auto | eager | cudagraph | compile
     shared_trunk: bool = False
+    e2e_suite: str | None = "stem"  # --shared-trunk end to end: `run` vs stock OpenCompass on one suite; None: skip
+    e2e_limit: int = 2  # items per dataset in the end-to-end comparison
+    e2e_max_out_len: int | None = None  # None: what `run` uses
     seed: int = 0
     command: str = field(default="", compare=False)
 
@@ -82,6 +86,9 @@ class BenchConfig:
             raise EvalkitError(f"--gen-len must be >= 2 and --prompt-len >= 1 (got {self.gen_len}, {self.prompt_len})")
         if self.batch_sizes is not None and (not self.batch_sizes or min(self.batch_sizes) < 1):
             raise EvalkitError(f"--batch-sizes must be positive integers, got {self.batch_sizes}")
+        if self.e2e_suite is not None and (len(parse_suites(self.e2e_suite)) != 1 or self.e2e_limit < 1):
+            raise EvalkitError(f"--e2e-suite takes one suite (general, code or stem) and --e2e-limit a positive "
+                               f"number (got {self.e2e_suite!r}, {self.e2e_limit})")  # fmt: skip
         if self.iterations < 1 or self.warmup < 0:
             raise EvalkitError(f"--iterations must be >= 1 and --warmup >= 0 (got {self.iterations}, {self.warmup})")
         # Names and paths are checked here, before torch loads, so a typo fails at once.
@@ -211,7 +218,25 @@ def _shared_trunk(config: BenchConfig, src: _Source, family: Any, clock: Clock) 
     setup = TrunkSetup(batch_sizes=config.batch_sizes or TRUNK_BATCH_SIZES, prompt_len=config.prompt_len,
                        gen_len=config.gen_len, warmup=config.warmup, iterations=config.iterations,
                        decode_mode=config.decode_mode, seed=config.seed, clock=clock)  # fmt: skip
-    return shared_trunk(src.name, family, parse_branches(config.branches, family.branches), setup)
+    trunk = shared_trunk(src.name, family, parse_branches(config.branches, family.branches), setup)
+    return _end_to_end(config, trunk, "cuda" if clock.cuda else "cpu")
+
+
+def _end_to_end(config: BenchConfig, trunk: SharedTrunk, device: str) -> SharedTrunk:
+    """The end-to-end part: `run --branches all` vs stock OpenCompass on the exported branches (checkpoints only)."""
+    from dataclasses import replace
+
+    from ._bench_e2e import E2ESetup, end_to_end
+
+    if config.e2e_suite is None:
+        return trunk
+    if config.shapes:
+        return replace(trunk, notes=(*trunk.notes, "end to end: skipped, random-weight shapes have no checkpoint "
+                                                   "to run; pass --model PATH"))  # fmt: skip
+    setup = E2ESetup(model=config.model, suite=parse_suites(config.e2e_suite)[0], limit=config.e2e_limit,
+                     max_out_len=config.e2e_max_out_len, device=device)  # fmt: skip
+    e2e, notes = end_to_end(setup)
+    return replace(trunk, e2e=(e2e,), notes=(*trunk.notes, *notes))
 
 
 def _sources(config: BenchConfig, device: str) -> list[_Source]:

@@ -250,6 +250,11 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str | None) -> 
 @click.option("--decode-mode", type=click.Choice(["auto", "eager", "cudagraph", "compile"]), default="auto",
               show_default=True, help="Fast path: auto = CUDA graph on a GPU, eager on a CPU.")
 @click.option("--shared-trunk", is_flag=True, help="Compare all branches at once vs the last alone vs each alone.")
+@click.option("--e2e-suite", default="stem", show_default=True,
+              help="With --shared-trunk: `run --branches all` on this suite vs stock OpenCompass on the exported "
+                   "branches; 'none' skips it.")
+@click.option("--e2e-limit", type=int, default=2, show_default=True, help="Items per dataset in that comparison.")
+@click.option("--e2e-max-out-len", type=int, default=None, help="Generation cap there [default: what run uses].")
 @click.option("--seed", type=int, default=0, show_default=True)
 @_user_errors
 def bench(shape: str | None, batch_sizes: tuple[int, ...] | None, **kwargs: Any) -> None:
@@ -258,6 +263,8 @@ def bench(shape: str | None, batch_sizes: tuple[int, ...] | None, **kwargs: Any)
     from .bench import bench as _bench
 
     shapes = tuple(s for s in (shape or "").split(",") if s.strip())
+    if str(kwargs.get("e2e_suite")).lower() == "none":
+        kwargs["e2e_suite"] = None
     config = BenchConfig(shapes=shapes, batch_sizes=batch_sizes, command=" ".join(["evalkit", *sys.argv[1:]]), **kwargs)
     record, path = _bench(config)
     click.echo(bench_markdown(record))
