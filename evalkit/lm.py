@@ -116,24 +116,33 @@ class FamilyEngine:
 
     # Scoring: every log-prob comes from here.
 
-    def token_logprobs(self, branch: Branch, sequences: Sequence[Sequence[int]]) -> list[torch.Tensor]:
-        """For each token sequence, log p(seq[t+1] | seq[:t+1]) for t = 0..len-2, as a float32 CPU tensor."""
+    def token_logprobs(self, branch: Branch, sequences: Sequence[Sequence[int]],
+                       starts: Sequence[int] | None = None) -> list[torch.Tensor]:
+        """For each token sequence, log p(seq[t+1] | seq[:t+1]) for t = 0..len-2, as a float32 CPU tensor.
+
+        With `starts`, only t >= starts[i] is scored (the head skips the rest, which reads 0).
+        """
         out: list[torch.Tensor | None] = [None] * len(sequences)
         order = list(range(len(sequences)))
         for chunk in _batches(order, [len(s) for s in sequences], self.config.batch_size):
             ids, mask = _right_pad([sequences[i] for i in chunk], self._pad_id, self.family.device)
-            scores = self._score(branch, ids, mask)
+            positions = None
+            if starts is not None:
+                first = torch.tensor([starts[i] for i in chunk])[:, None]
+                positions = torch.arange(max(ids.shape[1] - 1, 0))[None, :] >= first
+            scores = self._score(branch, ids, mask, positions)
             for row, i in enumerate(chunk):
                 out[i] = scores[row, : len(sequences[i]) - 1].float().cpu()
         return [t for t in out if t is not None]
 
-    def _score(self, branch: Branch, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def _score(self, branch: Branch, ids: torch.Tensor, mask: torch.Tensor,
+               positions: torch.Tensor | None = None) -> torch.Tensor:
         scorer = self.scorer
         if scorer is None or branch.name not in scorer.names:
             from .trunk import score_branch
 
-            return score_branch(self.model(branch), ids, mask)
-        return scorer.token_logprobs(branch, ids, mask)
+            return score_branch(self.model(branch), ids, mask, positions=positions)
+        return scorer.token_logprobs(branch, ids, mask, positions=positions)
 
     @property
     def scorer(self) -> SharedScorer | None:
@@ -287,16 +296,17 @@ class BranchLM:
             start = _common_prefix(whole, context)
             seqs.append(whole)
             starts.append(max(start, 1))
-        lps = self.engine.token_logprobs(self.branch, seqs)
+        lps = self.engine.token_logprobs(self.branch, seqs, starts=[s - 1 for s in starts])
         return [float(lp[s - 1:].sum()) for lp, s in zip(lps, starts, strict=True)]
 
     def perplexity(self, requests: Sequence[PerplexityRequest]) -> list[float]:
         """Mean negative log-likelihood per scored token (the tokens after `mask_length`)."""
         seqs = [self._encode(r.text) for r in requests]
-        lps = self.engine.token_logprobs(self.branch, seqs)
+        starts = [max((r.mask_length or 1) - 1, 0) for r in requests]
+        lps = self.engine.token_logprobs(self.branch, seqs, starts=starts)
         out = []
-        for lp, r in zip(lps, requests, strict=True):
-            scored = lp[max((r.mask_length or 1) - 1, 0):]
+        for lp, s in zip(lps, starts, strict=True):
+            scored = lp[s:]
             out.append(float(-scored.mean()) if scored.numel() else float("nan"))
         return out
 
