@@ -176,3 +176,26 @@ def test_a_stop_check_ends_rows_early_and_pads_them(tiny_path):
                                   stop_check=all_done, check_every=4)  # fmt: skip
     # Every row finished at the first check: decoding ends there.
     assert all(rows.shape[1] == 4 and torch.equal(rows, free[n][:, :4]) for n, rows in every_row.items())
+
+
+@pytest.mark.slow
+def test_run_predictions_are_the_same_with_shared_trunk_on_and_off(tmp_path, monkeypatch):
+    """What `run --branches all` writes: every branch's predictions, shared trunk on vs off."""
+    import json
+
+    from evalkit.run import run
+
+    decodes = []
+    real = SharedGenerator._decode
+    monkeypatch.setattr(SharedGenerator, "_decode", lambda self, *a: decodes.append(1) or real(self, *a))
+    preds, calls = {}, {}
+    for shared in (True, False):
+        result = run(suites="stem", limit=2, out=str(tmp_path / str(shared)), shared_trunk=shared, echo=lambda s: None)
+        files = sorted((result.run_dir / "predictions").glob("*/*.json"))
+        preds[shared] = {f"{f.parent.name}/{f.name}": {k: v["prediction"] for k, v in json.loads(f.read_text()).items()}
+                         for f in files}  # fmt: skip
+        calls[shared] = len(decodes)
+    # One decode per dataset (2 items, one batch) for all 4 branches; none with shared trunk off.
+    assert calls == {True: 3, False: 3}
+    assert len(preds[True]) == 4 * 3 and preds[True] == preds[False]
+    assert len({json.dumps(v) for v in preds[True].values()}) > 3  # branches and datasets really answer differently
