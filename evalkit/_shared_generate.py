@@ -7,7 +7,7 @@ the other branches' new tokens in a byte-bounded LRU (`trunk.ScoreCache`), hande
 when that branch asks for the same prompt.
 
 An answer's key is the branch name and a digest of everything the tokens depend on: the family's
-identity (weights fingerprint, dtype, device; a nonce for an in-memory family), the prompt's exact
+identity (`Family.identity`: weights fingerprint, dtype, device), the prompt's exact
 token ids (after chat template and truncation), max_out_len, the stop strings, and the EOS and pad
 ids. Two checkpoints, two branches or two settings never read each other's answers.
 
@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from .family import Branch, Family
-from .trunk import CACHE_BYTES, ScoreCache, _identity
+from .trunk import CACHE_BYTES, ScoreCache
 
 if TYPE_CHECKING:
     from transformers import GenerationConfig, PreTrainedTokenizerBase
@@ -54,7 +54,7 @@ class SharedGenerator:
         self.pad_token_id = pad_token_id
         self.cache = cache if cache is not None else ScoreCache(CACHE_BYTES)
         self.check_every, self.mode = check_every, mode
-        self.identity = _identity(family)
+        self.identity = family.identity
         self.decodes = 0  # calls to the shared decoder; a sibling served from the cache adds none
         self.hits = 0  # rows handed over from the cache
         self.misses = 0  # rows that needed decoding
