@@ -9,6 +9,7 @@ A branch is a value you hold; nothing is selected through global state.
 from __future__ import annotations
 
 import shutil
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -55,6 +56,8 @@ class Family:
     dtype: torch.dtype
     device: torch.device
     branches: tuple[Branch, ...] = field(default=())
+    # In-memory families have no files to fingerprint: each gets an identity of its own.
+    memory_id: str | None = None
 
     @classmethod
     def from_tensors(cls, config: dict[str, Any], tensors: dict[str, torch.Tensor], *, name: str) -> Family:
@@ -68,7 +71,8 @@ class Family:
         first = next((t for t in tensors.values() if t.is_floating_point()), None)
         if first is None:
             raise EvalkitError(f"family {name!r} has no floating-point tensors; pass the model's weights")
-        family = cls(files=files, tensors=dict(tensors), dtype=first.dtype, device=first.device)
+        family = cls(files=files, tensors=dict(tensors), dtype=first.dtype, device=first.device,
+                     memory_id=uuid.uuid4().hex)
         family.branches = _make_branches(family)
         return family
 
@@ -87,8 +91,9 @@ class Family:
 
     @cached_property
     def identity(self) -> str:
-        """Cache key for this family's answers: the weights' fingerprint, dtype and device."""
-        return f"{self.files.fingerprint()}:{str(self.dtype).removeprefix('torch.')}:{self.device}"
+        """Cache key for this family's answers: the weights' fingerprint (or in-memory id), dtype and device."""
+        weights = f"mem-{self.memory_id}" if self.memory_id else self.files.fingerprint()
+        return f"{weights}:{str(self.dtype).removeprefix('torch.')}:{self.device}"
 
     @cached_property
     def tokenizer(self) -> PreTrainedTokenizerBase:

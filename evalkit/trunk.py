@@ -15,7 +15,6 @@ attention mask (left padding shifts them), so a padded row scores as it would al
 from __future__ import annotations
 
 import hashlib
-import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -226,7 +225,7 @@ class SharedScorer:
         attn_implementation: str | None = None,
     ):
         self.trunk = Trunk(family, branches, attn_implementation=attn_implementation)
-        self.identity = _identity(family)
+        self.identity = family.identity
         self.cache = cache if cache is not None else ScoreCache(CACHE_BYTES)
         self.chunk_bytes = chunk_bytes
         self.hits = 0  # rows answered from the cache
@@ -333,13 +332,6 @@ class ScoreCache:
 def _nbytes(t: torch.Tensor) -> int:
     return t.numel() * t.element_size()
 
-
-def _identity(family: Family) -> str:
-    """The family's identity; an in-memory family (no weight files to fingerprint) also gets a nonce,
-    since two of them with one config may hold different weights."""
-    if family.files.weight_files:
-        return family.identity
-    return f"{family.identity}:{uuid.uuid4().hex}"
 
 
 def _mask_for(input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:

@@ -294,6 +294,7 @@ def test_in_memory_families_with_one_config_never_share_answers(tiny_path):
     noisy = {k: v + 0.05 * torch.randn(v.shape, generator=gen) for k, v in base.tensors.items()}
     one = Family.from_tensors(base.files.config, dict(base.tensors), name="random")
     two = Family.from_tensors(base.files.config, noisy, name="random")
+    assert one.identity != two.identity
     cache = ScoreCache(2**20)
     first, second = SharedScorer(one, cache=cache), SharedScorer(two, cache=cache)
     ids, mask = padded_batch(LENGTHS, "left")
