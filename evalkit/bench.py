@@ -69,7 +69,9 @@ class BenchConfig:
     device: str = "auto"  # auto | cuda | cpu
     decode_mode: str = "auto"  # fast path: auto | eager | cudagraph | compile
     shared_trunk: bool = False
-    e2e_suite: str | None = "stem"  # --shared-trunk end to end: `run` vs stock OpenCompass on one suite; None: skip
+    # With shared_trunk: `run --branches all` on this suite vs stock OpenCompass on the exported branches (minutes
+    # of subprocesses on a CPU); None skips it. The CLI's --e2e-suite defaults to "stem".
+    e2e_suite: str | None = None
     e2e_limit: int = 2  # items per dataset in the end-to-end comparison
     e2e_max_out_len: int | None = None  # None: what `run` uses
     seed: int = 0
