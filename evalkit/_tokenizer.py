@@ -1,11 +1,15 @@
 """A small byte-level BPE tokenizer, trained locally and deterministically, with a ChatML template.
 
 Byte-level BPE encodes any text (English, code, Chinese) without unknown tokens, so the tiny
-family can run every suite; the merges only make common code and English cheaper.
+family can run every suite; the merges only make common code and English cheaper. Its normalizer and
+pre-tokenizer are exactly Qwen2's, and it is saved as a `Qwen2Tokenizer`, so an exported branch (whose
+config says `qwen2` or `qwen3`, which makes transformers rebuild the tokenizer as Qwen2's) tokenizes
+every text exactly as the family does.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
@@ -79,11 +83,18 @@ True or False: not ( True ) and False is False. Sentence: The trophy does not fi
 
 def build_tokenizer(out_dir: str | Path, vocab_size: int = 768) -> Path:
     """Train the tokenizer and save it in transformers' format (tokenizer.json + tokenizer_config.json)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
+    from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
 
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
@@ -103,4 +114,8 @@ def build_tokenizer(out_dir: str | Path, vocab_size: int = 768) -> Path:
     fast.padding_side = "left"
     out = Path(out_dir)
     fast.save_pretrained(out)
+    config_path = out / "tokenizer_config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    config["tokenizer_class"] = "Qwen2Tokenizer"
+    config_path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return out

@@ -98,13 +98,18 @@ class Family:
     @cached_property
     def tokenizer(self) -> PreTrainedTokenizerBase:
         from transformers import AutoTokenizer
+        from transformers.utils import logging as hf_logging
 
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()  # transformers warns that it does not know `ruyi_*` configs
         try:
             return AutoTokenizer.from_pretrained(str(self.path), local_files_only=True)
         except (OSError, ValueError) as e:
             raise EvalkitError(
                 f"cannot load the tokenizer from {self.path} ({e}); the checkpoint needs tokenizer files"
             ) from None
+        finally:
+            hf_logging.set_verbosity(verbosity)
 
     def branch(self, name_or_layer: str | int | Branch) -> Branch:
         if isinstance(name_or_layer, Branch):

@@ -17,6 +17,9 @@ from typing import Any
 
 from ._errors import EvalkitError
 
+# Bump when what build_checkpoint writes changes, so cached copies of the default are rebuilt.
+FORMAT_VERSION = 2
+
 
 @dataclass(frozen=True)
 class TinySpec:
@@ -137,7 +140,8 @@ def cache_root() -> Path:
 
 def default_model_path(spec: TinySpec = TinySpec()) -> Path:
     """The embedded tiny family, built on first use into the cache (atomically, so runs can race)."""
-    digest = hashlib.sha256(json.dumps(asdict(spec), sort_keys=True).encode()).hexdigest()[:10]
+    key = {"format": FORMAT_VERSION, **asdict(spec)}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
     path = cache_root() / f"tiny-ruyi-{spec.flavour}-{digest}"
     if (path / "config.json").is_file():
         return path

@@ -127,8 +127,14 @@ def test_exported_branch_loads_in_stock_transformers(make_checkpoint, flavour, t
     assert torch.equal(stock.generate(PROMPT, **kwargs), ours.generate(PROMPT, **kwargs))
     from transformers import AutoTokenizer
 
+    # The exported tokenizer (rebuilt by transformers as Qwen2's) gives the family's exact tokens.
     tok = AutoTokenizer.from_pretrained(out)
-    assert tok.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True)
+    text = "Solve $x^2 + 3x = 10$: 12345 apples, 中文 ＡＢＣ.\ndef f(x):\n    return x**2"
+    assert tok(text)["input_ids"] == family.tokenizer(text)["input_ids"]
+    chat = [{"role": "user", "content": text}]
+    assert tok.apply_chat_template(chat, tokenize=False, add_generation_prompt=True) == (
+        family.tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+    )
 
 
 def test_branch_models_used_alternately_match_alone(tiny_path):
