@@ -4,8 +4,9 @@
     ...generated table...
     <!-- /evalkit:table -->
 
-NAME is one of general, code, stem (baselines and ours), branches (the branch table on the general
-suite, as in the model card), branches-code or branches-stem. The text between the markers is the
+Each marker stands on a line of its own. NAME is one of general, code, stem (baselines and ours),
+branches (the branch table on the general suite, as in the model card), branches-code or
+branches-stem. The text between the markers is the
 same table the report makes. Every byte outside the blocks stays as it was, line endings included,
 so running it twice changes nothing and `--check` can tell a stale README in CI.
 """
@@ -21,8 +22,9 @@ from ._errors import EvalkitError, did_you_mean
 from ._tables import TABLE_NAMES, named_table
 from .results import ResultsRecord, load_record, merge_records
 
-_OPEN = re.compile(r"<!--\s*evalkit:table\s+(?P<name>[\w-]+)\s*-->")
-_CLOSE = re.compile(r"<!--\s*/evalkit:table\s*-->")
+# A marker counts only on a line of its own, so prose and code that mention one are left alone.
+_OPEN = re.compile(r"^<!--\s*evalkit:table\s+(?P<name>[\w-]+)\s*-->[ \t]*\r?$", re.MULTILINE)
+_CLOSE = re.compile(r"^<!--\s*/evalkit:table\s*-->[ \t]*\r?$", re.MULTILINE)
 
 
 @dataclass(frozen=True)

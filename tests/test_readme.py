@@ -89,3 +89,21 @@ def test_bad_blocks_and_records_are_clear_errors(tmp_path):
     path.write_text("<!-- evalkit:table general -->\n<!-- /evalkit:table -->\n", encoding="utf-8")
     res = CliRunner().invoke(main, ["readme", str(path), "--results", str(HERE / "records" / "corrupt.json")])
     assert res.exit_code == 2 and res.output.startswith("error: ") and "not valid JSON" in res.output
+
+
+def test_markers_inside_prose_are_not_blocks():
+    record = load_record(SMALL)
+    text = (
+        "Use `<!-- evalkit:table NAME -->` to mark a block.\n"
+        "<!-- evalkit:table general -->\nold\n<!-- /evalkit:table -->\n"
+    )
+    rendered = render(text, record).text
+    assert rendered.startswith("Use `<!-- evalkit:table NAME -->` to mark a block.\n")
+    assert "old" not in rendered
+
+
+def test_repository_readme_tables_are_fresh():
+    """The README's published tables are generated from the committed record: `readme --check` passes."""
+    root = Path(__file__).resolve().parents[1]
+    update = update_readme(root / "README.md", [root / "docs/published/ai-flow-ruyi-7b-0725.json"], check=True)
+    assert update.blocks == ("general", "branches") and not update.stale
