@@ -6,6 +6,7 @@ Pure data, no heavy imports: reports, the CI gate and the table importer read it
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ._errors import did_you_mean
@@ -72,7 +73,7 @@ def normalize_dataset(name: str) -> str:
     raise did_you_mean("dataset", name, [d.title for d in DATASETS])
 
 
-def parse_suites(spec: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+def parse_suites(spec: str | Sequence[str]) -> tuple[str, ...]:
     """ "all", "general,code" or a list of names -> suite names, in canonical order."""
     names = spec.split(",") if isinstance(spec, str) else list(spec)
     names = [n.strip().lower() for n in names if n.strip()]

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
@@ -111,7 +111,7 @@ class FamilyEngine:
             self._models[b.name] = self.family.branch_model(b, attn_implementation=self.config.attn_implementation)
         return self._models[b.name]
 
-    def lm(self, branch: str | Branch, settings: GenerationSettings = GenerationSettings()) -> BranchLM:
+    def lm(self, branch: str | int | Branch, settings: GenerationSettings = GenerationSettings()) -> BranchLM:
         return BranchLM(self, self.family.branch(branch), settings)
 
     # Scoring: every log-prob comes from here.
@@ -248,7 +248,7 @@ class FamilyEngine:
         model = self.model(branch)
         ids, mask = _left_pad(encoded, self._pad_id, self.family.device)
         criteria = StoppingCriteriaList([_StopStrings(self.tokenizer, stop, ids.shape[1])]) if stop else None
-        gen = model.generate(
+        gen = model.generate(  # type: ignore[operator]  # transformers types generate loosely
             input_ids=ids, attention_mask=mask, max_new_tokens=max_out_len, do_sample=False,
             temperature=None, top_p=None, top_k=None, pad_token_id=self._pad_id,
             eos_token_id=self._eos_ids(model), stopping_criteria=criteria,
@@ -319,8 +319,8 @@ class BranchLM:
         if not self.settings.chat_template or not getattr(tok, "chat_template", None):
             return prompt if isinstance(prompt, str) else "\n".join(m["content"] for m in prompt)
         messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
-        extra = {} if self.settings.thinking is None else {"enable_thinking": self.settings.thinking}
-        return tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False, **extra)
+        extra: dict[str, Any] = {} if self.settings.thinking is None else {"enable_thinking": self.settings.thinking}
+        return str(tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False, **extra))
 
     def _encode(self, text: str) -> list[int]:
         return list(self.engine.tokenizer(text, add_special_tokens=True)["input_ids"])

@@ -70,7 +70,7 @@ class FamilialBranchModel(BaseModel):
         return self.lm.generate([GenerateRequest(_prompt(p), max_out_len, stop) for p in inputs])
 
     def get_ppl(self, inputs: list, mask_length: list[int] | None = None) -> np.ndarray:
-        masks = mask_length or [None] * len(inputs)
+        masks: list[int | None] = list(mask_length) if mask_length else [None] * len(inputs)
         requests = [PerplexityRequest(_text(p), m) for p, m in zip(inputs, masks, strict=True)]
         return np.array(self.lm.perplexity(requests))
 
@@ -90,7 +90,7 @@ class FamilialBranchModel(BaseModel):
         return torch.tensor([self.lm.engine.tokenizer(prompt)["input_ids"]])
 
     def decode(self, tokens: Any) -> str:
-        return self.lm.engine.tokenizer.decode(tokens[0])
+        return str(self.lm.engine.tokenizer.decode(tokens[0]))
 
 
 def _prompt(p: Any) -> str | tuple[Message, ...]:

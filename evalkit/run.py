@@ -147,7 +147,9 @@ def _plan(config: RunConfig) -> Plan:
         max_out = TINY_MAX_OUT_LEN
         notes.append(f"embedded tiny family (random weights, scores are near chance): generation capped at "
                      f"{max_out} tokens; pass --max-out-len to change")
-    common = dict(dtype=config.dtype, device=config.device, batch_size=config.batch_size, max_out_len=max_out)
+    common: dict[str, Any] = dict(
+        dtype=config.dtype, device=config.device, batch_size=config.batch_size, max_out_len=max_out
+    )
     base_models = baseline_configs(baselines, dict(config.baseline_paths), **common)  # checks paths, kernels
 
     path = Path(config.model) if config.model else default_model_path()
