@@ -22,14 +22,6 @@ STATS = Stats(median=0.01, p90=0.012, p99=0.02, mean=0.011, min=0.009, max=0.021
 SMALL = dict(batch_sizes=(1, 2), prompt_len=8, gen_len=4, iterations=2, warmup=1, dtype="fp32")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def hand_record() -> BenchRecord:
     env = Environment(device="NVIDIA H100 80GB HBM3", device_type="cuda", driver="550.54", cuda="12.4",
                       torch="2.6.0", transformers="5.23.0", python="3.11.7", git_revision="abc")

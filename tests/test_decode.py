@@ -24,15 +24,6 @@ def left_padded_batch(family, lengths=(9, 5, 7), seed=0):
     return ids, mask
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models decode fastest on one thread; two threads on a busy two-core machine spin for seconds."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def stock(family, branch, ids, mask, **kwargs):
     """New tokens from stock transformers `generate` on the branch model; no EOS unless one is given."""
     model = family.branch_model(branch)

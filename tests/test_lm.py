@@ -19,15 +19,6 @@ from evalkit.lm import (
 PROMPTS = ["What is the capital of France?", "def add(a, b):", "Count: one, two, three,", "Hi"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """The tiny family's matrices gain nothing from threads; on a shared 2-core machine they only contend."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.fixture(scope="module")
 def engine(tiny_path) -> FamilyEngine:
     return EngineRegistry().engine(tiny_path, config=EngineConfig(batch_size=3))

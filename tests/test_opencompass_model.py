@@ -9,14 +9,6 @@ import torch
 pytest.importorskip("opencompass")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.fixture(scope="module")
 def model(tiny_path):
     from evalkit.opencompass_model import FamilialBranchModel

@@ -19,14 +19,6 @@ PROMPTS = ["What is the capital of France?", "def add(a, b):", "Count: one, two,
 MAX_OUT = 24
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def engines(family, batch_size=2):
     names = tuple(b.name for b in family.branches)
     alone = FamilyEngine(family, EngineConfig(batch_size=batch_size, shared_trunk=False, branches=names))
