@@ -81,9 +81,14 @@ def _readonly_everything() -> None:
         _mount(None, target, None, MS_REMOUNT | MS_BIND | flags)
 
 
-def _confine_filesystem(workdir: str, tmpfs_mb: int) -> list[str]:
-    """Read-only view of the host, private writable tmpfs for scratch space. Returns notes."""
+def _confine_filesystem(workdir: str, tmpfs_mb: int, keep: list[str]) -> list[str]:
+    """Read-only view of the host, private writable tmpfs for scratch space. Returns notes.
+
+    `keep` are directories under the scratch mounts (a venv in /tmp, say) that the program needs:
+    they are bound back, read-only, at the same paths once the tmpfs covers their parents.
+    """
     notes = []
+    kept = [(path, os.open(path, os.O_PATH | os.O_DIRECTORY)) for path in keep if os.path.isdir(path)]
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
     _readonly_everything()
     try:
@@ -97,6 +102,11 @@ def _confine_filesystem(workdir: str, tmpfs_mb: int) -> list[str]:
     _private_dev(size)
     if os.path.isdir("/var/tmp"):
         _mount("tmpfs", "/var/tmp", "tmpfs", MS_NOSUID | MS_NODEV, size)
+    for path, fd in kept:
+        os.makedirs(path, exist_ok=True)
+        _mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC)
+        _mount(None, path, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
+        os.close(fd)
     os.makedirs(workdir, exist_ok=True)
     if not os.access(workdir, os.W_OK) or _is_readonly(workdir):
         _mount("tmpfs", workdir, "tmpfs", MS_NOSUID | MS_NODEV, size)
@@ -262,7 +272,7 @@ def main() -> None:
                 raise RuntimeError("expected to be PID 1 of a new PID namespace")
             with open(os.path.join(cfg["workdir"], "prog.py"), "rb") as f:
                 src = f.read()
-            notes = _confine_filesystem(cfg["workdir"], int(cfg["tmpfs_mb"]))
+            notes = _confine_filesystem(cfg["workdir"], int(cfg["tmpfs_mb"]), list(cfg.get("keep", ())))
             with open(os.path.join(cfg["workdir"], "prog.py"), "wb") as f:
                 f.write(src)
         else:

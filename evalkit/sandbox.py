@@ -252,11 +252,18 @@ def _remove_cgroup(path: str) -> None:
             time.sleep(0.01)
 
 
+def _interpreter_dirs_under_scratch() -> list[str]:
+    """The interpreter's environment, where the sandbox's private scratch mounts would hide it."""
+    scratch = ("/tmp/", "/var/tmp/", "/dev/shm/")
+    prefixes = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
+    return sorted(p for p in prefixes if p.startswith(scratch))
+
+
 def _launch_in(workdir: str, limits: Limits, caps: SandboxCapabilities, cgroup: str | None) -> Outcome:
     status_r, status_w = os.pipe()
     cfg = {"mode": caps.level, "workdir": workdir, "python": sys.executable, "limits": asdict(limits),
            "uid": caps.unprivileged_uid, "status_fd": status_w, "tmpfs_mb": limits.scratch_mb,
-           "pids_cgroup": cgroup}
+           "pids_cgroup": cgroup, "keep": _interpreter_dirs_under_scratch()}
     cmd = [sys.executable, "-I", "-S", _INIT, json.dumps(cfg)]
     if caps.level == "namespaces":
         cmd = [shutil.which("unshare") or "unshare", *_UNSHARE, *cmd]

@@ -168,3 +168,28 @@ def test_bad_settings_are_user_errors():
         sandbox_capabilities("docker")
     with pytest.raises(EvalkitError, match="timeout_s must be positive"):
         Limits(timeout_s=0)
+
+
+@needs_namespaces
+def test_an_interpreter_under_tmp_stays_visible_read_only(tmp_path):
+    """The sandbox's private /tmp must not hide the interpreter running evalkit (a venv in /tmp, say)."""
+    import subprocess
+    import sys
+
+    venv = Path("/tmp") / f"evalkit-venv-{uuid.uuid4().hex[:8]}"
+    try:
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+        probe = (
+            "import sys\n"
+            "from evalkit.sandbox import run_program\n"
+            "ok = run_program('import sys; print(sys.prefix)', isolation='namespaces')\n"
+            "ro = run_program('import sys; open(sys.prefix + \"/planted\", \"w\")', isolation='namespaces')\n"
+            "print(ok.status, ok.stdout.strip() == sys.prefix, ro.status, 'Read-only' in ro.stderr)\n"
+        )
+        repo = str(Path(__file__).resolve().parents[1])
+        out = subprocess.run([str(venv / "bin" / "python"), "-c", probe], capture_output=True, text=True,
+                             env={**os.environ, "PYTHONPATH": repo}, check=True)
+        assert out.stdout.split() == ["passed", "True", "failed", "True"], out.stderr
+        assert not (venv / "planted").exists()
+    finally:
+        subprocess.run(["rm", "-rf", str(venv)], check=False)
