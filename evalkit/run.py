@@ -286,6 +286,19 @@ def _run_tasks(config: RunConfig, tasks: list[Any], run_dir: Path) -> dict[str, 
     return timing
 
 
+def _dtype_name(config: RunConfig, plan: Plan) -> str:
+    """The dtype asked for, or the one the (familial) checkpoint stores."""
+    if config.dtype:
+        return config.dtype
+    from ._checkpoint import read_checkpoint
+    from .family import _resolve_dtype
+
+    ours = next((m.path for m in plan.infos if m.role == "ours" and m.path), None)
+    if ours is None:
+        return "checkpoint default"
+    return f"{str(_resolve_dtype(None, read_checkpoint(ours))).removeprefix('torch.')} (stored)"
+
+
 def _record(config: RunConfig, plan: Plan, run_id: str, run_dir: Path, started: datetime,
             timing: dict[str, dict[str, Any]]) -> ResultsRecord:
     from ._collect import collect_scores
@@ -296,7 +309,7 @@ def _record(config: RunConfig, plan: Plan, run_id: str, run_dir: Path, started: 
     scores = collect_scores(run_dir, [m["abbr"] for m in plan.models], [d["abbr"] for d in plan.datasets])
     provenance = Provenance(
         git_revision=git_revision(), packages=package_versions(), device=device_description(config.device),
-        dtype=config.dtype or "checkpoint default", data_source=plan.data_source, command=command_line(),
+        dtype=_dtype_name(config, plan), data_source=plan.data_source, command=command_line(),
         configs={"run": asdict(config), "models": plan.models, "datasets": plan.datasets,
                  "sandbox": sandbox_capabilities().describe(), "tasks": timing},
         started_at=started.isoformat(timespec="seconds"), finished_at=finished.isoformat(timespec="seconds"),

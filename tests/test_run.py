@@ -56,6 +56,7 @@ def test_record_is_complete(e2e):
     p = record.provenance
     assert {"torch", "transformers", "opencompass", "evalkit", "numpy"} <= set(p.packages)
     assert p.device.startswith("cpu") and p.data_source == "embedded fixtures" and p.command
+    assert p.dtype == "float32 (stored)"
     assert p.configs["sandbox"] and p.configs["run"]["suites"] == ["general"]
     assert len(p.configs["models"]) == 2 and p.configs["datasets"]
     assert p.duration_s and p.started_at and p.finished_at
