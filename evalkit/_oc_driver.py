@@ -51,6 +51,18 @@ class Task:
         return self.prediction(work_dir).is_file() and self.result(work_dir).is_file()
 
 
+def stock_cli_datasets() -> list[dict[str, Any]]:
+    """The suites' dataset configs for the stock `opencompass` CLI: code scored in the sandbox, classes as
+    import paths (for Config.dump), narrowed by EVALKIT_SUITES (default all three) and EVALKIT_LIMIT."""
+    from .oc_evaluators import use_sandboxed_evaluators
+    from .suites import dataset_configs
+
+    limit = os.environ.get("EVALKIT_LIMIT")
+    suites = os.environ.get("EVALKIT_SUITES", "general,code,stem")
+    configs = dataset_configs(suites, limit=int(limit) if limit else None)
+    return [dotted(use_sandboxed_evaluators(d)) for d in configs]
+
+
 def dotted(obj: Any) -> Any:
     """A config with every class or function replaced by its dotted import path.
 

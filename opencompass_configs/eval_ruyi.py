@@ -7,16 +7,8 @@ Datasets are OpenCompass's own 0-shot configs (evalkit.suites); code datasets ar
 sandboxed evaluators. EVALKIT_SUITES (default general,code,stem) and EVALKIT_LIMIT narrow the run.
 """
 
-import os as _os
 
 # mmengine turns `from ... import` in a config file into lazy placeholders that cannot be called.
 _configs = __import__("evalkit.model_configs", fromlist=["ruyi_models"])
-_suites = __import__("evalkit.suites", fromlist=["dataset_configs"])
-_sandboxed = __import__("evalkit.oc_evaluators", fromlist=["use_sandboxed_evaluators"]).use_sandboxed_evaluators
-_dotted = __import__("evalkit._oc_driver", fromlist=["dotted"]).dotted  # classes -> import paths, for Config.dump
-
-_limit = _os.environ.get("EVALKIT_LIMIT")
-_suite_names = _os.environ.get("EVALKIT_SUITES", "general,code,stem")
-_configured = _suites.dataset_configs(_suite_names, limit=int(_limit) if _limit else None)
-datasets = [_dotted(_sandboxed(d)) for d in _configured]
+datasets = __import__("evalkit._oc_driver", fromlist=["stock_cli_datasets"]).stock_cli_datasets()
 models = _configs.ruyi_models() + _configs.available_baselines()
