@@ -110,7 +110,8 @@ def execute(config: RunConfig, *, resume: str | None = None, echo: Callable[[str
     tasks = order_tasks(plan.models, plan.datasets)
     echo(f"run {run_id}: {len(plan.models)} models x {len(plan.datasets)} datasets = {len(tasks)} tasks -> {run_dir}")
     started = datetime.now(timezone.utc)
-    with _threads(1 if config.embedded_model else None), _env("COMPASS_DATA_CACHE", str(plan.data_root)):
+    with _threads(1 if config.embedded_model else None), _env("COMPASS_DATA_CACHE", str(plan.data_root)), \
+            _tidy_cwd():
         timing = _run_tasks(config, tasks, run_dir)
     record = _record(config, plan, run_id, run_dir, started, timing)
     path = save_record(record, run_dir / "results.json")
@@ -231,6 +232,18 @@ def _load_config(out: Path, run_id: str) -> RunConfig:
 
 
 # --- running -----------------------------------------------------------------------------------
+
+
+@contextmanager
+def _tidy_cwd() -> Iterator[None]:
+    """OpenCompass makes scratch folders in the working directory; remove the empty ones it made."""
+    scratch = [Path(name) for name in ("icl_inference_output", "tmp") if not Path(name).exists()]
+    try:
+        yield
+    finally:
+        for path in scratch:
+            if path.is_dir() and not any(path.iterdir()):
+                path.rmdir()
 
 
 @contextmanager

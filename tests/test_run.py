@@ -27,8 +27,13 @@ def e2e(tmp_path_factory, tiny_path):
     out = tmp_path_factory.mktemp("run")
     REGISTRY.clear()
     loads_before = len(REGISTRY.loads)
-    result = CliRunner().invoke(main, ["run", "--suites", "general", "--limit", "2", "--branches", BRANCHES,
-                                       "--batch-size", "2", "--out", str(out)])
+    cwd = os.getcwd()
+    os.chdir(out)  # run where the user stands: nothing but results/ may be left there
+    try:
+        result = CliRunner().invoke(main, ["run", "--suites", "general", "--limit", "2", "--branches", BRANCHES,
+                                           "--batch-size", "2", "--out", str(out)])
+    finally:
+        os.chdir(cwd)
     assert result.exit_code == 0, result.output + repr(result.exception)
     (run_dir,) = (out / "results").iterdir()
     return dict(out=out, run_dir=run_dir, output=result.output, loads=REGISTRY.loads[loads_before:])
@@ -60,6 +65,10 @@ def test_record_is_complete(e2e):
     assert p.configs["sandbox"] and p.configs["run"]["suites"] == ["general"]
     assert len(p.configs["models"]) == 2 and p.configs["datasets"]
     assert p.duration_s and p.started_at and p.finished_at
+
+
+def test_run_leaves_nothing_but_results_in_the_working_directory(e2e):
+    assert sorted(p.name for p in e2e["out"].iterdir()) == ["results"]
 
 
 def test_printed_table_and_file_locations(e2e):
