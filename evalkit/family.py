@@ -92,8 +92,9 @@ class Family:
     @cached_property
     def identity(self) -> str:
         """Cache key for this family's answers: the weights' fingerprint (or in-memory id), dtype and device."""
-        weights = f"mem-{self.memory_id}" if self.memory_id else self.files.fingerprint()
-        return f"{weights}:{str(self.dtype).removeprefix('torch.')}:{self.device}"
+        if self.memory_id:
+            return f"mem-{self.memory_id}:{str(self.dtype).removeprefix('torch.')}:{self.device}"
+        return checkpoint_identity(self.files, self.dtype, self.device)
 
     @cached_property
     def tokenizer(self) -> PreTrainedTokenizerBase:
@@ -225,6 +226,11 @@ def load_family(path: str | Path, *, dtype: str | torch.dtype | None = None, dev
     return family
 
 
+def checkpoint_identity(files: CheckpointFiles, dtype: torch.dtype, device: str | torch.device) -> str:
+    """The identity of a checkpoint's answers (weights fingerprint, dtype, device), known before loading it."""
+    return f"{files.fingerprint()}:{str(dtype).removeprefix('torch.')}:{torch.device(device)}"
+
+
 def parse_branches(spec: str | Sequence[str | int] | None, branches: Sequence[Branch]) -> tuple[Branch, ...]:
     """ "all", names ("E3B,E7B", any case) or exit layers ("11,27") -> the branches, in family order."""
     items = spec.split(",") if isinstance(spec, str) else list(spec or ["all"])
@@ -311,10 +317,12 @@ def _make_branches(family: Family) -> tuple[Branch, ...]:
     counts = []
     for i, e in enumerate(exits):
         probe = Branch(index=i, name=f"exit{e}", exit_layer=e, num_layers=e + 1, num_params=0, non_embedding_params=0)
-        counts.append(_count_params(family, probe) if family.tensors else _quantized_counts(family))
-    names = _size_names([non_emb for _, non_emb in counts])
-    if not family.files.is_familial:
-        names = [_plain_name(family.path)]
+        # Quantized weights are packed: their parameter counts are not meaningful before loading.
+        counts.append(_count_params(family, probe) if family.tensors else (0, 0))
+    if family.files.is_familial:
+        names = _size_names([non_emb for _, non_emb in counts])
+    else:
+        names = [family.path.resolve().name]
     return tuple(
         Branch(index=i, name=names[i], exit_layer=e, num_layers=e + 1, num_params=tot, non_embedding_params=non_emb)
         for i, (e, (tot, non_emb)) in enumerate(zip(exits, counts, strict=True))
@@ -330,10 +338,6 @@ def _count_params(family: Family, probe: Branch) -> tuple[int, int]:
     return sum(unique.values()), non_embedding
 
 
-def _quantized_counts(family: Family) -> tuple[int, int]:
-    return 0, 0  # quantized weights are packed; parameter counts are not meaningful before loading
-
-
 def _size_names(non_embedding: Iterable[int]) -> list[str]:
     """E{size}B from the branch's non-embedding parameters, the convention behind Ruyi's E3B..E7B.
 
@@ -347,10 +351,6 @@ def _size_names(non_embedding: Iterable[int]) -> list[str]:
         if len(set(names)) == len(names):
             return names
     return [f"E{n}" for n in sizes]
-
-
-def _plain_name(path: Path) -> str:
-    return path.resolve().name
 
 
 def _load_generation_config(model: PreTrainedModel, root: Path) -> None:

@@ -369,11 +369,10 @@ def engine_for(path: str | Path, *, dtype: str | None = None, device: str = "cpu
 def family_identity(path: str | Path, *, dtype: str | None = None, device: str = "cpu") -> str:
     """`Family.identity` of the checkpoint, without reading its weights."""
     from ._checkpoint import read_checkpoint
-    from .family import _resolve_dtype
+    from .family import _resolve_dtype, checkpoint_identity
 
     files = read_checkpoint(path)
-    torch_dtype = _resolve_dtype(dtype, files)
-    return f"{files.fingerprint()}:{str(torch_dtype).removeprefix('torch.')}:{torch.device(device)}"
+    return checkpoint_identity(files, _resolve_dtype(dtype, files), device)
 
 
 # --- helpers -----------------------------------------------------------------------------------
