@@ -32,6 +32,7 @@ from torch import Tensor, nn
 
 from ._errors import EvalkitError
 from .family import Branch, Family, parse_branches
+from .trunk import position_ids
 
 # Checkpoint names inside one decoder layer -> short names used here.
 LAYER_KEYS = {
@@ -225,7 +226,7 @@ class Decoder(nn.Module):
         real = attention_mask.bool()
         self.valid[:, :s] = real.repeat(len(self.branch_list), 1)
         self.valid[:, s:] = True
-        positions = (real.long().cumsum(-1) - 1).clamp(min=0)
+        positions = position_ids(real)
         cos, sin = self.cos[positions], self.sin[positions]
         causal = torch.ones(s, s, dtype=torch.bool, device=real.device).tril()
         # Padding queries attend to themselves only, so no row of the softmax is empty.
