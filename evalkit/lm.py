@@ -385,17 +385,16 @@ def cut_at_stop(text: str, stop: Sequence[str]) -> str:
 
 
 class _StopStrings:
-    """Per-row stopping: a row is done once its generated text contains a stop string."""
+    """Per-row stopping for stock `generate`: a row is done once its generated text holds a stop string."""
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase, stop: Sequence[str], prompt_len: int):
-        self.tokenizer, self.stop, self.prompt_len = tokenizer, [s for s in stop if s], prompt_len
-        self.lookback = max(len(tokenizer(s, add_special_tokens=False)["input_ids"]) for s in self.stop) + 2
+        from ._shared_generate import stop_string_check
+
+        self.prompt_len = prompt_len
+        self.check = stop_string_check(tokenizer, stop, every=1)
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: object) -> torch.Tensor:
-        new = input_ids[:, self.prompt_len:]
-        tails = self.tokenizer.batch_decode(new[:, -self.lookback:], skip_special_tokens=True)
-        done = [any(s in t for s in self.stop) for t in tails]
-        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+        return self.check(input_ids[:, self.prompt_len:]).to(input_ids.device)
 
 
 def _layer_types(config: object) -> list[str]:
