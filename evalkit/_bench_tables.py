@@ -11,6 +11,8 @@ def bench_markdown(record: BenchRecord) -> str:
     env = record.environment
     head = (f"Device: {env.device} · torch {env.torch} · transformers {env.transformers} · {record.dtype} · "
             f"peak bandwidth: {_gbps(record)}\nCommand: `{record.command}` · {record.created_at}")  # fmt: skip
+    if record.rows:
+        head += "\n" + _backends(record)
     parts = [head]
     if record.rows:
         parts += ["### Speed per branch", speed_table(record.rows)]
@@ -97,3 +99,12 @@ def _params(n: int) -> str:
         if n >= scale:
             return f"{n / scale:.2f}{unit}"
     return str(n)
+
+
+def _backends(record: BenchRecord) -> str:
+    """What "hf" and "fast" were in this run."""
+    attn = record.config.get("attn", "sdpa")
+    mode = record.protocol.get("decode_mode") or record.config.get("decode_mode", "auto")
+    graphs = {"cudagraph": "replayed as a CUDA graph", "compile": "torch.compile", "eager": "eager"}
+    return (f"Backends: hf = stock transformers `generate` ({attn} attention); "
+            f"fast = evalkit's static-KV-cache decoder, {graphs.get(mode, mode)}")

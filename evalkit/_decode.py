@@ -7,8 +7,9 @@ static KV cache preallocated for prompt + generation, and two functions:
 - `prefill(input_ids, attention_mask)`: the prompt through every branch; the trunk runs once on the
   prompt rows and its keys/values are written to every branch's rows. Returns each row's first token.
 - `step(tokens, positions, slot)`: one token per row. Static shapes, no host sync, no allocation that
-  depends on data, so it can be captured in a CUDA graph or compiled with
-  `torch.compile(mode="reduce-overhead")`.
+  depends on data, so it can be captured in a CUDA graph. Each layer is `project` (norm, q/k/v,
+  rotary) -> cache write and SDPA -> `finish` (output projection, MLP); `Kernels` says whether those
+  two run as plain PyTorch or compiled by inductor.
 
 Several branches decode together: their rows are stacked along the batch dimension, shallowest
 branch first, so trunk layer j runs on a contiguous tail of rows (the branches that exit after j) and
@@ -21,6 +22,7 @@ transformers does), so greedy outputs equal stock `generate` on each branch mode
 
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -66,6 +68,57 @@ def _rotate(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     half = x.shape[-1] // 2
     rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
     return x * cos + rotated * sin
+
+
+def project(x: Tensor, cos: Tensor, sin: Tensor, attn_norm: Tensor, wq: Tensor, bq: Tensor | None, wk: Tensor,
+            bk: Tensor | None, wv: Tensor, bv: Tensor | None, q_norm: Tensor | None, k_norm: Tensor | None,
+            head_dim: int, eps: float) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
+    """A layer up to attention: norm, q/k/v projections, q/k norms (Qwen3), rotary. (B, heads, S, D) each."""
+    b, s, _ = x.shape
+    h = rms_norm(x, attn_norm, eps)
+    q = F.linear(h, wq, bq).view(b, s, -1, head_dim)
+    k = F.linear(h, wk, bk).view(b, s, -1, head_dim)
+    v = F.linear(h, wv, bv).view(b, s, -1, head_dim)
+    if q_norm is not None and k_norm is not None:
+        q, k = rms_norm(q, q_norm, eps), rms_norm(k, k_norm, eps)
+    q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+    return _rotate(q, cos[:, None], sin[:, None]), _rotate(k, cos[:, None], sin[:, None]), v
+
+
+def finish(x: Tensor, attn: Tensor, wo: Tensor, bo: Tensor | None, mlp_norm: Tensor, w_gate: Tensor, w_up: Tensor,
+           w_down: Tensor, eps: float) -> Tensor:  # fmt: skip
+    """A layer after attention: output projection and residual, then norm, SwiGLU MLP and residual."""
+    x = x + F.linear(attn, wo, bo)
+    h = rms_norm(x, mlp_norm, eps)
+    return x + F.linear(F.silu(F.linear(h, w_gate)) * F.linear(h, w_up), w_down)
+
+
+@dataclass(frozen=True)
+class Kernels:
+    """The functions a layer runs around attention: plain PyTorch, or compiled (`compiled_kernels`)."""
+
+    project: Callable[..., tuple[Tensor, Tensor, Tensor]] = project
+    finish: Callable[..., Tensor] = finish
+
+
+EAGER = Kernels()
+
+
+@functools.cache
+def compiled_kernels() -> Kernels:
+    """`project` and `finish` through torch.compile (inductor), one graph per input shape.
+
+    Their inputs are explicit tensors, so every layer of every branch with the same shapes shares one
+    compiled graph: a decoder compiles once per distinct row count, not once per layer or branch.
+    The KV-cache write and attention stay outside, so the cache is never copied by functionalization.
+    """
+    cfg = torch._dynamo.config
+    # One graph per row count (several per decoder when branches step together); past the default
+    # limit dynamo would quietly fall back to eager and a benchmark would time the wrong thing.
+    limit = "recompile_limit" if hasattr(cfg, "recompile_limit") else "cache_size_limit"  # torch < 2.6
+    setattr(cfg, limit, max(getattr(cfg, limit), 64))
+    return Kernels(project=torch.compile(project, fullgraph=True, dynamic=False),
+                   finish=torch.compile(finish, fullgraph=True, dynamic=False))  # fmt: skip
 
 
 def _attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> Tensor:
@@ -115,26 +168,18 @@ class Layer(nn.Module):
             self.register_parameter(short, None if t is None else nn.Parameter(t, requires_grad=False))
         self.dims = dims
 
-    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, cache: KVCache, mask: Tensor, slot: Tensor | None) -> Tensor:
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, cache: KVCache, mask: Tensor, slot: Tensor | None,
+                kernels: Kernels = EAGER) -> Tensor:  # fmt: skip
         """`slot=None`: prefill (attend within the prompt, fill the cache); else one decode step at `slot`."""
-        dims = self.dims
-        b, s, _ = x.shape
-        h = rms_norm(x, self.attn_norm, dims.eps)
-        q = F.linear(h, self.wq, self.bq).view(b, s, dims.num_heads, dims.head_dim)
-        k = F.linear(h, self.wk, self.bk).view(b, s, dims.num_kv_heads, dims.head_dim)
-        v = F.linear(h, self.wv, self.bv).view(b, s, dims.num_kv_heads, dims.head_dim)
-        if self.q_norm is not None:
-            assert self.k_norm is not None
-            q, k = rms_norm(q, self.q_norm, dims.eps), rms_norm(k, self.k_norm, dims.eps)
-        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
-        q, k = _rotate(q, cos[:, None], sin[:, None]), _rotate(k, cos[:, None], sin[:, None])
+        eps = self.dims.eps
+        q, k, v = kernels.project(x, cos, sin, self.attn_norm, self.wq, self.bq, self.wk, self.bk, self.wv, self.bv,
+                                  self.q_norm, self.k_norm, self.dims.head_dim, eps)  # fmt: skip
         if slot is None:
             cache.fill(k, v)
         else:
             k, v = cache.update(slot, k, v)
-        x = x + F.linear(_attend(q, k, v, mask), self.wo, self.bo)
-        h = rms_norm(x, self.mlp_norm, dims.eps)
-        return x + F.linear(F.silu(F.linear(h, self.w_gate)) * F.linear(h, self.w_up), self.w_down)
+        attn = _attend(q, k, v, mask)
+        return kernels.finish(x, attn, self.wo, self.bo, self.mlp_norm, self.w_gate, self.w_up, self.w_down, eps)
 
 
 class KVCache(nn.Module):
@@ -243,7 +288,7 @@ class Decoder(nn.Module):
             firsts.append(self._next(head, out))
         return torch.cat(firsts)
 
-    def step(self, tokens: Tensor, positions: Tensor, slot: Tensor) -> Tensor:
+    def step(self, tokens: Tensor, positions: Tensor, slot: Tensor, kernels: Kernels = EAGER) -> Tensor:
         """One decode step. tokens, positions (rows, 1) long; slot (1,) long: the cache index written."""
         x = F.embedding(tokens, self.embed)
         cos, sin = self.cos[positions], self.sin[positions]
@@ -252,11 +297,11 @@ class Decoder(nn.Module):
         for head, cache in self._exits():
             while j < head.exit_layer:
                 layer, trunk_cache = self._trunk_layer(j)
-                x = layer(x, cos[lo:], sin[lo:], trunk_cache, mask[lo:], slot)
+                x = layer(x, cos[lo:], sin[lo:], trunk_cache, mask[lo:], slot, kernels)
                 j += 1
             # This branch leaves the trunk: its rows are the first `b` of those still on it.
             mine, x = x[:b], x[b:]
-            out = head.layer(mine, cos[lo : lo + b], sin[lo : lo + b], cache, mask[lo : lo + b], slot)
+            out = head.layer(mine, cos[lo : lo + b], sin[lo : lo + b], cache, mask[lo : lo + b], slot, kernels)
             nexts.append(self._next(head, out))
             lo += b
         return torch.cat(nexts)
@@ -315,33 +360,33 @@ StepFn = Callable[[Tensor, Tensor, Tensor], Tensor]
 MODES = ("auto", "eager", "cudagraph", "compile")
 
 
+def resolve_mode(mode: str, device_type: str) -> str:
+    """The decode mode that runs on `device_type` ("auto" resolved); a clear error if it cannot run there."""
+    if mode not in MODES:
+        raise EvalkitError(f"unknown decode mode {mode!r}; valid modes are: {', '.join(MODES)}")
+    if mode == "auto":
+        return "cudagraph" if device_type == "cuda" else "eager"
+    if mode == "cudagraph" and device_type != "cuda":
+        raise EvalkitError(f"decode mode 'cudagraph' needs a CUDA device; use 'eager' or 'compile' on {device_type}")
+    return mode
+
+
 class Generator:
     """A `Decoder` and its step function, reusable across prompts of the same batch size.
 
     mode: "eager"; "cudagraph" (the eager step captured once in a CUDA graph, then replayed);
-    "compile" (`torch.compile(mode="reduce-overhead", fullgraph=True)`: fused kernels plus CUDA graphs,
-    at a compile cost per branch set and batch size); "auto" = cudagraph on CUDA, eager elsewhere.
+    "compile" (each layer's `project` and `finish` compiled by inductor, which fuses the norms, rotary
+    and activations into a few kernels; on a GPU the step is then captured in a CUDA graph as well);
+    "auto" = cudagraph on CUDA, eager elsewhere.
     """
 
     def __init__(self, family: Family, branches: Sequence[Branch], batch_size: int, max_len: int,
                  mode: str = "auto") -> None:  # fmt: skip
-        if mode not in MODES:
-            raise EvalkitError(f"unknown decode mode {mode!r}; valid modes are: {', '.join(MODES)}")
-        on_cuda = family.device.type == "cuda"
-        if mode == "auto":
-            mode = "cudagraph" if on_cuda else "eager"
-        if mode in ("cudagraph", "compile") and not on_cuda:
-            raise EvalkitError(f"decode mode {mode!r} needs a CUDA device; use mode 'eager' on {family.device}")
+        self.mode = resolve_mode(mode, family.device.type)
         self.decoder = Decoder(family, branches, batch_size, max_len)
-        self.mode = mode
-        self._step: StepFn = self.decoder.step
-        if mode == "compile":
-            # Every branch set and batch size is its own graph; past the default limit of 8, dynamo
-            # would quietly fall back to eager and a benchmark would time the wrong thing.
-            cfg = torch._dynamo.config
-            limit = "recompile_limit" if hasattr(cfg, "recompile_limit") else "cache_size_limit"  # torch < 2.6
-            setattr(cfg, limit, max(getattr(cfg, limit), 64))
-            self._step = torch.compile(self.decoder.step, mode="reduce-overhead", fullgraph=True)
+        kernels = compiled_kernels() if self.mode == "compile" else EAGER
+        self._step: StepFn = functools.partial(self.decoder.step, kernels=kernels)
+        self._graphed = family.device.type == "cuda" and self.mode != "eager"
         self._graph: _GraphedStep | None = None
 
     @property
@@ -375,12 +420,10 @@ class Generator:
         return torch.stack(out, dim=1)
 
     def _call(self, tokens: Tensor, positions: Tensor, slot: Tensor) -> Tensor:
-        if self.mode == "eager":
+        if not self._graphed:
             return self._step(tokens, positions, slot)
-        if self.mode == "compile":
-            return self._step(tokens, positions, slot).clone()  # the graph's output is overwritten next call
         if self._graph is None:
-            self._graph = _GraphedStep(self.decoder.step, tokens, positions, slot)
+            self._graph = _GraphedStep(self._step, tokens, positions, slot)
         return self._graph(tokens, positions, slot)
 
 
@@ -413,7 +456,9 @@ class Stop:
 
 
 class _GraphedStep:
-    """The eager decode step recorded once in a CUDA graph; each call copies inputs in and replays."""
+    """The decode step recorded once in a CUDA graph; each call copies inputs in and replays.
+
+    The warm-up runs (which also compile, in mode "compile") happen before capture, on a side stream."""
 
     def __init__(self, step: StepFn, tokens: Tensor, positions: Tensor, slot: Tensor) -> None:
         self.inputs = (tokens.clone(), positions.clone(), slot.clone())

@@ -248,7 +248,8 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str | None) -> 
               help="Directory for bench.json [default: results/bench-<timestamp>].")
 @click.option("--device", type=click.Choice(["auto", "cuda", "cpu"]), default="auto", show_default=True)
 @click.option("--decode-mode", type=click.Choice(["auto", "eager", "cudagraph", "compile"]), default="auto",
-              show_default=True, help="Fast path: auto = CUDA graph on a GPU, eager on a CPU.")
+              show_default=True, help="Fast path: auto = compile on a GPU (fused kernels in a CUDA graph), "
+                                      "eager on a CPU.")
 @click.option("--shared-trunk", is_flag=True, help="Compare all branches at once vs the last alone vs each alone.")
 @click.option("--e2e-suite", default="stem", show_default=True,
               help="With --shared-trunk: `run --branches all` on this suite vs stock OpenCompass on the exported "

@@ -213,6 +213,7 @@ def test_bench_cli_on_cpu_writes_a_valid_record(tiny_path, tmp_path):
     assert len(record.ratios) == 4 and all(r.decode_speedup > 0 for r in record.ratios)
     assert record.command.startswith("evalkit bench --batch-sizes 1,2")
     assert "fast over hf" in proc.stdout and "cpu" in proc.stdout
+    assert record.protocol["decode_mode"] == "eager" and "static-KV-cache decoder, eager" in proc.stdout
 
 
 @pytest.mark.parametrize(
@@ -222,6 +223,7 @@ def test_bench_cli_on_cpu_writes_a_valid_record(tiny_path, tmp_path):
         (["--shape", "gpt-5", "--random-weights"], "unknown shape 'gpt-5'"),
         (["--model", "/nonexistent/ckpt"], "does not exist"),
         (["--gen-len", "1"], "--gen-len must be >= 2"),
+        (["--device", "cpu", "--decode-mode", "cudagraph"], "decode mode 'cudagraph' needs a CUDA device"),
     ],
 )
 def test_bench_cli_errors_are_one_line(args, message):

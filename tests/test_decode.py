@@ -121,6 +121,25 @@ def test_bad_requests_are_clear_errors(tiny_path):
         generate_branches(family, "E9B", ids, mask, max_new_tokens=3)
 
 
+@pytest.mark.slow
+def test_compiled_decoding_equals_eager(tiny_path):
+    """Inductor-compiled layers (mode "compile"), two branches stepped together; ~30 s on 2 cores."""
+    from torch._dynamo.utils import counters
+
+    family = load_family(tiny_path, dtype="fp32")
+    ids, mask = left_padded_batch(family)
+    pair = [family.branches[0].name, family.branches[-1].name]
+    eager = generate_branches(family, pair, ids, mask, max_new_tokens=GEN, ignore_eos=True, mode="eager")
+    torch._dynamo.reset()
+    counters.clear()
+    compiled = generate_branches(family, pair, ids, mask, max_new_tokens=GEN, ignore_eos=True, mode="compile")
+    assert list(compiled) == pair
+    for name in pair:
+        assert torch.equal(compiled[name], eager[name]), name
+    # Every layer shares its graphs: `project` and `finish` once per row count (6 trunk rows, then 3).
+    assert counters["stats"]["unique_graphs"] == 4
+
+
 @pytest.mark.gpu
 def test_cuda_graph_and_compiled_steps_equal_eager(tiny_path):
     family = load_family(tiny_path, dtype="fp32", device="cuda")
