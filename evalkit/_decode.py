@@ -121,15 +121,21 @@ def compiled_kernels() -> Kernels:
                    finish=torch.compile(finish, fullgraph=True, dynamic=False))  # fmt: skip
 
 
+def additive(mask: Tensor, dtype: torch.dtype) -> Tensor:
+    """A boolean attention mask (True: may attend) as the additive bias SDPA would make of it, once per
+    forward rather than once per layer."""
+    return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(~mask, float("-inf"))
+
+
 def _attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> Tensor:
     """SDPA with grouped-query heads folded into the query length: no copy of the keys and values.
 
-    q (B, H, S, D); k, v (B, KVH, T, D); mask (B, 1, S, T), True where a key may be attended.
+    q (B, H, S, D); k, v (B, KVH, T, D); mask (B, 1, S, T), the additive bias (`additive`).
     """
     b, h, s, d = q.shape
     group = h // k.shape[1]
     q = q.reshape(b, k.shape[1], group * s, d)
-    if group > 1:
+    if group > 1 and s > 1:  # one query per row (decoding): the mask broadcasts over the group
         mask = mask.repeat(1, 1, group, 1)
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
     return out.reshape(b, h, s, d).transpose(1, 2).reshape(b, s, h * d)
@@ -276,7 +282,7 @@ class Decoder(nn.Module):
         causal = torch.ones(s, s, dtype=torch.bool, device=real.device).tril()
         # Padding queries attend to themselves only, so no row of the softmax is empty.
         mask = (causal & real[:, None, :]) | torch.eye(s, dtype=torch.bool, device=real.device)
-        mask = mask[:, None]
+        mask = additive(mask[:, None], self.embed.dtype)
         x = F.embedding(input_ids, self.embed)
         firsts, j = [], 0
         for head, cache in self._exits():
@@ -292,7 +298,7 @@ class Decoder(nn.Module):
         """One decode step. tokens, positions (rows, 1) long; slot (1,) long: the cache index written."""
         x = F.embedding(tokens, self.embed)
         cos, sin = self.cos[positions], self.sin[positions]
-        mask = (self.valid & (self.slots <= slot))[:, None, None, :]
+        mask = additive((self.valid & (self.slots <= slot))[:, None, None, :], self.embed.dtype)
         nexts, lo, j, b = [], 0, 0, self.batch_size
         for head, cache in self._exits():
             while j < head.exit_layer:
