@@ -21,8 +21,8 @@ _LAZY = {
     "parse_branches": "family",
     "make_tiny": "tiny",
     "default_model_path": "tiny",
-    "generate_fast": "_decode",
-    "generate_branches": "_decode",
+    "generate_fast": "_generate",
+    "generate_branches": "_generate",
     "load_bench": "bench",
 }
 

@@ -10,7 +10,7 @@ from typing import Protocol as TypingProtocol
 import torch
 
 from ._bench_measure import Clock, Stats, summarize
-from ._decode import Generator
+from ._generate import Generator
 from .family import Branch, Family
 
 

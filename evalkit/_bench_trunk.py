@@ -2,7 +2,7 @@
 
 Each part is a function `(family, branches, setup) -> (results, notes)` measured in the same run:
 
-- decode: greedy decoding with every branch stepped together (`_decode.Generator`), its step time
+- decode: greedy decoding with every branch stepped together (`_generate.Generator`), its step time
   over the last branch's alone, and the sum of each branch decoded alone over the last's;
 - scoring: every branch scored from one trunk pass (`trunk.bench_shared_scoring`), the same ratios.
 

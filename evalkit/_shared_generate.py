@@ -2,7 +2,7 @@
 
 Each branch of a run is its own OpenCompass model and asks for its generations on its own, batch by
 batch. `SharedGenerator` answers the first ask for a prompt by decoding all the run's branches
-together (`_decode.generate_branches`: trunk weights read once per step for all of them) and keeps
+together (`_generate.generate_branches`: trunk weights read once per step for all of them) and keeps
 the other branches' new tokens in a byte-bounded LRU (`trunk.ScoreCache`), handed over and dropped
 when that branch asks for the same prompt.
 
@@ -84,7 +84,7 @@ class SharedGenerator:
 
     def _decode(self, encoded: list[Sequence[int]], max_out_len: int,
                 stop: Sequence[str]) -> dict[str, list[torch.Tensor]]:  # fmt: skip
-        from ._decode import generate_branches
+        from ._generate import generate_branches
         from .lm import _left_pad
 
         ids, mask = _left_pad(encoded, self.pad_token_id, self.family.device)
@@ -111,7 +111,7 @@ class SharedGenerator:
 
 
 def stop_string_check(tokenizer: PreTrainedTokenizerBase, stop: Sequence[str], every: int) -> Any:
-    """A `_decode.StopCheck`: a row is finished once the decoded tail of its tokens holds a stop string.
+    """A `_generate.StopCheck`: a row is finished once the decoded tail of its tokens holds a stop string.
 
     The tail covers the tokens since the last check plus the longest stop string's tokens and a margin,
     so a stop string completed since the last check is found.

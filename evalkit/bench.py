@@ -123,7 +123,7 @@ def bench(config: BenchConfig | None = None, /, **options: Any) -> tuple[BenchRe
     """
     import torch
 
-    from ._decode import resolve_mode
+    from ._generate import resolve_mode
 
     config = config or BenchConfig(**options)
     device = _device(config.device)

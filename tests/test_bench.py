@@ -14,7 +14,7 @@ import torch
 from evalkit import EvalkitError, Family, load_family
 from evalkit._bench_measure import Environment, Stats, mbu, peak_bandwidth, summarize, traffic
 from evalkit._bench_record import BenchRow, Ratio, SharedTrunk, TrunkDecode, save_bench
-from evalkit._decode import generate_fast
+from evalkit._generate import generate_fast
 from evalkit.bench import BenchConfig, BenchRecord, bench, bench_markdown, load_bench
 from evalkit.shapes import SHAPES, Shape, num_params, random_family
 

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from evalkit import EvalkitError, load_family
-from evalkit._decode import Decoder, Generator, generate_branches, generate_fast
+from evalkit._decode import Decoder
+from evalkit._generate import Generator, generate_branches, generate_fast
 
 GEN = 10
 

@@ -141,7 +141,7 @@ def test_a_generation_config_beyond_greedy_decodes_branch_by_branch(tiny_path):
 
 
 def test_a_stop_check_ends_rows_early_and_pads_them(tiny_path):
-    from evalkit._decode import generate_branches
+    from evalkit._generate import generate_branches
 
     family = load_family(tiny_path)
     tok = family.tokenizer
