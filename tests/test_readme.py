@@ -65,6 +65,32 @@ def test_crlf_files_keep_crlf(tmp_path):
     assert out.startswith("# Our model\r\n\r\nSome prose")
 
 
+def test_crlf_readme_keeps_its_line_endings_and_is_stable(tmp_path):
+    path = tmp_path / "crlf.md"
+    path.write_bytes(b"# T\r\n<!-- evalkit:table general -->\r\nold\r\n<!-- /evalkit:table -->\r\ntail\r\n")
+    runner = CliRunner()
+    first = runner.invoke(main, ["readme", str(path), "--results", str(SMALL)])
+    assert first.exit_code == 0, first.output
+    written = path.read_bytes()
+    assert b"\r\r" not in written and b"\n" not in written.replace(b"\r\n", b"")
+    table = named_table(load_record(SMALL), "general").replace("\n", "\r\n").encode()
+    assert written == (b"# T\r\n<!-- evalkit:table general -->\r\n" + table
+                       + b"\r\n<!-- /evalkit:table -->\r\ntail\r\n")
+    check = runner.invoke(main, ["readme", str(path), "--results", str(SMALL), "--check"])
+    assert check.exit_code == 0 and "up to date" in check.output
+    again = runner.invoke(main, ["readme", str(path), "--results", str(SMALL)])
+    assert again.exit_code == 0 and path.read_bytes() == written
+
+
+def test_each_block_keeps_the_line_ending_of_its_marker():
+    text = "<!-- evalkit:table general -->\r\nx\r\n<!-- /evalkit:table -->\n" \
+           "<!-- evalkit:table branches -->\ny\n<!-- /evalkit:table -->\n"
+    out = render(text, load_record(SMALL)).text
+    general, _, branches = out.partition("<!-- evalkit:table branches -->")
+    assert "\n" not in general.replace("\r\n", "").rstrip("\n")
+    assert "\r" not in branches
+
+
 def test_check_exit_codes(readme):
     runner = CliRunner()
     stale = runner.invoke(main, ["readme", str(readme), "--results", str(SMALL), "--check"])
@@ -100,6 +126,25 @@ def test_markers_inside_prose_are_not_blocks():
     rendered = render(text, record).text
     assert rendered.startswith("Use `<!-- evalkit:table NAME -->` to mark a block.\n")
     assert "old" not in rendered
+
+
+@pytest.mark.parametrize("fence", ["```", "~~~", "````"])
+def test_markers_inside_fenced_code_are_left_alone(fence):
+    inner = "~~~" if fence == "```" else "```"  # another character, or shorter: does not close it
+    example = (
+        f"{fence}markdown\n<!-- evalkit:table stem -->\n| example |\n<!-- /evalkit:table -->\n"
+        f"{inner}\n{fence}\n"
+    )
+    text = "Write:\n\n" + example + "\n<!-- evalkit:table general -->\nold\n<!-- /evalkit:table -->\n"
+    update = render(text, load_record(SMALL))
+    assert update.blocks == ("general",)
+    assert update.text.startswith("Write:\n\n" + example)
+    assert "old" not in update.text
+
+
+def test_an_unclosed_fence_hides_the_rest_of_the_file():
+    with pytest.raises(EvalkitError, match="has no <!-- evalkit:table NAME --> block"):
+        render("```\n<!-- evalkit:table general -->\n<!-- /evalkit:table -->\n", load_record(SMALL))
 
 
 def test_repository_readme_tables_are_fresh():
