@@ -127,7 +127,7 @@ def versus_baselines(record: ResultsRecord) -> str:
         return "Needs both baselines and family branches in the records.\n"
     keys = all_dataset_keys(record)
     parts = ["Δ = branch − baseline in points, with a 95% CI. Paired on common item ids where both have "
-             "per-item outcomes (clustered by subject/task where it applies); † marks an unpaired CI "
+             "per-item outcomes (of the mean of subject/task means where that is the score); † marks an unpaired CI "
              "(aggregates only, or no common items).\n"]
     branches = [b for bs in fams.values() for b in bs]
     for base in bases:

@@ -8,12 +8,17 @@ Holm-corrected across all pairs, so rerun noise over a dozen datasets does not t
 The gate fails on:
 - a drop: the candidate is lower by more than `tolerance` points, with a Holm-adjusted p < alpha;
 - a new inversion: a significant monotonicity inversion in the candidate (a larger branch below a
-  smaller one, see `evalkit._monotonic`) that is not significant in the reference.
-Pairs that cannot be tested (n unknown on both sides) never fail; they are reported as untested.
+  smaller one, see `evalkit._monotonic`) that is not significant in the reference;
+- a missing score: a (model, dataset) the reference has and the candidate lacks, as when a task
+  crashed (`allow_missing` turns this off, for a candidate run on purpose on fewer datasets);
+- nothing tested: no pair could be tested (n unknown on both sides), so the gate would vouch for
+  nothing.
+Pairs that cannot be tested never fail on their own; they are reported as untested.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from xml.etree import ElementTree as ET
@@ -49,24 +54,44 @@ class Row:
 class RegressResult:
     rows: tuple[Row, ...]
     new_inversions: tuple[Inversion, ...]
-    unmatched: tuple[str, ...]  # models in only one of the records
+    missing: tuple[str, ...]  # "model dataset" the reference scores and the candidate does not
+    added: tuple[str, ...]  # models or scores only the candidate has (never a failure)
     tolerance: float
     alpha: float
+    allow_missing: bool = False
 
     @property
     def drops(self) -> tuple[Row, ...]:
         return tuple(r for r in self.rows if r.verdict == "FAIL")
 
     @property
+    def tested(self) -> int:
+        return sum(r.verdict != "untested" for r in self.rows)
+
+    @property
+    def failures(self) -> list[str]:
+        out = []
+        if self.drops:
+            out.append(f"{len(self.drops)} significant drops beyond {self.tolerance:.2f} points")
+        if self.new_inversions:
+            out.append(f"{len(self.new_inversions)} new significant inversions")
+        if self.missing and not self.allow_missing:
+            out.append(f"{len(self.missing)} reference scores missing from the candidate (--allow-missing to accept)")
+        if not self.tested:
+            out.append("no score could be tested (n unknown on both sides; give the reference n with "
+                       "`import-table --n DATASET=N` or per-item outcomes)")
+        return out
+
+    @property
     def passed(self) -> bool:
-        return not self.drops and not self.new_inversions
+        return not self.failures
 
     def summary(self) -> str:
+        counts = f"{self.tested} of {len(self.rows)} scores tested, α = {self.alpha}, Holm"
         if self.passed:
             return (f"PASS: no significant drop beyond {self.tolerance:.2f} points and no new significant "
-                    f"inversion ({len(self.rows)} scores compared, α = {self.alpha}, Holm)")
-        return (f"FAIL: {len(self.drops)} significant drops beyond {self.tolerance:.2f} points, "
-                f"{len(self.new_inversions)} new significant inversions")
+                    f"inversion ({counts})")
+        return f"FAIL: {'; '.join(self.failures)} ({counts})"
 
     def table(self) -> str:
         rows = [[r.model, title(r.dataset), f"{r.reference:.2f}", f"{r.candidate:.2f}",
@@ -77,14 +102,22 @@ class RegressResult:
         for inv in self.new_inversions:
             parts.append(f"new inversion: {title(inv.dataset)}: {inv.to} ({inv.to_value:.2f}) below {inv.from_} "
                          f"({inv.from_value:.2f}), p (Holm) = {_p(inv.p_value)}")
-        if self.unmatched:
-            parts.append("not compared (in one record only): " + ", ".join(self.unmatched))
+        if self.missing:
+            parts.append("missing from the candidate: " + ", ".join(self.missing))
+        if self.added:
+            parts.append("only in the candidate (not compared): " + ", ".join(self.added))
         parts.append(self.summary())
         return "\n".join(parts)
 
     def junit_xml(self) -> str:
-        suite = ET.Element("testsuite", name="evalkit.regress", tests=str(len(self.rows) + 1),
-                           failures=str(len(self.drops) + bool(self.new_inversions)), errors="0")
+        missing = [] if self.allow_missing else list(self.missing)
+        suite = ET.Element("testsuite", name="evalkit.regress", tests=str(len(self.rows) + 1 + len(missing)),
+                           failures=str(len(self.drops) + bool(self.new_inversions) + len(missing)), errors="0")
+        for name in missing:
+            model, dataset = name.split(" ", 1)
+            case = ET.SubElement(suite, "testcase", classname=f"evalkit.regress.{model}", name=dataset)
+            ET.SubElement(case, "failure", message=f"{name}: in the reference, missing from the candidate",
+                          type="missing").text = f"{name}: in the reference, missing from the candidate"
         for r in self.rows:
             case = ET.SubElement(suite, "testcase", classname=f"evalkit.regress.{r.model}", name=r.dataset)
             if r.verdict == "FAIL":
@@ -105,6 +138,9 @@ class RegressResult:
         out = [f"::error title={_prop('evalkit regress: ' + r.label)}::{_msg(_drop_message(r))}" for r in self.drops]
         out += [f"::error title={_prop('evalkit regress: new inversion')}::{_msg(_inversion_message(i))}"
                 for i in self.new_inversions]
+        if not self.allow_missing:
+            out += [f"::error title={_prop('evalkit regress: missing score')}::"
+                    f"{_msg(f'{m}: in the reference, missing from the candidate')}" for m in self.missing]
         out += [f"::warning title={_prop('evalkit regress: ' + r.label)}::"
                 f"{_msg(f'down {-r.comparison.delta:.2f} points but n is unknown, so it was not tested')}"
                 for r in self.rows if r.verdict == "untested" and r.comparison.delta < -self.tolerance]
@@ -112,19 +148,23 @@ class RegressResult:
 
 
 def regress(reference: str | Path | ResultsRecord, candidate: str | Path | ResultsRecord, *,
-            tolerance: float = DEFAULT_TOLERANCE, alpha: float = DEFAULT_ALPHA) -> RegressResult:
+            tolerance: float = DEFAULT_TOLERANCE, alpha: float = DEFAULT_ALPHA,
+            allow_missing: bool = False) -> RegressResult:  # fmt: skip
     """Compare a candidate record with a reference record; see the module docstring for the rule."""
-    if tolerance < 0 or not 0 < alpha < 1:
-        raise EvalkitError(f"--tolerance must be >= 0 and --alpha in (0, 1); got {tolerance} and {alpha}")
+    if not (tolerance >= 0 and math.isfinite(tolerance)) or not 0 < alpha < 1:
+        raise EvalkitError(f"--tolerance must be a number >= 0 and --alpha in (0, 1); got {tolerance} and {alpha}")
     ref = reference if isinstance(reference, ResultsRecord) else load_record(reference)
     cand = candidate if isinstance(candidate, ResultsRecord) else load_record(candidate)
     ref_keys, cand_keys = _keys(ref), _keys(cand)
-    pairs = []
+    pairs, missing = [], []
     for key, ref_abbr in ref_keys.items():
-        if key not in cand_keys:
-            continue
         for s in ref.scores:
-            if s.model == ref_abbr and (c := cand.score(cand_keys[key], s.dataset)) is not None:
+            if s.model != ref_abbr:
+                continue
+            c = cand.score(cand_keys[key], s.dataset) if key in cand_keys else None
+            if c is None:
+                missing.append(f"{key} {s.dataset}")
+            else:
                 pairs.append((key, s, c, compare(s, c)))
     if not pairs:
         raise EvalkitError("the reference and candidate records share no (model, dataset) score; match branch "
@@ -134,8 +174,12 @@ def regress(reference: str | Path | ResultsRecord, candidate: str | Path | Resul
         Row(key, s.dataset, s.value, c.value, comp, adj, _verdict(comp, adj, tolerance, alpha))
         for (key, s, c, comp), adj in zip(pairs, adjusted, strict=True)
     )
-    unmatched = tuple(sorted(set(ref_keys) ^ set(cand_keys)))
-    return RegressResult(rows, _new_inversions(ref, cand, alpha), unmatched, tolerance, alpha)
+    compared = {(key, s.dataset) for key, s, _, _ in pairs}
+    added = sorted(set(cand_keys) - set(ref_keys)) + sorted(
+        f"{key} {s.dataset}" for key, abbr in cand_keys.items() if key in ref_keys
+        for s in cand.scores if s.model == abbr and (key, s.dataset) not in compared)  # fmt: skip
+    return RegressResult(rows, _new_inversions(ref, cand, alpha), tuple(missing), tuple(added), tolerance, alpha,
+                         allow_missing)  # fmt: skip
 
 
 def _keys(record: ResultsRecord) -> dict[str, str]:

@@ -101,9 +101,9 @@ def tables_section(record: ResultsRecord, *, stderr: bool = False) -> str:
     parts = ["## Scores\n"]
     if stderr:
         parts.append(
-            "± is one standard error: clustered by subject/task for MMLU, MMLU-Pro, CMMLU and BBH (Miller 2024), "
-            "from per-item outcomes elsewhere, binomial from n for aggregate-only scores; none where n is "
-            "unknown. The average's SE treats datasets as independent.\n"
+            "± is one standard error from per-item outcomes (for MMLU, MMLU-Pro, CMMLU and BBH that of the mean "
+            "of subject/task means, the score reported), binomial from n for aggregate-only scores; none where "
+            "n is unknown. The average's SE treats datasets as independent.\n"
         )
     for suite, name in SUITE_TITLES.items():
         table = named_table(record, suite, stderr=stderr)

@@ -2,16 +2,19 @@
 
 Conventions (all values in points, 0..100):
 
-- Standard error of a score. With per-item outcomes it is the cluster-robust SE of the mean
-  (Miller 2024, "Adding Error Bars to Evals", eq. 4) when the dataset groups its items by
-  subject or task (MMLU, MMLU-Pro, CMMLU, BBH) and the items carry `group`; otherwise the plain
-  SE of the mean. With an aggregate only, it is the binomial SE sqrt(p(1-p)/n); with n unknown
-  (n == 0) there is none.
+- Standard error of a score. A grouped dataset (MMLU, MMLU-Pro, CMMLU, BBH; items carry `group`)
+  reports the unweighted mean of its group means (OpenCompass's summary convention), i.e. a mean of
+  its items weighted 1 / (groups x items in the group); every other dataset the plain mean. With
+  per-item outcomes the SE is that of the estimator actually reported, items as independent draws:
+  sqrt(sum of w_i^2 (x_i - mean)^2), the plain SE of the mean when the weights are equal. It never
+  collapses to 0 with few groups, as a cluster-robust SE over a handful of subjects would. With an
+  aggregate only, it is the binomial SE sqrt(p(1-p)/n); with n unknown (n == 0) there is none.
 - A comparison of two scores (b - a). Paired when both have outcomes on common item ids: the
-  CI is the mean of per-item differences +- z * SE (clustered as above); the p-value is the exact
-  McNemar test (binomial on the discordant pairs) for 0/1 outcomes, a paired bootstrap otherwise.
-  Unpaired otherwise: a two-proportion z-test on the aggregates, or an exact binomial test of one
-  score against the other held fixed when only one side has a known n.
+  difference is the same estimator on per-item differences (so it equals b - a as reported), its CI
+  +- z * SE as above; the p-value is the exact McNemar test (binomial on the discordant pairs) for
+  0/1 outcomes with equal weights, a z-test on the weighted difference for unequal group sizes, a
+  paired bootstrap otherwise. Unpaired otherwise: a two-proportion z-test on the aggregates, or an
+  exact binomial test of one score against the other held fixed when only one side has a known n.
 """
 
 from __future__ import annotations
@@ -45,17 +48,25 @@ class Comparison:
 # --- standard errors ---------------------------------------------------------------------------
 
 
-def _clustered_se_of_mean(values: np.ndarray, groups: Sequence[str | None] | None) -> float:
-    """sqrt(sum over clusters of (sum of residuals)^2) / n; each item its own cluster without groups."""
+def item_weights(groups: Sequence[str | None] | None) -> np.ndarray | None:
+    """Weights that make the weighted item mean the unweighted mean of group means; None when they
+    would all be equal (no groups, an item without one, or groups of one size): the plain mean."""
+    if not groups or any(g is None for g in groups):
+        return None
+    _, idx, counts = np.unique(np.asarray(groups, dtype=object).astype(str), return_inverse=True, return_counts=True)
+    if counts.min() == counts.max():
+        return None
+    return 1.0 / (len(counts) * counts[idx])
+
+
+def mean_and_se(values: np.ndarray, weights: np.ndarray | None) -> tuple[float, float]:
+    """The (weighted) mean of item values and its SE, sqrt(sum of w_i^2 (x_i - mean)^2)."""
     n = len(values)
     if n == 0:
-        return math.nan
-    resid = values - values.mean()
-    if groups is None or any(g is None for g in groups):
-        return float(math.sqrt(float(np.sum(resid**2))) / n)
-    _, idx = np.unique(np.asarray(groups, dtype=object).astype(str), return_inverse=True)
-    sums = np.bincount(idx, weights=resid)
-    return float(math.sqrt(float(np.sum(sums**2))) / n)
+        return math.nan, math.nan
+    w = np.full(n, 1.0 / n) if weights is None else weights
+    mean = float(np.dot(w, values))
+    return mean, float(math.sqrt(float(np.sum((w * (values - mean)) ** 2))))
 
 
 def binomial_se(value: float, n: int) -> float | None:
@@ -76,7 +87,7 @@ def standard_error(score: Score) -> float | None:
     if score.items:
         values = np.array([i.score for i in score.items], dtype=float)
         groups = [i.group for i in score.items] if is_clustered(score.dataset) else None
-        return 100.0 * _clustered_se_of_mean(values, groups)
+        return 100.0 * mean_and_se(values, item_weights(groups))[1]
     return binomial_se(score.value, score.n)
 
 
@@ -147,9 +158,12 @@ def compare(a: Score, b: Score, *, seed: int = 0) -> Comparison:
 
 def _paired(xa: np.ndarray, xb: np.ndarray, groups: list[str | None] | None, seed: int) -> Comparison:
     diff = xb - xa
-    delta = 100.0 * float(diff.mean())
-    se = 100.0 * _clustered_se_of_mean(diff, groups)
-    if _is_binary(xa) and _is_binary(xb):
+    weights = item_weights(groups)
+    mean, se_items = mean_and_se(diff, weights)
+    delta, se = 100.0 * mean, 100.0 * se_items
+    if weights is not None:
+        p, method = _z_p(delta, se), "paired: z (mean of group means)"
+    elif _is_binary(xa) and _is_binary(xb):
         p, method = mcnemar_exact(xa, xb), "paired: exact McNemar"
     else:
         p, method = paired_bootstrap_p(diff, seed), "paired: bootstrap"

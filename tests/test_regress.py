@@ -79,6 +79,25 @@ def test_new_significant_inversion_fails(reference):
     assert not result.passed
 
 
+def test_missing_scores_fail_unless_allowed(reference):
+    fewer = reference.with_scores([s for s in reference.scores if s.dataset != "gsm8k"])
+    result = regress(reference, fewer)
+    assert not result.passed and not result.drops and len(result.missing) == 8 and "E3B gsm8k" in result.missing
+    assert "missing from the candidate: " in result.table() and "1 of" not in result.summary()
+    assert "8 reference scores missing from the candidate" in result.summary()
+    assert regress(reference, fewer, allow_missing=True).passed
+    # What only the candidate has is listed, never a failure.
+    more = regress(fewer, reference)
+    assert more.passed and not more.missing and "E3B gsm8k" in more.added
+
+
+def test_a_gate_that_tested_nothing_fails(reference):
+    unknown = replace(reference, scores=tuple(replace(s, items=None, n=0) for s in reference.scores))
+    result = regress(unknown, replace(unknown, run_id="again"))
+    assert {r.verdict for r in result.rows} == {"untested"} and result.tested == 0
+    assert not result.passed and "no score could be tested" in result.summary()
+
+
 def test_aggregate_only_comparison_is_binomial(reference, tmp_path):
     published = replace(reference, scores=tuple(replace(s, items=None) for s in reference.scores))
     result = regress(published, replace(published, run_id="again"))
@@ -120,3 +139,5 @@ def test_bad_inputs_are_clear_errors(tmp_path):
         regress(small, other)
     with pytest.raises(EvalkitError, match="--alpha"):
         regress(small, small, alpha=2.0)
+    with pytest.raises(EvalkitError, match="--tolerance must be a number >= 0"):
+        regress(small, small, tolerance=float("nan"))

@@ -28,16 +28,49 @@ def test_item_se_without_clusters_equals_binomial_for_0_1_outcomes():
     assert standard_error(s) == pytest.approx(binomial_se(70.0, 10))
 
 
-def test_clustered_se_follows_miller_eq4():
-    rng = np.random.default_rng(0)
-    x = (rng.random(60) < 0.6).astype(float)
-    groups = [f"g{i // 10}" for i in range(60)]
-    resid = x - x.mean()
-    by_cluster = [resid[i * 10:(i + 1) * 10].sum() for i in range(6)]
-    expected = 100 * math.sqrt(sum(c * c for c in by_cluster)) / 60
-    assert standard_error(_score("mmlu", x, groups)) == pytest.approx(expected)
-    # The same items on a dataset without subjects get the plain SE.
-    assert standard_error(_score("gsm8k", x, groups)) == pytest.approx(100 * x.std() / math.sqrt(60))
+def _grouped(dataset, sizes, correct, model="m"):
+    """Items in groups of `sizes`, the first `correct[g]` of group g right; value = mean of group means."""
+    items = tuple(Item(f"g{g}/{i}", float(i < k), f"g{g}") for g, (n, k) in enumerate(zip(sizes, correct))
+                  for i in range(n))  # fmt: skip
+    value = 100 * float(np.mean([k / n for n, k in zip(sizes, correct)]))
+    return Score(model, dataset, "accuracy", value, len(items), items)
+
+
+def test_grouped_se_is_that_of_the_mean_of_group_means():
+    s = _grouped("mmlu", [10, 40], [6, 10])
+    x = np.array([i.score for i in s.items])
+    w = np.array([1 / (2 * 10)] * 10 + [1 / (2 * 40)] * 40)
+    mean = float(w @ x)
+    assert 100 * mean == pytest.approx(s.value)  # 0.5 * 0.6 + 0.5 * 0.25
+    assert standard_error(s) == pytest.approx(100 * math.sqrt(float(np.sum((w * (x - mean)) ** 2))))
+    # Groups of one size: the plain SE of the mean; a dataset without subjects ignores groups.
+    equal = _grouped("mmlu", [25, 25], [15, 5])
+    x = np.array([i.score for i in equal.items])
+    assert standard_error(equal) == pytest.approx(100 * x.std() / math.sqrt(50))
+    assert standard_error(_grouped("gsm8k", [10, 40], [6, 10])) == pytest.approx(100 * np.std([1] * 16 + [0] * 34)
+                                                                                / math.sqrt(50))  # fmt: skip
+
+
+def test_grouped_se_does_not_collapse_with_few_groups():
+    # Both groups' means equal the overall mean: a cluster-robust SE over subjects would be exactly 0.
+    s = _grouped("mmlu", [4, 4], [3, 3])
+    assert standard_error(s) == pytest.approx(100 * math.sqrt(0.75 * 0.25 / 8))
+
+
+def test_grouped_comparison_is_the_difference_of_the_reported_scores():
+    # 100 + 1500 items: the small group drops 8 points, the large one is unchanged, so the reported score
+    # (the mean of group means) drops 4 points while the item mean drops only 0.5.
+    ref = _grouped("mmlu", [100, 1500], [80, 750], model="ref")
+    cand = _grouped("mmlu", [100, 1500], [72, 750], model="cand")
+    c = compare(ref, cand)
+    assert c.delta == pytest.approx(cand.value - ref.value) and c.delta == pytest.approx(-4.0)
+    assert c.method == "paired: z (mean of group means)" and c.p_value < 0.01
+    se = (c.ci[1] - c.ci[0]) / (2 * 1.959963984540054)
+    diff = np.array([0.0] * 72 + [-1.0] * 8 + [0.0] * 20 + [0.0] * 1500)
+    w = np.array([1 / 200] * 100 + [1 / 3000] * 1500)
+    assert se == pytest.approx(100 * math.sqrt(float(np.sum((w * (diff + 0.04)) ** 2))))
+    # Equal group sizes keep the exact McNemar test on the items.
+    assert compare(_grouped("mmlu", [5, 5], [4, 2]), _grouped("mmlu", [5, 5], [2, 2])).method == "paired: exact McNemar"
 
 
 @pytest.mark.parametrize("b, c", [(3, 7), (0, 5), (10, 10), (1, 20), (40, 62)])
