@@ -184,14 +184,16 @@ def readme(readme_file: str, results: tuple[str, ...], check: bool) -> None:
 @click.option("--alpha", type=float, default=0.05, show_default=True, help="Significance level (Holm-corrected).")
 @click.option("--junit", type=click.Path(dir_okay=False), default=None, help="Also write JUnit XML here.")
 @click.option("--github", is_flag=True, help="Also print GitHub Actions ::error annotations.")
+@click.option("--allow-missing", is_flag=True, help="Pass even if the candidate lacks scores the reference has.")
 @_user_errors
-def regress(reference: str, candidate: str, tolerance: float, alpha: float, junit: str | None, github: bool) -> None:
+def regress(reference: str, candidate: str, tolerance: float, alpha: float, junit: str | None, github: bool,
+            allow_missing: bool) -> None:  # fmt: skip
     """Exit 1 if the candidate scores significantly worse than the reference (the CI gate)."""
     from pathlib import Path
 
     from .regress import regress as _regress
 
-    result = _regress(reference, candidate, tolerance=tolerance, alpha=alpha)
+    result = _regress(reference, candidate, tolerance=tolerance, alpha=alpha, allow_missing=allow_missing)
     click.echo(result.table())
     if junit:
         Path(junit).parent.mkdir(parents=True, exist_ok=True)
