@@ -131,7 +131,9 @@ def report(results: tuple[str, ...], out: str | None, stderr: bool, bench: tuple
 @click.option("--n", "n", multiple=True, metavar="DATASET=N", help="Items behind a dataset's scores (repeatable).")
 @click.option("--source", default=None, help="Where the numbers come from (default: the file name).")
 @click.option(
-    "--table", "tables", default=None, metavar="K", help="Score tables to import: 2, 1,3 or 1-4 (default: all)."
+    "--table", "tables", default=None, metavar="K",
+    help="Score tables to import: 2, 1,3 or 1-4 (default: all). Numbered in file order among the tables "
+         "with a column evalkit knows as a dataset; errors list them.",
 )
 @click.option("--run-id", default=None, help="Run id of the record (default: published-<file stem>).")
 @_user_errors

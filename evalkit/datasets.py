@@ -44,26 +44,29 @@ SUITE_TITLES = {"general": "General", "code": "Code", "stem": "STEM"}
 
 
 def _squash(name: str) -> str:
-    return re.sub(r"[^a-z0-9]", "", name.lower())
+    """Lower case, letters and digits only; a "+" stays as "plus" (HumanEval+ is not HumanEval)."""
+    return re.sub(r"[^a-z0-9]", "", name.lower().replace("+", "plus"))
 
 
-# Spellings seen in published tables, squashed (lower case, letters and digits only).
+# Spellings seen in published tables, squashed. Variants that are other benchmarks (HumanEval+,
+# MBPP+, MATH-500: other tests, other item sets, other scores) are deliberately absent.
 _ALIASES = {
     "winogrand": "winogrande",
     "arcchallenge": "arc_c",
     "arc": "arc_c",
     "gsm": "gsm8k",
     "mathematics": "math",
-    "math500": "math",
     "lcb": "livecodebench",
     "gpqadiamond": "gpqa",
     "bigbenchhard": "bbh",
-    "humanevalplus": "humaneval",
 }
 
 
 def normalize_dataset(name: str) -> str:
-    """Map any common spelling ("ARC-c", "GSM-8K", "Winogrand", "Math") to its canonical key."""
+    """Map any common spelling ("ARC-c", "GSM-8K", "Winogrand", "Math") to its canonical key.
+
+    Variants that are different benchmarks ("HumanEval+", "MBPP+", "MATH-500") are unknown names.
+    """
     squashed = _squash(name)
     for d in DATASETS:
         if squashed in (_squash(d.key), _squash(d.title)):

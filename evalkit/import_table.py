@@ -1,9 +1,19 @@
 """Published score tables (markdown, as in model cards) -> a results record of kind "published".
 
-A score table has the model name in its first column, then one column per dataset, and optionally
-an average column headed 均分, Avg or Average. Other tables in the file (download links, hardware
-needs) are skipped. Names lose their markup (`<b>`, `**`) and an `(ours)` suffix; a name such as
-`AI-Flow-Ruyi-7B-E3B-0725` is read as branch E3B of family `ai-flow-ruyi-7b`.
+A score table has the model name in its first column, then columns of which at least one names a
+dataset evalkit knows, and optionally an average column headed 均分, Avg or Average. Columns that
+name no known dataset (Params, C-Eval, HumanEval+) are ignored with a warning, and that table's
+averages are not checked. Other tables (download links, branch layouts) are skipped.
+
+Score tables are numbered 1, 2, ... in file order, counting only score tables: those are the
+numbers `--table` takes and errors list. A table that gains or loses an unknown column keeps its
+number; a table with no known dataset column is never counted (one with an average column is
+named in a warning).
+
+Names lose their markup (`<b>`, `**`) and an `(ours)` mark. Ours are the rows marked `(ours)`, as
+the model card marks its branches. A marked name such as `AI-Flow-Ruyi-7B-E3B-0725<b>(ours)</b>` is
+read as branch E3B of family `ai-flow-ruyi-7b`, and so is an unmarked row of a family marked
+elsewhere in the file. Other models with `E<n>B` in their names (Gemma-3n-E2B-it) stay baselines.
 
 Branch sizes stay unknown (`num_params` None): the report then places branches at the size the
 name states (E3B -> 3B) and labels that axis as nominal.
@@ -15,7 +25,7 @@ is a warning and is kept in the record's provenance (`configs["import_table"]`).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,7 +58,10 @@ class ImportResult:
 class _ScoreTable:
     number: int  # 1-based among the score tables of the file
     table: PipeTable
-    datasets: tuple[str | None, ...]  # per column after the first; None for the average column
+    datasets: tuple[str | None, ...]  # per column after the first: its dataset key, None for any other
+    average: int | None = None  # position in `datasets` of the average column
+    ignored: tuple[str, ...] = ()  # headers of the columns that name no dataset evalkit knows
+    clash: str | None = None  # two columns that read as one dataset: the table cannot be read
 
 
 def import_table(
@@ -63,18 +76,26 @@ def import_table(
     path = Path(path)
     if not path.is_file():
         raise EvalkitError(f"{path} does not exist; pass a markdown file that holds a score table")
-    found = score_tables(path.read_text(encoding="utf-8"))
+    text = path.read_text(encoding="utf-8")
+    found = score_tables(text)
+    warnings = [f"{path.name} line {t.line}: table with an average column but no dataset evalkit knows "
+                f"({', '.join(plain(h) for h in t.headers[1:])}); skipped and not numbered"
+                for t in _unknown_score_tables(text)]
     if not found:
         raise EvalkitError(f"{path} holds no score table (a pipe table whose columns are dataset names)")
     chosen = _select(found, tables)
     sizes = {normalize_dataset(k): int(v) for k, v in (n or {}).items()}
+    ours = _our_families(found)
+    names = [cells[0] for st in found for _, cells in st.table.rows]
+    if not any(_OURS.search(plain(c)) for c in names) and any(_family(_name(c)) for c in names):
+        warnings.append(f"{path.name}: no row is marked (ours), so every model imports as a baseline; "
+                        "mark our branches' names, e.g. AI-Flow-Ruyi-7B-E3B-0725 (ours)")
     models: dict[str, ModelInfo] = {}
     values: dict[tuple[str, str], tuple[float, int]] = {}
-    warnings: list[str] = []
     averages: list[dict[str, Any]] = []
     try:
         for st in chosen:
-            _read_rows(st, models, values, averages, warnings, path)
+            _read_rows(st, ours, models, values, averages, warnings, path)
     except _Conflict as e:
         raise EvalkitError(f"{e}; import one release with --table K (score tables: {describe(found)})") from None
     _check_branches(models, found, path)
@@ -95,33 +116,50 @@ def import_table(
 
 
 def score_tables(text: str) -> list[_ScoreTable]:
+    """The score tables of a markdown text, numbered from 1 in file order (see the module doc)."""
     out: list[_ScoreTable] = []
     for t in find_tables(text):
-        datasets = _columns(t)
-        if datasets is not None:
-            out.append(_ScoreTable(len(out) + 1, t, datasets))
+        st = _columns(len(out) + 1, t)
+        if st is not None:
+            out.append(st)
     return out
 
 
-def _columns(t: PipeTable) -> tuple[str | None, ...] | None:
-    """Dataset keys of the columns after the first (None = average), or None if not a score table."""
-    cols: list[str | None] = []
-    for h in t.headers[1:]:
-        name = plain(h)
-        if name.lower() in AVERAGE_HEADERS:
-            cols.append(None)
-            continue
-        try:
-            cols.append(normalize_dataset(name))
-        except EvalkitError:
-            return None
-    return tuple(cols) if any(c is not None for c in cols) else None
+def _columns(number: int, t: PipeTable) -> _ScoreTable | None:
+    """The table read as score table `number`, or None if no column names a dataset evalkit knows."""
+    keys: list[str | None] = []
+    ignored: list[str] = []
+    average = clash = None
+    for i, header in enumerate(t.headers[1:]):
+        name, key = plain(header), None
+        if name.lower() in AVERAGE_HEADERS and average is None:
+            average = i
+        else:
+            try:
+                key = normalize_dataset(name)
+            except EvalkitError:
+                ignored.append(name or f"column {i + 2}")
+        if key is not None and key in keys and clash is None:
+            clash = (f"columns {plain(t.headers[keys.index(key) + 1])!r} and {name!r} both read as "
+                     f"{BY_KEY[key].title}")
+        keys.append(key)
+    if all(k is None for k in keys):
+        return None
+    return _ScoreTable(number, t, tuple(keys), average, tuple(ignored), clash)
+
+
+def _unknown_score_tables(text: str) -> list[PipeTable]:
+    """Tables with an average column but no known dataset: score tables evalkit cannot read."""
+    return [t for t in find_tables(text)
+            if any(plain(h).lower() in AVERAGE_HEADERS for h in t.headers[1:]) and _columns(0, t) is None]
 
 
 def _select(found: list[_ScoreTable], tables: str | Sequence[int] | None) -> list[_ScoreTable]:
     if tables is None or tables == "" or tables == "all":
         return found
-    numbers = parse_table_numbers(tables) if isinstance(tables, str) else list(tables)
+    numbers = parse_table_numbers(tables) if isinstance(tables, str) else list(dict.fromkeys(tables))
+    if not numbers:
+        raise EvalkitError(f"no score table selected; this file has {len(found)}: {describe(found)}")
     bad = [k for k in numbers if not 1 <= k <= len(found)]
     if bad:
         raise EvalkitError(f"no score table {bad[0]}; this file has {len(found)}: {describe(found)}")
@@ -129,15 +167,18 @@ def _select(found: list[_ScoreTable], tables: str | Sequence[int] | None) -> lis
 
 
 def parse_table_numbers(spec: str) -> list[int]:
-    """ "2", "1,3" or "1-4" -> [1, 2, 3, 4]."""
+    """ "2", "1,3" or "1-4" -> [1, 2, 3, 4]; each number once, in the order given."""
     out: list[int] = []
-    try:
-        for part in spec.split(","):
-            lo, _, hi = part.strip().partition("-")
-            out += list(range(int(lo), int(hi or lo) + 1))
-    except ValueError:
-        raise EvalkitError(f"--table {spec!r} is not a table number, list (1,3) or range (1-4)") from None
-    return out
+    for part in spec.split(","):
+        lo, _, hi = part.strip().partition("-")
+        try:
+            first, last = int(lo), int(hi or lo)
+        except ValueError:
+            raise EvalkitError(f"--table {spec!r} is not a table number, list (1,3) or range (1-4)") from None
+        if last < first:
+            raise EvalkitError(f"--table {spec!r}: range {part.strip()} runs backwards; write {last}-{first}")
+        out += range(first, last + 1)
+    return list(dict.fromkeys(out))
 
 
 def describe(found: list[_ScoreTable]) -> str:
@@ -147,17 +188,38 @@ def describe(found: list[_ScoreTable]) -> str:
     )
 
 
-def model_info(cell: str) -> ModelInfo:
-    """A model row's name cell -> who it is (branch of a family, ours, or a baseline)."""
-    text = plain(cell)
-    ours = bool(_OURS.search(text))
-    name = _OURS.sub("", text).strip()
+def model_info(cell: str, our_families: Set[str] = frozenset()) -> ModelInfo:
+    """A model row's name cell -> who it is (a branch of our family, another model of ours, or a baseline).
+
+    Ours are marked `(ours)`, or belong to one of `our_families` (family names as `_family` gives them).
+    """
+    ours = bool(_OURS.search(plain(cell)))
+    name = _name(cell)
     abbr = re.sub(r"[^a-z0-9.]+", "-", name.lower()).strip("-")
-    m = _BRANCH_NAME.match(name)
-    if m:
-        return ModelInfo(abbr=abbr, name=name, role="ours", family=m.group("family").lower(),
-                         branch=m.group("branch").upper())
+    family = _family(name)
+    if family is not None and (ours or family in our_families):
+        branch = _BRANCH_NAME.match(name)
+        assert branch is not None
+        return ModelInfo(abbr=abbr, name=name, role="ours", family=family, branch=branch.group("branch").upper())
     return ModelInfo(abbr=abbr, name=name, role="ours" if ours else "baseline")
+
+
+def _name(cell: str) -> str:
+    return _OURS.sub("", plain(cell)).strip()
+
+
+def _family(name: str) -> str | None:
+    """ "AI-Flow-Ruyi-7B-E3B-0725" -> "ai-flow-ruyi-7b"; None for a name that is not FAMILY-E<n>B[-RELEASE]."""
+    m = _BRANCH_NAME.match(name)
+    return m.group("family").lower() if m else None
+
+
+def _our_families(found: Sequence[_ScoreTable]) -> frozenset[str]:
+    """The families that some row of the file marks (ours): their unmarked rows are ours too."""
+    return frozenset(
+        family for st in found for _, cells in st.table.rows
+        if cells and _OURS.search(plain(cells[0])) and (family := _family(_name(cells[0]))) is not None
+    )
 
 
 def _number(cell: str, where: str) -> float | None:
@@ -173,16 +235,27 @@ def _number(cell: str, where: str) -> float | None:
     return value
 
 
-def _read_rows(st: _ScoreTable, models: dict[str, ModelInfo], values: dict[tuple[str, str], tuple[float, int]],
-               averages: list[dict[str, Any]], warnings: list[str], path: Path) -> None:
+def _read_rows(st: _ScoreTable, ours: Set[str], models: dict[str, ModelInfo],
+               values: dict[tuple[str, str], tuple[float, int]], averages: list[dict[str, Any]],
+               warnings: list[str], path: Path) -> None:
+    where = f"{path.name} line {st.table.line} (score table {st.number})"
+    if st.clash:
+        raise EvalkitError(f"{where}: {st.clash}; rename one column, or leave the table out with --table")
+    if st.ignored:
+        known = ", ".join(d.title for d in BY_KEY.values())
+        unchecked = "; its averages are not checked" if st.average is not None else ""
+        warnings.append(f"{where}: ignored {', '.join(map(repr, st.ignored))}, not datasets evalkit knows "
+                        f"(known: {known}){unchecked}")
     for line, cells in st.table.rows:
         if not cells or not plain(cells[0]):
             continue
-        info = model_info(cells[0])
+        info = model_info(cells[0], ours)
         models.setdefault(info.abbr, info)
         row: dict[str, float] = {}
         published_avg = None
-        for key, cell in zip(st.datasets, cells[1:], strict=False):
+        for i, (key, cell) in enumerate(zip(st.datasets, cells[1:], strict=False)):
+            if key is None and i != st.average:
+                continue
             v = _number(cell, f"{path.name} line {line}")
             if v is None:
                 continue
@@ -202,12 +275,13 @@ def _read_rows(st: _ScoreTable, models: dict[str, ModelInfo], values: dict[tuple
 def _check_average(st: _ScoreTable, line: int, info: ModelInfo, row: dict[str, float], published: float,
                    path: Path, warnings: list[str]) -> dict[str, Any]:
     expected = [d for d in st.datasets if d is not None]
-    recomputed = sum(row.values()) / len(row) if len(row) == len(expected) else None
+    complete = len(row) == len(expected) and not st.ignored  # an ignored column may be in the average
+    recomputed = sum(row.values()) / len(row) if complete else None
     mismatch = recomputed is not None and abs(recomputed - published) > AVERAGE_TOLERANCE
     if mismatch:
         warnings.append(f"{path.name} line {line}: {info.name}: published average {published:.2f}, "
                         f"recomputed {recomputed:.2f} from its {len(row)} scores")
-    elif recomputed is None:
+    elif recomputed is None and not st.ignored:  # the table's warning covers ignored columns
         warnings.append(f"{path.name} line {line}: {info.name}: average {published:.2f} not checked "
                         f"(row has {len(row)} of {len(expected)} scores)")
     return {"table": st.number, "line": line, "model": info.abbr, "published": published,
