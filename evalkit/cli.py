@@ -6,6 +6,7 @@ Heavy imports (torch, transformers, OpenCompass) happen inside the commands, so 
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -17,18 +18,64 @@ from ._errors import EvalkitError
 MODEL_HELP = "Checkpoint directory (default: the embedded tiny family, built on first use)."
 
 
+# Parameters that name an output path, and how the user spells them.
+_OUTPUTS = {"out": "--out", "junit": "--junit", "out_dir": "OUT_DIR"}
+
+
 def _user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn an EvalkitError into one line on stderr and a non-zero exit, never a traceback."""
+    """Turn an EvalkitError, or an OSError on a path, into one line on stderr and exit 2, never a traceback.
+
+    Exit 2 keeps these apart from `regress`'s exit 1 (a failed gate) and `readme --check`'s (stale).
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except EvalkitError as e:
-            click.echo(f"error: {e}", err=True)
+            click.echo(f"error: {_for_option(e, kwargs)}", err=True)
             sys.exit(e.exit_code)
+        except OSError as e:
+            if e.filename is None:
+                raise
+            click.echo(f"error: {_os_error(e, kwargs)}", err=True)
+            sys.exit(EvalkitError.exit_code)
 
     return wrapper
+
+
+def _output_option(path: str | os.PathLike[str], kwargs: dict[str, Any]) -> tuple[str, str] | None:
+    """(value, flag) of the output option that `path` lies on (the value, inside it or above it)."""
+    p = os.path.abspath(path)
+    for name, flag in _OUTPUTS.items():
+        value = kwargs.get(name)
+        if value:
+            v = os.path.abspath(value)
+            if p == v or p.startswith(v + os.sep) or v.startswith(p + os.sep):
+                return str(value), flag
+    return None
+
+
+def _for_option(e: EvalkitError, kwargs: dict[str, Any]) -> str:
+    from .results import UnwritableError
+
+    if not isinstance(e, UnwritableError) or (option := _output_option(e.path, kwargs)) is None:
+        return str(e)
+    return f"cannot write {e.path} ({e.reason}); pass a writable {option[1]}"
+
+
+def _os_error(e: OSError, kwargs: dict[str, Any]) -> str:
+    """One line for an OSError that a command let through: what it could not use, and why."""
+    from .results import cannot_write
+
+    option = _output_option(e.filename, kwargs)
+    if option is None:
+        return f"cannot use {e.filename} ({e.strerror or e}); check the path and its permissions"
+    value, flag = option
+    reason = cannot_write(e.filename, e).reason
+    if reason == (e.strerror or str(e)) and os.path.abspath(e.filename) != os.path.abspath(value):
+        reason = f"{reason}: {e.filename}"
+    return f"cannot write {value} ({reason}); pass a writable {flag}"
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -191,15 +238,13 @@ def readme(readme_file: str, results: tuple[str, ...], check: bool) -> None:
 def regress(reference: str, candidate: str, tolerance: float, alpha: float, junit: str | None, github: bool,
             allow_missing: bool) -> None:  # fmt: skip
     """Exit 1 if the candidate scores significantly worse than the reference (the CI gate)."""
-    from pathlib import Path
-
     from .regress import regress as _regress
+    from .results import write_text_atomic
 
     result = _regress(reference, candidate, tolerance=tolerance, alpha=alpha, allow_missing=allow_missing)
     click.echo(result.table())
     if junit:
-        Path(junit).parent.mkdir(parents=True, exist_ok=True)
-        Path(junit).write_text(result.junit_xml(), encoding="utf-8")
+        write_text_atomic(junit, result.junit_xml())
     if github:
         for line in result.github_annotations():
             click.echo(line)

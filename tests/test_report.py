@@ -298,3 +298,33 @@ def test_pareto_front_and_plot(tmp_path):
     assert pareto_front({b: (speed[b], acc[b]) for b in speed}) == ["E3B", "E5B", "E7B"]
     paths = pareto_plot(acc, speed, title="accuracy vs speed", stem=tmp_path / "pareto")
     assert [p.suffix for p in paths] == [".png", ".svg"] and all(p.stat().st_size > 1000 for p in paths)
+
+
+@pytest.mark.parametrize("command", [
+    ["report", str(SMALL), "--out", "{blocker}/rep"],
+    ["regress", "--reference", str(SMALL), "--candidate", str(SMALL), "--junit", "{blocker}/x.xml"],
+    ["import-table", str(HERE / "records" / "ruyi_tables.md"), "--out", "{blocker}/x.json"],
+])
+def test_unwritable_outputs_are_one_line_errors(tmp_path, command):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory", encoding="utf-8")
+    args = [a.format(blocker=blocker) for a in command]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 2, res.output  # not regress's 1: nothing was judged
+    assert not isinstance(res.exception, OSError)
+    [error] = [line for line in res.stderr.splitlines() if not line.startswith("warning: ")]
+    flag = "--junit" if "--junit" in args else "--out"
+    assert error.startswith(f"error: cannot write {blocker}/")
+    assert error.endswith(f"({blocker} is not a directory); pass a writable {flag}")
+
+
+def test_atomic_writers_name_what_blocks_them(tmp_path):
+    from evalkit.results import UnwritableError, write_json_atomic, write_text_atomic
+
+    (tmp_path / "f").write_text("x", encoding="utf-8")
+    with pytest.raises(UnwritableError, match=r"cannot write .*/f/g/x.json \(.*/f is not a directory\)"):
+        write_json_atomic(tmp_path / "f" / "g" / "x.json", {})
+    (tmp_path / "d").mkdir()
+    with pytest.raises(EvalkitError, match=r"cannot write .*/d \(it is a directory\)"):
+        write_text_atomic(tmp_path / "d", "x")
+    assert list((tmp_path / "d").iterdir()) == []  # no temporary file left behind
