@@ -188,11 +188,17 @@ def load_record(path: str | Path) -> ResultsRecord:
         ) from None
     try:
         return record_from_dict(data)
+    except RecordError as e:
+        raise EvalkitError(f"results record {path}: {e}; fix the record or rerun what wrote it") from None
     except (KeyError, TypeError, ValueError) as e:
         raise EvalkitError(
             f"{path} is not an evalkit results record ({type(e).__name__}: {e}); "
             "pass a results.json written by `evalkit run` or `evalkit import-table`"
         ) from None
+
+
+class RecordError(ValueError):
+    """A record that parses but holds values no stage can use; the message names the value."""
 
 
 def record_from_dict(data: Mapping[str, Any]) -> ResultsRecord:
@@ -231,5 +237,23 @@ def _score_from_dict(s: Mapping[str, Any]) -> Score:
         metric=s["metric"],
         value=value,
         n=int(s["n"]),
-        items=None if items is None else tuple(Item(**i) for i in items),
+        items=None if items is None else _items_from_dicts(items, f"{s['model']}/{s['dataset']}"),
     )
+
+
+def _items_from_dicts(items: Iterable[Mapping[str, Any]], where: str) -> tuple[Item, ...]:
+    """Items with scores that are numbers in 0..1 and ids that appear once, or a RecordError."""
+    out: list[Item] = []
+    seen: set[str] = set()
+    for i in items:
+        item = Item(**i)
+        score = item.score
+        if isinstance(score, bool) or not isinstance(score, int | float) or not 0.0 <= score <= 1.0:
+            raise RecordError(f"item {item.id!r} of {where} has score {score!r}; item scores are numbers "
+                              "from 0 to 1 (1 correct, 0 wrong)")
+        if item.id in seen:
+            raise RecordError(f"item id {item.id!r} appears twice in {where}; each item is scored once per "
+                              "model and dataset")
+        seen.add(item.id)
+        out.append(item if isinstance(score, float) else replace(item, score=float(score)))
+    return tuple(out)

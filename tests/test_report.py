@@ -328,3 +328,33 @@ def test_atomic_writers_name_what_blocks_them(tmp_path):
     with pytest.raises(EvalkitError, match=r"cannot write .*/d \(it is a directory\)"):
         write_text_atomic(tmp_path / "d", "x")
     assert list((tmp_path / "d").iterdir()) == []  # no temporary file left behind
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda items: items[0].update(score="abc"), "has score 'abc'; item scores are numbers from 0 to 1"),
+    (lambda items: items[0].update(score=5.0), "has score 5.0; item scores are numbers from 0 to 1"),
+    (lambda items: items[0].update(score=True), "has score True"),
+    (lambda items: items[1].update(id=items[0]["id"]), "appears twice in"),
+])
+def test_records_with_bad_item_scores_are_refused_when_loaded(tmp_path, change, message):
+    data = json.loads(SMALL.read_text(encoding="utf-8"))
+    score = next(s for s in data["scores"] if s.get("items"))
+    change(score["items"])
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(EvalkitError, match=f"results record {path}: item .*{score['model']}/{score['dataset']}"):
+        load_record(path)
+    res = CliRunner().invoke(main, ["report", str(path), "--out", str(tmp_path / "rep")])
+    assert res.exit_code == 2 and res.stderr.startswith("error: results record") and message in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_whole_number_item_scores_load_as_floats(tmp_path):
+    data = json.loads(SMALL.read_text(encoding="utf-8"))
+    score = next(s for s in data["scores"] if s.get("items"))
+    for item in score["items"]:
+        item["score"] = int(item["score"] >= 0.5)
+    path = tmp_path / "ints.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    loaded = load_record(path).score(score["model"], score["dataset"])
+    assert all(isinstance(i.score, float) for i in loaded.items)
