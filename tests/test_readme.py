@@ -152,3 +152,28 @@ def test_repository_readme_tables_are_fresh():
     root = Path(__file__).resolve().parents[1]
     update = update_readme(root / "README.md", [root / "docs/published/ai-flow-ruyi-7b-0725.json"], check=True)
     assert update.blocks == ("general", "branches") and not update.stale
+
+
+def test_ci_example_checks_the_readme_against_the_record_it_is_written_from():
+    """docs/ci-gate.yml: the README step's record exists and passes `readme --check`; the gate uses another."""
+    import os
+    import re
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    workflow = yaml.safe_load((root / "docs" / "ci-gate.yml").read_text(encoding="utf-8"))
+    runs = [(job.get("env", {}), step["run"]) for job in workflow["jobs"].values()
+            for step in job["steps"] if "run" in step]
+    readme_steps = [(env, run) for env, run in runs if "evalkit readme" in run]
+    assert len(readme_steps) == 1
+    env, run = readme_steps[0]
+    env = {**workflow["env"], **env}
+    results = re.search(r'--results\s+"?([^"\s]+)', run).group(1)
+    record = root / re.sub(r"\$(\w+)", lambda m: env[m.group(1)], results)
+    assert record.is_file(), record
+    assert os.path.samefile(record, root / "docs" / "published" / "ai-flow-ruyi-7b-0725.json")
+    update = update_readme(root / "README.md", [record], check=True)
+    assert not update.stale
+    gate = next(run for _, run in runs if "evalkit regress" in run)
+    assert '--reference "$REFERENCE"' in gate and "$REFERENCE" not in run
