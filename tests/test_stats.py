@@ -30,9 +30,9 @@ def test_item_se_without_clusters_equals_binomial_for_0_1_outcomes():
 
 def _grouped(dataset, sizes, correct, model="m"):
     """Items in groups of `sizes`, the first `correct[g]` of group g right; value = mean of group means."""
-    items = tuple(Item(f"g{g}/{i}", float(i < k), f"g{g}") for g, (n, k) in enumerate(zip(sizes, correct))
+    items = tuple(Item(f"g{g}/{i}", float(i < k), f"g{g}") for g, (n, k) in enumerate(zip(sizes, correct, strict=True))
                   for i in range(n))  # fmt: skip
-    value = 100 * float(np.mean([k / n for n, k in zip(sizes, correct)]))
+    value = 100 * float(np.mean([k / n for n, k in zip(sizes, correct, strict=True)]))
     return Score(model, dataset, "accuracy", value, len(items), items)
 
 
