@@ -2,17 +2,25 @@
 
 Run as a script (stdlib only, never imported by evalkit) with one JSON argument:
     {"mode": "namespaces" | "rlimits", "workdir", "python", "limits": {...}, "uid": int | null,
-     "status_fd": int, "tmpfs_mb": int, "pids_cgroup": str | null}
+     "status_fd": int, "tmpfs_mb": int, "cgroups": [leaf cgroup dirs], "reveal": [interpreter paths]}
+
+It first joins the sandbox's cgroups (a pids and a memory limit for everything it starts).
 
 In "namespaces" mode it is PID 1 of fresh user, mount, PID and network namespaces (started by
-`unshare`). It makes every mount read-only, mounts a private procfs and private tmpfs on /tmp,
-/var/tmp, /dev/shm and the working directory, then forks the program with rlimits, no capabilities
-and no_new_privs. When the program exits, PID 1 exits and the kernel kills whatever it left behind.
+`unshare`). It builds a minimal root on a fresh tmpfs: read-only binds of the system directories
+(/usr, /bin, /sbin, /lib*), of /etc with every file an unprivileged user could not read covered, and
+of the interpreter's prefixes and executable ("reveal"), wherever they live; a private procfs, a
+/dev holding only null, zero, full, random and urandom, private tmpfs on /tmp and /dev/shm, and the
+working directory. It pivots into that root and detaches the host's, so nothing else of the host
+(/root, /home, /run, /var, /srv, /mnt, its sockets, the repository) exists for the program. Then it
+forks the program with rlimits, no capabilities and no_new_privs. When the program exits, PID 1
+exits and the kernel kills whatever it left behind. PID 1 sets no timer and ignores SIGINT, so
+the program cannot change its verdict by signalling it.
 
 In "rlimits" mode (no namespaces available) it is a child subreaper instead: orphans re-parent to
 it, and it kills every descendant once the program is done. When run as root it drops the program
-to an unprivileged uid so RLIMIT_NPROC applies and root-owned paths are not writable, and it
-installs an audit hook that refuses sockets.
+to an unprivileged uid so RLIMIT_NPROC applies and root-owned paths are not writable (and refuses
+to run the program as root), and it installs an audit hook that refuses sockets.
 
 Any failure to confine fails closed: the program is never started and the status says why.
 """
@@ -21,29 +29,39 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import json
 import os
+import platform
 import resource
+import select
 import signal
+import stat
 import sys
 import time
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
+MS_NOATIME, MS_NODIRATIME, MS_RELATIME, MS_STRICTATIME = 1024, 2048, 1 << 21, 1 << 24
 MS_REC, MS_PRIVATE = 0x4000, 1 << 18
 AT_FDCWD, AT_RECURSIVE = -100, 0x8000
-MOUNT_ATTR_RDONLY, MOUNT_ATTR_NOSUID, MOUNT_ATTR_NODEV = 0x1, 0x2, 0x4
+MOUNT_ATTR_RDONLY, MOUNT_ATTR_NOSUID, MOUNT_ATTR_NODEV, MOUNT_ATTR_NOEXEC = 0x1, 0x2, 0x4, 0x8
 MS_REMOUNT, MS_BIND, MNT_DETACH = 0x20, 0x1000, 2
-_DEVICES = ("null", "zero", "full", "random", "urandom")
 SYS_MOUNT_SETATTR = 442  # the same number on every architecture since Linux 5.12
+SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "arm64": 41, "riscv64": 41, "loongarch64": 41,
+                  "ppc64le": 203, "ppc64": 203, "s390x": 217}
 PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 24, 38, 47, 4
 PR_SET_CHILD_SUBREAPER, PR_SET_PDEATHSIG = 36, 1
-TIMEOUT_EXIT = 124
 
-
-class _Timeout(Exception):
-    pass
+SEALED = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV
+SEALED_DEVICES = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC
+_SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
+# Covered whatever their mode; anything else under /etc that others may not read is covered too.
+_ETC_SECRETS = ("shadow", "shadow-", "gshadow", "gshadow-", "sudoers", "sudoers.d", "ssh", "ssl/private",
+                "security/opasswd", "credstore", "credstore.encrypted")
+_SCRATCH = ("/tmp", "/dev/shm")
+_DEVICES = ("null", "zero", "full", "random", "urandom")
 
 
 def _check(ret: int, what: str) -> None:
@@ -64,82 +82,178 @@ class _MountAttr(ctypes.Structure):
                 ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
 
 
-def _readonly_everything() -> None:
-    """Make every mount under / read-only, nosuid and nodev in this mount namespace."""
-    attr = _MountAttr(MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, 0, 0, 0)
-    ret = _libc.syscall(SYS_MOUNT_SETATTR, AT_FDCWD, b"/", AT_RECURSIVE, ctypes.byref(attr),
+def _seal(path: str, attrs: int = SEALED) -> None:
+    """Set `attrs` (read-only, nosuid, and nodev or noexec) on the mount at `path` and all below it."""
+    attr = _MountAttr(attrs, 0, 0, 0)
+    ret = _libc.syscall(SYS_MOUNT_SETATTR, AT_FDCWD, path.encode(), AT_RECURSIVE, ctypes.byref(attr),
                         ctypes.sizeof(attr))
     if ret == 0:
         return
-    # Kernels before 5.12: remount each mount point read-only, keeping its locked flags.
+    if ctypes.get_errno() != errno.ENOSYS:
+        _check(ret, f"make {path} read-only")
+    # Kernels before 5.12: remount each mount read-only, keeping the flags the kernel locked.
     with open("/proc/self/mountinfo") as f:
-        rows = [line.split() for line in f]
-    for row in sorted(rows, key=lambda r: r[4].count("/")):
-        target = row[4].replace("\\040", " ")
-        opts = set(row[5].split(","))
-        flags = MS_RDONLY | MS_NOSUID | MS_NODEV | (MS_NOEXEC if "noexec" in opts else 0)
-        _mount(None, target, None, MS_REMOUNT | MS_BIND | flags)
+        points = [line.split()[4].replace("\\040", " ") for line in f]
+    below = [p for p in points if p == path or p.startswith(path.rstrip("/") + "/")]
+    for target in sorted(set(below), key=lambda p: p.count("/")):
+        _mount(None, target, None, MS_REMOUNT | MS_BIND | _mount_flags(attrs) | _locked_flags(target))
 
 
-def _confine_filesystem(workdir: str, tmpfs_mb: int, keep: list[str]) -> list[str]:
-    """Read-only view of the host, private writable tmpfs for scratch space. Returns notes.
+def _mount_flags(attrs: int) -> int:
+    pairs = ((MOUNT_ATTR_RDONLY, MS_RDONLY), (MOUNT_ATTR_NOSUID, MS_NOSUID), (MOUNT_ATTR_NODEV, MS_NODEV),
+             (MOUNT_ATTR_NOEXEC, MS_NOEXEC))
+    return sum(ms for attr, ms in pairs if attrs & attr)
 
-    `keep` are directories under the scratch mounts (a venv in /tmp, say) that the program needs:
-    they are bound back, read-only, at the same paths once the tmpfs covers their parents.
+
+def _locked_flags(target: str) -> int:
+    """The flags of the mount at `target` that a remount in a user namespace must keep."""
+    have = os.statvfs(target).f_flag
+    flags = sum(ms for st, ms in ((os.ST_NOEXEC, MS_NOEXEC), (os.ST_NODEV, MS_NODEV), (os.ST_NOSUID, MS_NOSUID),
+                                  (os.ST_NOATIME, MS_NOATIME), (os.ST_NODIRATIME, MS_NODIRATIME),
+                                  (os.ST_RELATIME, MS_RELATIME)) if have & st)
+    return flags if have & (os.ST_NOATIME | os.ST_RELATIME) else flags | MS_STRICTATIME
+
+
+def _under(path: str, dirs: tuple[str, ...] | list[str]) -> bool:
+    return any(path == d or path.startswith(d.rstrip("/") + "/") for d in dirs)
+
+
+def _make_dirs(root: str, path: str) -> None:
+    """Create `path` under `root` as traverse-only directories: the program can pass, not list."""
+    current = root
+    for part in path.strip("/").split("/"):
+        if not part:
+            continue
+        current = f"{current}/{part}"
+        if not os.path.lexists(current):
+            os.mkdir(current, 0o111)
+
+
+def _mirror_links(root: str, path: str, late: bool, depth: int = 0) -> None:
+    """Recreate under `root` the host's symlinks along `path`, so that the same path resolves there:
+    those under the scratch mounts if `late` (they exist by then), the others if not."""
+    if depth > 40:
+        raise OSError(errno.ELOOP, f"too many symlinks in {path}")
+    parts = path.strip("/").split("/")
+    for i in range(1, len(parts) + 1):
+        prefix = "/" + "/".join(parts[:i])
+        if os.path.islink(prefix):
+            target = os.readlink(prefix)
+            if _under(prefix, _SCRATCH) == late and not os.path.lexists(root + prefix):
+                _make_dirs(root, os.path.dirname(prefix))
+                os.symlink(target, root + prefix)
+            rest = os.path.join(os.path.dirname(prefix), target, *parts[i:])
+            _mirror_links(root, os.path.normpath(rest), late, depth + 1)
+            return
+
+
+def _reveal(root: str, path: str, bound: list[str], late: bool = False) -> None:
+    """Show the host's `path` read-only at the same path under `root` (symlinks on the way included).
+    Parts under the scratch mounts (a venv in /tmp, say) are made in a second, `late` pass."""
+    if not os.path.lexists(path):
+        return
+    _mirror_links(root, path, late)
+    real = os.path.realpath(path)
+    if _under(real, _SCRATCH) != late or _under(real, bound):
+        return
+    if os.path.isdir(real):
+        _make_dirs(root, real)
+    else:
+        _make_dirs(root, os.path.dirname(real))
+        if not os.path.lexists(root + real):
+            os.close(os.open(root + real, os.O_CREAT | os.O_WRONLY, 0))
+    _mount(real, root + real, None, MS_BIND | MS_REC)
+    _seal(root + real)  # at once: nothing may ever be written through a bind of the host
+    bound.append(real)
+
+
+def _cover_secrets(etc: str) -> None:
+    """Cover what an unprivileged user could not read under the bound /etc (shadow, sudoers, private
+    keys) with an empty tmpfs (directories) or an unusable /dev/null (files)."""
+    targets = {os.path.join(etc, name) for name in _ETC_SECRETS}
+    for dirpath, dirnames, filenames in os.walk(etc):
+        for name in dirnames + filenames:
+            path = os.path.join(dirpath, name)
+            mode = os.lstat(path).st_mode
+            if not stat.S_ISLNK(mode) and (not mode & stat.S_IROTH
+                                           or (stat.S_ISDIR(mode) and not mode & stat.S_IXOTH)):
+                targets.add(path)
+        dirnames[:] = [d for d in dirnames if os.path.join(dirpath, d) not in targets]
+    for path in sorted(targets):
+        if not os.path.lexists(path) or os.path.islink(path):
+            continue  # a symlink leads elsewhere in /etc (covered there) or out of the root (dangling)
+        if os.path.isdir(path):
+            _mount("tmpfs", path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k,mode=0")
+        else:
+            _mount("/dev/null", path, None, MS_BIND)
+
+
+def _confine_filesystem(workdir: str, tmpfs_mb: int, reveal: list[str]) -> list[str]:
+    """Build the program's minimal root and pivot into it. Returns notes.
+
+    The root is a tmpfs mounted over the host's working directory (whose files were read already);
+    `workdir` becomes a fresh scratch directory at the same path inside it.
     """
     notes = []
-    kept = [(path, os.open(path, os.O_PATH | os.O_DIRECTORY)) for path in keep if os.path.isdir(path)]
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
-    _readonly_everything()
+    root = workdir
+    _mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=755")
+    bound: list[str] = []
+    for path in _SYSTEM_DIRS:
+        _reveal(root, path, bound)
+        if path == "/etc" and "/etc" in bound:
+            _cover_secrets(root + "/etc")
+            _seal(root + "/etc")
+    for path in reveal:
+        _reveal(root, path, bound)
+    for name in ("proc", "dev", "tmp"):
+        os.mkdir(f"{root}/{name}", 0o755)
+    if not _under(workdir, _SCRATCH):
+        _make_dirs(root, workdir)
+    _seal(root)
     try:
-        _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY)
+        _mount("proc", root + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY)
     except OSError:
         # procfs refused (a masked /proc in a container): hide the host's process table instead.
-        _mount("tmpfs", "/proc", "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k")
+        _mount("tmpfs", root + "/proc", "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k")
         notes.append("procfs hidden (could not mount a private one)")
-    size = f"size={tmpfs_mb}m,mode=1777"
-    _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, size)
-    _private_dev(size)
-    if os.path.isdir("/var/tmp"):
-        _mount("tmpfs", "/var/tmp", "tmpfs", MS_NOSUID | MS_NODEV, size)
-    for path, fd in kept:
-        os.makedirs(path, exist_ok=True)
-        _mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC)
-        _mount(None, path, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
-        os.close(fd)
-    os.makedirs(workdir, exist_ok=True)
-    if not os.access(workdir, os.W_OK) or _is_readonly(workdir):
-        _mount("tmpfs", workdir, "tmpfs", MS_NOSUID | MS_NODEV, size)
+    scratch = f"size={tmpfs_mb}m,mode=1777"
+    _private_dev(root + "/dev", scratch)
+    _mount("tmpfs", root + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, scratch)
+    for path in reveal:  # an interpreter under /tmp (a venv, say), bound into the private /tmp
+        _reveal(root, path, bound, late=True)
+    if _under(workdir, _SCRATCH):
+        os.makedirs(root + workdir, 0o700, exist_ok=True)
+    else:
+        _mount("tmpfs", root + workdir, "tmpfs", MS_NOSUID | MS_NODEV, scratch)
+    _pivot_into(root)
     return notes
 
 
-def _private_dev(scratch_opts: str) -> None:
-    """Replace /dev by a tmpfs holding only null, zero, full, random and urandom (no disks)."""
-    stage = "/tmp/.evalkit-dev"  # /tmp is already private here
-    os.mkdir(stage)
-    names = [n for n in _DEVICES if os.path.exists(f"/dev/{n}")]
-    for name in names:
-        open(f"{stage}/{name}", "w").close()
-        _mount(f"/dev/{name}", f"{stage}/{name}", None, MS_BIND)
-    _mount("tmpfs", "/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "size=1m,mode=755")
-    for name in names:
-        open(f"/dev/{name}", "w").close()
-        _mount(f"{stage}/{name}", f"/dev/{name}", None, MS_BIND)
-        # The bind inherited nodev from the read-only pass; clear it for this one node only.
-        _mount(None, f"/dev/{name}", None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NOEXEC)
-        _check(_libc.umount2(f"{stage}/{name}".encode(), MNT_DETACH), f"umount {stage}/{name}")
-        os.unlink(f"{stage}/{name}")
-    os.rmdir(stage)
+def _pivot_into(root: str) -> None:
+    """Make `root` the root of this mount namespace and detach the host's root entirely."""
+    number = SYS_PIVOT_ROOT.get(platform.machine())
+    if number is None:
+        raise RuntimeError(f"pivot_root's system call number is unknown on {platform.machine()}")
+    os.chdir(root)
+    _check(_libc.syscall(number, b".", b"."), "pivot_root")
+    _check(_libc.umount2(b".", MNT_DETACH), "detach the host's root")
+    os.chdir("/")
+
+
+def _private_dev(dev: str, scratch_opts: str) -> None:
+    """A tmpfs /dev holding only null, zero, full, random and urandom (no disks), and a /dev/shm."""
+    _mount("tmpfs", dev, "tmpfs", MS_NOSUID | MS_NOEXEC, "size=1m,mode=755")
+    for name in _DEVICES:
+        if os.path.exists(f"/dev/{name}"):
+            open(f"{dev}/{name}", "w").close()
+            _mount(f"/dev/{name}", f"{dev}/{name}", None, MS_BIND)
     for i, name in enumerate(("stdin", "stdout", "stderr")):
-        os.symlink(f"/proc/self/fd/{i}", f"/dev/{name}")
-    os.symlink("/proc/self/fd", "/dev/fd")
-    os.mkdir("/dev/shm")
-    _mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, scratch_opts)
-    _mount(None, "/dev", None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC, "size=1m,mode=755")
-
-
-def _is_readonly(path: str) -> bool:
-    return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+        os.symlink(f"/proc/self/fd/{i}", f"{dev}/{name}")
+    os.symlink("/proc/self/fd", f"{dev}/fd")
+    os.mkdir(f"{dev}/shm")
+    _seal(dev, SEALED_DEVICES)  # read-only; the bound device nodes stay usable
+    _mount("tmpfs", f"{dev}/shm", "tmpfs", MS_NOSUID | MS_NODEV, scratch_opts)
 
 
 def _drop_capabilities() -> None:
@@ -183,6 +297,7 @@ def _exec_program(cfg: dict, stdin_fd: int) -> None:
     os.setsid()
     os.chdir(workdir)
     os.umask(0o077)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # ignored by the supervisor only; Python then handles it
     _set_limits(cfg["limits"])
     if cfg["mode"] == "namespaces":
         _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
@@ -193,6 +308,8 @@ def _exec_program(cfg: dict, stdin_fd: int) -> None:
             os.setgroups([])
             os.setgid(cfg["uid"])
             os.setuid(cfg["uid"])
+        if os.geteuid() == 0 or os.getuid() == 0:
+            raise PermissionError("refusing to run the program as root without namespaces")
         _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
         argv = [cfg["python"], "-I", "-c", _AUDIT_GUARD + "exec(compile(open('prog.py').read(), 'prog.py', 'exec'))"]
     env = {"PATH": "/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir, "LANG": "C.UTF-8",
@@ -226,8 +343,29 @@ def _kill_descendants() -> None:
                 os.waitpid(pid, 0)
 
 
-def _on_alarm(signum: int, frame: object) -> None:
-    raise _Timeout
+def _wait(pid: int, timeout_s: float) -> tuple[int, resource.struct_rusage] | None:
+    """(wait status, usage) of `pid` once it exits, or None after `timeout_s`. No timer and no signal
+    handler is involved, so no signal the program sends can end the wait early."""
+    deadline = time.monotonic() + timeout_s
+    try:
+        pidfd: int | None = os.pidfd_open(pid)
+    except OSError:  # Linux < 5.3: poll instead
+        pidfd = None
+    try:
+        while True:
+            done, wstatus, usage = os.wait4(pid, os.WNOHANG)
+            if done:
+                return wstatus, usage
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            if pidfd is None:
+                time.sleep(min(left, 0.01))
+            else:
+                select.select([pidfd], [], [], left)  # readable once the program has exited
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
 
 
 def _supervise(cfg: dict, stdin_fd: int, notes: list[str]) -> dict:
@@ -240,42 +378,43 @@ def _supervise(cfg: dict, stdin_fd: int, notes: list[str]) -> dict:
             os.write(2, f"sandbox: could not start the program: {e}\n".encode())
         os._exit(127)
     os.close(stdin_fd)
-    signal.signal(signal.SIGALRM, _on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, float(cfg["limits"]["timeout_s"]))
     status: dict = {"notes": notes}
-    try:
-        _, wstatus, usage = os.wait4(pid, 0)
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        status["exit_code"] = os.waitstatus_to_exitcode(wstatus)
-        status["cpu_s"] = round(usage.ru_utime + usage.ru_stime, 4)
-        status["max_rss_kb"] = usage.ru_maxrss
-    except _Timeout:
+    waited = _wait(pid, float(cfg["limits"]["timeout_s"]))
+    if waited is None:
         status["timed_out"] = True
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
+    else:
+        wstatus, usage = waited
+        status["exit_code"] = os.waitstatus_to_exitcode(wstatus)
+        status["cpu_s"] = round(usage.ru_utime + usage.ru_stime, 4)
+        status["max_rss_kb"] = usage.ru_maxrss
     status["wall_s"] = round(time.monotonic() - start, 4)
     _kill_descendants()
     return status
 
 
 def main() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the program may signal PID 1; nothing it sends may count
     cfg = json.loads(sys.argv[1])
     status_fd = int(cfg["status_fd"])
     stdin_fd = os.open(os.path.join(cfg["workdir"], "stdin.txt"), os.O_RDONLY)
     try:
-        if cfg.get("pids_cgroup"):
-            # Counts every process and thread of the sandbox, whatever its uid (root ignores NPROC).
-            with open(os.path.join(cfg["pids_cgroup"], "cgroup.procs"), "w") as f:
+        for leaf in cfg.get("cgroups", ()):
+            # Counts and bounds every process of the sandbox, whatever its uid (root ignores NPROC).
+            with open(os.path.join(leaf, "cgroup.procs"), "w") as f:
                 f.write("0")
         if cfg["mode"] == "namespaces":
             if os.getpid() != 1:
                 raise RuntimeError("expected to be PID 1 of a new PID namespace")
             with open(os.path.join(cfg["workdir"], "prog.py"), "rb") as f:
                 src = f.read()
-            notes = _confine_filesystem(cfg["workdir"], int(cfg["tmpfs_mb"]), list(cfg.get("keep", ())))
+            notes = _confine_filesystem(cfg["workdir"], int(cfg["tmpfs_mb"]), list(cfg.get("reveal", ())))
             with open(os.path.join(cfg["workdir"], "prog.py"), "wb") as f:
                 f.write(src)
         else:
+            if os.geteuid() == 0 and cfg.get("uid") is None:
+                raise PermissionError("refusing to run the program as root without namespaces")
             _check(_libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "child subreaper")
             notes = []
             if cfg.get("uid") is not None:

@@ -3,10 +3,13 @@
 Each program runs in its own process with a fresh temporary working directory, CPU-time, memory
 and process-count limits, and a wall-clock timeout that kills its whole process tree. Where the
 kernel allows it (the default), the program also runs in fresh user, mount, PID and network
-namespaces: no network at all, a read-only view of the host filesystem with private tmpfs scratch
-space, no capabilities, and nothing of it survives its first process. Where namespaces are not
-available, the sandbox falls back to rlimits, a timeout, a subreaper that kills every descendant,
-an unprivileged uid when run as root, and a Python audit hook refusing sockets, and warns loudly.
+namespaces: no network at all, a minimal read-only root (the system directories, /etc without its
+secrets, and the interpreter; nothing else of the host) with private tmpfs scratch space, no
+capabilities, and nothing of it survives its first process. Where cgroups are writable, a pids and
+a memory cgroup bound the whole sandbox and the host kills whatever is left in them. Where
+namespaces are not available, the sandbox falls back to rlimits, a timeout, a subreaper that kills
+every descendant, an unprivileged uid when run as root (it refuses to run as root without one), and
+a Python audit hook refusing sockets, and warns loudly.
 
     >>> run_program("print(2 + 2)").stdout
     '4\\n'
@@ -36,6 +39,7 @@ from pathlib import Path
 from typing import BinaryIO, Literal
 
 from ._errors import EvalkitError, did_you_mean
+from ._sandbox_cgroups import SandboxCgroups, find_root
 
 Status = Literal["passed", "failed", "timeout", "error"]
 Level = Literal["namespaces", "rlimits"]
@@ -97,19 +101,28 @@ class SandboxCapabilities:
     process_limit: bool
     unprivileged_uid: int | None = None
     pids_cgroup: str | None = None
+    memory_cgroup: str | None = None
     missing: tuple[str, ...] = ()
     reason: str = ""
     notes: tuple[str, ...] = field(default=())
 
+    @property
+    def sandbox_memory_limit(self) -> bool:
+        """Whether memory_mb bounds the whole sandbox (a memory cgroup), not only each process."""
+        return self.memory_cgroup is not None
+
     def describe(self) -> str:
+        kinds = (("pids", self.pids_cgroup), ("memory", self.memory_cgroup))
+        cgroups = "".join(f", {name} cgroup" for name, path in kinds if path)
         if self.level == "namespaces":
             lacks = f"; missing: {', '.join(self.missing)}" if self.missing else ""
-            return ("namespaces (user, mount, pid, net): no network, read-only filesystem, rlimits, "
-                    f"timeout{', pids cgroup' if self.pids_cgroup else ''}{lacks}")
-        return f"rlimits only ({self.reason}); missing: {', '.join(self.missing)}"
+            return ("namespaces (user, mount, pid, net): no network, minimal read-only root, rlimits, "
+                    f"timeout{cgroups}{lacks}")
+        return f"rlimits{cgroups} ({self.reason}); missing: {', '.join(self.missing)}"
 
     def as_dict(self) -> dict[str, object]:
-        return {**asdict(self), "missing": list(self.missing), "notes": list(self.notes)}
+        return {**asdict(self), "missing": list(self.missing), "notes": list(self.notes),
+                "sandbox_memory_limit": self.sandbox_memory_limit}
 
 
 def sandbox_capabilities(isolation: str | None = None) -> SandboxCapabilities:
@@ -130,55 +143,40 @@ def sandbox_capabilities(isolation: str | None = None) -> SandboxCapabilities:
 
 @functools.cache
 def _probe(mode: str) -> SandboxCapabilities:
-    cgroup = _pids_cgroup_root()
+    pids, memory = find_root("pids"), find_root("memory")
     # Root is exempt from RLIMIT_NPROC (uid 0 in a user namespace still is kernel uid 0): only a pids
     # cgroup or an unprivileged uid bounds the process count.
     nproc_missing = ("process-count limit (root ignores RLIMIT_NPROC and no pids cgroup is writable; "
                      "the timeout still kills the whole tree)",)
+    memory_missing = () if memory else (
+        "sandbox-wide memory limit (no writable memory cgroup: memory_mb bounds each process's address "
+        "space, so several processes together may use more)",)
     reason = "forced by isolation=rlimits" if mode == "rlimits" else _namespaces_unavailable()
     if not reason:
-        limited = os.geteuid() != 0 or cgroup is not None
-        return SandboxCapabilities("namespaces", True, True, True, limited, pids_cgroup=cgroup,
-                                   missing=() if limited else nproc_missing)
+        limited = os.geteuid() != 0 or pids is not None
+        return SandboxCapabilities("namespaces", True, True, True, limited, pids_cgroup=pids, memory_cgroup=memory,
+                                   missing=(*(() if limited else nproc_missing), *memory_missing))
     if mode == "namespaces":
         raise EvalkitError(f"the sandbox cannot create namespaces ({reason}); "
                            f"set {ENV_VAR}=auto to run with rlimits only (less safe)")
-    uid = NOBODY if os.geteuid() == 0 and _rlimits_run_ok(NOBODY) else None
-    limited = os.geteuid() != 0 or uid is not None or cgroup is not None
-    missing = ("network isolation", "read-only filesystem", "PID namespace", *(() if limited else nproc_missing))
-    return SandboxCapabilities("rlimits", False, False, False, limited, unprivileged_uid=uid,
-                               pids_cgroup=cgroup, missing=missing, reason=reason)
-
-
-def _pids_cgroup_root() -> str | None:
-    """A cgroup directory under which each sandbox gets its own pids cgroup, or None."""
-    try:
-        lines = Path("/proc/self/cgroup").read_text().splitlines()
-    except OSError:
-        return None
-    for line in lines:
-        _, controllers, path = line.split(":", 2)
-        if "pids" in controllers.split(","):
-            base = Path("/sys/fs/cgroup/pids", path.lstrip("/"))
-        elif controllers == "":
-            base = Path("/sys/fs/cgroup", path.lstrip("/"))
-            try:
-                if "pids" not in (base / "cgroup.subtree_control").read_text().split():
-                    continue
-            except OSError:
-                continue
-        else:
-            continue
-        try:
-            root = base / "evalkit-sandbox"
-            root.mkdir(exist_ok=True)
-            trial = tempfile.mkdtemp(dir=root)
-            Path(trial, "pids.max").write_text("8")
-            os.rmdir(trial)
-            return str(root)
-        except OSError:
-            continue
-    return None
+    uid = None
+    if os.geteuid() == 0:
+        if not _rlimits_run_ok(NOBODY):
+            raise EvalkitError(
+                f"refusing to run generated code as root without namespaces ({reason}): the fallback runs it as "
+                f"uid {NOBODY} (nobody), which cannot run {sys.executable}; make user namespaces available "
+                f"({ENV_VAR}=namespaces), or run evalkit as a non-root user, or with an interpreter that nobody "
+                "can read and run (not under /root)")
+        uid = NOBODY
+    # Without a cgroup, a program of the same uid as its supervisor can kill the supervisor and leave
+    # processes behind that nothing kills at the timeout.
+    escape_missing = () if pids or memory or uid is not None else (
+        "cleanup of escaped processes (no writable cgroup: a program can kill its same-uid supervisor and "
+        "leave processes running past the timeout)",)
+    missing = ("network isolation", "read-only filesystem", "PID namespace",
+               *(() if os.geteuid() != 0 or pids else nproc_missing), *memory_missing, *escape_missing)
+    return SandboxCapabilities("rlimits", False, False, False, True, unprivileged_uid=uid, pids_cgroup=pids,
+                               memory_cgroup=memory, missing=missing, reason=reason)
 
 
 def _namespaces_unavailable() -> str:
@@ -197,8 +195,9 @@ def _namespaces_unavailable() -> str:
 
 
 def _rlimits_run_ok(uid: int) -> bool:
+    """Whether a program runs, as `uid`, in the rlimits fallback."""
     caps = SandboxCapabilities("rlimits", False, False, False, True, unprivileged_uid=uid)
-    return _run("print('ok')", Limits(timeout_s=20.0), "", caps).stdout.strip() == "ok"
+    return _run("import os\nprint(os.getuid())", Limits(timeout_s=20.0), "", caps).stdout.strip() == str(uid)
 
 
 def run_program(source: str, *, limits: Limits = Limits(), stdin: str = "",
@@ -230,40 +229,32 @@ def _run(source: str, limits: Limits, stdin: str, caps: SandboxCapabilities) -> 
 
 
 def _launch(workdir: str, limits: Limits, caps: SandboxCapabilities) -> Outcome:
-    cgroup = None
-    if caps.pids_cgroup:
-        cgroup = tempfile.mkdtemp(dir=caps.pids_cgroup)
-        Path(cgroup, "pids.max").write_text(str(limits.max_procs + 1))
-    try:
-        return _launch_in(workdir, limits, caps, cgroup)
-    finally:
-        if cgroup:
-            _remove_cgroup(cgroup)
+    # The pids limit counts the sandbox's first process too; the memory limit covers it and its tmpfs.
+    with SandboxCgroups(caps.pids_cgroup, caps.memory_cgroup, limits.max_procs + 1, limits.memory_mb) as cgroups:
+        outcome = _launch_in(workdir, limits, caps, cgroups)
+        cgroups.kill()  # whatever outlived the sandbox's first process (one that killed its supervisor, say)
+        if cgroups.oom_killed():
+            note = f"the sandbox-wide memory limit ({limits.memory_mb} MB) killed a process"
+            outcome = replace(outcome, detail="; ".join(filter(None, (outcome.detail, note))))
+    return outcome
 
 
-def _remove_cgroup(path: str) -> None:
-    for _ in range(200):  # busy until the kernel has reaped the last process of the sandbox
-        try:
-            os.rmdir(path)
-            return
-        except FileNotFoundError:
-            return
-        except OSError:
-            time.sleep(0.01)
+def _interpreter_paths() -> list[str]:
+    """What the sandbox's root must show of the interpreter beside the system directories: its
+    prefixes and its executable, wherever they live (a venv under /tmp or /root included)."""
+    paths = {os.path.abspath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
+                                          sys.executable, os.path.realpath(sys.executable)) if p}
+    if any(os.path.realpath(p) == "/" for p in paths):
+        raise EvalkitError(f"the interpreter {sys.executable} has / as its prefix, so the sandbox would show the "
+                           "program the whole host; use an interpreter installed in its own directory (a venv)")
+    return sorted(paths)
 
 
-def _interpreter_dirs_under_scratch() -> list[str]:
-    """The interpreter's environment, where the sandbox's private scratch mounts would hide it."""
-    scratch = ("/tmp/", "/var/tmp/", "/dev/shm/")
-    prefixes = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
-    return sorted(p for p in prefixes if p.startswith(scratch))
-
-
-def _launch_in(workdir: str, limits: Limits, caps: SandboxCapabilities, cgroup: str | None) -> Outcome:
+def _launch_in(workdir: str, limits: Limits, caps: SandboxCapabilities, cgroups: SandboxCgroups) -> Outcome:
     status_r, status_w = os.pipe()
     cfg = {"mode": caps.level, "workdir": workdir, "python": sys.executable, "limits": asdict(limits),
            "uid": caps.unprivileged_uid, "status_fd": status_w, "tmpfs_mb": limits.scratch_mb,
-           "pids_cgroup": cgroup, "keep": _interpreter_dirs_under_scratch()}
+           "cgroups": cgroups.paths, "reveal": _interpreter_paths()}
     cmd = [sys.executable, "-I", "-S", _INIT, json.dumps(cfg)]
     if caps.level == "namespaces":
         cmd = [shutil.which("unshare") or "unshare", *_UNSHARE, *cmd]
@@ -274,11 +265,12 @@ def _launch_in(workdir: str, limits: Limits, caps: SandboxCapabilities, cgroup: 
     finally:
         os.close(status_w)
     with proc, os.fdopen(status_r, "rb") as status_pipe:
-        streams = _collect(proc, status_pipe, limits, start + limits.timeout_s + _GRACE_S)
+        streams = _collect(proc, status_pipe, limits, start + limits.timeout_s + _GRACE_S, cgroups)
     return _outcome(streams, limits, time.monotonic() - start)
 
 
-def _collect(proc: subprocess.Popen, status_pipe: BinaryIO, limits: Limits, deadline: float) -> dict[str, bytes]:
+def _collect(proc: subprocess.Popen, status_pipe: BinaryIO, limits: Limits, deadline: float,
+             cgroups: SandboxCgroups) -> dict[str, bytes]:
     """Read stdout, stderr and the init's status until all close; kill the tree past the deadline."""
     keep = {"stdout": limits.max_output_bytes, "stderr": limits.max_output_bytes, "status": 1 << 20}
     data = {name: bytearray() for name in keep}
@@ -292,6 +284,7 @@ def _collect(proc: subprocess.Popen, status_pipe: BinaryIO, limits: Limits, dead
         left = deadline - time.monotonic()
         if left <= 0 and not killed:
             _kill_group(proc)
+            cgroups.kill()
             killed, deadline = True, time.monotonic() + 5.0
             continue
         if left <= 0:
