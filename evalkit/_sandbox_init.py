@@ -400,6 +400,7 @@ def main() -> None:
     status_fd = int(cfg["status_fd"])
     stdin_fd = os.open(os.path.join(cfg["workdir"], "stdin.txt"), os.O_RDONLY)
     try:
+        os.unlink(os.path.join(cfg["workdir"], "stdin.txt"))  # the program reads its stdin from fd 0 only
         for leaf in cfg.get("cgroups", ()):
             # Counts and bounds every process of the sandbox, whatever its uid (root ignores NPROC).
             with open(os.path.join(leaf, "cgroup.procs"), "w") as f:
@@ -418,7 +419,7 @@ def main() -> None:
             _check(_libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "child subreaper")
             notes = []
             if cfg.get("uid") is not None:
-                for name in ("", "prog.py", "stdin.txt"):
+                for name in ("", "prog.py"):
                     os.chown(os.path.join(cfg["workdir"], name), cfg["uid"], cfg["uid"])
         status = _supervise(cfg, stdin_fd, notes)
     except BaseException as e:  # noqa: BLE001 - fail closed and say why

