@@ -13,7 +13,8 @@ of the interpreter's prefixes and executable ("reveal"), wherever they live; a p
 /dev holding only null, zero, full, random and urandom, private tmpfs on /tmp and /dev/shm, and the
 working directory. It pivots into that root and detaches the host's, so nothing else of the host
 (/root, /home, /run, /var, /srv, /mnt, its sockets, the repository) exists for the program. Then it
-forks the program with rlimits, no capabilities and no_new_privs. When the program exits, PID 1
+forks the program with rlimits, no capabilities, no_new_privs and no way to make a nested user
+namespace (which would give it capabilities again, over its own namespaces). When the program exits, PID 1
 exits and the kernel kills whatever it left behind. PID 1 sets no timer and ignores SIGINT, so
 the program cannot change its verdict by signalling it.
 
@@ -196,6 +197,11 @@ def _confine_filesystem(workdir: str, tmpfs_mb: int, reveal: list[str]) -> list[
     """
     notes = []
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
+    try:  # this user namespace's own limit: the program gets no nested one (and no capabilities in it)
+        with open("/proc/sys/user/max_user_namespaces", "w") as f:
+            f.write("0")
+    except OSError as e:
+        notes.append(f"nested user namespaces allowed (could not forbid them: {e.strerror})")
     root = workdir
     _mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=755")
     bound: list[str] = []

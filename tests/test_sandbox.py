@@ -369,3 +369,14 @@ def test_signals_to_the_sandbox_init_change_nothing():
     interrupted = run_program("import os, signal\nos.kill(os.getpid(), signal.SIGINT)\n", limits=FAST,
                               isolation="namespaces")
     assert interrupted.status == "failed" and "KeyboardInterrupt" in interrupted.stderr
+
+
+@needs_namespaces
+def test_the_program_cannot_make_nested_user_namespaces():
+    host_limit = Path("/proc/sys/user/max_user_namespaces").read_text()
+    source = ("import ctypes, errno\n"
+              "libc = ctypes.CDLL(None, use_errno=True)\n"
+              "print(libc.unshare(0x10000000), errno.errorcode[ctypes.get_errno()])\n")  # CLONE_NEWUSER
+    out = run_program(source, limits=FAST, isolation="namespaces")
+    assert out.passed and out.stdout.split() == ["-1", "ENOSPC"], out
+    assert Path("/proc/sys/user/max_user_namespaces").read_text() == host_limit  # the host's own is untouched
