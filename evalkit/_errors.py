@@ -14,4 +14,5 @@ class EvalkitError(Exception):
 
 def did_you_mean(kind: str, name: object, valid: list[str] | tuple[str, ...]) -> EvalkitError:
     """An 'unknown X' error that lists the valid choices."""
-    return EvalkitError(f"unknown {kind} {name!r}; valid {kind}s are: {', '.join(map(str, valid))}")
+    plural = f"{kind}es" if kind.endswith(("s", "x", "ch", "sh")) else f"{kind}s"
+    return EvalkitError(f"unknown {kind} {name!r}; valid {plural} are: {', '.join(map(str, valid))}")

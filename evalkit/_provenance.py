@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+import shlex
 import subprocess
 import sys
 from importlib import metadata
@@ -45,4 +46,10 @@ def device_description(device: str) -> str:
 
 
 def command_line() -> str:
-    return " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv else ""
+    """The command as a user would type it again: `python -m evalkit run ...` or `evalkit run ...`."""
+    if not sys.argv:
+        return ""
+    program = Path(sys.argv[0]).name
+    if program == "__main__.py":  # python -m <package>
+        program = f"python -m {Path(sys.argv[0]).parent.name}"
+    return " ".join([program, *(shlex.quote(a) for a in sys.argv[1:])])

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import shutil
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -25,6 +26,8 @@ from ._errors import EvalkitError, did_you_mean
 if TYPE_CHECKING:
     from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
+# Files that carry a tokenizer's vocabulary; a checkpoint needs one of them.
+_TOKENIZER_VOCABS = ("tokenizer.json", "tokenizer.model", "vocab.json")
 DTYPES = {
     "fp32": torch.float32,
     "float32": torch.float32,
@@ -101,14 +104,17 @@ class Family:
         from transformers import AutoTokenizer
         from transformers.utils import logging as hf_logging
 
+        if not any((self.path / name).is_file() for name in _TOKENIZER_VOCABS):
+            raise EvalkitError(f"{self.path} has no tokenizer files (none of {', '.join(_TOKENIZER_VOCABS)}); copy "
+                               "the tokenizer of the model it was trained from into it")
         verbosity = hf_logging.get_verbosity()
         hf_logging.set_verbosity_error()  # transformers warns that it does not know `ruyi_*` configs
         try:
             return AutoTokenizer.from_pretrained(str(self.path), local_files_only=True)
         except (OSError, ValueError) as e:
-            raise EvalkitError(
-                f"cannot load the tokenizer from {self.path} ({e}); the checkpoint needs tokenizer files"
-            ) from None
+            reason = " ".join(str(e).split())
+            raise EvalkitError(f"cannot load the tokenizer from {self.path} ({reason}); restore the checkpoint's "
+                               "tokenizer files") from None
         finally:
             hf_logging.set_verbosity(verbosity)
 
@@ -198,7 +204,8 @@ class Family:
         if out.exists() and any(out.iterdir()):
             raise EvalkitError(f"{out} exists and is not empty; choose a new --out directory")
         model = self.branch_model(b)
-        model.save_pretrained(out, safe_serialization=True)
+        with _no_progress_bars():
+            model.save_pretrained(out, safe_serialization=True)
         for name in TOKENIZER_FILES:
             if (self.path / name).is_file():
                 shutil.copy2(self.path / name, out / name)
@@ -219,11 +226,34 @@ def load_family(path: str | Path, *, dtype: str | torch.dtype | None = None, dev
     """
     files = read_checkpoint(path)
     torch_dtype = _resolve_dtype(dtype, files)
-    dev = torch.device(device)
+    dev = resolve_device(device)
     tensors = {} if files.is_quantized else _read_tensors(files, torch_dtype, dev)
     family = Family(files=files, tensors=tensors, dtype=torch_dtype, device=dev)
     family.branches = _make_branches(family)
+    if tensors:
+        _check_shapes(family)
     return family
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """The device, if this machine has it: cpu, cuda, cuda:N (or mps); else one error saying what to pass."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise EvalkitError(f"unknown device {device!r}; pass cpu, cuda or cuda:N") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise EvalkitError(f"device {device} asked for, but this machine has no usable CUDA GPU (torch "
+                               f"{torch.__version__}); pass --device cpu, or run on a GPU machine")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise EvalkitError(f"device {device} asked for, but this machine has {torch.cuda.device_count()} GPU(s) "
+                               f"(cuda:0 to cuda:{torch.cuda.device_count() - 1}); pass one of those")
+    elif dev.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise EvalkitError(f"device {device} asked for, but MPS is not available here; pass --device cpu")
+    elif dev.type != "cpu":
+        raise EvalkitError(f"device type {dev.type!r} is not supported; pass cpu, cuda or cuda:N")
+    return dev
 
 
 def checkpoint_identity(files: CheckpointFiles, dtype: torch.dtype, device: str | torch.device) -> str:
@@ -303,13 +333,54 @@ def _resolve_dtype(dtype: str | torch.dtype | None, files: CheckpointFiles) -> t
 
 def _read_tensors(files: CheckpointFiles, dtype: torch.dtype, device: torch.device) -> dict[str, torch.Tensor]:
     """One tensor at a time, cast as it is read, so peak memory stays near one copy of the weights."""
+    from safetensors import SafetensorError
+
     tensors: dict[str, torch.Tensor] = {}
     for path in files.weight_files:
-        with safe_open(str(path), framework="pt", device=str(device)) as f:
-            for name in f.keys():  # noqa: SIM118 - safe_open has keys(), not iteration
-                t = f.get_tensor(name)
-                tensors[name] = t.to(dtype) if t.is_floating_point() and t.dtype != dtype else t
+        try:
+            with safe_open(str(path), framework="pt", device=str(device)) as f:
+                for name in f.keys():  # noqa: SIM118 - safe_open has keys(), not iteration
+                    t = f.get_tensor(name)
+                    tensors[name] = t.to(dtype) if t.is_floating_point() and t.dtype != dtype else t
+        except SafetensorError as e:
+            raise EvalkitError(f"cannot read {path} ({e}); the file is truncated or not safetensors: restore it "
+                               "from the checkpoint") from None
     return tensors
+
+
+def _check_shapes(family: Family) -> None:
+    """Every branch tensor has the shape config.json implies, so a config that does not match the weights
+    (hidden_size, vocab_size, heads, ...) fails on load, not in the middle of a run."""
+    from transformers import AutoModelForCausalLM
+
+    config = family.branch_config(family.branches[-1])
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in AutoModelForCausalLM.from_config(config).state_dict().items()}
+    source = {id(t): name for name, t in family.tensors.items()}
+    for b in family.branches:
+        for name, t in family.branch_state_dict(b).items():
+            want = expected.get(name)
+            if want is not None and tuple(t.shape) != want:
+                cfg = family.files.config
+                raise EvalkitError(
+                    f"{family.path}: tensor {source.get(id(t), name)} has shape {list(t.shape)}, but config.json "
+                    f"(hidden_size {cfg.get('hidden_size')}, vocab_size {cfg.get('vocab_size')}, "
+                    f"intermediate_size {cfg.get('intermediate_size')}) implies {list(want)}; the weights and "
+                    "config.json do not belong together: restore the checkpoint's own config.json")
+
+
+@contextmanager
+def _no_progress_bars() -> Iterator[None]:
+    """transformers' own bars (save_pretrained's "Writing model shards") off; the command prints one line."""
+    from transformers.utils import logging as hf_logging
+
+    was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_on:
+            hf_logging.enable_progress_bar()
 
 
 def _make_branches(family: Family) -> tuple[Branch, ...]:

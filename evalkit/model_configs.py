@@ -108,6 +108,9 @@ def baseline_path(b: Baseline, overrides: Mapping[str, str] | None = None) -> Pa
     if not (path / "config.json").is_file():
         raise EvalkitError(f"baseline {b.name}: {path} is not a checkpoint directory (no config.json); "
                            f"fix {b.env} or --baseline-path {b.name}=DIR")
+    if not any((path / name).is_file() for name in ("tokenizer.json", "tokenizer.model", "vocab.json")):
+        raise EvalkitError(f"baseline {b.name}: {path} has no tokenizer files (tokenizer.json, tokenizer.model or "
+                           f"vocab.json); fix {b.env} or --baseline-path {b.name}=DIR")
     check_kernels(path)
     return path
 
@@ -141,7 +144,8 @@ def model_config(*, abbr: str, path: str | Path, branch: str | None, generation:
     """One OpenCompass model dict for `FamilialBranchModel`; plain values only, so stock runners can dump it."""
     cfg: dict[str, Any] = dict(
         type=MODEL_TYPE, abbr=abbr, path=str(path), branch=branch, dtype=dtype, device=device,
-        batch_size=batch_size, max_out_len=min(generation.max_out_len, max_out_len or generation.max_out_len),
+        batch_size=batch_size,
+        max_out_len=generation.max_out_len if max_out_len is None else min(generation.max_out_len, max_out_len),
         max_seq_len=generation.max_seq_len, stop_words=list(generation.stop_words),
         chat_template=generation.chat_template, thinking=generation.thinking,
         shared_trunk=shared_trunk, run_branches=list(run_branches),
@@ -152,12 +156,16 @@ def model_config(*, abbr: str, path: str | Path, branch: str | None, generation:
     return cfg
 
 
-def familial_configs(path: str | Path, branches: Sequence[str], *, display: str | None = None,
+def familial_configs(path: str | Path, branches: Sequence[str], *, display: str | None = None, plain: bool = False,
                      **kwargs: Any) -> list[dict[str, Any]]:
-    """One model dict per branch, abbr '<family>-<branch>' (e.g. ruyi-7b-e3b), so each has its own files."""
+    """One model dict per branch, abbr '<family>-<branch>' (e.g. ruyi-7b-e3b), so each has its own files.
+
+    `plain`: a plain (non-familial) checkpoint, a family of one whose branch is named after its directory;
+    its abbr is the family's alone (e111k, not e111k-e111k).
+    """
     slug = family_slug(path)
-    return [model_config(abbr=f"{slug}-{b.lower()}", path=path, branch=b, generation=RUYI_GENERATION,
-                         run_branches=branches, **kwargs) for b in branches]
+    return [model_config(abbr=slug if plain else f"{slug}-{b.lower()}", path=path, branch=b,
+                         generation=RUYI_GENERATION, run_branches=branches, **kwargs) for b in branches]
 
 
 def baseline_configs(baselines: Sequence[Baseline], overrides: Mapping[str, str] | None = None,

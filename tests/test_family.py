@@ -199,7 +199,14 @@ def _write_config(path: Path, **overrides) -> Path:
         ("no_exits", "needs early_exit_points"),
         ("exit_too_deep", "exit point 9 is >= num_hidden_layers \\(8\\)"),
         ("missing_tensor", "tensor model.norms.1.weight is missing"),
-        ("unknown_branch", "unknown branch 'E9B'"),
+        ("unknown_branch", "unknown branch 'E9B'; valid branches are: all, E111K \\(layer 2\\)"),
+        ("truncated", "cannot read .*model.safetensors \\(.*\\); the file is truncated or not safetensors"),
+        ("garbage", "cannot read .*model.safetensors \\(.*\\); the file is truncated or not safetensors"),
+        ("vocab_mismatch", "tensor model.embed_tokens.weight has shape \\[768, 64\\], but config.json "
+                           "\\(hidden_size 64, vocab_size 1000, .*\\) implies \\[1000, 64\\]"),
+        ("hidden_mismatch", "tensor model.embed_tokens.weight has shape \\[768, 64\\], .* implies \\[768, 32\\]"),
+        ("branch_layer_mismatch", "tensor model.eelayers.0.mlp.up_proj.weight has shape \\[96, 64\\], .* "
+                                  "implies \\[128, 64\\]"),
     ],
 )
 def test_bad_input_is_one_clear_line(case, expected, tiny_path, tmp_path):
@@ -221,6 +228,20 @@ def test_bad_input_is_one_clear_line(case, expected, tiny_path, tmp_path):
         save_file(weights, str(bad / "model.safetensors"))
     elif case == "unknown_branch":
         args += ["--branches", "E9B"]
+    elif case == "truncated":
+        size = (bad / "model.safetensors").stat().st_size
+        with open(bad / "model.safetensors", "r+b") as f:
+            f.truncate(size // 2)
+    elif case == "garbage":
+        (bad / "model.safetensors").write_bytes(b"\x89not safetensors at all" * 100)
+    elif case == "vocab_mismatch":
+        _write_config(bad, source=tiny_path, vocab_size=1000)
+    elif case == "hidden_mismatch":
+        _write_config(bad, source=tiny_path, hidden_size=32)
+    elif case == "branch_layer_mismatch":
+        weights = load_file(str(bad / "model.safetensors"))
+        weights["model.eelayers.0.mlp.up_proj.weight"] = weights["model.eelayers.0.mlp.up_proj.weight"][:96]
+        save_file(weights, str(bad / "model.safetensors"))
     proc = subprocess.run([sys.executable, "-m", "evalkit", *args], capture_output=True, text=True)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
@@ -237,6 +258,51 @@ def test_cli_branches_and_export(tiny_path, tmp_path):
         assert name in listing.stdout
     exported = run("export-branch", "--branch", "4", "--out", str(tmp_path / "e4"))
     assert exported.returncode == 0, exported.stderr
+    assert exported.stdout == f"wrote {tmp_path / 'e4'}\n" and "Writing model shards" not in exported.stderr
     assert AutoModelForCausalLM.from_pretrained(tmp_path / "e4").config.num_hidden_layers == 5
     again = run("export-branch", "--branch", "4", "--out", str(tmp_path / "e4"))
     assert again.returncode == 2 and "not empty" in again.stderr
+
+
+@pytest.mark.parametrize("command", [
+    ["export-branch", "--branch", "2", "--out", "{blocker}/e2"],
+    ["make-tiny", "{blocker}/tiny"],
+])
+def test_outputs_under_a_file_are_one_line_errors(tmp_path, command):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    args = [a.format(blocker=blocker) for a in command]
+    proc = subprocess.run([sys.executable, "-m", "evalkit", *args], capture_output=True, text=True)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"error: cannot write {args[-1]} ({blocker} is not a directory); pass a writable "
+        f"{'--out' if command[0] == 'export-branch' else 'OUT_DIR'}"]
+
+
+@pytest.mark.parametrize("device, message", [
+    ("foo", "unknown device 'foo'; pass cpu, cuda or cuda:N"),
+    ("tpu", "device type 'tpu' is not supported|unknown device 'tpu'"),
+    ("cuda:7", "no usable CUDA GPU|this machine has \\d+ GPU"),
+])
+def test_unusable_devices_are_one_clear_error(tiny_path, device, message):
+    if device == "cuda:7" and torch.cuda.device_count() > 7:
+        pytest.skip("this machine has a cuda:7")
+    with pytest.raises(EvalkitError, match=message):
+        load_family(tiny_path, device=device)
+
+
+def test_cuda_on_a_machine_without_a_gpu_is_one_line(tiny_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(EvalkitError, match="device cuda asked for, but this machine has no usable CUDA GPU"):
+        load_family(tiny_path, device="cuda")
+
+
+def test_checkpoint_without_tokenizer_files_is_one_line(tiny_path, tmp_path):
+    bare = tmp_path / "bare"
+    shutil.copytree(tiny_path, bare)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (bare / name).unlink(missing_ok=True)
+    with pytest.raises(EvalkitError) as e:
+        load_family(bare).tokenizer  # noqa: B018
+    assert "\n" not in str(e.value) and "has no tokenizer files" in str(e.value)
