@@ -191,9 +191,9 @@ def _evalkit_command(setup: E2ESetup, out: Path) -> list[str]:
 
 def _env(setup: E2ESetup) -> dict[str, str]:
     """Both sides read the same data root; on the tiny family both run one thread, as `run` does for it."""
-    from .run import RunConfig, _data
+    from .run import data_root
 
-    root = _data(RunConfig(model=setup.model, limit=setup.limit), [])[0]
+    root = data_root(None)
     env = {**os.environ, "COMPASS_DATA_CACHE": str(root), "TQDM_DISABLE": "1"}
     if setup.model is None:
         env["OMP_NUM_THREADS"] = "1"

@@ -97,26 +97,30 @@ def branches(model: str | None, branches: str) -> None:
 
 @main.command()
 @click.option("--model", "model", type=str, default=None, help=MODEL_HELP)
-@click.option("--branches", default="all", show_default=True, help="all, names (E3B,E7B) or exit layers (11,27).")
-@click.option("--baselines", default="", help="Comma-separated baselines, e.g. qwen2.5-7b-instruct,yi-9b, or all.")
+@click.option("--branches", default=None, help="all, names (E3B,E7B) or exit layers (11,27).  [default: all]")
+@click.option("--baselines", default=None, help="Comma-separated baselines, e.g. qwen2.5-7b-instruct,yi-9b, or all.")
 @click.option("--baseline-path", "baseline_paths", multiple=True, metavar="NAME=DIR",
-              help="Local checkpoint of a baseline (else its environment variable). Repeatable.")
-@click.option("--suites", default="all", show_default=True, help="general, code, stem (comma-separated) or all.")
+              help="Local checkpoint of a baseline named in --baselines (else its environment variable). Repeatable.")
+@click.option("--suites", default=None, help="general, code, stem (comma-separated) or all.  [default: all]")
 @click.option("--data-dir", type=str, default=None,
               help="OpenCompass data root (contains data/); default $COMPASS_DATA_CACHE, else the embedded fixtures.")
-@click.option("--limit", type=int, default=None, help="Evaluate the first N items of each dataset.")
+@click.option("--limit", type=int, default=None,
+              help="Evaluate the first N items of each dataset; MMLU, MMLU-Pro, CMMLU and BBH take the first N of "
+                   "each subject or task (their scores average those).  [default: all items; 4 on the fixtures]")
 @click.option("--max-out-len", type=int, default=None, help="Cap on every generation length, in tokens.")
 @click.option("--out", default=".", show_default=True, help="Runs go to OUT/results/<run-id>/.")
-@click.option("--resume", default=None, metavar="RUN_ID", help="Finish an interrupted run (its own settings).")
-@click.option("--runner", type=click.Choice(["local", "slurm"]), default="local", show_default=True)
-@click.option("--max-num-workers", type=int, default=1, show_default=True,
-              help="More than 1: OpenCompass's LocalRunner, one subprocess per task.")
-@click.option("--partition", default=None, help="Slurm partition (with --runner slurm).")
+@click.option("--resume", default=None, metavar="RUN_ID",
+              help="Finish the interrupted run OUT/results/RUN_ID in place, with its own settings.")
+@click.option("--runner", type=click.Choice(["local", "slurm"]), default=None, help="[default: local]")
+@click.option("--max-num-workers", type=int, default=None,
+              help="More than 1: OpenCompass's LocalRunner, one subprocess per task.  [default: 1]")
+@click.option("--partition", default=None, help="Slurm partition (needs --runner slurm).")
 @click.option("--dtype", type=click.Choice(["fp32", "bf16", "fp16"]), default=None, help="Default: the checkpoint's.")
-@click.option("--device", default="auto", show_default=True, help="auto (cuda if available), cpu, cuda, cuda:1, ...")
-@click.option("--batch-size", type=int, default=8, show_default=True)
-@click.option("--shared-trunk/--no-shared-trunk", default=True, show_default=True,
-              help="Score all of a family's branches in one trunk pass (PPL/loglikelihood datasets).")
+@click.option("--device", default=None, help="auto (cuda if available), cpu, cuda, cuda:1, ...  [default: auto]")
+@click.option("--batch-size", type=int, default=None, help="[default: 8]")
+@click.option("--shared-trunk/--no-shared-trunk", default=None,
+              help="Score all of a family's branches in one trunk pass (PPL/loglikelihood datasets).  "
+                   "[default: shared-trunk]")
 @_user_errors
 def run(**kwargs: Any) -> None:
     """Evaluate every branch (and any baselines) on the suites through OpenCompass."""

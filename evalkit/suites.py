@@ -130,7 +130,8 @@ def dataset_configs(
 ) -> list[dict[str, Any]]:
     """OpenCompass dataset config dicts for the suites, in canonical order.
 
-    limit: keep the first N items of each dataset (per abbr) via reader_cfg['test_range'].
+    limit: keep the first N items of each dataset config via reader_cfg['test_range']; a grouped dataset
+        (MMLU, MMLU-Pro, CMMLU, BBH) has one config per subject or task, so N applies to each group.
     max_out_len: cap every generation length at this many tokens (configs that leave it to the model get it set).
     groups: for grouped datasets, keep only these groups, e.g. FIXTURE_GROUPS; others keep everything.
     """

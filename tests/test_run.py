@@ -81,6 +81,11 @@ def test_printed_table_and_file_locations(e2e):
         assert m["abbr"] in out
     assert str(e2e["run_dir"] / "results.json") in out
     assert "predictions" in out and f"--resume {e2e['run_dir'].name}" in out
+    assert "2 models x 11 datasets = 22 tasks" in out
+    # --limit counts per subject or task of a grouped dataset, and the run says so
+    assert ("limit: the first 2 items of each dataset, and of each group of MMLU (2 subjects), MMLU-Pro "
+            "(2 categories), CMMLU (2 subjects), BBH (2 tasks), whose scores average their groups: at most 22 items "
+            "per model") in out
 
 
 def test_branches_keep_their_own_files(e2e):
@@ -132,6 +137,9 @@ def test_resume_after_kill_skips_finished_tasks(tmp_path, tiny_path):
     assert all(f"{p.parent.name}/{p.stem}" in reused for p in first)
     record = load_record(run_dir / "results.json")
     assert len(record.scores) == 6 and all(s.has_items for s in record.scores)
+    first, resumed = record.provenance.configs["sessions"]  # the killed session is kept, not overwritten
+    assert record.provenance.started_at == first["started_at"] and "--max-out-len 48" in first["command"]
+    assert record.provenance.command == first["command"] and resumed["finished_at"]
 
 
 def _wait_for(found, proc: subprocess.Popen, timeout: float):
@@ -217,3 +225,88 @@ def test_resume_of_an_unknown_run_lists_the_runs(tmp_path):
 
     with pytest.raises(EvalkitError, match="no run 'nope' under .*; runs there: none"):
         run(resume="nope", out=str(tmp_path))
+
+
+def _no_tokenizer(tmp_path, tiny_path):
+    import shutil
+
+    bare = tmp_path / "bare"
+    shutil.copytree(tiny_path, bare)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (bare / name).unlink(missing_ok=True)
+    return dict(model=str(bare))
+
+
+def _vocab_mismatch(tmp_path, tiny_path):
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(tiny_path, bad)
+    config = json.loads((bad / "config.json").read_text())
+    (bad / "config.json").write_text(json.dumps({**config, "vocab_size": 1000}))
+    return dict(model=str(bad))
+
+
+def _out_under_a_file(tmp_path, tiny_path):
+    (tmp_path / "a-file").write_text("x")
+    return dict(out=str(tmp_path / "a-file" / "runs"))
+
+
+@pytest.mark.parametrize("make_kwargs, message", [
+    (lambda t, p: dict(max_out_len=0), r"--max-out-len must be at least 1 \(tokens\), got 0"),
+    (lambda t, p: dict(max_out_len=-5), r"--max-out-len must be at least 1 \(tokens\), got -5"),
+    (lambda t, p: dict(limit=0), r"--limit must be at least 1 \(items\), got 0"),
+    (lambda t, p: dict(batch_size=0), r"--batch-size must be at least 1"),
+    (lambda t, p: dict(device="foo"), r"unknown device 'foo'; pass cpu, cuda or cuda:N"),
+    (lambda t, p: dict(baseline_paths=["yi-9b=/models/Yi-9B"]),
+     r"--baseline-path names yi-9b, which --baselines does not evaluate; add yi-9b to --baselines"),
+    (lambda t, p: dict(partition="gpu"), r"--partition gpu is a Slurm partition, but the runner is local; add "
+                                         r"--runner slurm"),
+    (_no_tokenizer, r"bare has no tokenizer files"),
+    (_vocab_mismatch, r"tensor model.embed_tokens.weight has shape \[768, 64\], but config.json"),
+    (_out_under_a_file, r"cannot write .*a-file/runs/results \(.*a-file is not a directory\)"),
+])
+def test_bad_settings_fail_before_a_run_directory_exists(tmp_path, tiny_path, make_kwargs, message):
+    from evalkit import EvalkitError
+    from evalkit.run import run
+
+    kwargs = {"out": str(tmp_path / "out"), "suites": "stem", "limit": 1, "branches": "2",
+              **make_kwargs(tmp_path, tiny_path)}
+    with pytest.raises(EvalkitError, match=message):
+        run(**kwargs, echo=lambda s: None)
+    assert not (tmp_path / "out").exists()
+
+
+def test_cuda_without_a_gpu_is_one_line(tmp_path):
+    import torch
+
+    from evalkit.cli import main
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    result = CliRunner().invoke(main, ["run", "--device", "cuda", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and not (tmp_path / "results").exists()
+    assert result.output.strip().splitlines() == [
+        f"error: device cuda asked for, but this machine has no usable CUDA GPU (torch {torch.__version__}); pass "
+        "--device cpu, or run on a GPU machine"]
+
+
+def test_a_plain_checkpoint_is_named_once(tmp_path, tiny_path):
+    from evalkit import load_family
+    from evalkit.run import run
+
+    plain = load_family(tiny_path).export_branch("E111K", tmp_path / "e111k")
+    result = run(model=str(plain), suites="stem", limit=1, out=str(tmp_path / "out"), echo=lambda s: None)
+    (model,) = result.record.models
+    assert (model.abbr, model.name) == ("e111k", "e111k")
+    assert sorted(p.name for p in (result.run_dir / "predictions").iterdir()) == ["e111k"]
+
+
+def test_limit_note_counts_groups():
+    from evalkit.run import _limit_note
+
+    datasets = [{"abbr": a} for a in ("lukaemon_mmlu_astronomy", "lukaemon_mmlu_anatomy", "bbh-navigate", "gsm8k")]
+    assert _limit_note(1, datasets) == ("limit: the first 1 item of each dataset, and of each group of MMLU "
+                                        "(2 subjects), BBH (1 task), whose scores average their groups: at most 4 "
+                                        "items per model")
+    assert _limit_note(3, [{"abbr": "gsm8k"}]) == "limit: the first 3 items of each dataset: at most 3 items per model"
