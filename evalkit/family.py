@@ -147,7 +147,10 @@ class Family:
         b = self.branch(branch)
         last = self.exit_points[-1]
         if not self.files.is_familial:
-            return dict(self.tensors)
+            out = dict(self.tensors)
+            if "lm_head.weight" not in out and self.files.config.get("tie_word_embeddings", False):
+                out["lm_head.weight"] = out["model.embed_tokens.weight"]  # tied: the embedding is the head
+            return out
         out: dict[str, torch.Tensor] = {"model.embed_tokens.weight": self._get("model.embed_tokens.weight")}
         trunk = range(b.exit_layer) if b.exit_layer < last else range(last + 1)
         for j in trunk:

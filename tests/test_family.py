@@ -306,3 +306,29 @@ def test_checkpoint_without_tokenizer_files_is_one_line(tiny_path, tmp_path):
     with pytest.raises(EvalkitError) as e:
         load_family(bare).tokenizer  # noqa: B018
     assert "\n" not in str(e.value) and "has no tokenizer files" in str(e.value)
+
+
+def test_a_plain_checkpoint_with_tied_embeddings_loads(tiny_path, tmp_path):
+    """Small models (Qwen2.5-0.5B, ...) save no lm_head.weight: the embedding is the head."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    from evalkit._checkpoint import TOKENIZER_FILES
+    from evalkit._generate import generate_fast
+
+    torch.manual_seed(0)
+    config = Qwen2Config(vocab_size=1024, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True)  # fmt: skip
+    Qwen2ForCausalLM(config).save_pretrained(tmp_path / "tied")
+    for name in TOKENIZER_FILES:
+        if (tiny_path / name).is_file():
+            shutil.copy(tiny_path / name, tmp_path / "tied" / name)
+    assert "lm_head.weight" not in load_file(str(tmp_path / "tied" / "model.safetensors"))
+    family = load_family(tmp_path / "tied")
+    (branch,) = family.branches
+    embed = family.tensors["model.embed_tokens.weight"]
+    assert branch.num_params == sum(t.numel() for t in family.tensors.values())  # the head is not counted twice
+    model = family.branch_model(branch)
+    assert model.lm_head.weight.data_ptr() == embed.data_ptr()
+    model.generation_config.eos_token_id = None
+    stock = model.generate(PROMPT, max_new_tokens=5, do_sample=False, pad_token_id=0)[:, PROMPT.shape[1]:]
+    assert torch.equal(generate_fast(family, branch, PROMPT, max_new_tokens=5, ignore_eos=True), stock)
