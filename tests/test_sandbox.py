@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 import socket
 import subprocess
@@ -380,3 +381,58 @@ def test_the_program_cannot_make_nested_user_namespaces():
     out = run_program(source, limits=FAST, isolation="namespaces")
     assert out.passed and out.stdout.split() == ["-1", "ENOSPC"], out
     assert Path("/proc/sys/user/max_user_namespaces").read_text() == host_limit  # the host's own is untouched
+
+
+_FALLBACK_DRIVER = r"""
+import json, os, sys, uuid, warnings
+from evalkit.sandbox import Limits, run_program, sandbox_capabilities
+warnings.simplefilter("ignore")
+limits = Limits(timeout_s=20.0, cpu_s=5, memory_mb=256, max_procs=8)
+token = "evalkit-fallback-" + uuid.uuid4().hex
+# Each program re-execs itself with the token on its command line, so the host can look for survivors.
+tagged = ("import os, sys\nif len(sys.argv) < 2:\n"
+          f"    os.execv(sys.executable, [sys.executable, '-c', open('prog.py').read(), {token!r}])\n")
+bomb = tagged + ("import time\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        break\n"
+                 "time.sleep(60)\n")
+target = os.path.join(sys.argv[1], "escaped.txt")
+out = {
+    "level": sandbox_capabilities("rlimits").level,
+    "uid": run_program("import os; print(os.getuid())", limits=limits, isolation="rlimits").stdout.strip(),
+    "socket": run_program("import socket; socket.socket()", limits=limits, isolation="rlimits").stderr,
+    "write": run_program(f"open({target!r}, 'w').write('pwned')", limits=limits, isolation="rlimits").stderr,
+    "bomb": run_program(bomb, limits=Limits(timeout_s=3.0, cpu_s=2, memory_mb=256, max_procs=8),
+                        isolation="rlimits").status,
+    "sleeper": run_program(tagged + "import time\nif os.fork() == 0:\n    time.sleep(600)\ntime.sleep(600)\n",
+                           limits=Limits(timeout_s=1.5), isolation="rlimits").status,
+}
+out["token"] = token
+print(json.dumps(out))
+"""
+
+
+def _python_nobody_can_run() -> str | None:
+    """A Python >= 3.10 outside /root (the system's), for the fallback as root; None if there is none."""
+    for path in ("/usr/bin/python3", "/usr/local/bin/python3"):
+        if os.access(path, os.X_OK) and not os.path.realpath(path).startswith("/root"):
+            ok = subprocess.run([path, "-c", "import sys; sys.exit(sys.version_info < (3, 10))"], capture_output=True)
+            if ok.returncode == 0:
+                return path
+    return None
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or _python_nobody_can_run() is None,
+                    reason="needs root and a system Python the unprivileged uid can run")  # fmt: skip
+def test_the_fallback_as_root_runs_programs_as_nobody_and_contains_them(tmp_path):
+    """Where this interpreter lives under /root the fallback refuses; the system Python shows what it does."""
+    python = _python_nobody_can_run()
+    assert python is not None
+    repo = str(Path(__file__).resolve().parents[1])
+    proc = subprocess.run([python, "-I", "-c", f"import sys; sys.path.insert(0, {repo!r})\n" + _FALLBACK_DRIVER,
+                           str(tmp_path)], capture_output=True, text=True, timeout=180)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["level"] == "rlimits" and out["uid"] == "65534"
+    assert "network access is disabled" in out["socket"]
+    assert "Permission denied" in out["write"] and not (tmp_path / "escaped.txt").exists()
+    assert out["bomb"] == "timeout" and out["sleeper"] == "timeout"
+    assert out["token"] and not _procs_with(out["token"])
