@@ -15,8 +15,8 @@ import numpy as np
 # Peak memory bandwidth by device name, GB/s (vendor datasheets). Matched in order, on the lower-cased
 # name torch reports ("NVIDIA H100 80GB HBM3" is the SXM part), so specific names come first.
 PEAK_BANDWIDTH_GBPS: tuple[tuple[tuple[str, ...], float, str], ...] = (
-    (("h200",), 4800.0, "H200"),
     (("gh200",), 4000.0, "GH200"),
+    (("h200",), 4800.0, "H200"),
     (("h100", "nvl"), 3900.0, "H100 NVL"),
     (("h100", "pcie"), 2000.0, "H100 PCIe"),
     (("h100",), 3350.0, "H100 SXM"),

@@ -124,6 +124,7 @@ class BenchRecord:
     rows: tuple[BenchRow, ...] = ()
     ratios: tuple[Ratio, ...] = ()
     shared_trunk: SharedTrunk | None = None
+    notes: tuple[str, ...] = ()  # models not measured, and why
     schema: str = SCHEMA
     schema_version: int = SCHEMA_VERSION
 
@@ -165,7 +166,7 @@ def bench_from_dict(data: Mapping[str, Any]) -> BenchRecord:
         dtype=str(data["dtype"]),
         config=dict(data["config"]),
         protocol=dict(data["protocol"]),
-        peak_bandwidth_gbps=data["peak_bandwidth_gbps"],
+        peak_bandwidth_gbps=_number_or_none(data["peak_bandwidth_gbps"], "peak_bandwidth_gbps"),
         peak_bandwidth_source=str(data["peak_bandwidth_source"]),
         rows=tuple(_build(BenchRow, r) for r in data["rows"]),
         ratios=tuple(Ratio(**r) for r in data["ratios"]),
@@ -176,6 +177,7 @@ def bench_from_dict(data: Mapping[str, Any]) -> BenchRecord:
             notes=tuple(trunk["notes"]),
             e2e=tuple(_build(TrunkE2E, e) for e in trunk.get("e2e", ())),
         ),
+        notes=tuple(str(n) for n in data.get("notes", ())),
     )  # fmt: skip
 
 
@@ -188,10 +190,28 @@ def _build(cls: type, raw: Mapping[str, Any]) -> Any:
     values: dict[str, Any] = {}
     for key, value in raw.items():
         kind = str(names[key].type)
-        if "Stats" in kind and isinstance(value, Mapping):
+        if value is None and "None" in kind:
+            pass
+        elif "Stats" in kind:
+            if not isinstance(value, Mapping) or not all(_is_number(v) for v in value.values()):
+                raise ValueError(f"{cls.__name__}.{key} must be an object of numbers, got {value!r}")
             value = Stats(**value)
         elif "tuple" in kind and isinstance(value, list):
             value = tuple(value)
+        elif kind.split(" |")[0] in ("float", "int") and not _is_number(value):
+            raise ValueError(f"{cls.__name__}.{key} must be a number, got {value!r}")
+        elif kind.split(" |")[0] == "str" and not isinstance(value, str):
+            raise ValueError(f"{cls.__name__}.{key} must be a string, got {value!r}")
         values[key] = value
     return cls(**values)
+
+
+def _number_or_none(value: object, name: str) -> float | None:
+    if value is not None and not _is_number(value):
+        raise ValueError(f"{name} must be a number or null, got {value!r}")
+    return None if value is None else float(value)  # type: ignore[arg-type]
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 

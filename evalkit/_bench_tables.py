@@ -13,7 +13,7 @@ def bench_markdown(record: BenchRecord) -> str:
             f"peak bandwidth: {_gbps(record)}\nCommand: `{record.command}` · {record.created_at}")  # fmt: skip
     if record.rows:
         head += "\n" + _backends(record)
-    parts = [head]
+    parts = [head, *(f"Note: {n}" for n in record.notes)]
     if record.rows:
         parts += ["### Speed per branch", speed_table(record.rows)]
     if record.ratios:

@@ -92,7 +92,7 @@ def _protocol(bench: BenchRecord) -> str:
 
 def _bench_block(path: Path, bench: BenchRecord, record: ResultsRecord, plot_dir: Path,
                  queue: plots.PlotQueue) -> str:
-    parts = [f"### Bench {bench.run_id} (`{path.name}`)\n", _protocol(bench)]
+    parts = [f"### Bench {bench.run_id} (`{path.name}`)\n", _protocol(bench), *(f"Note: {n}\n" for n in bench.notes)]
     if not bench.rows and bench.shared_trunk is None:
         parts.append("This bench record has no measurements.\n")
     if bench.rows:

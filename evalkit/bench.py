@@ -9,6 +9,7 @@ all branches of a family at once with the last branch alone and with each branch
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
@@ -36,7 +37,8 @@ class Protocol:
     3. fixed output length: every generation makes exactly gen_len tokens (EOS ignored on the fast
        path, min_new_tokens = max_new_tokens on stock `generate`);
     4. at least `iterations` timed repetitions per cell;
-    5. median, p90 and p99 with numpy (linear interpolation);
+    5. median, p90 and p99 with numpy (linear interpolation) over the iterations: each is one whole
+       generation, so a TPOT percentile is over per-generation mean step times, not single tokens;
     6. peak allocated and reserved GPU memory per cell (peak counters reset before the cell);
     7. MBU = bytes per token x tokens/s / peak bandwidth, the peak looked up from the device name or
        given, never assumed; none on a CPU unless given;
@@ -92,13 +94,21 @@ class BenchConfig:
         if self.e2e_suite is not None and (len(parse_suites(self.e2e_suite)) != 1 or self.e2e_limit < 1):
             raise EvalkitError(f"--e2e-suite takes one suite (general, code or stem) and --e2e-limit a positive "
                                f"number (got {self.e2e_suite!r}, {self.e2e_limit})")  # fmt: skip
-        if self.iterations < 1 or self.warmup < 0:
-            raise EvalkitError(f"--iterations must be >= 1 and --warmup >= 0 (got {self.iterations}, {self.warmup})")
+        if self.iterations < 1 or self.warmup < 1:
+            raise EvalkitError(f"--iterations and --warmup must be >= 1 (got {self.iterations}, {self.warmup}); "
+                               "the warm-up builds the CUDA graph and compiles, which no timed run may include")
+        if self.peak_bandwidth is not None and not (0 < self.peak_bandwidth < math.inf):
+            raise EvalkitError(f"--peak-bandwidth must be a positive number of GB/s, got {self.peak_bandwidth}")
+        if self.e2e_max_out_len is not None and self.e2e_max_out_len < 1:
+            raise EvalkitError(f"--e2e-max-out-len must be >= 1, got {self.e2e_max_out_len}")
         # Names and paths are checked here, before torch loads, so a typo fails at once.
         if self.shapes:
             from .shapes import parse_shapes
 
-            parse_shapes(",".join(self.shapes))
+            plain = [s.name for s in parse_shapes(",".join(self.shapes)) if s.role != "ours"]
+            if self.shared_trunk and plain:
+                raise EvalkitError(f"--shared-trunk needs familial shapes; {', '.join(plain)} has one branch "
+                                   "(use --shape ruyi-7b)")  # fmt: skip
         if self.model:
             from ._checkpoint import read_checkpoint
 
@@ -130,7 +140,11 @@ def bench(config: BenchConfig | None = None, /, **options: Any) -> tuple[BenchRe
     # The fast path at its fastest: fused kernels in a CUDA graph on a GPU (`run` keeps plain CUDA graphs,
     # whose arithmetic is stock transformers' op for op).
     asked = "compile" if config.decode_mode == "auto" and device == "cuda" else config.decode_mode
-    config = replace(config, decode_mode=resolve_mode(asked, device))
+    config = replace(config, decode_mode=resolve_mode(asked, device), device=device,
+                     e2e_suite=config.e2e_suite if config.shared_trunk else None,
+                     batch_sizes=None if config.batch_sizes is None else tuple(dict.fromkeys(config.batch_sizes)))
+    out_dir = Path(config.out) if config.out else Path("results") / f"bench-{_now().strftime('%Y%m%d-%H%M%S')}"
+    _writable(out_dir)
     env = environment(device)
     peak, source = (config.peak_bandwidth, "flag") if config.peak_bandwidth else peak_bandwidth(env.device)
     if device == "cpu" and not config.peak_bandwidth:
@@ -141,25 +155,42 @@ def bench(config: BenchConfig | None = None, /, **options: Any) -> tuple[BenchRe
     clock = Clock(device)
     rows: list[BenchRow] = []
     trunk: SharedTrunk | None = None
+    notes: list[str] = []
+    now = _now()
+
+    def save() -> tuple[BenchRecord, Path]:
+        """The record so far, written after every model: a later failure loses nothing measured."""
+        record = BenchRecord(
+            run_id=now.strftime("%Y%m%d-%H%M%S"), created_at=now.isoformat(timespec="seconds"),
+            command=config.command or _command(), environment=env, dtype=config.dtype,
+            config=_jsonable(asdict(config)), protocol=_jsonable(asdict(protocol)), peak_bandwidth_gbps=peak,
+            peak_bandwidth_source=source, rows=tuple(rows), ratios=tuple(_ratios(rows)), shared_trunk=trunk,
+            notes=tuple(notes),
+        )  # fmt: skip
+        return record, save_bench(record, out_dir / "bench.json")
+
     with torch.no_grad():
         for src in _sources(config, device):
-            family = src.load()
+            try:
+                family = src.load()
+            except Exception as e:  # noqa: BLE001 - a model too big for the device is a result, not a crash
+                if not _is_oom(e):
+                    raise
+                family = None
+            if family is None:  # out of the except block, so the partly built tensors can be freed
+                notes.append(f"{src.title}: out of memory loading its {config.dtype} weights on {env.device}; "
+                             "not measured")  # fmt: skip
+                _release(device)
+                save()
+                continue
             if config.shared_trunk:
                 trunk = _shared_trunk(config, src, family, clock)
             else:
                 rows += list(_bench_family(config, src, family, clock, peak))
             del family
-            if device == "cuda":
-                torch.cuda.empty_cache()
-    now = datetime.now(timezone.utc)
-    record = BenchRecord(
-        run_id=now.strftime("%Y%m%d-%H%M%S"), created_at=now.isoformat(timespec="seconds"),
-        command=config.command or _command(), environment=env, dtype=config.dtype,
-        config=_jsonable(asdict(config)), protocol=_jsonable(asdict(protocol)), peak_bandwidth_gbps=peak,
-        peak_bandwidth_source=source, rows=tuple(rows), ratios=tuple(_ratios(rows)), shared_trunk=trunk,
-    )  # fmt: skip
-    out_dir = Path(config.out) if config.out else Path("results") / f"bench-{record.run_id}"
-    return record, save_bench(record, out_dir / "bench.json")
+            _release(device)
+            save()
+    return save()
 
 
 def _bench_family(
@@ -168,6 +199,9 @@ def _bench_family(
     from ._bench_runners import FastRunner, HFRunner, measure, prompts
     from .family import parse_branches
 
+    if family.files.is_quantized:
+        raise EvalkitError(f"{src.name} is a quantized checkpoint; bench measures bf16/fp16/fp32 weights "
+                           "(pass the unquantized checkpoint)")  # fmt: skip
     chosen = parse_branches(config.branches, family.branches) if family.files.is_familial else family.branches
     role = "ours" if family.files.is_familial else "baseline"
     resident = sum(t.numel() * t.element_size() for t in {t.data_ptr(): t for t in family.tensors.values()}.values())
@@ -175,26 +209,31 @@ def _bench_family(
         bytes_read = _traffic(family, branch, config)
         for backend in config.backends:
             for b in config.batch_sizes or BATCH_SIZES:
-                ids, mask = prompts(family, b, config.prompt_len, config.seed)
                 base = dict(model=src.name, title=src.title, role=role, branch=branch.name,
                             exit_layer=branch.exit_layer, num_params=branch.num_params, backend=backend, batch_size=b,
                             prompt_len=config.prompt_len, gen_len=config.gen_len,
                             weight_bytes=bytes_read.weight_bytes, kv_bytes_per_row=bytes_read.kv_bytes_per_row,
                             bytes_per_token=bytes_read.per_token(b))  # fmt: skip
                 memory = PeakMemory(family.device.type)
+                runner: Any = None
                 try:
                     with memory:
-                        runner: Any = (
+                        ids, mask = prompts(family, b, config.prompt_len, config.seed)
+                        runner = (
                             FastRunner(family, [branch], ids, mask, config.gen_len, config.decode_mode)
                             if backend == "fast"
                             else HFRunner(family, branch, ids, mask, config.gen_len, config.attn)
                         )
                         t = measure(runner, clock=clock, warmup=config.warmup, iterations=config.iterations,
                                     batch_size=b, gen_len=config.gen_len)  # fmt: skip
-                        del runner
+                        runner = None
                 except Exception as e:  # noqa: BLE001 - only out-of-memory is a result; anything else is re-raised
                     if not _is_oom(e):
                         raise
+                    t = None
+                if t is None:  # out of the except block: its traceback no longer holds the runner's frames
+                    runner = None  # free its cache and graph before the next cell's peak is taken
+                    _release(family.device.type)
                     yield BenchRow(**base, error="out of memory")
                     continue
                 own = branch.num_params * family.tensors["model.embed_tokens.weight"].element_size()
@@ -288,7 +327,31 @@ def _device(requested: str) -> str:
 def _is_oom(e: Exception) -> bool:
     import torch
 
-    return isinstance(e, torch.cuda.OutOfMemoryError) or "out of memory" in str(e).lower()
+    text = str(e).lower()
+    return isinstance(e, torch.cuda.OutOfMemoryError) or "out of memory" in text or "can't allocate memory" in text
+
+
+def _release(device: str) -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if device == "cuda":
+        torch.cuda.empty_cache()
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _writable(out_dir: Path) -> None:
+    """Fail before measuring, not after, when the record cannot be written."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise EvalkitError(f"cannot write the bench record under {out_dir} ({e.strerror}); "
+                           "pass a writable --out") from None
 
 
 def _command() -> str:

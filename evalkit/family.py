@@ -147,10 +147,10 @@ class Family:
         b = self.branch(branch)
         last = self.exit_points[-1]
         if not self.files.is_familial:
-            out = dict(self.tensors)
-            if "lm_head.weight" not in out and self.files.config.get("tie_word_embeddings", False):
-                out["lm_head.weight"] = out["model.embed_tokens.weight"]  # tied: the embedding is the head
-            return out
+            plain = dict(self.tensors)
+            if "lm_head.weight" not in plain and self.files.config.get("tie_word_embeddings", False):
+                plain["lm_head.weight"] = plain["model.embed_tokens.weight"]  # tied: the embedding is the head
+            return plain
         out: dict[str, torch.Tensor] = {"model.embed_tokens.weight": self._get("model.embed_tokens.weight")}
         trunk = range(b.exit_layer) if b.exit_layer < last else range(last + 1)
         for j in trunk:
@@ -395,8 +395,8 @@ def _make_branches(family: Family) -> tuple[Branch, ...]:
         counts.append(_count_params(family, probe) if family.tensors else (0, 0))
     if family.files.is_familial:
         names = _size_names([non_emb for _, non_emb in counts])
-    else:
-        names = [family.path.resolve().name]
+    else:  # a checkpoint directory's name; a family made in memory is called `<name>`
+        names = [family.path.resolve().name if family.files.weight_files else family.path.name.strip("<>")]
     return tuple(
         Branch(index=i, name=names[i], exit_layer=e, num_layers=e + 1, num_params=tot, non_embedding_params=non_emb)
         for i, (e, (tot, non_emb)) in enumerate(zip(exits, counts, strict=True))

@@ -63,6 +63,9 @@ def test_record_round_trip_and_required_keys(tmp_path):
         (lambda d: d.update(schema_version=2), "schema_version 2 is not supported"),
         (lambda d: d["rows"][0].update(speed=1), "has no field 'speed'"),
         (lambda d: d.pop("environment"), "is not an evalkit bench record"),
+        (lambda d: d["rows"][0].update(decode_tok_s=217.9), "decode_tok_s must be an object of numbers"),
+        (lambda d: d["rows"][0].update(batch_size="1"), "batch_size must be a number"),
+        (lambda d: d.update(peak_bandwidth_gbps="3350"), "peak_bandwidth_gbps must be a number or null"),
     ],
 )
 def test_bad_records_are_one_clear_error(tmp_path, edit, message):
@@ -93,7 +96,7 @@ def test_mbu_on_a_known_case():
 
 @pytest.mark.parametrize(
     "name, gbps",
-    [("NVIDIA H100 80GB HBM3", 3350), ("NVIDIA H100 PCIe", 2000), ("NVIDIA H200", 4800),
+    [("NVIDIA H100 80GB HBM3", 3350), ("NVIDIA H100 PCIe", 2000), ("NVIDIA H200", 4800), ("NVIDIA GH200 480GB", 4000),
      ("NVIDIA A100-SXM4-80GB", 2039), ("NVIDIA A100 80GB PCIe", 1935), ("NVIDIA A100-SXM4-40GB", 1555),
      ("NVIDIA L40S", 864), ("NVIDIA GeForce RTX 4090", 1008), ("NVIDIA L4", 300), ("cpu (x86_64, 2 threads)", None)],
 )  # fmt: skip
@@ -171,6 +174,28 @@ def test_family_from_tensors_in_memory(tiny_path):
         Family.from_tensors({**on_disk.files.config, "early_exit_points": None}, on_disk.tensors, name="bad")
     with pytest.raises(EvalkitError, match="no floating-point tensors"):
         Family.from_tensors(on_disk.files.config, {}, name="empty")
+    plain = on_disk.branch_state_dict("E186K")
+    config = {k: v for k, v in on_disk.branch_config("E186K").to_dict().items() if k != "architectures"}
+    assert [b.name for b in Family.from_tensors(config, plain, name="qwen-like").branches] == ["qwen-like"]
+
+
+def test_a_model_too_big_to_load_is_a_note_and_the_rest_is_kept(tiny_path, tmp_path, monkeypatch):
+    import evalkit.bench as bench_module
+
+    real = bench_module._sources
+
+    def sources(config, device):
+        def oom():
+            raise RuntimeError("CUDA out of memory. Tried to allocate 68.00 GiB")
+
+        return [bench_module._Source("yi-34b", "Yi-34B", oom), *real(config, device)]
+
+    monkeypatch.setattr(bench_module, "_sources", sources)
+    record, path = bench(BenchConfig(**{**SMALL, "batch_sizes": (1,)}, branches="E111K", out=str(tmp_path)))
+    assert record.notes == (f"Yi-34B: out of memory loading its fp32 weights on {record.environment.device}; "
+                            "not measured",)  # fmt: skip
+    assert [r.branch for r in record.rows] == ["E111K", "E111K"] and load_bench(path) == record
+    assert "Note: Yi-34B: out of memory" in bench_markdown(record)
 
 
 def test_a_plain_checkpoint_benches_as_one_baseline(tiny_path, tmp_path):
@@ -214,6 +239,7 @@ def test_bench_cli_on_cpu_writes_a_valid_record(tiny_path, tmp_path):
     assert record.command.startswith("evalkit bench --batch-sizes 1,2")
     assert "fast over hf" in proc.stdout and "cpu" in proc.stdout
     assert record.protocol["decode_mode"] == "eager" and "static-KV-cache decoder, eager" in proc.stdout
+    assert record.config["device"] == "cpu" and record.config["e2e_suite"] is None  # what ran, not what was asked
 
 
 @pytest.mark.parametrize(
@@ -224,6 +250,12 @@ def test_bench_cli_on_cpu_writes_a_valid_record(tiny_path, tmp_path):
         (["--model", "/nonexistent/ckpt"], "does not exist"),
         (["--gen-len", "1"], "--gen-len must be >= 2"),
         (["--device", "cpu", "--decode-mode", "cudagraph"], "decode mode 'cudagraph' needs a CUDA device"),
+        (["--warmup", "0"], "--iterations and --warmup must be >= 1"),
+        (["--peak-bandwidth", "nan"], "--peak-bandwidth must be a positive number"),
+        (["--peak-bandwidth", "0"], "--peak-bandwidth must be a positive number"),
+        (["--shared-trunk", "--e2e-max-out-len", "-5"], "--e2e-max-out-len must be >= 1"),
+        (["--shared-trunk", "--shape", "ruyi-7b,yi-6b", "--random-weights"], "yi-6b has one branch"),
+        (["--out", "/proc/version/x"], "cannot write the bench record under /proc/version/x"),
     ],
 )
 def test_bench_cli_errors_are_one_line(args, message):

@@ -219,7 +219,7 @@ def _tables_have_device(text: str, label: str) -> int:
 def test_performance_from_a_real_cpu_bench(tiny_path, tmp_path):
     from evalkit.bench import BenchConfig, bench
 
-    _, bench_path = bench(BenchConfig(batch_sizes=(1,), prompt_len=8, gen_len=4, iterations=1, warmup=0,
+    _, bench_path = bench(BenchConfig(batch_sizes=(1,), prompt_len=8, gen_len=4, iterations=1, warmup=1,
                                       dtype="fp32", branches="E111K,E297K", out=str(tmp_path / "b")))
     fam = [ModelInfo(abbr=f"tiny-ruyi-{b.lower()}", name=f"tiny-ruyi-{b}", role="ours", family="tiny-ruyi",
                      branch=b, exit_layer=e, num_params=p) for b, e, p in (("E111K", 2, 209728), ("E297K", 7, 395328))]
