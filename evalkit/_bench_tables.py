@@ -32,11 +32,11 @@ def speed_table(rows: tuple[BenchRow, ...]) -> str:
     table = []
     for r in rows:
         if r.error or r.ttft_s is None or r.tpot_s is None or r.decode_tok_s is None or r.e2e_s is None:
-            failed = (r.model, r.branch, _params(r.num_params), r.backend, r.batch_size, r.error or "–")
+            failed = (r.model, r.branch, format_params(r.num_params), r.backend, r.batch_size, r.error or "–")
             table.append((*failed, "", "", "", ""))
             continue
         table.append((
-            r.model, r.branch, _params(r.num_params), r.backend, r.batch_size,
+            r.model, r.branch, format_params(r.num_params), r.backend, r.batch_size,
             f"{r.ttft_s.median * 1e3:.1f}", f"{r.tpot_s.median * 1e3:.2f} / {r.tpot_s.p99 * 1e3:.2f}",
             f"{r.decode_tok_s.median:.1f}", f"{r.e2e_s.median:.3f}", "–" if r.mbu is None else f"{100 * r.mbu:.1f}%",
         ))  # fmt: skip
@@ -94,7 +94,8 @@ def _gbps(record: BenchRecord) -> str:
     return f"{record.peak_bandwidth_gbps:g} GB/s ({record.peak_bandwidth_source})"
 
 
-def _params(n: int) -> str:
+def format_params(n: int) -> str:
+    """A parameter count as 7.62B, 283.97M, 209.73K."""
     for scale, unit in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
         if n >= scale:
             return f"{n / scale:.2f}{unit}"

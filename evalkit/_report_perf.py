@@ -21,7 +21,7 @@ from tabulate import tabulate
 
 from . import plots
 from ._bench_record import BenchRecord, BenchRow, Ratio
-from ._bench_tables import trunk_tables
+from ._bench_tables import format_params, trunk_tables
 from ._family_view import all_dataset_keys
 from ._tables import row_average
 from .results import ModelInfo, ResultsRecord
@@ -133,7 +133,7 @@ def _speed_tables(bench: BenchRecord) -> str:
                 sorted(rows, key=lambda r: (r.backend != "hf", r.batch_size))]
         table = tabulate(body, headers=headers, tablefmt="pipe", disable_numparse=True,
                          colalign=("left", *("right",) * (len(headers) - 1)))
-        what = f"{_name(first)}, {_params(first.num_params)} parameters"
+        what = f"{_name(first)}, {format_params(first.num_params)} parameters"
         parts.append(f"{_caption(bench, what)}\n\n{table}\n")
     return "\n".join(parts)
 
@@ -287,13 +287,6 @@ def _pareto(bench: BenchRecord, record: ResultsRecord, plot_dir: Path, queue: pl
 
 def _short(revision: str) -> str:
     return revision[:10] + ("+dirty" if revision.endswith("+dirty") else "")
-
-
-def _params(n: int) -> str:
-    for scale, unit in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
-        if n >= scale:
-            return f"{n / scale:.2f}{unit}"
-    return str(n)
 
 
 def _bytes(n: float) -> str:
