@@ -143,7 +143,8 @@ def bench(config: BenchConfig | None = None, /, **options: Any) -> tuple[BenchRe
     config = replace(config, decode_mode=resolve_mode(asked, device), device=device,
                      e2e_suite=config.e2e_suite if config.shared_trunk else None,
                      batch_sizes=None if config.batch_sizes is None else tuple(dict.fromkeys(config.batch_sizes)))
-    out_dir = Path(config.out) if config.out else Path("results") / f"bench-{_now().strftime('%Y%m%d-%H%M%S')}"
+    now = datetime.now(timezone.utc)
+    out_dir = Path(config.out) if config.out else Path("results") / f"bench-{now.strftime('%Y%m%d-%H%M%S')}"
     _writable(out_dir)
     env = environment(device)
     peak, source = (config.peak_bandwidth, "flag") if config.peak_bandwidth else peak_bandwidth(env.device)
@@ -156,7 +157,6 @@ def bench(config: BenchConfig | None = None, /, **options: Any) -> tuple[BenchRe
     rows: list[BenchRow] = []
     trunk: SharedTrunk | None = None
     notes: list[str] = []
-    now = _now()
 
     def save() -> tuple[BenchRecord, Path]:
         """The record so far, written after every model: a later failure loses nothing measured."""
@@ -341,17 +341,14 @@ def _release(device: str) -> None:
         torch.cuda.empty_cache()
 
 
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
 def _writable(out_dir: Path) -> None:
     """Fail before measuring, not after, when the record cannot be written."""
+    from .results import cannot_write
+
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise EvalkitError(f"cannot write the bench record under {out_dir} ({e.strerror}); "
-                           "pass a writable --out") from None
+        raise cannot_write(out_dir, e) from None
 
 
 def _command() -> str:

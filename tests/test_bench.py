@@ -255,7 +255,8 @@ def test_bench_cli_on_cpu_writes_a_valid_record(tiny_path, tmp_path):
         (["--peak-bandwidth", "0"], "--peak-bandwidth must be a positive number"),
         (["--shared-trunk", "--e2e-max-out-len", "-5"], "--e2e-max-out-len must be >= 1"),
         (["--shared-trunk", "--shape", "ruyi-7b,yi-6b", "--random-weights"], "yi-6b has one branch"),
-        (["--out", "/proc/version/x"], "cannot write the bench record under /proc/version/x"),
+        (["--out", "/proc/version/x"], "cannot write /proc/version/x (/proc/version is not a directory); "
+                                       "pass a writable --out"),
     ],
 )
 def test_bench_cli_errors_are_one_line(args, message):
