@@ -51,7 +51,6 @@ REQUIRED = ("wq", "wk", "wv", "wo", "attn_norm", "mlp_norm", "w_gate", "w_up", "
 
 @dataclass(frozen=True)
 class Dims:
-    num_heads: int
     num_kv_heads: int
     head_dim: int
     eps: float
@@ -327,7 +326,7 @@ def _dims(config: object) -> Dims:
     heads = config.num_attention_heads  # type: ignore[attr-defined]
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads  # type: ignore[attr-defined]
     kv = getattr(config, "num_key_value_heads", None) or heads
-    return Dims(num_heads=heads, num_kv_heads=kv, head_dim=head_dim, eps=config.rms_norm_eps)  # type: ignore[attr-defined]
+    return Dims(num_kv_heads=kv, head_dim=head_dim, eps=config.rms_norm_eps)  # type: ignore[attr-defined]
 
 
 def _layer(state: dict[str, Tensor], index: int, dims: Dims) -> Layer:
