@@ -18,14 +18,14 @@ class Dataset:
     title: str  # column header used in tables, e.g. "ARC-c"
     suite: str  # "general" | "code" | "stem"
     metric: str  # "accuracy" | "pass@1"
-    clustered: bool = False  # items are grouped by subject/task (clustered standard errors)
+    grouped: bool = False  # items are grouped by subject/task and the score is the mean of group means
 
 
 DATASETS: tuple[Dataset, ...] = (
-    Dataset("mmlu", "MMLU", "general", "accuracy", clustered=True),
-    Dataset("mmlu_pro", "MMLU-Pro", "general", "accuracy", clustered=True),
-    Dataset("cmmlu", "CMMLU", "general", "accuracy", clustered=True),
-    Dataset("bbh", "BBH", "general", "accuracy", clustered=True),
+    Dataset("mmlu", "MMLU", "general", "accuracy", grouped=True),
+    Dataset("mmlu_pro", "MMLU-Pro", "general", "accuracy", grouped=True),
+    Dataset("cmmlu", "CMMLU", "general", "accuracy", grouped=True),
+    Dataset("bbh", "BBH", "general", "accuracy", grouped=True),
     Dataset("arc_c", "ARC-c", "general", "accuracy"),
     Dataset("hellaswag", "HellaSwag", "general", "accuracy"),
     Dataset("winogrande", "WinoGrande", "general", "accuracy"),

@@ -44,7 +44,7 @@ class Item:
 
     id: str
     score: float
-    group: str | None = None  # subject or task, for clustered standard errors
+    group: str | None = None  # subject or task of a grouped dataset (its score averages the groups)
 
 
 @dataclass(frozen=True)

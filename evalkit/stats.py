@@ -77,16 +77,16 @@ def binomial_se(value: float, n: int) -> float | None:
     return 100.0 * math.sqrt(max(p * (1.0 - p), 0.0) / n)
 
 
-def is_clustered(dataset: str) -> bool:
+def is_grouped(dataset: str) -> bool:
     d = BY_KEY.get(dataset)
-    return bool(d and d.clustered)
+    return bool(d and d.grouped)
 
 
 def standard_error(score: Score) -> float | None:
     """The SE of a score in points (see the module docstring for which estimator applies)."""
     if score.items:
         values = np.array([i.score for i in score.items], dtype=float)
-        groups = [i.group for i in score.items] if is_clustered(score.dataset) else None
+        groups = [i.group for i in score.items] if is_grouped(score.dataset) else None
         return 100.0 * mean_and_se(values, item_weights(groups))[1]
     return binomial_se(score.value, score.n)
 
@@ -152,7 +152,7 @@ def compare(a: Score, b: Score, *, seed: int = 0) -> Comparison:
     """b - a, paired on common item ids where both have outcomes, unpaired otherwise."""
     xa, xb, groups = common_items(a, b)
     if len(xa):
-        return _paired(xa, xb, groups if is_clustered(a.dataset) else None, seed)
+        return _paired(xa, xb, groups if is_grouped(a.dataset) else None, seed)
     return _unpaired(a, b)
 
 

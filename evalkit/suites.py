@@ -81,7 +81,7 @@ CONFIGS: dict[str, ConfigSource] = {c.key: c for c in (
 def dataset_of(abbr: str) -> tuple[str, str | None]:
     """OpenCompass dataset abbr -> (canonical dataset key, group), e.g. 'bbh-navigate' -> ('bbh', 'navigate').
 
-    The group is the subject, category or task for clustered datasets and None otherwise.
+    The group is the subject, category or task for grouped datasets and None otherwise.
     """
     for src in CONFIGS.values():
         if src.grouped and abbr.startswith(src.abbr) and len(abbr) > len(src.abbr):

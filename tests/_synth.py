@@ -39,7 +39,7 @@ def synth_record(n_items: int = 300, seed: int = 0, run_id: str = "synth", skill
     for d in DATASETS:
         drng = np.random.default_rng(1000 * seed + DATASETS.index(d))
         difficulty = drng.normal(0.0, 1.5, n_items)
-        groups = [f"{d.key}_g{j % 12}" for j in range(n_items)] if d.clustered else [None] * n_items
+        groups = [f"{d.key}_g{j % 12}" for j in range(n_items)] if d.grouped else [None] * n_items
         shared = drng.normal(size=n_items)  # mostly shared per item, so branches mostly agree
         for m in models():
             key = m.branch or m.abbr
