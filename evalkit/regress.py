@@ -54,7 +54,7 @@ class Row:
 class RegressResult:
     rows: tuple[Row, ...]
     new_inversions: tuple[Inversion, ...]
-    missing: tuple[str, ...]  # "model dataset" the reference scores and the candidate does not
+    missing: tuple[tuple[str, str], ...]  # (model, dataset) the reference scores and the candidate does not
     added: tuple[str, ...]  # models or scores only the candidate has (never a failure)
     tolerance: float
     alpha: float
@@ -103,7 +103,7 @@ class RegressResult:
             parts.append(f"new inversion: {title(inv.dataset)}: {inv.to} ({inv.to_value:.2f}) below {inv.from_} "
                          f"({inv.from_value:.2f}), p (Holm) = {_p(inv.p_value)}")
         if self.missing:
-            parts.append("missing from the candidate: " + ", ".join(self.missing))
+            parts.append("missing from the candidate: " + ", ".join(f"{m} {d}" for m, d in self.missing))
         if self.added:
             parts.append("only in the candidate (not compared): " + ", ".join(self.added))
         parts.append(self.summary())
@@ -113,11 +113,10 @@ class RegressResult:
         missing = [] if self.allow_missing else list(self.missing)
         suite = ET.Element("testsuite", name="evalkit.regress", tests=str(len(self.rows) + 1 + len(missing)),
                            failures=str(len(self.drops) + bool(self.new_inversions) + len(missing)), errors="0")
-        for name in missing:
-            model, dataset = name.split(" ", 1)
+        for model, dataset in missing:
             case = ET.SubElement(suite, "testcase", classname=f"evalkit.regress.{model}", name=dataset)
-            ET.SubElement(case, "failure", message=f"{name}: in the reference, missing from the candidate",
-                          type="missing").text = f"{name}: in the reference, missing from the candidate"
+            text = _missing_message(model, dataset)
+            ET.SubElement(case, "failure", message=text, type="missing").text = text
         for r in self.rows:
             case = ET.SubElement(suite, "testcase", classname=f"evalkit.regress.{r.model}", name=r.dataset)
             if r.verdict == "FAIL":
@@ -139,8 +138,8 @@ class RegressResult:
         out += [f"::error title={_prop('evalkit regress: new inversion')}::{_msg(_inversion_message(i))}"
                 for i in self.new_inversions]
         if not self.allow_missing:
-            out += [f"::error title={_prop('evalkit regress: missing score')}::"
-                    f"{_msg(f'{m}: in the reference, missing from the candidate')}" for m in self.missing]
+            out += [f"::error title={_prop('evalkit regress: missing score')}::{_msg(_missing_message(m, d))}"
+                    for m, d in self.missing]
         out += [f"::warning title={_prop('evalkit regress: ' + r.label)}::"
                 f"{_msg(f'down {-r.comparison.delta:.2f} points but n is unknown, so it was not tested')}"
                 for r in self.rows if r.verdict == "untested" and r.comparison.delta < -self.tolerance]
@@ -163,7 +162,7 @@ def regress(reference: str | Path | ResultsRecord, candidate: str | Path | Resul
                 continue
             c = cand.score(cand_keys[key], s.dataset) if key in cand_keys else None
             if c is None:
-                missing.append(f"{key} {s.dataset}")
+                missing.append((key, s.dataset))
             else:
                 pairs.append((key, s, c, compare(s, c)))
     if not pairs:
@@ -221,6 +220,10 @@ def _p(p: float | None) -> str:
 def _drop_message(r: Row) -> str:
     return (f"{r.label} dropped {-r.comparison.delta:.2f} points ({r.reference:.2f} -> {r.candidate:.2f}; "
             f"95% CI {_ci(r.comparison)}; p (Holm) {_p(r.p_adjusted)}; {r.comparison.method})")
+
+
+def _missing_message(model: str, dataset: str) -> str:
+    return f"{model} {dataset}: in the reference, missing from the candidate"
 
 
 def _inversion_message(i: Inversion) -> str:
