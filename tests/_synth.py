@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import special
 
-from evalkit.datasets import DATASETS
-from evalkit.results import Item, ModelInfo, Provenance, ResultsRecord, Score
+from evalkit.catalog.datasets import DATASETS
+from evalkit.records.results import Item, ModelInfo, Provenance, ResultsRecord, Score
 
 BRANCHES = (("E3B", 11, 3_330_000_000), ("E4B", 15, 4_200_000_000), ("E5B", 19, 5_070_000_000),
             ("E6B", 23, 5_940_000_000), ("E7B", 27, 7_620_000_000))

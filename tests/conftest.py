@@ -3,16 +3,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-# Every test (and every subprocess a test starts) builds the embedded default into this session's cache,
-# never into the user's home.
-_SESSION_HOME = Path(os.environ.get("EVALKIT_TEST_HOME", "/tmp")) / f"evalkit-test-home-{os.getpid()}"
-os.environ["EVALKIT_HOME"] = str(_SESSION_HOME)
-# Subprocesses (the CLI under test) run tiny models too: one thread each avoids contention on small CI machines.
-os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def _has_cuda() -> bool:
@@ -34,7 +28,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _deterministic() -> None:
+def _session_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Every test (and every subprocess a test starts) builds the embedded default into this session's
+    cache, never into the user's home. Subprocesses (the CLI under test) run tiny models too: one thread
+    each avoids contention on small CI machines."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("EVALKIT_HOME", str(tmp_path_factory.mktemp("evalkit-home")))
+        mp.setenv("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "1"))
+        yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _deterministic(_session_env: None) -> None:
     import torch
 
     torch.use_deterministic_algorithms(True)
@@ -45,7 +50,7 @@ def _deterministic() -> None:
 @pytest.fixture(scope="session")
 def tiny_path() -> Path:
     """The embedded default: qwen2 flavour, one head per branch."""
-    from evalkit.tiny import default_model_path
+    from evalkit.load.tiny import default_model_path
 
     return default_model_path()
 
@@ -53,7 +58,7 @@ def tiny_path() -> Path:
 @pytest.fixture(scope="session")
 def make_checkpoint(tmp_path_factory: pytest.TempPathFactory):
     """Build (once per session) a tiny familial checkpoint of the given flavour and head layout."""
-    from evalkit.tiny import make_tiny
+    from evalkit.load.tiny import make_tiny
 
     cache: dict[tuple[str, bool], Path] = {}
 

@@ -1,4 +1,4 @@
 """One branch exported by `evalkit export-branch`, from $EXPORTED_BRANCH_PATH, through evalkit's model class."""
 
 # mmengine turns `from ... import` in a config file into lazy placeholders that cannot be called.
-models = __import__("evalkit.model_configs", fromlist=["exported_models"]).exported_models("hf")
+models = __import__("evalkit.oc.configs", fromlist=["exported_models"]).exported_models("hf")

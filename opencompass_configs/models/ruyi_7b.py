@@ -6,4 +6,4 @@ the five branches share one copy of the weights; stock runners load it once per 
 """
 
 # mmengine turns `from ... import` in a config file into lazy placeholders that cannot be called.
-models = __import__("evalkit.model_configs", fromlist=["ruyi_models"]).ruyi_models()
+models = __import__("evalkit.oc.configs", fromlist=["ruyi_models"]).ruyi_models()

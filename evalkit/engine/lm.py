@@ -1,0 +1,347 @@
+"""The model protocol every evaluator talks to, and the per-family engine that serves it.
+
+`LM` is four request-typed methods: each takes a list and returns a list of the same length, with no
+side effects. `FamilyEngine` holds one loaded checkpoint (a `Family`) and answers requests for any of
+its branches; `engine_for` returns the process's engine for a checkpoint, keyed by the family's full
+identity (weights fingerprint + dtype + device), so a checkpoint is read once for all its branches and
+datasets. `BranchLM` is one branch of an engine, as an `LM`.
+
+Every score goes through `FamilyEngine.token_logprobs`. With `shared_trunk=False` it runs the one
+branch model (`evalkit.engine.trunk.score_branch`); with `shared_trunk=True` an `evalkit.engine.trunk.SharedScorer`
+scores every branch of the run in one trunk pass and keeps the other branches' answers, keyed by
+family identity + branch + exact token ids, in a byte-bounded cache for the sibling branches to read.
+Generation works the same way on the shared path: `evalkit.engine.shared_generate.SharedGenerator` decodes
+every branch of the run together and keeps the siblings' tokens for them; off it, each branch runs
+stock transformers `generate`. The texts are the same either way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from evalkit.engine.batching import StopStrings, batches, cut_at_stop, left_pad, right_pad
+from evalkit.engine.requests import (
+    EngineConfig,
+    GenerateRequest,
+    GenerationSettings,
+    LoglikelihoodRequest,
+    Message,
+    PerplexityRequest,
+)
+from evalkit.errors import EvalkitError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from evalkit.engine.shared_generate import SharedGenerator
+    from evalkit.engine.trunk import SharedScorer
+    from evalkit.load.family import Branch, Family
+
+
+
+# --- the engine --------------------------------------------------------------------------------
+
+
+@dataclass
+class FamilyEngine:
+    family: Family
+    config: EngineConfig = field(default_factory=EngineConfig)
+    _models: dict[str, PreTrainedModel] = field(default_factory=dict, repr=False)
+    _scorer: SharedScorer | None = field(default=None, repr=False)
+    _generator: SharedGenerator | None = field(default=None, repr=False)
+    _per_branch_reason: str | None = field(default=None, repr=False)
+
+    @property
+    def tokenizer(self) -> PreTrainedTokenizerBase:
+        return self.family.tokenizer
+
+    def model(self, branch: str | Branch) -> PreTrainedModel:
+        """The branch as a stock transformers model, built on first use from the family's tensors."""
+        b = self.family.branch(branch)
+        if b.name not in self._models:
+            self._models[b.name] = self.family.branch_model(b, attn_implementation=self.config.attn_implementation)
+        return self._models[b.name]
+
+    def lm(self, branch: str | int | Branch, settings: GenerationSettings = GenerationSettings()) -> BranchLM:
+        return BranchLM(self, self.family.branch(branch), settings)
+
+    # Scoring: every log-prob comes from here.
+
+    def token_logprobs(self, branch: Branch, sequences: Sequence[Sequence[int]],
+                       starts: Sequence[int] | None = None) -> list[torch.Tensor]:
+        """For each token sequence, log p(seq[t+1] | seq[:t+1]) for t = 0..len-2, as a float32 CPU tensor.
+
+        With `starts`, only t >= starts[i] is scored (the head skips the rest, which reads 0).
+        """
+        out: list[torch.Tensor | None] = [None] * len(sequences)
+        order = list(range(len(sequences)))
+        for chunk in batches(order, [len(s) for s in sequences], self.config.batch_size):
+            ids, mask = right_pad([sequences[i] for i in chunk], self._pad_id, self.family.device)
+            positions = None
+            if starts is not None:
+                first = torch.tensor([starts[i] for i in chunk])[:, None]
+                positions = torch.arange(max(ids.shape[1] - 1, 0))[None, :] >= first
+            scores = self._score(branch, ids, mask, positions)
+            for row, i in enumerate(chunk):
+                out[i] = scores[row, : len(sequences[i]) - 1].float().cpu()
+        return [t for t in out if t is not None]
+
+    def _score(self, branch: Branch, ids: torch.Tensor, mask: torch.Tensor,
+               positions: torch.Tensor | None = None) -> torch.Tensor:
+        scorer = self.scorer
+        if scorer is None or branch.name not in scorer.names:
+            from evalkit.engine.trunk import score_branch
+
+            return score_branch(self.model(branch), ids, mask, positions=positions)
+        return scorer.token_logprobs(branch, ids, mask, positions=positions)
+
+    @property
+    def scorer(self) -> SharedScorer | None:
+        """The shared-trunk scorer of the run's branches; None when off or when only one branch is scored."""
+        run = self._run_branches
+        if not run:
+            return None
+        if self._scorer is None:
+            from evalkit.engine.trunk import SharedScorer
+
+            self._scorer = SharedScorer(self.family, run, attn_implementation=self.config.attn_implementation)
+        return self._scorer
+
+    @property
+    def generator(self) -> SharedGenerator | None:
+        """The shared-trunk generator of the run's branches; None when off, for one branch, or when the
+        family's generation config asks for something beyond plain greedy (see `shared_generation_off`)."""
+        run = self._run_branches
+        if not run or self.shared_generation_off:
+            return None
+        if self._generator is None:
+            from evalkit.engine.shared_generate import SharedGenerator
+
+            self._generator = SharedGenerator(self.family, run, tokenizer=self.tokenizer,
+                                              eos_token_ids=self._eos_ids(self.model(run[-1])),
+                                              pad_token_id=self._pad_id)  # fmt: skip
+        return self._generator
+
+    @property
+    def shared_generation_off(self) -> str | None:
+        """Why the run's branches generate one by one even with shared_trunk on; None if they need not."""
+        if self._per_branch_reason is None:
+            from evalkit.engine.shared_generate import greedy_blockers
+
+            run = self._run_branches
+            blockers = sorted({f for b in run for f in greedy_blockers(self.model(b).generation_config)})
+            if self.family.files.is_quantized:
+                self._per_branch_reason = "quantised weights"
+            elif blockers:
+                self._per_branch_reason = f"generation config sets {', '.join(blockers)}"
+            elif any("sliding" in t for b in run for t in _layer_types(self.family.branch_config(b))):
+                self._per_branch_reason = "sliding-window attention"
+            else:
+                self._per_branch_reason = ""
+        return self._per_branch_reason or None
+
+    @property
+    def _run_branches(self) -> list[Branch]:
+        """The run's branches when shared-trunk is on and there are several; else none."""
+        names = set(self.config.branches) or {b.name for b in self.family.branches}
+        if not self.config.shared_trunk or len(names) < 2:
+            return []
+        return [b for b in self.family.branches if b.name in names]
+
+    @property
+    def shared_calls(self) -> int:
+        """Trunk passes run; a sibling that finds its rows cached adds none."""
+        return self._scorer.passes if self._scorer is not None else 0
+
+    @property
+    def shared_decodes(self) -> int:
+        """Calls to the shared decoder; a sibling that finds its generations cached adds none."""
+        return self._generator.decodes if self._generator is not None else 0
+
+    @property
+    def _pad_id(self) -> int:
+        tok = self.tokenizer
+        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        if pad is None:
+            raise EvalkitError(f"the tokenizer of {self.family.path} has neither a pad nor an eos token; add one")
+        return int(pad)
+
+    # Generation.
+
+    @torch.no_grad()
+    def generate(self, branch: Branch, prompts: Sequence[str], max_out_len: int, stop: Sequence[str],
+                 max_seq_len: int) -> list[str]:
+        """Greedy continuations of already-rendered prompts, cut at the first stop string.
+
+        With shared_trunk on, a branch of the run gets its tokens from the shared generator (all the
+        run's branches decoded together, siblings served from its cache); the texts are the same.
+        """
+        encoded = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+        keep = max(1, max_seq_len - max_out_len)
+        encoded = [ids[-keep:] for ids in encoded]
+        shared = self.generator if self.config.shared_trunk else None
+        if shared is not None and branch.name in shared.names:
+            rows = shared.generate(branch, encoded, max_out_len, stop, self.config.batch_size)
+            texts = self.tokenizer.batch_decode([r.tolist() for r in rows], skip_special_tokens=True)
+            return [cut_at_stop(t, stop) for t in texts]
+        out: list[str] = [""] * len(prompts)
+        order = list(range(len(prompts)))
+        for chunk in batches(order, [len(e) for e in encoded], self.config.batch_size):
+            texts = self._generate_batch(branch, [encoded[i] for i in chunk], max_out_len, stop)
+            for i, text in zip(chunk, texts, strict=True):
+                out[i] = text
+        return out
+
+    def _generate_batch(self, branch: Branch, encoded: list[list[int]], max_out_len: int,
+                        stop: Sequence[str]) -> list[str]:
+        from transformers import StoppingCriteriaList
+
+        model = self.model(branch)
+        ids, mask = left_pad(encoded, self._pad_id, self.family.device)
+        criteria = StoppingCriteriaList([StopStrings(self.tokenizer, stop, ids.shape[1])]) if stop else None
+        gen = model.generate(  # type: ignore[operator]  # transformers types generate loosely
+            input_ids=ids, attention_mask=mask, max_new_tokens=max_out_len, do_sample=False,
+            temperature=None, top_p=None, top_k=None, pad_token_id=self._pad_id,
+            eos_token_id=self._eos_ids(model), stopping_criteria=criteria,
+        )
+        texts = self.tokenizer.batch_decode(gen[:, ids.shape[1]:], skip_special_tokens=True)
+        return [cut_at_stop(t, stop) for t in texts]
+
+    def _eos_ids(self, model: PreTrainedModel) -> list[int]:
+        ids = model.generation_config.eos_token_id
+        ids = [ids] if isinstance(ids, int) else list(ids or [])
+        if self.tokenizer.eos_token_id is not None:
+            ids.append(self.tokenizer.eos_token_id)
+        return sorted(set(ids))
+
+
+# --- one branch as an LM -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BranchLM:
+    """One branch of a family behind the `LM` protocol."""
+
+    engine: FamilyEngine
+    branch: Branch
+    settings: GenerationSettings = GenerationSettings()
+
+    def generate(self, requests: Sequence[GenerateRequest]) -> list[str]:
+        out: list[str] = [""] * len(requests)
+        groups: dict[tuple[int, tuple[str, ...]], list[int]] = {}
+        for i, r in enumerate(requests):
+            groups.setdefault((r.max_out_len, tuple(dict.fromkeys(r.stop + self.settings.stop))), []).append(i)
+        for (max_out_len, stop), idx in groups.items():
+            prompts = [self.render(requests[i].prompt) for i in idx]
+            texts = self.engine.generate(self.branch, prompts, max_out_len, stop, self.settings.max_seq_len)
+            for i, t in zip(idx, texts, strict=True):
+                out[i] = t
+        return out
+
+    def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[float]:
+        """Sum of the continuation's token log-probs given the context; only continuation tokens count."""
+        seqs, starts = [], []
+        for r in requests:
+            whole = self._encode(r.context + r.continuation)
+            context = self._encode(r.context)
+            start = _common_prefix(whole, context)
+            seqs.append(whole)
+            starts.append(max(start, 1))
+        lps = self.engine.token_logprobs(self.branch, seqs, starts=[s - 1 for s in starts])
+        return [float(lp[s - 1:].sum()) for lp, s in zip(lps, starts, strict=True)]
+
+    def perplexity(self, requests: Sequence[PerplexityRequest]) -> list[float]:
+        """Mean negative log-likelihood per scored token (the tokens after `mask_length`)."""
+        seqs = [self._encode(r.text) for r in requests]
+        starts = [max((r.mask_length or 1) - 1, 0) for r in requests]
+        lps = self.engine.token_logprobs(self.branch, seqs, starts=starts)
+        out = []
+        for lp, s in zip(lps, starts, strict=True):
+            scored = lp[s:]
+            out.append(float(-scored.mean()) if scored.numel() else float("nan"))
+        return out
+
+    def token_len(self, texts: Sequence[str]) -> list[int]:
+        return [len(self._encode(t)) for t in texts]
+
+    def render(self, prompt: str | tuple[Message, ...]) -> str:
+        """The exact text the model sees: chat messages through the chat template, or the plain text."""
+        tok = self.engine.tokenizer
+        if not self.settings.chat_template or not getattr(tok, "chat_template", None):
+            return prompt if isinstance(prompt, str) else "\n".join(m["content"] for m in prompt)
+        messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+        extra: dict[str, Any] = {} if self.settings.thinking is None else {"enable_thinking": self.settings.thinking}
+        return str(tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False, **extra))
+
+    def _encode(self, text: str) -> list[int]:
+        return list(self.engine.tokenizer(text, add_special_tokens=True)["input_ids"])
+
+
+# --- the process's engines ---------------------------------------------------------------------
+
+
+@dataclass
+class EngineRegistry:
+    """Loaded families by identity, and their engines by (identity, engine config)."""
+
+    families: dict[str, Family] = field(default_factory=dict)
+    engines: dict[tuple[str, EngineConfig], FamilyEngine] = field(default_factory=dict)
+    loads: list[str] = field(default_factory=list)  # identities, one entry per checkpoint read
+
+    def engine(self, path: str | Path, *, dtype: str | None = None, device: str = "cpu",
+               config: EngineConfig = EngineConfig()) -> FamilyEngine:
+        identity = family_identity(path, dtype=dtype, device=device)
+        if identity not in self.families:
+            from evalkit.load.family import load_family
+
+            family = load_family(path, dtype=dtype, device=device)
+            self.families[family.identity] = family
+            self.loads.append(family.identity)
+            identity = family.identity
+        key = (identity, config)
+        if key not in self.engines:
+            self.engines[key] = FamilyEngine(self.families[identity], config)
+        return self.engines[key]
+
+    def clear(self) -> None:
+        self.families.clear()
+        self.engines.clear()
+
+
+REGISTRY = EngineRegistry()
+
+
+def engine_for(path: str | Path, *, dtype: str | None = None, device: str = "cpu",
+               config: EngineConfig = EngineConfig()) -> FamilyEngine:
+    """This process's engine for a checkpoint: loaded on first use, then shared by every caller."""
+    return REGISTRY.engine(path, dtype=dtype, device=device, config=config)
+
+
+def family_identity(path: str | Path, *, dtype: str | None = None, device: str = "cpu") -> str:
+    """`Family.identity` of the checkpoint, without reading its weights."""
+    from evalkit.load.checkpoint import read_checkpoint
+    from evalkit.load.family import checkpoint_identity, stored_dtype
+
+    files = read_checkpoint(path)
+    return checkpoint_identity(files, stored_dtype(dtype, files), device)
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+def _layer_types(config: object) -> list[str]:
+    return list(getattr(config, "layer_types", None) or ())
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):  # the shorter one bounds the common prefix
+        if x != y:
+            break
+        n += 1
+    return n

@@ -1,0 +1,50 @@
+"""`evalkit.run`: the run stage's entry point, the same call as `python -m evalkit run`.
+
+Its keyword arguments are `RunConfig`'s fields (see `evalkit.evaluation.options`). Every argument is
+checked here, before OpenCompass or torch load, so a bad flag fails at once; then `execute` runs the
+settled config.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from evalkit.evaluation.options import OPTIONS, check_out, new_config, parse_options
+from evalkit.evaluation.state import RunResult, read_run_config
+
+
+def run(*, resume: str | None = None, echo: Callable[[str], None] = print, **options: Any) -> RunResult:
+    """Evaluate the branches and baselines on the suites; returns the record and where it was written.
+
+    The options are `RunConfig`'s fields. One left out (or None) takes `RunConfig`'s default in a new
+    run (device: "auto", the first GPU if there is one; data_dir: $COMPASS_DATA_CACHE, else the
+    embedded fixtures). With `resume`, the run under `out` continues with its stored settings, and an
+    option that differs from them is an error.
+    """
+    out = options.pop("out", None) or "."
+    given = parse_options(options)
+    if resume:
+        stored = read_run_config(Path(out), resume)
+        stored.refuse_conflicts(given)
+        config, continued = replace(stored.config, out=out), stored
+    else:
+        check_out(Path(out))
+        config, continued = new_config(given, out), None
+    from evalkit.evaluation.execute import execute  # OpenCompass and torch load here, after the checks
+
+    return execute(config, resume=continued, echo=echo)
+
+
+def _signature() -> inspect.Signature:
+    """run's signature as help() and editors show it: every option by name, then resume and echo."""
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    params = [inspect.Parameter(name, keyword, default=None) for name in OPTIONS]
+    params += [inspect.Parameter("resume", keyword, default=None), inspect.Parameter("echo", keyword, default=print)]
+    return inspect.Signature(params, return_annotation=RunResult)
+
+
+run.__signature__ = _signature()  # type: ignore[attr-defined]

@@ -1,0 +1,174 @@
+"""Executing a settled run: a run directory, OpenCompass's tasks in order, and the results record.
+
+`execute` writes everything under `<out>/results/<run-id>/` (OpenCompass's predictions/ and results/
+trees, run_config.json, progress.json and `results.json`, one `ResultsRecord`), and never touches an
+earlier run. With `resume`, it finishes the stored run in place, after checking that the checkpoints,
+dtype, generation settings and dataset configs are still the ones it started with.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+from rich.progress import Progress as Bars
+
+from evalkit.errors import EvalkitError
+from evalkit.evaluation.options import RunConfig
+from evalkit.evaluation.plan import Plan, count, make_plan
+from evalkit.evaluation.state import Progress, RunResult, StoredRun, write_run_config
+from evalkit.load.devices import resolve_device
+from evalkit.oc.collect import collect_scores
+from evalkit.oc.driver import (
+    order_tasks,
+    quiet_opencompass,
+    release_models,
+    repair_partial,
+    run_in_process,
+    run_with_runner,
+)
+from evalkit.records.provenance import command_line, device_description, git_revision, package_versions
+from evalkit.records.results import Provenance, ResultsRecord, cannot_write, save_record
+from evalkit.sandbox.runner import sandbox_capabilities
+
+
+def execute(config: RunConfig, *, resume: StoredRun | None = None, echo: Callable[[str], None] = print) -> RunResult:
+    """Run a settled config: a new run directory, or the stored run `resume` continued in place."""
+    device = str(resolve_device(config.device))
+    if config.device == "auto":
+        config = replace(config, device=device)
+    plan = make_plan(config)  # everything that can fail up front fails here, before a directory is made
+    if resume is not None:
+        resume.check(plan.identity)
+        run_id, run_dir = resume.run_id, resume.run_dir
+    else:
+        run_id, run_dir = _new_run_dir(Path(config.out))
+        write_run_config(run_dir, config, plan.identity)
+    for line in plan.notes:
+        echo(line)
+    notes = []
+    if resume is not None:
+        env_data = os.environ.get("COMPASS_DATA_CACHE")
+        if env_data and str(Path(env_data).expanduser().resolve()) != config.data_dir:
+            notes.append(f"COMPASS_DATA_CACHE is ignored: the run reads the data it started with ({plan.data_source})")
+        if resume.identity is None:
+            notes.append("run_config.json comes from an older evalkit that recorded no checkpoint identity, so "
+                         "whether the checkpoint changed since the run started cannot be checked")
+        notes += repair_partial(run_dir)
+    progress = Progress.begin(run_dir, command_line(), resume=resume is not None)
+    notes += progress.notes
+    for line in notes:
+        echo(f"resume: {line}")
+    tasks = order_tasks(plan.models, plan.datasets)
+    echo(f"run {run_id}: {count(len(plan.models), 'model')} x {count(len(plan.datasets), 'dataset')} = "
+         f"{count(len(tasks), 'task')} -> {run_dir}")
+    with _threads(1 if config.embedded_model else None), _env("COMPASS_DATA_CACHE", str(plan.data_root)), \
+            _tidy_cwd():
+        _run_tasks(config, tasks, run_dir, progress)
+    progress.finish()
+    record = _record(config, plan, run_id, run_dir, progress, [f"{t.model_abbr}/{t.dataset_abbr}" for t in tasks])
+    path = save_record(record, run_dir / "results.json")
+    return RunResult(run_id, run_dir, path, record, tuple(plan.notes) + tuple(notes))
+
+
+def _new_run_dir(out: Path) -> tuple[str, Path]:
+    base = out / "results"
+    for _ in range(5):
+        run_id = f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+        try:
+            (base / run_id).mkdir(parents=True, exist_ok=False)
+            return run_id, base / run_id
+        except FileExistsError:
+            continue
+        except OSError as e:
+            raise cannot_write(base / run_id, e) from None
+    raise EvalkitError(f"could not create a fresh run directory under {base}; check that it is writable")
+
+
+# --- running -----------------------------------------------------------------------------------
+
+
+@contextmanager
+def _tidy_cwd() -> Iterator[None]:
+    """OpenCompass makes scratch folders in the working directory; remove the empty ones it made."""
+    scratch = [Path(name) for name in ("icl_inference_output", "tmp") if not Path(name).exists()]
+    try:
+        yield
+    finally:
+        for path in scratch:
+            if path.is_dir() and not any(path.iterdir()):
+                path.rmdir()
+
+
+@contextmanager
+def _env(name: str, value: str) -> Iterator[None]:
+    """OpenCompass's loaders (and its task subprocesses) read the data root from the environment."""
+    old = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = old
+
+
+@contextmanager
+def _threads(n: int | None) -> Iterator[None]:
+    """The tiny family's matrices are too small to gain from threads; extra threads only contend."""
+    old = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def _run_tasks(config: RunConfig, tasks: list[Any], run_dir: Path, progress: Progress) -> None:
+    """Run every unfinished task; `progress` notes each one as it finishes (a kill loses no timing)."""
+    if config.runner == "slurm" or config.max_num_workers > 1:
+        release_models()  # each task's subprocess loads its own model
+        todo = [t for t in tasks if not t.done(run_dir)]
+        run_with_runner(tasks, run_dir, runner=config.runner, max_num_workers=config.max_num_workers,
+                        partition=config.partition)
+        for t in todo:
+            if t.done(run_dir):
+                progress.ran(f"{t.model_abbr}/{t.dataset_abbr}", None)  # the runner does not say how long
+        return
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with quiet_opencompass(), Bars(*columns, transient=False) as bars:
+        bar = bars.add_task("tasks", total=len(tasks))
+
+        def on_task(task: Any, status: str, seconds: float) -> None:
+            if status == "ran":
+                progress.ran(f"{task.model_abbr}/{task.dataset_abbr}", seconds)
+            bars.update(bar, advance=1, description=f"{task.model_abbr} {task.dataset_abbr}")
+
+        run_in_process(tasks, run_dir, on_task=on_task)
+
+
+def _record(config: RunConfig, plan: Plan, run_id: str, run_dir: Path, progress: Progress,
+            task_keys: list[str]) -> ResultsRecord:
+    scores = collect_scores(run_dir, [m["abbr"] for m in plan.models], [d["abbr"] for d in plan.datasets])
+    sessions = progress.public_sessions()
+    started, finished, duration = progress.timeline()
+    provenance = Provenance(
+        git_revision=git_revision(), packages=package_versions(), device=device_description(config.device),
+        dtype=plan.dtype, data_source=plan.data_source, command=sessions[0]["command"],
+        configs={"run": asdict(config), "models": plan.models, "datasets": plan.datasets,
+                 "sandbox": sandbox_capabilities().describe(), "tasks": progress.task_table(task_keys),
+                 "sessions": sessions},
+        started_at=started, finished_at=finished, duration_s=duration,
+    )
+    return ResultsRecord(run_id=run_id, kind="measured", models=tuple(plan.infos), scores=tuple(scores),
+                         provenance=provenance)

@@ -1,0 +1,184 @@
+"""The run's options, declared once: `RunConfig`'s fields.
+
+Each field carries an `Option`: its help, how it is spelled on the command line, and how a user's
+value is checked and settled into the form `run_config.json` stores. The CLI's flags, `evalkit.run`'s
+keyword arguments and the stored run config are all derived from these fields, so a new option is
+one new field.
+
+Everything here is pure (no torch, no OpenCompass), so a bad argument fails in well under a second.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import MISSING, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from evalkit.catalog.baselines import parse_baseline_paths, parse_baselines
+from evalkit.catalog.datasets import parse_suites
+from evalkit.errors import EvalkitError, did_you_mean
+from evalkit.load.devices import check_device, check_dtype
+from evalkit.load.tiny import cache_root
+from evalkit.oc.fixtures import materialise_fixture_root
+from evalkit.records.results import UnwritableError
+
+RUNNERS = ("local", "slurm")
+DTYPES = ("fp32", "bf16", "fp16")  # as the command line offers them; check_dtype also takes torch's spellings
+TINY_MAX_OUT_LEN = 16  # the embedded tiny family is random: a longer answer would only cost time
+FIXTURE_LIMIT = 4  # items per dataset (and per fixture group) on the embedded fixture data
+
+
+@dataclass(frozen=True)
+class Option:
+    """How one run option is asked for and settled."""
+
+    help: str
+    default_help: str | None = None  # what the CLI shows as the default when the field's default is not it
+    metavar: str | None = None
+    choices: tuple[str, ...] | None = None
+    unit: str | None = None  # a positive whole number of these
+    parse: Callable[[Any], Any] | None = None  # the user's value -> the stored form (and its checks)
+    flag: str | None = None  # the CLI spelling when it is not --field-name
+    repeatable: bool = False  # given once per value on the command line
+    may_be_absent: bool = False  # an older run_config.json may lack it, since its default changes no result
+
+
+def _option(default: Any, help: str, **kwargs: Any) -> Any:
+    return field(default=default, metadata={"option": Option(help, **kwargs)})
+
+
+def _absolute(raw: str) -> str:
+    return str(Path(raw).expanduser().resolve())
+
+
+def existing_data_root(raw: str, source: str) -> Path:
+    root = Path(raw).expanduser().resolve()
+    if not root.is_dir():
+        raise EvalkitError(f"data directory {root} (from {source}) does not exist; pass --data-dir pointing at the "
+                           "OpenCompass data root (the directory that contains data/)")
+    return root
+
+
+def _baseline_names(spec: str | Sequence[str]) -> tuple[str, ...]:
+    return tuple(b.name for b in parse_baselines(spec))
+
+
+def _baseline_paths(pairs: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted((n, _absolute(p)) for n, p in parse_baseline_paths(pairs).items()))
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """A run's settings, settled: what `run_config.json` stores and `--resume` reads back."""
+
+    model: str | None = _option(
+        None, "Checkpoint directory (default: the embedded tiny family, built on first use).", parse=_absolute)
+    branches: str = _option("all", "all, names (E3B,E7B) or exit layers (11,27).")
+    baselines: tuple[str, ...] = _option(
+        (), "Comma-separated baselines, e.g. qwen2.5-7b-instruct,yi-9b, or all.", default_help="",
+        parse=_baseline_names)
+    baseline_paths: tuple[tuple[str, str], ...] = _option(
+        (), "Local checkpoint of a baseline named in --baselines (else its environment variable). Repeatable.",
+        default_help="", metavar="NAME=DIR", flag="--baseline-path", repeatable=True, parse=_baseline_paths,
+        may_be_absent=True)
+    suites: tuple[str, ...] = _option(
+        ("general", "code", "stem"), "general, code, stem (comma-separated) or all.", default_help="all",
+        parse=parse_suites)
+    data_dir: str | None = _option(
+        None, "OpenCompass data root (contains data/); default $COMPASS_DATA_CACHE, else the embedded fixtures.",
+        default_help="", parse=lambda raw: str(existing_data_root(raw, "--data-dir")))
+    limit: int | None = _option(
+        None, "Evaluate the first N items of each dataset; MMLU, MMLU-Pro, CMMLU and BBH take the first N of each "
+        "subject or task (their scores average those).", default_help="all items; 4 on the fixtures", unit="items")
+    max_out_len: int | None = _option(
+        None, "Cap on every generation length, in tokens.", default_help="", unit="tokens")
+    out: str = _option(".", "Runs go to OUT/results/<run-id>/.", may_be_absent=True)
+    runner: str = _option("local", "", choices=RUNNERS, may_be_absent=True)
+    max_num_workers: int = _option(
+        1, "More than 1: OpenCompass's LocalRunner, one subprocess per task.", unit="workers", may_be_absent=True)
+    partition: str | None = _option(None, "Slurm partition (needs --runner slurm).", may_be_absent=True)
+    dtype: str | None = _option(None, "Default: the checkpoint's.", choices=DTYPES, default_help="",
+                                parse=check_dtype)
+    device: str = _option("cpu", "auto (cuda if available), cpu, cuda, cuda:1, ...", default_help="auto",
+                          parse=check_device)
+    batch_size: int = _option(8, "", unit="rows")
+    shared_trunk: bool = _option(
+        True, "Score all of a family's branches in one trunk pass (PPL/loglikelihood datasets).",
+        default_help="shared-trunk", may_be_absent=True)
+
+    @property
+    def embedded_model(self) -> bool:
+        return self.model is None
+
+
+OPTIONS: dict[str, Option] = {f.name: f.metadata["option"] for f in fields(RunConfig)}
+DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(RunConfig) if f.default is not MISSING}
+
+
+def flag(name: str) -> str:
+    """How the command line spells option `name`."""
+    return OPTIONS[name].flag or f"--{name.replace('_', '-')}"
+
+
+def parse_options(given: Mapping[str, Any]) -> dict[str, Any]:
+    """The options that were given (not None, not empty), checked and in the form RunConfig stores."""
+    unknown = [k for k in given if k not in OPTIONS]
+    if unknown:
+        raise did_you_mean("run option", unknown[0], list(OPTIONS))
+    out = {}
+    for name, value in sorted(given.items(), key=lambda item: list(OPTIONS).index(item[0])):
+        if value is None or (OPTIONS[name].repeatable and not value):
+            continue
+        option = OPTIONS[name]
+        if option.unit and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise EvalkitError(f"{flag(name)} must be at least 1 ({option.unit}), got {value!r}; pass a positive "
+                               "whole number or leave it out")
+        if option.choices and not option.parse and value not in option.choices:
+            raise did_you_mean(name.replace("_", " "), value, list(option.choices))
+        out[name] = option.parse(value) if option.parse else value
+    return out
+
+
+def new_config(given: Mapping[str, Any], out: str) -> RunConfig:
+    """A new run's settings: what was given, else the defaults; the device is settled by the caller."""
+    settled = dict(given)
+    if "data_dir" not in given and os.environ.get("COMPASS_DATA_CACHE"):
+        settled["data_dir"] = str(existing_data_root(os.environ["COMPASS_DATA_CACHE"], "COMPASS_DATA_CACHE"))
+    if settled.get("data_dir") is None and settled.get("limit") is None:
+        settled["limit"] = FIXTURE_LIMIT
+    settled.setdefault("device", "auto")
+    config = RunConfig(**settled, out=out)
+    stray = [name for name, _ in config.baseline_paths if name not in config.baselines]
+    if stray:
+        raise EvalkitError(f"--baseline-path names {', '.join(stray)}, which --baselines does not evaluate; add "
+                           f"{', '.join(stray)} to --baselines or drop that --baseline-path")
+    if config.partition is not None and config.runner != "slurm":
+        raise EvalkitError(f"--partition {config.partition} is a Slurm partition, but the runner is "
+                           f"{config.runner}; add --runner slurm or drop --partition")
+    return config
+
+
+def check_out(out: Path) -> None:
+    """Fail before anything loads when OUT/results cannot be made (a file in the way, no permission)."""
+    target = (out / "results").absolute()
+    existing = next(p for p in (target, *target.parents) if p.exists())
+    if not existing.is_dir():
+        raise UnwritableError(target, f"{existing} is not a directory", "pass a writable --out")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UnwritableError(target, f"{existing} is not writable", "pass a writable --out")
+
+
+def fixture_root() -> Path:
+    """The embedded fixture data, written once into the cache in OpenCompass's layout."""
+    return materialise_fixture_root(cache_root() / "fixture-data")
+
+
+
+def data_root(data_dir: str | None) -> Path:
+    """The data root a new run with this --data-dir reads: it, else $COMPASS_DATA_CACHE, else the fixtures."""
+    explicit = data_dir or os.environ.get("COMPASS_DATA_CACHE")
+    if explicit:
+        return existing_data_root(explicit, "--data-dir" if data_dir else "COMPASS_DATA_CACHE")
+    return fixture_root()

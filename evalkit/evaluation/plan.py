@@ -1,0 +1,122 @@
+"""Planning a run: the models, datasets and data it evaluates, settled before anything runs.
+
+`make_plan` loads the family once (the run's tasks reuse that load through the engine registry),
+checks the data and every baseline checkpoint, and builds the OpenCompass model and dataset configs
+and the run's identity, so a run that cannot finish fails before its directory exists.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from evalkit.catalog.baselines import BASELINES
+from evalkit.catalog.datasets import BY_KEY
+from evalkit.engine.lm import engine_for, family_identity
+from evalkit.errors import EvalkitError
+from evalkit.evaluation.options import TINY_MAX_OUT_LEN, RunConfig, fixture_root
+from evalkit.evaluation.state import identity
+from evalkit.load.family import Family, parse_branches
+from evalkit.load.tiny import default_model_path
+from evalkit.oc.configs import baseline_configs, familial_configs, family_slug
+from evalkit.oc.driver import dotted
+from evalkit.oc.evaluators import use_sandboxed_evaluators
+from evalkit.oc.suites import FIXTURE_GROUPS, check_data, dataset_configs, dataset_of
+from evalkit.records.results import ModelInfo
+
+# How a grouped dataset's groups are called, for the --limit note.
+_GROUP_NOUNS = {"mmlu": ("subject", "subjects"), "mmlu_pro": ("category", "categories"),
+                "cmmlu": ("subject", "subjects"), "bbh": ("task", "tasks")}
+
+
+@dataclass(frozen=True)
+class Plan:
+    models: list[dict[str, Any]]
+    infos: list[ModelInfo]
+    datasets: list[dict[str, Any]]
+    data_root: Path
+    data_source: str
+    dtype: str  # as the record states it
+    identity: dict[str, Any]  # what the run evaluates (see state.identity)
+    notes: list[str]
+
+
+def make_plan(config: RunConfig) -> Plan:
+    """Everything a run needs, settled up front: whatever can fail fails here, before a directory is made."""
+    notes: list[str] = []
+    data_root, source, groups = _data(config, notes)
+    check_data(data_root, config.suites, groups)
+    baselines = [BASELINES[n] for n in config.baselines]
+    max_out = config.max_out_len
+    if config.embedded_model and max_out is None:
+        max_out = TINY_MAX_OUT_LEN
+        notes.append(f"embedded tiny family (random weights, scores are near chance): generation capped at "
+                     f"{max_out} tokens; pass --max-out-len to change")
+    common: dict[str, Any] = dict(
+        dtype=config.dtype, device=config.device, batch_size=config.batch_size, max_out_len=max_out
+    )
+    base_models = baseline_configs(baselines, dict(config.baseline_paths), **common)  # checks paths, kernels
+
+    path = Path(config.model) if config.model else default_model_path()
+    family = _load(path, config.dtype, config.device)
+    family.tokenizer  # noqa: B018 - a checkpoint without tokenizer files fails here, not in its first task
+    chosen = parse_branches(config.branches, family.branches)
+    plain = not family.files.is_familial
+    models = familial_configs(path, [b.name for b in chosen], shared_trunk=config.shared_trunk, plain=plain,
+                              **common)
+    infos = [ModelInfo(abbr=m["abbr"], name=_display(path, b.name, plain), role="ours",
+                       family=family_slug(path), branch=b.name, exit_layer=b.exit_layer,
+                       num_params=b.num_params, path=str(path)) for m, b in zip(models, chosen, strict=True)]
+    checkpoints = {str(path): family.identity}
+    checkpoints.update({m["path"]: family_identity(m["path"], dtype=config.dtype, device=config.device)
+                        for m in base_models})
+    models += base_models
+    infos += [ModelInfo(abbr=b.abbr, name=b.display, role="baseline", path=m["path"])
+              for b, m in zip(baselines, base_models, strict=True)]
+    datasets = [dotted(use_sandboxed_evaluators(d)) for d in
+                dataset_configs(config.suites, limit=config.limit, max_out_len=max_out, groups=groups)]
+    if config.limit is not None:
+        notes.append(_limit_note(config.limit, datasets))
+    dtype = config.dtype or f"{str(family.dtype).removeprefix('torch.')} (stored)"
+    return Plan(models, infos, datasets, data_root, source, dtype, identity(models, datasets, checkpoints, dtype),
+                notes)
+
+
+def _load(path: Path, dtype: str | None, device: str) -> Family:
+    """The family, read through the engine registry (the run's tasks reuse this load)."""
+    return engine_for(path, dtype=dtype, device=device).family
+
+
+def _data(config: RunConfig, notes: list[str]) -> tuple[Path, str, dict[str, Any] | None]:
+    if config.data_dir is not None:
+        root = Path(config.data_dir)
+        if not root.is_dir():
+            raise EvalkitError(f"the run's data root {root} does not exist any more; restore it (a resumed run reads "
+                               "the data it started with), or start a new run")
+        return root, f"OpenCompass data at {root}", None
+    root = fixture_root()
+    notes.append("data: the embedded fixtures (a few hand-written items per dataset); pass --data-dir for real "
+                 "OpenCompass data")
+    return root, "embedded fixtures", dict(FIXTURE_GROUPS)
+
+
+def _limit_note(limit: int, datasets: list[dict[str, Any]]) -> str:
+    """What --limit N means for these datasets, in words: grouped datasets take N from every group."""
+    groups = Counter(key for key, group in (dataset_of(d["abbr"]) for d in datasets) if group is not None)
+    text = f"limit: the first {count(limit, 'item')} of each dataset"
+    if groups:
+        nouns = {k: _GROUP_NOUNS.get(k, ("group", "groups"))[n != 1] for k, n in groups.items()}
+        named = ", ".join(f"{BY_KEY[k].title} ({n} {nouns[k]})" for k, n in groups.items())
+        text += f", and of each group of {named}, whose scores average their groups"
+    return text + f": at most {limit * len(datasets)} items per model"
+
+
+def count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def _display(path: Path, branch: str, plain: bool) -> str:
+    name = "tiny-ruyi" if path.name.startswith("tiny-ruyi") else path.resolve().name
+    return name if plain else f"{name}-{branch}"

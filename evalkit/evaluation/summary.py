@@ -1,0 +1,45 @@
+"""What `evalkit run` prints at the end: the models x datasets table and where every file went."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tabulate import tabulate
+
+from evalkit.catalog.datasets import DATASETS
+from evalkit.evaluation.state import RunResult
+
+
+def summary(result: RunResult) -> str:
+    """The table of models x datasets (points, items) and where every file went."""
+    record = result.record
+    keys = [d.key for d in DATASETS if any(s.dataset == d.key for s in record.scores)]
+    rows = []
+    for m in record.models:
+        cells = []
+        for k in keys:
+            s = record.score(m.abbr, k)
+            cells.append("-" if s is None else f"{s.value:.1f} ({s.n})")
+        rows.append([m.abbr, m.name, *cells])
+    titles = [f"{DATASETS[[d.key for d in DATASETS].index(k)].title}" for k in keys]
+    table = tabulate(rows, headers=["model", "name", *titles], disable_numparse=True)
+    d = result.run_dir
+    tasks = record.provenance.configs.get("tasks", {})
+    ran = sum(1 for t in tasks.values() if t["status"] == "ran")
+    sessions = record.provenance.configs.get("sessions", [])
+    seconds = float(sessions[-1]["duration_s"]) if sessions else record.provenance.duration_s or 0.0
+    done = f"{len(tasks)} tasks ({ran} run, {len(tasks) - ran} reused from earlier) in {seconds:.0f} s"
+    if len(sessions) > 1:
+        done += f" ({record.provenance.duration_s or 0.0:.0f} s over {len(sessions)} sessions)"
+    files = [
+        f"record:       {result.record_path}",
+        f"predictions:  {d / 'predictions'}/<model>/<dataset>.json",
+        f"results:      {d / 'results'}/<model>/<dataset>.json  (per-item details)",
+        f"run config:   {d / 'run_config.json'}  (resume with {_resume_flags(result)})",
+    ]
+    return f"{done}; scores in points (items)\n" + table + "\n\n" + "\n".join(files)
+
+
+def _resume_flags(result: RunResult) -> str:
+    out = result.run_dir.parent.parent
+    return f"--resume {result.run_id}" if out == Path(".") else f"--out {out} --resume {result.run_id}"

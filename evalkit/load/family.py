@@ -1,0 +1,418 @@
+"""Load stage: one familial early-exit checkpoint becomes a family of independent branch models.
+
+Branch `i` with exit point `e` computes embed -> layers[0..e-1] -> eelayers[i] -> norms[i] -> head[i]
+(the last branch runs every layer). That is exactly a plain `*ForCausalLM` with `e + 1` layers whose
+last layer is the branch layer, so each branch is built as one, from views of the family's tensors.
+A branch is a value you hold; nothing is selected through global state.
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from safetensors import safe_open
+
+from evalkit.errors import EvalkitError, did_you_mean
+from evalkit.load.checkpoint import FAMILIAL_KEYS, TOKENIZER_FILES, CheckpointFiles, _validate_config, read_checkpoint
+from evalkit.load.devices import resolve_device, resolve_dtype
+
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
+
+# Files that carry a tokenizer's vocabulary; a checkpoint needs one of them.
+_TOKENIZER_VOCABS = ("tokenizer.json", "tokenizer.model", "vocab.json")
+
+
+@dataclass(frozen=True)
+class Branch:
+    """One exit of a family, as a model: its name, where it exits and how big it really is."""
+
+    index: int
+    name: str  # "E3B" for Ruyi-7B's exit at layer 11
+    exit_layer: int
+    num_layers: int  # exit_layer + 1: the trunk layers plus the branch layer
+    num_params: int  # every parameter the branch model holds (embeddings and head included)
+    non_embedding_params: int
+
+
+@dataclass
+class Family:
+    """The tensors of one checkpoint (one copy) and the branches they define."""
+
+    files: CheckpointFiles
+    tensors: dict[str, torch.Tensor]
+    dtype: torch.dtype
+    device: torch.device
+    branches: tuple[Branch, ...] = field(default=())
+    # In-memory families have no files to fingerprint: each gets an identity of its own.
+    memory_id: str | None = None
+
+    @classmethod
+    def from_tensors(cls, config: dict[str, Any], tensors: dict[str, torch.Tensor], *, name: str) -> Family:
+        """A family over tensors already in memory (e.g. random weights of a real shape); no files are read.
+
+        `config` is a config.json as a dict (Ruyi format or plain); `name` labels the family (its `path`
+        is `<name>`). The tensors are used as they are: their dtype and device become the family's.
+        """
+        files = CheckpointFiles(root=Path(f"<{name}>"), config=dict(config), weight_files=(), weight_map=None)
+        _validate_config(files, files.root / "config.json")
+        first = next((t for t in tensors.values() if t.is_floating_point()), None)
+        if first is None:
+            raise EvalkitError(f"family {name!r} has no floating-point tensors; pass the model's weights")
+        family = cls(files=files, tensors=dict(tensors), dtype=first.dtype, device=first.device,
+                     memory_id=uuid.uuid4().hex)
+        family.branches = _make_branches(family)
+        return family
+
+    @property
+    def path(self) -> Path:
+        return self.files.root
+
+    @property
+    def flavour(self) -> str:
+        return self.files.flavour
+
+    @property
+    def exit_points(self) -> tuple[int, ...]:
+        cfg = self.files.config
+        return tuple(cfg["early_exit_points"]) if self.files.is_familial else (cfg["num_hidden_layers"] - 1,)
+
+    @cached_property
+    def identity(self) -> str:
+        """Cache key for this family's answers: the weights' fingerprint (or in-memory id), dtype and device."""
+        if self.memory_id:
+            return f"mem-{self.memory_id}:{str(self.dtype).removeprefix('torch.')}:{self.device}"
+        return checkpoint_identity(self.files, self.dtype, self.device)
+
+    @cached_property
+    def tokenizer(self) -> PreTrainedTokenizerBase:
+        from transformers import AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        if not any((self.path / name).is_file() for name in _TOKENIZER_VOCABS):
+            raise EvalkitError(f"{self.path} has no tokenizer files (none of {', '.join(_TOKENIZER_VOCABS)}); copy "
+                               "the tokenizer of the model it was trained from into it")
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()  # transformers warns that it does not know `ruyi_*` configs
+        try:
+            return AutoTokenizer.from_pretrained(str(self.path), local_files_only=True)
+        except (OSError, ValueError) as e:
+            reason = " ".join(str(e).split())
+            raise EvalkitError(f"cannot load the tokenizer from {self.path} ({reason}); restore the checkpoint's "
+                               "tokenizer files") from None
+        finally:
+            hf_logging.set_verbosity(verbosity)
+
+    def branch(self, name_or_layer: str | int | Branch) -> Branch:
+        if isinstance(name_or_layer, Branch):
+            return name_or_layer
+        return parse_branches(str(name_or_layer), self.branches)[0]
+
+    def branch_config(self, branch: str | int | Branch) -> PretrainedConfig:
+        """The plain transformers config of one branch: `num_hidden_layers = exit_layer + 1`."""
+        from transformers import AutoConfig
+
+        b = self.branch(branch)
+        raw = {k: v for k, v in self.files.config.items() if k not in FAMILIAL_KEYS}
+        # Derived per-layer lists must be rebuilt for the new depth, or validation fails.
+        for key in ("layer_types", "architectures", "_name_or_path", "transformers_version"):
+            raw.pop(key, None)
+        raw.pop("model_type")
+        raw["num_hidden_layers"] = b.num_layers
+        if "max_window_layers" in raw:
+            raw["max_window_layers"] = min(raw["max_window_layers"], b.num_layers)
+        raw["dtype"] = str(self.dtype).removeprefix("torch.")
+        raw.pop("torch_dtype", None)
+        config = AutoConfig.for_model(self.flavour, **raw)
+        config.architectures = [type(config).__name__.replace("Config", "ForCausalLM")]
+        return config
+
+    def branch_state_dict(self, branch: str | int | Branch) -> dict[str, torch.Tensor]:
+        """The branch's weights under plain names; the tensors are the family's own (no copy)."""
+        b = self.branch(branch)
+        last = self.exit_points[-1]
+        if not self.files.is_familial:
+            plain = dict(self.tensors)
+            if "lm_head.weight" not in plain and self.files.config.get("tie_word_embeddings", False):
+                plain["lm_head.weight"] = plain["model.embed_tokens.weight"]  # tied: the embedding is the head
+            return plain
+        out: dict[str, torch.Tensor] = {"model.embed_tokens.weight": self._get("model.embed_tokens.weight")}
+        trunk = range(b.exit_layer) if b.exit_layer < last else range(last + 1)
+        for j in trunk:
+            prefix = f"model.layers.{j}."
+            out.update({k: v for k, v in self.tensors.items() if k.startswith(prefix)})
+        if b.exit_layer < last:
+            src = f"model.eelayers.{b.index}."
+            layer = {k: v for k, v in self.tensors.items() if k.startswith(src)}
+            if not layer:
+                raise EvalkitError(f"{self.path}: tensors {src}* for branch {b.name} are missing from the checkpoint")
+            out.update({f"model.layers.{b.exit_layer}." + k[len(src) :]: v for k, v in layer.items()})
+        out["model.norm.weight"] = self._get(f"model.norms.{b.index}.weight")
+        if self.files.config.get("shared_heads", False):
+            head = self.tensors.get("lm_head.weight")
+        else:
+            head = self.tensors.get(f"lm_head.{b.index}.weight")
+        if head is None and self.files.config.get("tie_word_embeddings", False):
+            head = out["model.embed_tokens.weight"]
+        if head is None:
+            name = "lm_head.weight" if self.files.config.get("shared_heads") else f"lm_head.{b.index}.weight"
+            raise EvalkitError(f"{self.path}: tensor {name} for branch {b.name} is missing from the checkpoint")
+        out["lm_head.weight"] = head
+        return out
+
+    def branch_model(self, branch: str | int | Branch, *, attn_implementation: str | None = None) -> PreTrainedModel:
+        """A stock transformers `*ForCausalLM` for one branch, sharing this family's tensors."""
+        from transformers import AutoModelForCausalLM
+
+        b = self.branch(branch)
+        config = self.branch_config(b)
+        config._attn_implementation = resolve_attention(attn_implementation)
+        if self.files.is_quantized:
+            return _load_quantized(self.path, config, self.device)
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(config, dtype=self.dtype)
+        state = self.branch_state_dict(b)
+        missing = sorted(set(model.state_dict()) - set(state))
+        if missing:
+            raise EvalkitError(f"{self.path}: tensor {missing[0]} (branch {b.name}) is missing from the checkpoint")
+        model.load_state_dict(state, strict=True, assign=True)
+        # Non-persistent buffers (rotary frequencies) are not in any checkpoint: rebuild them for real.
+        with torch.device(self.device):
+            model.model.rotary_emb = type(model.model.rotary_emb)(config=config)
+        stale = [name for name, buf in model.named_buffers() if buf.is_meta]
+        if stale:
+            raise RuntimeError(f"buffers left on the meta device: {stale}")
+        _load_generation_config(model, self.path)
+        return model.eval()
+
+    def export_branch(self, branch: str | int | Branch, out_dir: str | Path) -> Path:
+        """Write one branch as a plain checkpoint that stock `from_pretrained` loads unchanged."""
+        b = self.branch(branch)
+        out = Path(out_dir)
+        if out.exists() and any(out.iterdir()):
+            raise EvalkitError(f"{out} exists and is not empty; choose a new --out directory")
+        model = self.branch_model(b)
+        with _no_progress_bars():
+            model.save_pretrained(out, safe_serialization=True)
+        for name in TOKENIZER_FILES:
+            if (self.path / name).is_file():
+                shutil.copy2(self.path / name, out / name)
+        return out
+
+    def _get(self, name: str) -> torch.Tensor:
+        try:
+            return self.tensors[name]
+        except KeyError:
+            raise EvalkitError(f"{self.path}: tensor {name} is missing from the checkpoint") from None
+
+
+def load_family(path: str | Path, *, dtype: str | torch.dtype | None = None, device: str = "cpu") -> Family:
+    """Read a local checkpoint directory into a `Family`.
+
+    A Ruyi-format checkpoint (`ruyi_qwen2` / `ruyi_qwen3`) gives one branch per exit point; a plain
+    Qwen2, Qwen3 or Llama checkpoint gives a family with one branch. `dtype=None` keeps the stored dtype.
+    """
+    files = read_checkpoint(path)
+    torch_dtype = stored_dtype(dtype, files)
+    dev = resolve_device(device)
+    tensors = {} if files.is_quantized else _read_tensors(files, torch_dtype, dev)
+    family = Family(files=files, tensors=tensors, dtype=torch_dtype, device=dev)
+    family.branches = _make_branches(family)
+    if tensors:
+        _check_shapes(family)
+    return family
+
+
+def checkpoint_identity(files: CheckpointFiles, dtype: torch.dtype, device: str | torch.device) -> str:
+    """The identity of a checkpoint's answers (weights fingerprint, dtype, device), known before loading it."""
+    return f"{files.fingerprint()}:{str(dtype).removeprefix('torch.')}:{torch.device(device)}"
+
+
+def parse_branches(spec: str | Sequence[str | int] | None, branches: Sequence[Branch]) -> tuple[Branch, ...]:
+    """ "all", names ("E3B,E7B", any case) or exit layers ("11,27") -> the branches, in family order."""
+    items = spec.split(",") if isinstance(spec, str) else list(spec or ["all"])
+    tokens = [str(t).strip() for t in items if str(t).strip()]
+    if not tokens or [t.lower() for t in tokens] == ["all"]:
+        return tuple(branches)
+    by_name = {b.name.lower(): b for b in branches}
+    by_layer = {str(b.exit_layer): b for b in branches}
+    chosen = []
+    for t in tokens:
+        b = by_name.get(t.lower()) or by_layer.get(t)
+        if b is None:
+            valid = ["all"] + [f"{b.name} (layer {b.exit_layer})" for b in branches]
+            raise did_you_mean("branch", t, valid)
+        chosen.append(b)
+    return tuple(b for b in branches if b in chosen)
+
+
+def resolve_attention(requested: str | None) -> str:
+    """flash_attention_2 when asked for and installed; otherwise PyTorch SDPA."""
+    if requested in (None, "sdpa"):
+        return "sdpa"
+    if requested == "flash_attention_2":
+        import importlib.util
+
+        if importlib.util.find_spec("flash_attn") is None:
+            raise EvalkitError(
+                "flash_attention_2 needs flash-attn; install it with `pip install -e .[gpu]` or use sdpa"
+            )
+        return requested
+    if requested == "eager":
+        return requested
+    raise did_you_mean("attention implementation", requested, ["sdpa", "flash_attention_2", "eager"])
+
+
+def branches_table(model: str | None, *, branches: str = "all") -> str:
+    """The `evalkit branches` table: name, exit layer, layers, parameters and size in GB."""
+    from tabulate import tabulate
+
+    from evalkit.load.tiny import default_model_path
+
+    family = load_family(model or default_model_path())
+    bytes_per = torch.finfo(family.dtype).bits // 8
+    rows = [
+        (b.name, b.exit_layer, b.num_layers, f"{b.num_params:,}", f"{b.num_params * bytes_per / 1e9:.3g}")
+        for b in parse_branches(branches, family.branches)
+    ]
+    dt = str(family.dtype).removeprefix("torch.")
+    head = f"{family.path}  ({family.files.model_type}, {dt})"
+    return head + "\n" + tabulate(rows, headers=["branch", "exit layer", "layers", "parameters", f"GB ({dt})"])
+
+
+def export_branch(model: str | None, branch: str, out: str | Path) -> Path:
+    from evalkit.load.tiny import default_model_path
+
+    return load_family(model or default_model_path()).export_branch(branch, out)
+
+
+# --- internals ---------------------------------------------------------------------------------
+
+
+def stored_dtype(dtype: str | torch.dtype | None, files: CheckpointFiles) -> torch.dtype:
+    """The dtype asked for, else the one config.json states, else fp32."""
+    return resolve_dtype(dtype or files.config.get("dtype") or files.config.get("torch_dtype") or "float32")
+
+
+def _read_tensors(files: CheckpointFiles, dtype: torch.dtype, device: torch.device) -> dict[str, torch.Tensor]:
+    """One tensor at a time, cast as it is read, so peak memory stays near one copy of the weights."""
+    from safetensors import SafetensorError
+
+    tensors: dict[str, torch.Tensor] = {}
+    for path in files.weight_files:
+        try:
+            with safe_open(str(path), framework="pt", device=str(device)) as f:
+                for name in f.keys():  # noqa: SIM118 - safe_open has keys(), not iteration
+                    t = f.get_tensor(name)
+                    tensors[name] = t.to(dtype) if t.is_floating_point() and t.dtype != dtype else t
+        except SafetensorError as e:
+            raise EvalkitError(f"cannot read {path} ({e}); the file is truncated or not safetensors: restore it "
+                               "from the checkpoint") from None
+    return tensors
+
+
+def _check_shapes(family: Family) -> None:
+    """Every branch tensor has the shape config.json implies, so a config that does not match the weights
+    (hidden_size, vocab_size, heads, ...) fails on load, not in the middle of a run."""
+    from transformers import AutoModelForCausalLM
+
+    config = family.branch_config(family.branches[-1])
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in AutoModelForCausalLM.from_config(config).state_dict().items()}
+    source = {id(t): name for name, t in family.tensors.items()}
+    for b in family.branches:
+        for name, t in family.branch_state_dict(b).items():
+            want = expected.get(name)
+            if want is not None and tuple(t.shape) != want:
+                cfg = family.files.config
+                raise EvalkitError(
+                    f"{family.path}: tensor {source.get(id(t), name)} has shape {list(t.shape)}, but config.json "
+                    f"(hidden_size {cfg.get('hidden_size')}, vocab_size {cfg.get('vocab_size')}, "
+                    f"intermediate_size {cfg.get('intermediate_size')}) implies {list(want)}; the weights and "
+                    "config.json do not belong together: restore the checkpoint's own config.json")
+
+
+@contextmanager
+def _no_progress_bars() -> Iterator[None]:
+    """transformers' own bars (save_pretrained's "Writing model shards") off; the command prints one line."""
+    from transformers.utils import logging as hf_logging
+
+    was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_on:
+            hf_logging.enable_progress_bar()
+
+
+def _make_branches(family: Family) -> tuple[Branch, ...]:
+    exits = family.exit_points
+    counts = []
+    for i, e in enumerate(exits):
+        probe = Branch(index=i, name=f"exit{e}", exit_layer=e, num_layers=e + 1, num_params=0, non_embedding_params=0)
+        # Quantized weights are packed: their parameter counts are not meaningful before loading.
+        counts.append(_count_params(family, probe) if family.tensors else (0, 0))
+    if family.files.is_familial:
+        names = _size_names([non_emb for _, non_emb in counts])
+    else:  # a checkpoint directory's name; a family made in memory is called `<name>`
+        names = [family.path.resolve().name if family.files.weight_files else family.path.name.strip("<>")]
+    return tuple(
+        Branch(index=i, name=names[i], exit_layer=e, num_layers=e + 1, num_params=tot, non_embedding_params=non_emb)
+        for i, (e, (tot, non_emb)) in enumerate(zip(exits, counts, strict=True))
+    )
+
+
+def _count_params(family: Family, probe: Branch) -> tuple[int, int]:
+    state = family.branch_state_dict(probe)
+    unique = {t.data_ptr(): t.numel() for t in state.values()}
+    embedding = state["model.embed_tokens.weight"]
+    head = state["lm_head.weight"]
+    non_embedding = sum(unique.values()) - embedding.numel() - (0 if head is embedding else head.numel())
+    return sum(unique.values()), non_embedding
+
+
+def _size_names(non_embedding: Iterable[int]) -> list[str]:
+    """E{size}B from the branch's non-embedding parameters, the convention behind Ruyi's E3B..E7B.
+
+    Ruyi-7B's exits at 11..27 hold 2.8, 3.7, 4.7, 5.6 and 6.5 B non-embedding parameters: E3B..E7B.
+    Smaller models get M or K units, with as many decimals as it takes to keep names distinct.
+    """
+    sizes = list(non_embedding)
+    scale, unit = next(((s, u) for s, u in ((1e9, "B"), (1e6, "M"), (1e3, "K")) if min(sizes) >= 0.5 * s), (1, ""))
+    for decimals in range(4):
+        names = [f"E{round(n / scale, decimals):.{decimals}f}{unit}" for n in sizes]
+        if len(set(names)) == len(names):
+            return names
+    return [f"E{n}" for n in sizes]
+
+
+def _load_generation_config(model: PreTrainedModel, root: Path) -> None:
+    from transformers import GenerationConfig
+
+    if (root / "generation_config.json").is_file():
+        model.generation_config = GenerationConfig.from_pretrained(str(root), local_files_only=True)
+
+
+def _load_quantized(root: Path, config: Any, device: torch.device) -> PreTrainedModel:
+    """AWQ/GPTQ baselines load through transformers, which needs their kernels installed."""
+    from transformers import AutoModelForCausalLM
+
+    method = (
+        config.quantization_config.get("quant_method", "?") if isinstance(config.quantization_config, dict) else "?"
+    )
+    try:
+        return AutoModelForCausalLM.from_pretrained(str(root), device_map=str(device), local_files_only=True).eval()
+    except (ImportError, ValueError, RuntimeError) as e:
+        raise EvalkitError(
+            f"{root} is {method}-quantised and its kernels could not load ({str(e).splitlines()[0]}); "
+            "install them on a GPU machine (`pip install autoawq` for AWQ, `pip install gptqmodel optimum` for GPTQ)"
+        ) from None

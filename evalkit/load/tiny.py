@@ -1,0 +1,157 @@
+"""The embedded default: a tiny Ruyi-format familial checkpoint built from a seed, with a local tokenizer.
+
+Same config keys and tensor layout as AI-Flow-Ruyi-7B (`model.eelayers.*`, `model.norms.*`,
+`lm_head.{i}.*`), 8 layers with exits at 2/4/6/7, random weights. Nothing comes from a hub.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from evalkit.errors import EvalkitError
+from evalkit.load.checkpoint import FAMILIAL_KEYS
+
+# Bump when what build_checkpoint writes changes, so cached copies of the default are rebuilt.
+FORMAT_VERSION = 2
+
+
+@dataclass(frozen=True)
+class TinySpec:
+    flavour: str = "qwen2"  # "qwen2" | "qwen3"
+    shared_heads: bool = False
+    seed: int = 0
+    num_layers: int = 8
+    exits: tuple[int, ...] = (2, 4, 6, 7)
+    hidden_size: int = 64
+    intermediate_size: int = 128
+    num_heads: int = 4
+    num_kv_heads: int = 2
+    vocab_size: int = 768
+    init_std: float = 0.1  # larger than the usual 0.02 so greedy choices have clear margins
+
+
+def ruyi_config(spec: TinySpec, vocab_size: int, eos_id: int, pad_id: int) -> dict[str, Any]:
+    """A Ruyi-format config.json for the given shape."""
+    config: dict[str, Any] = {
+        "architectures": [f"Ruyi{spec.flavour.capitalize()}ForCausalLM"],
+        "model_type": f"ruyi_{spec.flavour}",
+        "hidden_size": spec.hidden_size,
+        "intermediate_size": spec.intermediate_size,
+        "num_hidden_layers": spec.num_layers,
+        "num_attention_heads": spec.num_heads,
+        "num_key_value_heads": spec.num_kv_heads,
+        "head_dim": spec.hidden_size // spec.num_heads,
+        "hidden_act": "silu",
+        "max_position_embeddings": 4096,
+        "rms_norm_eps": 1e-6,
+        "rope_theta": 10000.0,
+        "vocab_size": vocab_size,
+        "tie_word_embeddings": False,
+        "use_sliding_window": False,
+        "max_window_layers": spec.num_layers,
+        "attention_dropout": 0.0,
+        "initializer_range": spec.init_std,
+        "bos_token_id": pad_id,
+        "eos_token_id": eos_id,
+        "pad_token_id": pad_id,
+        "torch_dtype": "float32",
+        "use_cache": True,
+        "early_exit_points": list(spec.exits),
+        "shared_heads": spec.shared_heads,
+        "default_early_exit_point": spec.exits[-1],
+    }
+    if spec.flavour == "qwen3":
+        config["attention_bias"] = False
+    return config
+
+
+def make_tiny(out_dir: str | Path, *, flavour: str = "qwen2", shared_heads: bool = False, seed: int = 0) -> Path:
+    """Write a tiny familial checkpoint (config, safetensors, tokenizer) to `out_dir`."""
+    if flavour not in ("qwen2", "qwen3"):
+        raise EvalkitError(f"unknown flavour {flavour!r}; valid flavours are qwen2, qwen3")
+    return build_checkpoint(out_dir, TinySpec(flavour=flavour, shared_heads=shared_heads, seed=seed))
+
+
+def build_checkpoint(out_dir: str | Path, spec: TinySpec) -> Path:
+    import torch
+    from safetensors.torch import save_file
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from evalkit.load.tokenizer import build_tokenizer
+
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()):
+        raise EvalkitError(f"{out} exists and is not empty; choose a new directory")
+    tokenizer_dir = build_tokenizer(out, vocab_size=spec.vocab_size)
+    tok = json.loads((tokenizer_dir / "tokenizer.json").read_text())
+    vocab = len(tok["model"]["vocab"]) + sum(t["id"] >= len(tok["model"]["vocab"]) for t in tok["added_tokens"])
+    ids = {t["content"]: t["id"] for t in tok["added_tokens"]}
+    config = ruyi_config(spec, vocab, eos_id=ids["<|im_end|>"], pad_id=ids["<|endoftext|>"])
+
+    # One plain model with extra layers supplies the trunk and, from its extra layers, the branch layers.
+    n_extra = len(spec.exits) - 1
+    plain = {k: v for k, v in config.items() if k not in FAMILIAL_KEYS}
+    plain.pop("model_type"), plain.pop("architectures")
+    plain["num_hidden_layers"] = spec.num_layers + n_extra
+    plain["max_window_layers"] = spec.num_layers + n_extra
+    torch.manual_seed(spec.seed)
+    model = AutoModelForCausalLM.from_config(AutoConfig.for_model(spec.flavour, **plain), dtype=torch.float32)
+    source = model.state_dict()
+    gen = torch.Generator().manual_seed(spec.seed + 1)
+
+    state: dict[str, torch.Tensor] = {}
+    for name, t in source.items():
+        if name.startswith("model.layers."):
+            layer = int(name.split(".")[2])
+            rest = name.split(".", 3)[3]
+            key = (
+                f"model.layers.{layer}.{rest}"
+                if layer < spec.num_layers
+                else f"model.eelayers.{layer - spec.num_layers}.{rest}"
+            )
+            state[key] = t.clone()
+        elif name == "model.embed_tokens.weight":
+            state[name] = t.clone()
+    for i in range(len(spec.exits)):
+        state[f"model.norms.{i}.weight"] = 1.0 + 0.1 * torch.randn(spec.hidden_size, generator=gen)
+    heads = 1 if spec.shared_heads else len(spec.exits)
+    for i in range(heads):
+        name = "lm_head.weight" if spec.shared_heads else f"lm_head.{i}.weight"
+        state[name] = spec.init_std * torch.randn(vocab, spec.hidden_size, generator=gen)
+
+    save_file({k: v.contiguous() for k, v in state.items()}, str(out / "model.safetensors"), metadata={"format": "pt"})
+    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    gen_cfg = {"eos_token_id": config["eos_token_id"], "pad_token_id": config["pad_token_id"], "do_sample": False}
+    (out / "generation_config.json").write_text(json.dumps(gen_cfg, indent=2) + "\n")
+    return out
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("EVALKIT_HOME", Path.home() / ".cache" / "evalkit"))
+
+
+def default_model_path(spec: TinySpec = TinySpec()) -> Path:
+    """The embedded tiny family, built on first use into the cache (atomically, so runs can race)."""
+    key = {"format": FORMAT_VERSION, **asdict(spec)}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
+    path = cache_root() / f"tiny-ruyi-{spec.flavour}-{digest}"
+    if (path / "config.json").is_file():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tiny-", dir=path.parent))
+    try:
+        build_checkpoint(tmp, spec)
+        os.replace(tmp, path)
+    except OSError:
+        if not (path / "config.json").is_file():  # lost a race is fine; anything else is not
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return path

@@ -1,0 +1,133 @@
+"""The report: saved results records in, a directory with report.md, plots and monotonicity.json out.
+
+It reads records only (no model, no GPU). Every number comes from a record; nothing is retyped.
+
+    reports/<name>/
+      report.md            provenance, score tables, branch tables, monotonicity, deltas, routing,
+                           performance (with --bench: speed tables, minimum VRAM, Pareto plot)
+      monotonicity.json    every inversion with its test
+      plots/*.png, *.svg   monotonicity per dataset and average (PNG and SVG); agreement heatmaps;
+                           with bench records: speed against size, accuracy against speed (PNG and SVG)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from tabulate import tabulate
+
+from evalkit.analysis.monotonic import find_inversions
+from evalkit.catalog.datasets import SUITE_TITLES
+from evalkit.errors import EvalkitError
+from evalkit.records.bench import load_bench
+from evalkit.records.results import ResultsRecord, load_record, merge_records, write_json_atomic
+from evalkit.reporting import perf as perf
+from evalkit.reporting import sections as sections
+from evalkit.reporting.plots import PlotQueue
+from evalkit.reporting.tables import named_table
+
+
+def report(
+    records: Sequence[str | Path],
+    out: str | Path | None = None,
+    *,
+    stderr: bool = False,
+    bench: Sequence[str | Path] = (),
+) -> Path:
+    """Build the report for one or more results records; returns the path of report.md.
+
+    Several records are merged (a later record wins on the same model and dataset), so a measured
+    run and an imported published table can sit in one report. `out` defaults to reports/<run id>.
+    """
+    if not records:
+        raise EvalkitError("report needs at least one results record; pass the results.json of a run")
+    loaded = [load_record(p) for p in records]
+    benches = [(Path(p), load_bench(p)) for p in bench]  # read first, so a wrong path fails early
+    merged = merge_records(loaded, run_id="+".join(r.run_id for r in loaded))
+    out_dir = Path(out) if out is not None else Path("reports") / merged.run_id
+    plot_dir = out_dir / "plots"
+    plot_dir.mkdir(parents=True, exist_ok=True)
+
+    inversions = find_inversions(merged)
+    queue = PlotQueue()
+    write_json_atomic(out_dir / "monotonicity.json", {
+        "alpha": 0.05,
+        "pairs": "all ordered pairs of each family's branches; Holm across the pairs of one dataset",
+        "inversions": [i.to_json() for i in inversions],
+    })
+    text = "\n".join([
+        f"# Evaluation report: {merged.run_id}\n",
+        provenance_section(loaded),
+        tables_section(merged, stderr=stderr),
+        "## Monotonicity across branches\n\n" + sections.monotonicity(merged, inversions, plot_dir, queue),
+        "## Branches against baselines\n\n" + sections.versus_baselines(merged),
+        "## Routing headroom\n\n" + sections.routing(merged, plot_dir, queue),
+        perf.performance(benches, merged, plot_dir, queue),
+    ])
+    queue.run()
+    path = out_dir / "report.md"
+    path.write_text(text.rstrip("\n") + "\n", encoding="utf-8")
+    return path
+
+
+def provenance_section(records: Sequence[ResultsRecord]) -> str:
+    """Where the numbers come from: one row per record."""
+    rows = []
+    for r in records:
+        p = r.provenance
+        rows.append([
+            r.run_id, r.kind, p.git_revision or "–", p.device or "–", p.dtype or "–",
+            p.data_source or p.source or "–", p.finished_at or p.started_at or "–",
+        ])
+    headers = ["Run", "Kind", "Git revision", "Device", "Dtype", "Data source", "Finished"]
+    table = tabulate(rows, headers=headers, tablefmt="pipe", disable_numparse=True)
+    packages = _packages(records)
+    return "## Provenance\n\n" + table + "\n" + (f"\nPackages: {packages}.\n" if packages else "")
+
+
+def _packages(records: Sequence[ResultsRecord]) -> str:
+    wanted = ("evalkit", "opencompass", "torch", "transformers")
+    seen: dict[str, str] = {}
+    for r in records:
+        for name in wanted:
+            if name in r.provenance.packages:
+                seen.setdefault(name, str(r.provenance.packages[name]))
+    return ", ".join(f"{k} {v}" for k, v in seen.items())
+
+
+def tables_section(record: ResultsRecord, *, stderr: bool = False) -> str:
+    """Suite tables (baselines, then ours in bold) and the branch tables, in the model card's shape."""
+    parts = ["## Scores\n"]
+    if stderr:
+        parts.append(
+            "± is one standard error from per-item outcomes (for MMLU, MMLU-Pro, CMMLU and BBH that of the mean "
+            "of subject/task means, the score reported), binomial from n for aggregate-only scores; none where "
+            "n is unknown. The average's SE treats datasets as independent.\n"
+        )
+    for suite, name in SUITE_TITLES.items():
+        table = named_table(record, suite, stderr=stderr)
+        if table is not None:
+            parts.append(f"### {name}\n\n{table}\n")
+    branch_parts = []
+    for suite, name in SUITE_TITLES.items():
+        table_name = "branches" if suite == "general" else f"branches-{suite}"
+        table = named_table(record, table_name, stderr=stderr)
+        if table is not None:
+            branch_parts.append(f"### Branches: {name}\n\n{table}\n")
+    return "\n".join(parts + branch_parts)
+
+
+def performance_section(bench: Sequence[str | Path], record: ResultsRecord, plot_dir: Path,
+                        queue: PlotQueue | None = None) -> str:
+    """Speed tables, minimum VRAM, speed against size and accuracy against speed from bench records.
+
+    Plots go to `plot_dir`, through `queue` when given (drawn with the report's other figures),
+    else at once. Empty when no bench record is given.
+    """
+    own = queue is None
+    queue = queue if queue is not None else PlotQueue()
+    text = perf.performance([(Path(p), load_bench(p)) for p in bench], record, plot_dir, queue)
+    if own:
+        queue.run()
+    return text

