@@ -32,8 +32,8 @@ _PUBLIC = {
     "Family": "evalkit.load.family",
     "load_family": "evalkit.load.family",
     "parse_branches": "evalkit.load.family",
-    "branches_table": "evalkit.load.family",
-    "export_branch": "evalkit.load.family",
+    "branches_table": "evalkit.load.export",
+    "export_branch": "evalkit.load.export",
     "make_tiny": "evalkit.load.tiny",
     "default_model_path": "evalkit.load.tiny",
     # engine
@@ -104,7 +104,8 @@ if TYPE_CHECKING:
     from evalkit.evaluation.options import RunConfig
     from evalkit.evaluation.state import RunResult
     from evalkit.evaluation.summary import summary
-    from evalkit.load.family import Branch, Family, branches_table, export_branch, load_family, parse_branches
+    from evalkit.load.export import branches_table, export_branch
+    from evalkit.load.family import Branch, Family, load_family, parse_branches
     from evalkit.load.tiny import default_model_path, make_tiny
     from evalkit.records.bench import BenchRecord, load_bench
     from evalkit.records.published import import_table

@@ -148,7 +148,7 @@ def tokenizer_notes(model: str | None, exported: Path, run_dir: Path, abbr: str,
     from transformers import AutoTokenizer
 
     from evalkit.load.tiny import default_model_path
-    from evalkit.oc.model import _prompt
+    from evalkit.oc.model import chat_messages
 
     ours = AutoTokenizer.from_pretrained(str(model or default_model_path()), local_files_only=True)
     theirs = AutoTokenizer.from_pretrained(str(exported), local_files_only=True)
@@ -156,7 +156,7 @@ def tokenizer_notes(model: str | None, exported: Path, run_dir: Path, abbr: str,
     for ds in datasets:
         items = json.loads((run_dir / "predictions" / abbr / f"{ds}.json").read_text(encoding="utf-8"))
         for key, item in items.items():
-            prompt = _prompt(item["origin_prompt"])
+            prompt = chat_messages(item["origin_prompt"])
             messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
             text = ours.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
             total += 1
@@ -191,7 +191,7 @@ def _evalkit_command(setup: E2ESetup, out: Path) -> list[str]:
 
 def _env(setup: E2ESetup) -> dict[str, str]:
     """Both sides read the same data root; on the tiny family both run one thread, as `run` does for it."""
-    from evalkit.evaluation.execute import data_root
+    from evalkit.evaluation import data_root
 
     root = data_root(None)
     env = {**os.environ, "COMPASS_DATA_CACHE": str(root), "TQDM_DISABLE": "1"}

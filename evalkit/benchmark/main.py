@@ -21,7 +21,7 @@ from evalkit.catalog.datasets import parse_suites
 from evalkit.errors import EvalkitError, did_you_mean
 from evalkit.load.devices import check_device, release_memory, resolve_device
 from evalkit.records.bench import BenchRecord, BenchRow, Ratio, SharedTrunk, load_bench, save_bench
-from evalkit.reporting.bench_tables import bench_markdown
+from evalkit.reporting import bench_markdown
 
 BACKENDS = ("hf", "fast")
 BATCH_SIZES = (1, 4, 16, 32)

@@ -14,6 +14,8 @@ FAMILIAL_TYPES = {"ruyi_qwen2": "qwen2", "ruyi_qwen3": "qwen3"}
 PLAIN_TYPES = ("qwen2", "qwen3", "llama")
 # Keys that only the familial format has; a branch's plain config drops them.
 FAMILIAL_KEYS = ("early_exit_points", "shared_heads", "default_early_exit_point", "auto_map")
+# Files that carry a tokenizer's vocabulary; a checkpoint needs one of them.
+TOKENIZER_VOCABS = ("tokenizer.json", "tokenizer.model", "vocab.json")
 TOKENIZER_FILES = (
     "tokenizer.json",
     "tokenizer_config.json",

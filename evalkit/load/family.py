@@ -21,14 +21,19 @@ import torch
 from safetensors import safe_open
 
 from evalkit.errors import EvalkitError, did_you_mean
-from evalkit.load.checkpoint import FAMILIAL_KEYS, TOKENIZER_FILES, CheckpointFiles, _validate_config, read_checkpoint
+from evalkit.load.checkpoint import (
+    FAMILIAL_KEYS,
+    TOKENIZER_FILES,
+    TOKENIZER_VOCABS,
+    CheckpointFiles,
+    _validate_config,
+    read_checkpoint,
+)
 from evalkit.load.devices import resolve_device, resolve_dtype
 
 if TYPE_CHECKING:
     from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
-# Files that carry a tokenizer's vocabulary; a checkpoint needs one of them.
-_TOKENIZER_VOCABS = ("tokenizer.json", "tokenizer.model", "vocab.json")
 
 
 @dataclass(frozen=True)
@@ -97,8 +102,8 @@ class Family:
         from transformers import AutoTokenizer
         from transformers.utils import logging as hf_logging
 
-        if not any((self.path / name).is_file() for name in _TOKENIZER_VOCABS):
-            raise EvalkitError(f"{self.path} has no tokenizer files (none of {', '.join(_TOKENIZER_VOCABS)}); copy "
+        if not any((self.path / name).is_file() for name in TOKENIZER_VOCABS):
+            raise EvalkitError(f"{self.path} has no tokenizer files (none of {', '.join(TOKENIZER_VOCABS)}); copy "
                                "the tokenizer of the model it was trained from into it")
         verbosity = hf_logging.get_verbosity()
         hf_logging.set_verbosity_error()  # transformers warns that it does not know `ruyi_*` configs
@@ -269,29 +274,6 @@ def resolve_attention(requested: str | None) -> str:
     if requested == "eager":
         return requested
     raise did_you_mean("attention implementation", requested, ["sdpa", "flash_attention_2", "eager"])
-
-
-def branches_table(model: str | None, *, branches: str = "all") -> str:
-    """The `evalkit branches` table: name, exit layer, layers, parameters and size in GB."""
-    from tabulate import tabulate
-
-    from evalkit.load.tiny import default_model_path
-
-    family = load_family(model or default_model_path())
-    bytes_per = torch.finfo(family.dtype).bits // 8
-    rows = [
-        (b.name, b.exit_layer, b.num_layers, f"{b.num_params:,}", f"{b.num_params * bytes_per / 1e9:.3g}")
-        for b in parse_branches(branches, family.branches)
-    ]
-    dt = str(family.dtype).removeprefix("torch.")
-    head = f"{family.path}  ({family.files.model_type}, {dt})"
-    return head + "\n" + tabulate(rows, headers=["branch", "exit layer", "layers", "parameters", f"GB ({dt})"])
-
-
-def export_branch(model: str | None, branch: str, out: str | Path) -> Path:
-    from evalkit.load.tiny import default_model_path
-
-    return load_family(model or default_model_path()).export_branch(branch, out)
 
 
 # --- internals ---------------------------------------------------------------------------------

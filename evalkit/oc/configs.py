@@ -17,6 +17,7 @@ from typing import Any
 
 from evalkit.catalog.baselines import BASELINES, RUYI_GENERATION, Baseline, Generation
 from evalkit.errors import EvalkitError, did_you_mean
+from evalkit.load.checkpoint import TOKENIZER_VOCABS
 
 MODEL_TYPE = "evalkit.oc.model.FamilialBranchModel"
 RUYI_ENV = "RUYI_7B_PATH"
@@ -38,7 +39,7 @@ def baseline_path(b: Baseline, overrides: Mapping[str, str] | None = None) -> Pa
     if not (path / "config.json").is_file():
         raise EvalkitError(f"baseline {b.name}: {path} is not a checkpoint directory (no config.json); "
                            f"fix {b.env} or --baseline-path {b.name}=DIR")
-    if not any((path / name).is_file() for name in ("tokenizer.json", "tokenizer.model", "vocab.json")):
+    if not any((path / name).is_file() for name in TOKENIZER_VOCABS):
         raise EvalkitError(f"baseline {b.name}: {path} has no tokenizer files (tokenizer.json, tokenizer.model or "
                            f"vocab.json); fix {b.env} or --baseline-path {b.name}=DIR")
     check_kernels(path)

@@ -67,7 +67,7 @@ class FamilialBranchModel(BaseModel):
     def generate(self, inputs: list, max_out_len: int, stopping_criteria: Sequence[str] = (),
                  **kwargs: Any) -> list[str]:
         stop = tuple(stopping_criteria or ())
-        return self.lm.generate([GenerateRequest(_prompt(p), max_out_len, stop) for p in inputs])
+        return self.lm.generate([GenerateRequest(chat_messages(p), max_out_len, stop) for p in inputs])
 
     def get_ppl(self, inputs: list, mask_length: list[int] | None = None) -> np.ndarray:
         masks: list[int | None] = list(mask_length) if mask_length else [None] * len(inputs)
@@ -81,7 +81,7 @@ class FamilialBranchModel(BaseModel):
 
     def get_token_len(self, prompt: Any) -> int:
         if self.chat and not isinstance(prompt, str):
-            return self.lm.token_len([self.lm.render(_prompt(prompt))])[0]
+            return self.lm.token_len([self.lm.render(chat_messages(prompt))])[0]
         return self.lm.token_len([_text(prompt)])[0]
 
     def encode(self, prompt: str) -> Any:
@@ -93,7 +93,7 @@ class FamilialBranchModel(BaseModel):
         return str(self.lm.engine.tokenizer.decode(tokens[0]))
 
 
-def _prompt(p: Any) -> str | tuple[Message, ...]:
+def chat_messages(p: Any) -> str | tuple[Message, ...]:
     """A PromptList of role turns -> chat messages (consecutive turns of one role merged); text stays text."""
     if isinstance(p, str):
         return p

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -85,3 +87,32 @@ def test_no_import_circles() -> None:
     circles = sorted(m for m in MODULES if m in reach(m) and not m.endswith("__init__"))
     circles = [m for m in circles if not any(t.startswith(m + ".") for t in GRAPH[m])]
     assert not circles, f"modules that import themselves through others: {circles}"
+
+
+def test_benchmark_uses_run_and_reporting_through_their_public_names() -> None:
+    private = sorted(
+        (m, t) for m in MODULES if m.startswith("evalkit.benchmark.") for t in GRAPH[m]
+        if t.startswith(("evalkit.evaluation.", "evalkit.reporting."))
+    )
+    assert not private, f"benchmark reaches into the run or reporting stage's modules: {private}"
+
+
+def _loaded_after(code: str) -> list[str]:
+    """The torch and OpenCompass modules a fresh interpreter has loaded after running `code`."""
+    probe = code + "\nimport sys\nprint(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'opencompass'}))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    return ast.literal_eval(out.stdout.strip().splitlines()[-1])
+
+
+def test_a_bad_run_flag_fails_before_torch_or_opencompass_load() -> None:
+    code = (
+        "from click.testing import CliRunner\nfrom evalkit.cli import main\n"
+        "r = CliRunner().invoke(main, ['run', '--suites', 'genral'])\n"
+        "assert r.exit_code == 2 and \"unknown suite 'genral'\" in r.output, r.output"
+    )
+    assert _loaded_after(code) == []
+
+
+def test_the_engine_and_benchmark_import_without_opencompass() -> None:
+    # The GPU machines that run `bench` have no OpenCompass.
+    assert "opencompass" not in _loaded_after("import evalkit.benchmark.main, evalkit.engine.lm, evalkit.engine.generate")

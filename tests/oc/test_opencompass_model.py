@@ -63,9 +63,9 @@ def test_generate_takes_prompt_lists_and_stops_at_stop_words(model):
     cut = model.generate(parsed, max_out_len=16, stopping_criteria=[stop])[0]
     assert cut == free[: free.find(stop)]
     # The role turns arrive as chat messages, rendered by the chat template.
-    from evalkit.oc.model import _prompt
+    from evalkit.oc.model import chat_messages
 
-    assert _prompt(parsed[0]) == ({"role": "user", "content": "Name a colour."},)
+    assert chat_messages(parsed[0]) == ({"role": "user", "content": "Name a colour."},)
     assert model.lm.render(({"role": "user", "content": "Name a colour."},)).endswith("<|im_start|>assistant\n")
 
 
