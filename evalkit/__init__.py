@@ -59,7 +59,7 @@ _PUBLIC = {
     "score_code": "evalkit.sandbox.code",
     # bench
     "bench": "evalkit.benchmark.main",
-    "BenchConfig": "evalkit.benchmark.main",
+    "BenchConfig": "evalkit.benchmark.config",
 }
 _RENAMED = {"score_code": "score_humaneval"}
 
@@ -97,7 +97,8 @@ __all__ = [
 
 if TYPE_CHECKING:
     from evalkit.analysis.regress import regress
-    from evalkit.benchmark.main import BenchConfig, bench
+    from evalkit.benchmark.config import BenchConfig
+    from evalkit.benchmark.main import bench
     from evalkit.engine.generate import generate_branches, generate_fast
     from evalkit.errors import EvalkitError
     from evalkit.evaluation.api import run

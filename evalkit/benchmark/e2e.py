@@ -30,6 +30,10 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.errors import EvalkitError
+from evalkit.evaluation import data_root
+from evalkit.load.family import load_family
+from evalkit.load.tiny import default_model_path
+from evalkit.oc.model import chat_messages
 from evalkit.records.bench import TrunkE2E
 
 STOCK_MODEL_CLASS = "evalkit.oc.model.FamilialBranchModel"
@@ -91,8 +95,6 @@ def _end_to_end(setup: E2ESetup, work: Path) -> tuple[TrunkE2E, list[str]]:
 
 def export_branches(model: str | None, branches: Sequence[str], out: Path) -> dict[str, Path]:
     """Each branch written as a plain checkpoint under `out/<branch>`, at the checkpoint's stored dtype."""
-    from evalkit.load.family import load_family
-    from evalkit.load.tiny import default_model_path
 
     family = load_family(model or default_model_path())
     return {b: family.export_branch(b, out / b) for b in branches}
@@ -147,8 +149,6 @@ def tokenizer_notes(model: str | None, exported: Path, run_dir: Path, abbr: str,
     model type, may split the run's prompts into other tokens than the family's tokenizer does."""
     from transformers import AutoTokenizer
 
-    from evalkit.load.tiny import default_model_path
-    from evalkit.oc.model import chat_messages
 
     ours = AutoTokenizer.from_pretrained(str(model or default_model_path()), local_files_only=True)
     theirs = AutoTokenizer.from_pretrained(str(exported), local_files_only=True)
@@ -191,7 +191,6 @@ def _evalkit_command(setup: E2ESetup, out: Path) -> list[str]:
 
 def _env(setup: E2ESetup) -> dict[str, str]:
     """Both sides read the same data root; on the tiny family both run one thread, as `run` does for it."""
-    from evalkit.evaluation import data_root
 
     root = data_root(None)
     env = {**os.environ, "COMPASS_DATA_CACHE": str(root), "TQDM_DISABLE": "1"}

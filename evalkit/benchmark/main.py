@@ -9,116 +9,32 @@ all branches of a family at once with the last branch alone and with each branch
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from evalkit.benchmark.config import BATCH_SIZES, BenchConfig, Protocol
 from evalkit.benchmark.measure import Clock, PeakMemory, environment, mbu, peak_bandwidth, traffic
+from evalkit.benchmark.runners import FastRunner, HFRunner, measure, prompts
+from evalkit.benchmark.trunk import TRUNK_BATCH_SIZES, TrunkSetup, shared_trunk
 from evalkit.catalog.datasets import parse_suites
-from evalkit.errors import EvalkitError, did_you_mean
+from evalkit.catalog.shapes import parse_shapes
+from evalkit.engine.decode import _dims, _head
+from evalkit.engine.generate import resolve_mode
+from evalkit.errors import EvalkitError
 from evalkit.load.devices import check_device, release_memory, resolve_device
-from evalkit.records.bench import BenchRecord, BenchRow, Ratio, SharedTrunk, load_bench, save_bench
-from evalkit.reporting import bench_markdown
+from evalkit.load.family import load_family, parse_branches
+from evalkit.load.random import random_family
+from evalkit.load.tiny import default_model_path
+from evalkit.records.bench import BenchRecord, BenchRow, Ratio, SharedTrunk, save_bench
+from evalkit.records.provenance import command_line
+from evalkit.records.results import cannot_write
 
-BACKENDS = ("hf", "fast")
-BATCH_SIZES = (1, 4, 16, 32)
-
-__all__ = ["BenchConfig", "BenchRecord", "Protocol", "bench", "bench_markdown", "load_bench"]
-
-
-@dataclass(frozen=True)
-class Protocol:
-    """How every cell is measured (after optimum-benchmark):
-
-    1. warm-up: `warmup` untimed generations first (CUDA graph capture, allocator, kernel choice);
-    2. timing: CUDA events around each region, read after a synchronize (GPU); perf_counter (CPU);
-    3. fixed output length: every generation makes exactly gen_len tokens (EOS ignored on the fast
-       path, min_new_tokens = max_new_tokens on stock `generate`);
-    4. at least `iterations` timed repetitions per cell;
-    5. median, p90 and p99 with numpy (linear interpolation) over the iterations: each is one whole
-       generation, so a TPOT percentile is over per-generation mean step times, not single tokens;
-    6. peak allocated and reserved GPU memory per cell (peak counters reset before the cell);
-    7. MBU = bytes per token x tokens/s / peak bandwidth, the peak looked up from the device name or
-       given, never assumed; none on a CPU unless given;
-    8. both backends in the same process on the same prompts, so their ratio compares like with like.
-    """
-
-    warmup: int
-    iterations: int
-    timer: str  # "cuda-events" | "perf_counter"
-    decode_mode: str = ""  # the fast path as run: eager | cudagraph | compile ("auto" resolved)
-    fixed_output_length: bool = True
-    percentiles: tuple[int, ...] = (50, 90, 99)
-
-
-@dataclass(frozen=True)
-class BenchConfig:
-    model: str | None = None  # checkpoint directory; None with no shapes: the embedded tiny family
-    shapes: tuple[str, ...] = ()  # real shapes with random weights (evalkit.catalog.shapes), e.g. ("ruyi-7b",)
-    random_weights: bool = False  # required with shapes: says the weights are random on purpose
-    branches: str = "all"
-    batch_sizes: tuple[int, ...] | None = None  # None: 1,4,16,32 (--shared-trunk: 1,8)
-    prompt_len: int = 256
-    gen_len: int = 128
-    dtype: str = "bf16"
-    attn: str = "sdpa"  # stock backend's attention: sdpa | flash_attention_2 (the fast path uses SDPA)
-    backend: str = "both"  # hf | fast | both
-    iterations: int = 10
-    warmup: int = 2
-    peak_bandwidth: float | None = None  # GB/s; None: from the device name
-    out: str | None = None  # directory; None: results/bench-<timestamp>
-    device: str = "auto"  # auto | cuda | cpu
-    decode_mode: str = "auto"  # fast path: auto | eager | cudagraph | compile
-    shared_trunk: bool = False
-    # With shared_trunk: `run --branches all` on this suite vs stock OpenCompass on the exported branches (minutes
-    # of subprocesses on a CPU); None skips it. The CLI's --e2e-suite defaults to "stem".
-    e2e_suite: str | None = None
-    e2e_limit: int = 2  # items per dataset in the end-to-end comparison
-    e2e_max_out_len: int | None = None  # None: what `run` uses
-    seed: int = 0
-    command: str = field(default="", compare=False)
-
-    def __post_init__(self) -> None:
-        if self.model and self.shapes:
-            raise EvalkitError("pass either --model PATH or --shape NAME --random-weights, not both")
-        if self.shapes and not self.random_weights:
-            raise EvalkitError("--shape builds a model with random weights; add --random-weights, or pass --model PATH")
-        if self.backend not in (*BACKENDS, "both"):
-            raise did_you_mean("backend", self.backend, [*BACKENDS, "both"])
-        if self.gen_len < 2 or self.prompt_len < 1:
-            raise EvalkitError(f"--gen-len must be >= 2 and --prompt-len >= 1 (got {self.gen_len}, {self.prompt_len})")
-        if self.batch_sizes is not None and (not self.batch_sizes or min(self.batch_sizes) < 1):
-            raise EvalkitError(f"--batch-sizes must be positive integers, got {self.batch_sizes}")
-        if self.e2e_suite is not None and (len(parse_suites(self.e2e_suite)) != 1 or self.e2e_limit < 1):
-            raise EvalkitError(f"--e2e-suite takes one suite (general, code or stem) and --e2e-limit a positive "
-                               f"number (got {self.e2e_suite!r}, {self.e2e_limit})")  # fmt: skip
-        if self.iterations < 1 or self.warmup < 1:
-            raise EvalkitError(f"--iterations and --warmup must be >= 1 (got {self.iterations}, {self.warmup}); "
-                               "the warm-up builds the CUDA graph and compiles, which no timed run may include")
-        if self.peak_bandwidth is not None and not (0 < self.peak_bandwidth < math.inf):
-            raise EvalkitError(f"--peak-bandwidth must be a positive number of GB/s, got {self.peak_bandwidth}")
-        if self.e2e_max_out_len is not None and self.e2e_max_out_len < 1:
-            raise EvalkitError(f"--e2e-max-out-len must be >= 1, got {self.e2e_max_out_len}")
-        # Names and paths are checked here, before torch loads, so a typo fails at once.
-        if self.shapes:
-            from evalkit.catalog.shapes import parse_shapes
-
-            plain = [s.name for s in parse_shapes(",".join(self.shapes)) if s.role != "ours"]
-            if self.shared_trunk and plain:
-                raise EvalkitError(f"--shared-trunk needs familial shapes; {', '.join(plain)} has one branch "
-                                   "(use --shape ruyi-7b)")  # fmt: skip
-        if self.model:
-            from evalkit.load.checkpoint import read_checkpoint
-
-            read_checkpoint(self.model)
-
-    @property
-    def backends(self) -> tuple[str, ...]:
-        return BACKENDS if self.backend == "both" else (self.backend,)
-
+__all__ = ["BenchConfig", "Protocol", "bench"]
 
 @dataclass(frozen=True)
 class _Source:
@@ -132,10 +48,6 @@ def bench(config: BenchConfig | None = None, /, **options: Any) -> tuple[BenchRe
 
     Returns the record and the path of the bench.json written.
     """
-    import torch
-
-    from evalkit.engine.generate import resolve_mode
-
     config = config or BenchConfig(**options)
     device = str(resolve_device(check_device(config.device)))
     # The fast path at its fastest: fused kernels in a CUDA graph on a GPU (`run` keeps plain CUDA graphs,
@@ -197,9 +109,6 @@ def bench(config: BenchConfig | None = None, /, **options: Any) -> tuple[BenchRe
 def _bench_family(
     config: BenchConfig, src: _Source, family: Any, clock: Clock, peak: float | None
 ) -> Iterator[BenchRow]:
-    from evalkit.benchmark.runners import FastRunner, HFRunner, measure, prompts
-    from evalkit.load.family import parse_branches
-
     if family.files.is_quantized:
         raise EvalkitError(f"{src.name} is a quantized checkpoint; bench measures bf16/fp16/fp32 weights "
                            "(pass the unquantized checkpoint)")  # fmt: skip
@@ -247,8 +156,6 @@ def _bench_family(
 
 
 def _traffic(family: Any, branch: Any, config: BenchConfig) -> Any:
-    from evalkit.engine.decode import _dims, _head
-
     cfg = family.branch_config(branch)
     dims = _dims(cfg)
     embed = family.tensors["model.embed_tokens.weight"]
@@ -260,9 +167,6 @@ def _traffic(family: Any, branch: Any, config: BenchConfig) -> Any:
 
 
 def _shared_trunk(config: BenchConfig, src: _Source, family: Any, clock: Clock) -> SharedTrunk:
-    from evalkit.benchmark.trunk import TRUNK_BATCH_SIZES, TrunkSetup, shared_trunk
-    from evalkit.load.family import parse_branches
-
     if not family.files.is_familial:
         raise EvalkitError(f"{src.name} has one branch; --shared-trunk needs a familial checkpoint or --shape ruyi-7b")
     setup = TrunkSetup(batch_sizes=config.batch_sizes or TRUNK_BATCH_SIZES, prompt_len=config.prompt_len,
@@ -274,7 +178,7 @@ def _shared_trunk(config: BenchConfig, src: _Source, family: Any, clock: Clock) 
 
 def _end_to_end(config: BenchConfig, trunk: SharedTrunk, device: str) -> SharedTrunk:
     """The end-to-end part: `run --branches all` vs stock OpenCompass on the exported branches (checkpoints only)."""
-    from evalkit.benchmark.e2e import E2ESetup, end_to_end
+    from evalkit.benchmark.e2e import E2ESetup, end_to_end  # OpenCompass, which GPU machines lack: only here
 
     if config.e2e_suite is None:
         return trunk
@@ -288,11 +192,6 @@ def _end_to_end(config: BenchConfig, trunk: SharedTrunk, device: str) -> SharedT
 
 
 def _sources(config: BenchConfig, device: str) -> list[_Source]:
-    from evalkit.catalog.shapes import parse_shapes
-    from evalkit.load.family import load_family
-    from evalkit.load.random import random_family
-    from evalkit.load.tiny import default_model_path
-
     if config.shapes:
         shapes = parse_shapes(",".join(config.shapes))
         return [_Source(s.name, s.title, functools.partial(random_family, s, dtype=config.dtype, device=device,
@@ -315,16 +214,12 @@ def _ratios(rows: list[BenchRow]) -> Iterator[Ratio]:
 
 
 def _is_oom(e: Exception) -> bool:
-    import torch
-
     text = str(e).lower()
     return isinstance(e, torch.cuda.OutOfMemoryError) or "out of memory" in text or "can't allocate memory" in text
 
 
 def _writable(out_dir: Path) -> None:
     """Fail before measuring, not after, when the record cannot be written."""
-    from evalkit.records.results import cannot_write
-
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -332,8 +227,6 @@ def _writable(out_dir: Path) -> None:
 
 
 def _command() -> str:
-    from evalkit.records.provenance import command_line
-
     return command_line()
 
 

@@ -33,14 +33,14 @@ from evalkit.engine.requests import (
     Message,
     PerplexityRequest,
 )
+from evalkit.engine.shared_generate import SharedGenerator, greedy_blockers
+from evalkit.engine.trunk import SharedScorer, score_branch
 from evalkit.errors import EvalkitError
+from evalkit.load.checkpoint import read_checkpoint
+from evalkit.load.family import Branch, Family, checkpoint_identity, load_family, stored_dtype
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
-
-    from evalkit.engine.shared_generate import SharedGenerator
-    from evalkit.engine.trunk import SharedScorer
-    from evalkit.load.family import Branch, Family
 
 
 
@@ -95,8 +95,6 @@ class FamilyEngine:
                positions: torch.Tensor | None = None) -> torch.Tensor:
         scorer = self.scorer
         if scorer is None or branch.name not in scorer.names:
-            from evalkit.engine.trunk import score_branch
-
             return score_branch(self.model(branch), ids, mask, positions=positions)
         return scorer.token_logprobs(branch, ids, mask, positions=positions)
 
@@ -107,8 +105,6 @@ class FamilyEngine:
         if not run:
             return None
         if self._scorer is None:
-            from evalkit.engine.trunk import SharedScorer
-
             self._scorer = SharedScorer(self.family, run, attn_implementation=self.config.attn_implementation)
         return self._scorer
 
@@ -120,8 +116,6 @@ class FamilyEngine:
         if not run or self.shared_generation_off:
             return None
         if self._generator is None:
-            from evalkit.engine.shared_generate import SharedGenerator
-
             self._generator = SharedGenerator(self.family, run, tokenizer=self.tokenizer,
                                               eos_token_ids=self._eos_ids(self.model(run[-1])),
                                               pad_token_id=self._pad_id)  # fmt: skip
@@ -131,8 +125,6 @@ class FamilyEngine:
     def shared_generation_off(self) -> str | None:
         """Why the run's branches generate one by one even with shared_trunk on; None if they need not."""
         if self._per_branch_reason is None:
-            from evalkit.engine.shared_generate import greedy_blockers
-
             run = self._run_branches
             blockers = sorted({f for b in run for f in greedy_blockers(self.model(b).generation_config)})
             if self.family.files.is_quantized:
@@ -297,8 +289,6 @@ class EngineRegistry:
                config: EngineConfig = EngineConfig()) -> FamilyEngine:
         identity = family_identity(path, dtype=dtype, device=device)
         if identity not in self.families:
-            from evalkit.load.family import load_family
-
             family = load_family(path, dtype=dtype, device=device)
             self.families[family.identity] = family
             self.loads.append(family.identity)
@@ -324,9 +314,6 @@ def engine_for(path: str | Path, *, dtype: str | None = None, device: str = "cpu
 
 def family_identity(path: str | Path, *, dtype: str | None = None, device: str = "cpu") -> str:
     """`Family.identity` of the checkpoint, without reading its weights."""
-    from evalkit.load.checkpoint import read_checkpoint
-    from evalkit.load.family import checkpoint_identity, stored_dtype
-
     files = read_checkpoint(path)
     return checkpoint_identity(files, stored_dtype(dtype, files), device)
 

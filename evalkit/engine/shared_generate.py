@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from evalkit.engine.batching import batches, left_pad, stop_string_check
+from evalkit.engine.generate import generate_branches
 from evalkit.engine.trunk import CACHE_BYTES, ScoreCache
 from evalkit.load.family import Branch, Family
 
@@ -83,7 +84,6 @@ class SharedGenerator:
 
     def _decode(self, encoded: list[Sequence[int]], max_out_len: int,
                 stop: Sequence[str]) -> dict[str, list[torch.Tensor]]:  # fmt: skip
-        from evalkit.engine.generate import generate_branches
         ids, mask = left_pad(encoded, self.pad_token_id, self.family.device)
         check = stop_string_check(self.tokenizer, stop, self.check_every) if any(stop) else None
         tokens = generate_branches(

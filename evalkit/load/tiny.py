@@ -17,6 +17,7 @@ from typing import Any
 
 from evalkit.errors import EvalkitError
 from evalkit.load.checkpoint import FAMILIAL_KEYS
+from evalkit.load.tokenizer import build_tokenizer
 
 # Bump when what build_checkpoint writes changes, so cached copies of the default are rebuilt.
 FORMAT_VERSION = 2
@@ -84,7 +85,6 @@ def build_checkpoint(out_dir: str | Path, spec: TinySpec) -> Path:
     from safetensors.torch import save_file
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from evalkit.load.tokenizer import build_tokenizer
 
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):

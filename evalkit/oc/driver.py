@@ -26,6 +26,8 @@ from typing import Any
 
 from evalkit.engine.lm import REGISTRY
 from evalkit.load.devices import release_memory
+from evalkit.oc.evaluators import use_sandboxed_evaluators
+from evalkit.oc.suites import dataset_configs
 
 
 @dataclass(frozen=True)
@@ -54,8 +56,6 @@ class Task:
 def stock_cli_datasets() -> list[dict[str, Any]]:
     """The suites' dataset configs for the stock `opencompass` CLI: code scored in the sandbox, classes as
     import paths (for Config.dump), narrowed by EVALKIT_SUITES (default all three) and EVALKIT_LIMIT."""
-    from evalkit.oc.evaluators import use_sandboxed_evaluators
-    from evalkit.oc.suites import dataset_configs
 
     limit = os.environ.get("EVALKIT_LIMIT")
     suites = os.environ.get("EVALKIT_SUITES", "general,code,stem")

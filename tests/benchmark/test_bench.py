@@ -12,8 +12,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from evalkit import EvalkitError, Family, load_family
-from evalkit.benchmark.main import BenchConfig, BenchRecord, bench, bench_markdown, load_bench
+from evalkit import BenchConfig, BenchRecord, EvalkitError, Family, bench, bench_markdown, load_bench, load_family
 from evalkit.benchmark.measure import mbu, peak_bandwidth, summarize, traffic
 from evalkit.catalog.shapes import SHAPES, Shape
 from evalkit.engine.generate import generate_fast

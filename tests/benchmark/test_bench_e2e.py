@@ -84,7 +84,7 @@ def _environment():
 
 @pytest.mark.parametrize("suite, limit", [("general,stem", 2), ("nope", 2), ("stem", 0)])
 def test_bad_end_to_end_options_are_user_errors(suite, limit):
-    from evalkit.benchmark.main import BenchConfig
+    from evalkit import BenchConfig
 
     with pytest.raises(EvalkitError):
         BenchConfig(e2e_suite=suite, e2e_limit=limit)
