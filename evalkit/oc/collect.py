@@ -1,6 +1,6 @@
 """Reading OpenCompass's results/<model>/<dataset>.json files back into scores with per-item outcomes.
 
-The per-item extraction lives in `suites.item_outcomes`; this module groups result files by canonical
+The per-item extraction lives in `outcomes.item_outcomes`; this module groups result files by canonical
 dataset. A grouped dataset (MMLU subjects, BBH tasks) becomes one score whose items carry their
 group, and whose value is the unweighted mean of the group scores: the convention of OpenCompass's
 summary groups, and so of the published tables evalkit's numbers sit beside.

@@ -11,17 +11,15 @@ import gzip
 import shutil
 from pathlib import Path
 
+from evalkit.catalog.datasets import BY_KEY, DATASETS
+
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 FIXTURE_DATA = FIXTURES / "data"
-HUMANEVAL_FILE = "data/humaneval/human-eval-v2-20210705.jsonl"
+(HUMANEVAL_FILE,) = BY_KEY["humaneval"].opencompass.files
 
-# The groups the fixtures contain, for dataset_configs(groups=...) and check_data(groups=...).
-FIXTURE_GROUPS: dict[str, tuple[str, ...]] = {
-    "mmlu": ("astronomy", "high_school_geography"),
-    "mmlu_pro": ("math", "biology"),
-    "cmmlu": ("high_school_geography", "elementary_mathematics"),
-    "bbh": ("date_understanding", "boolean_expressions"),
-}
+# The groups the fixtures contain, as the catalog lists them, for dataset_configs(groups=...) and
+# check_data(groups=...).
+FIXTURE_GROUPS: dict[str, tuple[str, ...]] = {d.key: d.groups.fixture for d in DATASETS if d.groups is not None}
 
 
 def _humaneval_problems() -> Path:

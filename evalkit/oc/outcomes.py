@@ -16,25 +16,27 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from evalkit.catalog.datasets import BY_KEY, Dataset
 from evalkit.errors import EvalkitError
 
-# Headline metric key in the results json, per canonical dataset key (scale 0-100).
-HEADLINE_METRIC: dict[str, str] = {
-    "mmlu": "accuracy", "mmlu_pro": "accuracy", "cmmlu": "accuracy", "bbh": "score", "arc_c": "accuracy",
-    "hellaswag": "accuracy", "winogrande": "accuracy", "humaneval": "humaneval_pass@1", "mbpp": "score",
-    "livecodebench": "pass@1", "gpqa": "accuracy", "math": "accuracy", "gsm8k": "accuracy",
-}
 _CORRECT_FIELDS = ("correct", "is_correct")
 
 
 def headline_score(dataset_key: str, result: Mapping[str, Any]) -> float:
     """The dataset's headline metric (0-100) from one OpenCompass results json."""
-    metric = HEADLINE_METRIC[dataset_key]
+    metric = _dataset(dataset_key).opencompass.headline
     if metric not in result:
         raise EvalkitError(
             f"OpenCompass result for {dataset_key} has no {metric!r} (keys: {', '.join(map(str, result))}); "
             f"{result.get('error', 'the evaluation did not finish')}")
     return float(result[metric])
+
+
+def _dataset(dataset_key: str) -> Dataset:
+    """The catalog entry of a dataset key; an unknown key fails, naming the valid ones."""
+    if dataset_key not in BY_KEY:
+        raise EvalkitError(f"unknown dataset {dataset_key!r}; valid datasets are: {', '.join(BY_KEY)}")
+    return BY_KEY[dataset_key]
 
 
 def _mean(value: Any) -> float:
@@ -64,8 +66,7 @@ def item_outcomes(dataset_key: str, result: Mapping[str, Any]) -> list[tuple[str
     The id is the item's index in the evaluated range, as a string; the score is 1.0 or 0.0 (the mean
     over replicas when a dataset is sampled more than once).
     """
-    if dataset_key not in HEADLINE_METRIC:
-        raise EvalkitError(f"unknown dataset {dataset_key!r}; valid datasets are: {', '.join(HEADLINE_METRIC)}")
+    _dataset(dataset_key)  # an unknown dataset fails here, naming the valid ones
     details = result.get("details")
     if not details:
         raise EvalkitError(

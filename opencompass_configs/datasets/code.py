@@ -1,6 +1,6 @@
 """evalkit's `code` suite for the stock OpenCompass CLI: OpenCompass 0.5.4's own 0-shot configs.
 
-The same configs evalkit runs (evalkit/suites.py). Data layout: README.md next to this file.
+The same configs evalkit runs (evalkit/catalog/datasets.py). Data layout: README.md next to this file.
 These evaluators execute model-written code; evalkit runs them in its sandbox, the stock CLI does not.
 """
 

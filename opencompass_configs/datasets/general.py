@@ -2,7 +2,7 @@
 
     opencompass opencompass_configs/datasets/general.py ...   (or import general_datasets from your config)
 
-The same configs evalkit runs (evalkit/suites.py). Data layout: README.md next to this file.
+The same configs evalkit runs (evalkit/catalog/datasets.py). Data layout: README.md next to this file.
 """
 
 from mmengine.config import read_base

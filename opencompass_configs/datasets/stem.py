@@ -1,6 +1,6 @@
 """evalkit's `stem` suite for the stock OpenCompass CLI: OpenCompass 0.5.4's own 0-shot configs.
 
-The same configs evalkit runs (evalkit/suites.py). Data layout: README.md next to this file.
+The same configs evalkit runs (evalkit/catalog/datasets.py). Data layout: README.md next to this file.
 """
 
 from mmengine.config import read_base
