@@ -93,20 +93,29 @@ def branches(model: str | None, branches: str) -> None:
     click.echo(evalkit.branches_table(model, branches=branches))
 
 
+_RESUME = click.option("--resume", default=None, metavar="RUN_ID",
+                       help="Finish the interrupted run OUT/results/RUN_ID in place, with its own settings.")
+
+
 def _run_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """One click option per `RunConfig` field, from its declaration: name, help, type and default shown."""
-    for f in reversed(fields(RunConfig)):
+    """One click option per `RunConfig` field, from its declaration (name, help, type, default shown),
+    and --resume after --out."""
+    options = []
+    for f in fields(RunConfig):
         option = f.metadata["option"]
         shown = option.default_help if option.default_help is not None else _shown(f.default)
-        text = " ".join(filter(None, [option.help, f"[default: {shown}]" if shown else ""]))
+        text = "  ".join(filter(None, [option.help, f"[default: {shown}]" if shown else ""]))
         flag = option.flag or f"--{f.name.replace('_', '-')}"
         if f.type == "bool":
-            decls = [f"{flag}/--no-{flag[2:]}", f.name]
-            command = click.option(*decls, default=None, help=text)(command)
-            continue
-        kind: Any = click.Choice(option.choices) if option.choices else int if option.unit else str
-        command = click.option(flag, f.name, type=kind, default=None, multiple=option.repeatable,
-                               metavar=option.metavar, help=text)(command)
+            options.append(click.option(f"{flag}/--no-{flag[2:]}", f.name, default=None, help=text))
+        else:
+            kind: Any = click.Choice(option.choices) if option.choices else int if option.unit else str
+            options.append(click.option(flag, f.name, type=kind, default=None, multiple=option.repeatable,
+                                        metavar=option.metavar, help=text))
+        if f.name == "out":
+            options.append(_RESUME)
+    for add in reversed(options):
+        command = add(command)
     return command
 
 
@@ -116,8 +125,6 @@ def _shown(default: Any) -> str:
 
 @main.command()
 @_run_options
-@click.option("--resume", default=None, metavar="RUN_ID",
-              help="Finish the interrupted run OUT/results/RUN_ID in place, with its own settings.")
 @_user_errors
 def run(**kwargs: Any) -> None:
     """Evaluate every branch (and any baselines) on the suites through OpenCompass."""
