@@ -35,6 +35,7 @@ from evalkit.load.family import load_family
 from evalkit.load.tiny import default_model_path
 from evalkit.oc.model import chat_messages
 from evalkit.records.bench import TrunkE2E
+from evalkit.records.results import load_record
 
 STOCK_MODEL_CLASS = "evalkit.oc.model.FamilialBranchModel"
 BASELINE = ("stock OpenCompass CLI (default NumWorkerPartitioner + LocalRunner: one subprocess per inference "
@@ -70,8 +71,8 @@ def _end_to_end(setup: E2ESetup, work: Path) -> tuple[TrunkE2E, list[str]]:
     ours_cmd = _evalkit_command(setup, work / "evalkit")
     ours_s = _timed(ours_cmd, env, "evalkit run")
     run_dir = _only_dir(work / "evalkit" / "results")
-    configs = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))["provenance"]["configs"]
-    models, datasets = configs["models"], configs["datasets"]
+    configs = load_record(run_dir / "results.json").provenance.configs
+    models, datasets = list(configs.models), list(configs.datasets)
     start = time.perf_counter()
     exported = export_branches(setup.model, [m["branch"] for m in models], work / "branches")
     export_s = time.perf_counter() - start

@@ -35,7 +35,16 @@ from evalkit.oc.driver import (
     run_in_process,
     run_with_runner,
 )
-from evalkit.records.provenance import command_line, device_description, git_revision, package_versions
+from evalkit.records.provenance import (
+    RecordError,
+    RunProvenance,
+    Session,
+    TaskTiming,
+    command_line,
+    device_description,
+    git_revision,
+    package_versions,
+)
 from evalkit.records.results import Provenance, ResultsRecord, cannot_write, save_record
 from evalkit.sandbox.runner import sandbox_capabilities
 
@@ -160,14 +169,18 @@ def _run_tasks(config: RunConfig, tasks: list[Any], run_dir: Path, progress: Pro
 def _record(config: RunConfig, plan: Plan, run_id: str, run_dir: Path, progress: Progress,
             task_keys: list[str]) -> ResultsRecord:
     scores = collect_scores(run_dir, [m["abbr"] for m in plan.models], [d["abbr"] for d in plan.datasets])
-    sessions = progress.public_sessions()
+    try:  # progress.json is read back on resume: check what it holds before the record states it
+        sessions = tuple(Session.from_dict(s, f"sessions[{i}]") for i, s in enumerate(progress.public_sessions()))
+        tasks = {k: TaskTiming.from_dict(t, f"tasks[{k!r}]") for k, t in progress.task_table(task_keys).items()}
+    except RecordError as e:
+        raise EvalkitError(f"{progress.path}: {e}; the run's predictions are kept: delete that file and resume "
+                           f"{run_id} (its earlier timings are then lost)") from None
     started, finished, duration = progress.timeline()
     provenance = Provenance(
         git_revision=git_revision(), packages=package_versions(), device=device_description(config.device),
-        dtype=plan.dtype, data_source=plan.data_source, command=sessions[0]["command"],
-        configs={"run": asdict(config), "models": plan.models, "datasets": plan.datasets,
-                 "sandbox": sandbox_capabilities().describe(), "tasks": progress.task_table(task_keys),
-                 "sessions": sessions},
+        dtype=plan.dtype, data_source=plan.data_source, command=sessions[0].command,
+        configs=RunProvenance(run=asdict(config), models=tuple(plan.models), datasets=tuple(plan.datasets),
+                              sandbox=sandbox_capabilities().describe(), tasks=tasks, sessions=sessions),
         started_at=started, finished_at=finished, duration_s=duration,
     )
     return ResultsRecord(run_id=run_id, kind="measured", models=tuple(plan.infos), scores=tuple(scores),

@@ -24,10 +24,10 @@ def summary(result: RunResult) -> str:
     titles = [f"{DATASETS[[d.key for d in DATASETS].index(k)].title}" for k in keys]
     table = tabulate(rows, headers=["model", "name", *titles], disable_numparse=True)
     d = result.run_dir
-    tasks = record.provenance.configs.get("tasks", {})
-    ran = sum(1 for t in tasks.values() if t["status"] == "ran")
-    sessions = record.provenance.configs.get("sessions", [])
-    seconds = float(sessions[-1]["duration_s"]) if sessions else record.provenance.duration_s or 0.0
+    tasks = record.provenance.configs.tasks or {}
+    ran = sum(1 for t in tasks.values() if t.status == "ran")
+    sessions = record.provenance.configs.sessions or ()
+    seconds = float(sessions[-1].duration_s) if sessions else record.provenance.duration_s or 0.0
     done = f"{len(tasks)} tasks ({ran} run, {len(tasks) - ran} reused from earlier) in {seconds:.0f} s"
     if len(sessions) > 1:
         done += f" ({record.provenance.duration_s or 0.0:.0f} s over {len(sessions)} sessions)"

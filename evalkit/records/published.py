@@ -19,7 +19,7 @@ Branch sizes stay unknown (`num_params` None): the report then places branches a
 name states (E3B -> 3B) and labels that axis as nominal.
 
 Each row's average is recomputed from its scores and compared with the published one; a mismatch
-is a warning and is kept in the record's provenance (`configs["import_table"]`).
+is a warning and is kept in the record's provenance (`configs.import_table`).
 """
 
 from __future__ import annotations
@@ -28,11 +28,11 @@ import re
 from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from evalkit.catalog.datasets import BY_KEY, normalize_dataset
 from evalkit.errors import EvalkitError
 from evalkit.records.markdown import PipeTable, find_tables, plain
+from evalkit.records.provenance import AverageCheck, RunProvenance, TableImport
 from evalkit.records.results import ModelInfo, Provenance, ResultsRecord, Score
 
 AVERAGE_HEADERS = {"均分", "平均", "平均分", "avg", "average", "mean", "avg.", "overall"}
@@ -92,7 +92,7 @@ def import_table(
                         "mark our branches' names, e.g. AI-Flow-Ruyi-7B-E3B-0725 (ours)")
     models: dict[str, ModelInfo] = {}
     values: dict[tuple[str, str], tuple[float, int]] = {}
-    averages: list[dict[str, Any]] = []
+    averages: list[AverageCheck] = []
     try:
         for st in chosen:
             _read_rows(st, ours, models, values, averages, warnings, path)
@@ -103,13 +103,11 @@ def import_table(
         Score(model=abbr, dataset=key, metric=BY_KEY[key].metric, value=v, n=sizes.get(key, 0))
         for (abbr, key), (v, _) in values.items()
     )
-    mismatches = [a for a in averages if a["mismatch"]]
-    prov = Provenance(
-        source=source or path.name,
-        command=f"evalkit import-table {path.name}",
-        configs={"import_table": {"file": str(path), "tables": [st.number for st in chosen],
-                                  "n": sizes, "averages": averages, "average_mismatches": len(mismatches)}},
-    )
+    mismatches = [a for a in averages if a.mismatch]
+    imported = TableImport(file=str(path), tables=tuple(st.number for st in chosen), n=sizes,
+                           averages=tuple(averages), average_mismatches=len(mismatches))
+    prov = Provenance(source=source or path.name, command=f"evalkit import-table {path.name}",
+                      configs=RunProvenance(import_table=imported))
     record = ResultsRecord(run_id=run_id or f"published-{path.stem}", kind="published",
                            models=tuple(models.values()), scores=scores, provenance=prov)
     return ImportResult(record, tuple(warnings), tuple(st.number for st in chosen))
@@ -236,7 +234,7 @@ def _number(cell: str, where: str) -> float | None:
 
 
 def _read_rows(st: _ScoreTable, ours: Set[str], models: dict[str, ModelInfo],
-               values: dict[tuple[str, str], tuple[float, int]], averages: list[dict[str, Any]],
+               values: dict[tuple[str, str], tuple[float, int]], averages: list[AverageCheck],
                warnings: list[str], path: Path) -> None:
     where = f"{path.name} line {st.table.line} (score table {st.number})"
     if st.clash:
@@ -273,7 +271,7 @@ def _read_rows(st: _ScoreTable, ours: Set[str], models: dict[str, ModelInfo],
 
 
 def _check_average(st: _ScoreTable, line: int, info: ModelInfo, row: dict[str, float], published: float,
-                   path: Path, warnings: list[str]) -> dict[str, Any]:
+                   path: Path, warnings: list[str]) -> AverageCheck:
     expected = [d for d in st.datasets if d is not None]
     complete = len(row) == len(expected) and not st.ignored  # an ignored column may be in the average
     recomputed = sum(row.values()) / len(row) if complete else None
@@ -284,8 +282,8 @@ def _check_average(st: _ScoreTable, line: int, info: ModelInfo, row: dict[str, f
     elif recomputed is None and not st.ignored:  # the table's warning covers ignored columns
         warnings.append(f"{path.name} line {line}: {info.name}: average {published:.2f} not checked "
                         f"(row has {len(row)} of {len(expected)} scores)")
-    return {"table": st.number, "line": line, "model": info.abbr, "published": published,
-            "recomputed": None if recomputed is None else round(recomputed, 4), "mismatch": mismatch}
+    return AverageCheck(table=st.number, line=line, model=info.abbr, published=published,
+                        recomputed=None if recomputed is None else round(recomputed, 4), mismatch=mismatch)
 
 
 def _check_branches(models: dict[str, ModelInfo], found: list[_ScoreTable], path: Path) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from evalkit.errors import EvalkitError
+from evalkit.records.provenance import RecordError, RunProvenance
 
 SCHEMA = "evalkit.results"
 SCHEMA_VERSION = 1
@@ -56,24 +57,25 @@ class Score:
     n: int  # number of items behind the value
     items: tuple[Item, ...] | None = None  # None for aggregate-only (published) scores
 
-    @property
-    def has_items(self) -> bool:
-        return bool(self.items)
-
 
 @dataclass(frozen=True)
 class Provenance:
+    """How a record's numbers were produced; `configs` is typed in `evalkit.records.provenance`."""
+
     git_revision: str | None = None
     packages: Mapping[str, str] = field(default_factory=dict)
     device: str | None = None
     dtype: str | None = None
     data_source: str | None = None
     command: str | None = None
-    configs: Mapping[str, Any] = field(default_factory=dict)  # resolved model/dataset configs
+    configs: RunProvenance = field(default_factory=RunProvenance)  # the run's settings, configs and timings
     started_at: str | None = None  # ISO 8601, UTC
     finished_at: str | None = None
     duration_s: float | None = None
     source: str | None = None  # for published records: where the numbers come from
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "configs": self.configs.to_dict()}
 
 
 @dataclass(frozen=True)
@@ -98,11 +100,8 @@ class ResultsRecord:
                 return s
         return None
 
-    def with_scores(self, scores: Iterable[Score]) -> ResultsRecord:
-        return replace(self, scores=tuple(scores))
-
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "provenance": self.provenance.to_dict()}
 
 
 def merge_records(records: Iterable[ResultsRecord], run_id: str = "merged") -> ResultsRecord:
@@ -197,10 +196,6 @@ def load_record(path: str | Path) -> ResultsRecord:
         ) from None
 
 
-class RecordError(ValueError):
-    """A record that parses but holds values no stage can use; the message names the value."""
-
-
 def record_from_dict(data: Mapping[str, Any]) -> ResultsRecord:
     if not isinstance(data, Mapping) or data.get("schema") != SCHEMA:
         raise ValueError(
@@ -222,8 +217,17 @@ def record_from_dict(data: Mapping[str, Any]) -> ResultsRecord:
         kind=data["kind"],
         models=models,
         scores=scores,
-        provenance=Provenance(**data.get("provenance", {})),
+        provenance=_provenance_from_dict(data.get("provenance", {}), version),
     )
+
+
+def _provenance_from_dict(data: Any, version: int) -> Provenance:
+    """The provenance, its configs section checked; a record without that section has an empty one."""
+    if not isinstance(data, Mapping):
+        raise RecordError(f"provenance is not an object ({type(data).__name__})")
+    fields = dict(data)
+    configs = fields.pop("configs", None)
+    return Provenance(**fields, configs=RunProvenance.from_dict({} if configs is None else configs, version))
 
 
 def _score_from_dict(s: Mapping[str, Any]) -> Score:

@@ -68,21 +68,23 @@ def test_resume_works_in_the_run_directory_under_the_given_out(tmp_path, finishe
 
 
 def test_resume_keeps_the_start_time_and_task_timings(finished, tmp_path):
-    first = json.loads((finished / "results.json").read_text())["provenance"]
+    from evalkit.records.results import load_record
+
+    first = load_record(finished / "results.json").provenance
     _unfinish(finished)
     result = _run(resume=finished.name, out=str(tmp_path / "out"))
     p = result.record.provenance
-    assert p.started_at == first["started_at"] and p.command == first["command"]
-    tasks = p.configs["tasks"]
-    assert {k: v["status"] for k, v in tasks.items()} == {
+    assert p.started_at == first.started_at and p.command == first.command
+    tasks = p.configs.tasks
+    assert {k: v.status for k, v in tasks.items()} == {
         "tiny-ruyi-e111k/GPQA_diamond": "reused", "tiny-ruyi-e111k/math": "ran", "tiny-ruyi-e111k/gsm8k": "reused"}
     for key in ("tiny-ruyi-e111k/GPQA_diamond", "tiny-ruyi-e111k/gsm8k"):
-        assert tasks[key]["seconds"] == first["configs"]["tasks"][key]["seconds"] and tasks[key]["session"] == 0
-    assert tasks["tiny-ruyi-e111k/math"]["session"] == 1
-    sessions = p.configs["sessions"]
-    assert len(sessions) == 2 and sessions[0] == first["configs"]["sessions"][0]
-    assert p.duration_s == pytest.approx(sum(s["duration_s"] for s in sessions), abs=1e-3)
-    assert p.duration_s >= first["duration_s"]
+        assert tasks[key].seconds == first.configs.tasks[key].seconds and tasks[key].session == 0
+    assert tasks["tiny-ruyi-e111k/math"].session == 1
+    sessions = p.configs.sessions
+    assert len(sessions) == 2 and sessions[0] == first.configs.sessions[0]
+    assert p.duration_s == pytest.approx(sum(s.duration_s for s in sessions), abs=1e-3)
+    assert p.duration_s >= first.duration_s
 
 
 def test_resume_refuses_a_replaced_checkpoint(tmp_path):
@@ -195,7 +197,7 @@ def test_run_config_of_an_older_evalkit_resumes(finished, tmp_path):
     from evalkit import run
 
     result = run(resume=finished.name, out=out, echo=lines.append)
-    assert result.record.provenance.configs["run"]["runner"] == "local"
+    assert result.record.provenance.configs.run["runner"] == "local"
     assert any("older evalkit" in line and "cannot be checked" in line for line in lines)
 
 

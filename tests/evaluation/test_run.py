@@ -52,7 +52,7 @@ def test_record_is_complete(e2e):
     for m in ours:
         for key in SUITES["general"]:
             s = record.score(m.abbr, key)
-            assert s is not None and s.has_items, (m.abbr, key)
+            assert s is not None and s.items, (m.abbr, key)
             assert 0.0 <= s.value <= 100.0 and s.n == len(s.items)
             assert s.value == pytest.approx(100 * sum(i.score for i in s.items) / s.n)
     mmlu = record.score(ours[0].abbr, "mmlu")
@@ -62,8 +62,8 @@ def test_record_is_complete(e2e):
     assert {"torch", "transformers", "opencompass", "evalkit", "numpy"} <= set(p.packages)
     assert p.device.startswith("cpu") and p.data_source == "embedded fixtures" and p.command
     assert p.dtype == "float32 (stored)"
-    assert p.configs["sandbox"] and p.configs["run"]["suites"] == ["general"]
-    assert len(p.configs["models"]) == 2 and p.configs["datasets"]
+    assert p.configs.sandbox and p.configs.run["suites"] == ["general"]
+    assert len(p.configs.models) == 2 and p.configs.datasets
     assert p.duration_s and p.started_at and p.finished_at
 
 
@@ -130,16 +130,16 @@ def test_resume_after_kill_skips_finished_tasks(tmp_path, tiny_path):
     assert finished
     for path, mtime in finished.items():
         assert path.stat().st_mtime_ns == mtime, f"{path} was recomputed"
-    tasks = result.record.provenance.configs["tasks"]
-    reused = [k for k, v in tasks.items() if v["status"] == "reused"]
-    ran = [k for k, v in tasks.items() if v["status"] == "ran"]
+    tasks = result.record.provenance.configs.tasks
+    reused = [k for k, v in tasks.items() if v.status == "reused"]
+    ran = [k for k, v in tasks.items() if v.status == "ran"]
     assert reused and ran and len(tasks) == 6  # 2 branches x (GPQA, MATH, GSM8K)
     assert all(f"{p.parent.name}/{p.stem}" in reused for p in first)
     record = load_record(run_dir / "results.json")
-    assert len(record.scores) == 6 and all(s.has_items for s in record.scores)
-    first, resumed = record.provenance.configs["sessions"]  # the killed session is kept, not overwritten
-    assert record.provenance.started_at == first["started_at"] and "--max-out-len 48" in first["command"]
-    assert record.provenance.command == first["command"] and resumed["finished_at"]
+    assert len(record.scores) == 6 and all(s.items for s in record.scores)
+    first, resumed = record.provenance.configs.sessions  # the killed session is kept, not overwritten
+    assert record.provenance.started_at == first.started_at and "--max-out-len 48" in first.command
+    assert record.provenance.command == first.command and resumed.finished_at
 
 
 def _wait_for(found, proc: subprocess.Popen, timeout: float):

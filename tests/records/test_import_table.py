@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from evalkit.cli import main
 from evalkit.errors import EvalkitError
+from evalkit.records.provenance import AverageCheck
 from evalkit.records.published import import_table, model_info, parse_table_numbers
 from evalkit.records.results import load_record
 
@@ -47,11 +48,11 @@ def test_average_mismatch_is_reported_and_kept():
     result = import_table(CARD)
     assert len(result.warnings) == 1
     assert "AI-Flow-Ruyi-7B-E5B-0725: published average 68.91, recomputed 68.19" in result.warnings[0]
-    info = result.record.provenance.configs["import_table"]
-    assert info["average_mismatches"] == 1
-    bad = [a for a in info["averages"] if a["mismatch"]]
-    assert bad == [{"table": 3, "line": 26, "model": "ai-flow-ruyi-7b-e5b-0725", "published": 68.91,
-                    "recomputed": 68.1933, "mismatch": True}]
+    info = result.record.provenance.configs.import_table
+    assert info.average_mismatches == 1
+    bad = [a for a in info.averages if a.mismatch]
+    assert bad == [AverageCheck(table=3, line=26, model="ai-flow-ruyi-7b-e5b-0725", published=68.91,
+                                recomputed=68.1933, mismatch=True)]
 
 
 def test_table_selection():
@@ -177,5 +178,5 @@ def test_unknown_columns_are_ignored_with_a_warning_and_numbering_is_stable(tmp_
     assert "skipped and not numbered" in result.warnings[0]
     assert "ignored 'Params', 'C-Eval'" in result.warnings[1]
     assert import_table(card, tables="3").record.scores[0].dataset == "gpqa"
-    averages = result.record.provenance.configs["import_table"]["averages"]
-    assert [(a["table"], a["recomputed"], a["mismatch"]) for a in averages] == [(1, 70.88, False), (2, None, False)]
+    averages = result.record.provenance.configs.import_table.averages
+    assert [(a.table, a.recomputed, a.mismatch) for a in averages] == [(1, 70.88, False), (2, None, False)]
