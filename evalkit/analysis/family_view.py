@@ -81,3 +81,8 @@ def datasets_with_scores(record: ResultsRecord, models: list[ModelInfo], keys: t
 def all_dataset_keys(record: ResultsRecord) -> list[str]:
     have = {s.dataset for s in record.scores}
     return [d.key for d in DATASETS if d.key in have]
+
+
+def common_datasets(record: ResultsRecord, models: list[ModelInfo]) -> list[str]:
+    """The dataset keys (in catalogue order) on which every one of the models has a score."""
+    return [k for k in all_dataset_keys(record) if all(record.score(m.abbr, k) is not None for m in models)]

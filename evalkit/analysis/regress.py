@@ -26,7 +26,7 @@ from xml.etree import ElementTree as ET
 from tabulate import tabulate
 
 from evalkit.analysis.monotonic import Inversion, find_inversions
-from evalkit.analysis.stats import Comparison, compare, holm
+from evalkit.analysis.stats import Comparison, compare, format_p, holm
 from evalkit.catalog.datasets import title
 from evalkit.errors import EvalkitError
 from evalkit.records.results import ResultsRecord, load_record
@@ -95,13 +95,14 @@ class RegressResult:
 
     def table(self) -> str:
         rows = [[r.model, title(r.dataset), f"{r.reference:.2f}", f"{r.candidate:.2f}",
-                 f"{r.comparison.delta:+.2f}", _ci(r.comparison), _p(r.p_adjusted), r.comparison.method, r.verdict]
+                 f"{r.comparison.delta:+.2f}", _ci(r.comparison), format_p(r.p_adjusted), r.comparison.method,
+                 r.verdict]
                 for r in self.rows]
         headers = ["model", "dataset", "reference", "candidate", "Δ", "95% CI", "p (Holm)", "test", "verdict"]
         parts = [tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)]
         for inv in self.new_inversions:
             parts.append(f"new inversion: {title(inv.dataset)}: {inv.to} ({inv.to_value:.2f}) below {inv.from_} "
-                         f"({inv.from_value:.2f}), p (Holm) = {_p(inv.p_value)}")
+                         f"({inv.from_value:.2f}), p (Holm) = {format_p(inv.p_value)}")
         if self.missing:
             parts.append("missing from the candidate: " + ", ".join(f"{m} {d}" for m, d in self.missing))
         if self.added:
@@ -213,13 +214,9 @@ def _ci(c: Comparison) -> str:
     return "n/a" if c.ci is None else f"[{c.ci[0]:+.2f}, {c.ci[1]:+.2f}]"
 
 
-def _p(p: float | None) -> str:
-    return "n/a" if p is None else "<0.001" if p < 0.001 else f"{p:.3f}"
-
-
 def _drop_message(r: Row) -> str:
     return (f"{r.label} dropped {-r.comparison.delta:.2f} points ({r.reference:.2f} -> {r.candidate:.2f}; "
-            f"95% CI {_ci(r.comparison)}; p (Holm) {_p(r.p_adjusted)}; {r.comparison.method})")
+            f"95% CI {_ci(r.comparison)}; p (Holm) {format_p(r.p_adjusted)}; {r.comparison.method})")
 
 
 def _missing_message(model: str, dataset: str) -> str:
@@ -228,7 +225,7 @@ def _missing_message(model: str, dataset: str) -> str:
 
 def _inversion_message(i: Inversion) -> str:
     return (f"{title(i.dataset)}: {i.to} scores {i.to_value:.2f}, below {i.from_} at {i.from_value:.2f} "
-            f"(p (Holm) {_p(i.p_value)})")
+            f"(p (Holm) {format_p(i.p_value)})")
 
 
 def _msg(text: str) -> str:

@@ -19,7 +19,6 @@ from evalkit.records.results import ResultsRecord
 class Headroom:
     dataset: str
     n: int  # items every branch has
-    largest: str
     largest_accuracy: float  # points
     oracle_accuracy: float  # points
     oracle_mean_params: float | None  # None when a branch size is unknown
@@ -52,8 +51,8 @@ def headroom(record: ResultsRecord, branches: list[Sized], key: str) -> Headroom
         mean_params = float(np.mean(np.array(params, dtype=float)[chosen]))
     share = {b.label: float(np.mean(chosen == i)) for i, b in enumerate(branches)}
     return Headroom(
-        dataset=key, n=x.shape[1], largest=branches[-1].label,
-        largest_accuracy=100.0 * float(x[-1].mean()), oracle_accuracy=100.0 * float(best.mean()),
+        dataset=key, n=x.shape[1], largest_accuracy=100.0 * float(x[-1].mean()),
+        oracle_accuracy=100.0 * float(best.mean()),
         oracle_mean_params=mean_params, largest_params=branches[-1].params, share=share,
     )
 

@@ -77,6 +77,14 @@ def binomial_se(value: float, n: int) -> float | None:
     return 100.0 * math.sqrt(max(p * (1.0 - p), 0.0) / n)
 
 
+def mean_se(ses: Sequence[float | None]) -> float | None:
+    """The SE of the unweighted mean of n independent estimates (over datasets, say) with standard
+    errors `ses`: sqrt(sum of se_i^2) / n. None when any of them is unknown, or there are none."""
+    if not ses or any(se is None for se in ses):
+        return None
+    return math.sqrt(sum(se * se for se in ses if se is not None)) / len(ses)
+
+
 def is_grouped(dataset: str) -> bool:
     d = BY_KEY.get(dataset)
     return bool(d and d.grouped)
@@ -205,19 +213,23 @@ def _two_proportion_p(a: Score, b: Score) -> float:
     return _z_p(p2 - p1, se)
 
 
+def format_p(p: float | None) -> str:
+    """A p-value as tables show it: three decimals, "<0.001" below that, "n/a" when unknown."""
+    if p is None:
+        return "n/a"
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
 def z_test(delta: float, se: float | None) -> float | None:
     """Two-sided normal p-value of delta with standard error se (None when se is unknown)."""
     return None if se is None else _z_p(delta, se)
 
 
-def mean_comparison(comps: Sequence[Comparison], method: str | None = None) -> Comparison:
+def mean_comparison(comps: Sequence[Comparison]) -> Comparison:
     """The mean of several differences (e.g. over datasets), their SEs combined as independent."""
     delta = sum(c.delta for c in comps) / len(comps)
-    se: float | None = None
-    if all(c.ci is not None for c in comps):
-        ses = [(c.ci[1] - c.ci[0]) / (2 * Z95) for c in comps if c.ci is not None]
-        se = math.sqrt(sum(s * s for s in ses)) / len(ses)
+    se = mean_se([None if c.ci is None else (c.ci[1] - c.ci[0]) / (2 * Z95) for c in comps])
     ci = None if se is None else (delta - Z95 * se, delta + Z95 * se)
-    method = method or f"z-test on the mean of {len(comps)} per-dataset differences"
+    method = f"z-test on the mean of {len(comps)} per-dataset differences"
     paired = all(c.paired for c in comps)
     return Comparison(delta, ci, z_test(delta, se), method, paired, sum(c.n for c in comps))

@@ -72,7 +72,8 @@ def _end_to_end(setup: E2ESetup, work: Path) -> tuple[TrunkE2E, list[str]]:
     ours_s = _timed(ours_cmd, env, "evalkit run")
     run_dir = _only_dir(work / "evalkit" / "results")
     configs = load_record(run_dir / "results.json").provenance.configs
-    models, datasets = list(configs.models), list(configs.datasets)
+    models = [dict(m) for m in configs.models or ()]
+    datasets = [dict(d) for d in configs.datasets or ()]
     start = time.perf_counter()
     exported = export_branches(setup.model, [m["branch"] for m in models], work / "branches")
     export_s = time.perf_counter() - start

@@ -170,7 +170,7 @@ def release_models() -> None:
 
 
 def run_with_runner(tasks: Sequence[Task], work_dir: Path, *, runner: str, max_num_workers: int,
-                    partition: str | None = None, quotatype: str | None = None) -> None:
+                    partition: str | None = None) -> None:
     """OpenCompass's partitioner + LocalRunner/SlurmRunner: one subprocess or job per task."""
     from mmengine.config import Config
     from opencompass.partitioners import NaivePartitioner
@@ -188,7 +188,7 @@ def run_with_runner(tasks: Sequence[Task], work_dir: Path, *, runner: str, max_n
             t["eval"] = dict(runner=dict(task=dict(dump_details=True)))
         runner_cfg: dict[str, Any] = dict(task=dict(type=task_type), max_num_workers=max_num_workers)
         if runner == "slurm":
-            runner_cfg.update(type="SlurmRunner", partition=partition, quotatype=quotatype, retry=2)
+            runner_cfg.update(type="SlurmRunner", partition=partition, retry=2)
         else:
             runner_cfg.update(type="LocalRunner")
         RUNNERS.build(runner_cfg)(oc_tasks)

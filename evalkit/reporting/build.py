@@ -105,29 +105,12 @@ def tables_section(record: ResultsRecord, *, stderr: bool = False) -> str:
             "of subject/task means, the score reported), binomial from n for aggregate-only scores; none where "
             "n is unknown. The average's SE treats datasets as independent.\n"
         )
-    for suite, name in SUITE_TITLES.items():
-        table = named_table(record, suite, stderr=stderr)
-        if table is not None:
-            parts.append(f"### {name}\n\n{table}\n")
-    branch_parts = []
-    for suite, name in SUITE_TITLES.items():
-        table_name = "branches" if suite == "general" else f"branches-{suite}"
+    branch_tables = [
+        ("branches" if suite == "general" else f"branches-{suite}", f"Branches: {name}")
+        for suite, name in SUITE_TITLES.items()
+    ]
+    for table_name, heading in [*SUITE_TITLES.items(), *branch_tables]:
         table = named_table(record, table_name, stderr=stderr)
         if table is not None:
-            branch_parts.append(f"### Branches: {name}\n\n{table}\n")
-    return "\n".join(parts + branch_parts)
-
-
-def performance_section(bench: Sequence[str | Path], record: ResultsRecord, plot_dir: Path,
-                        queue: PlotQueue | None = None) -> str:
-    """Speed tables, minimum VRAM, speed against size and accuracy against speed from bench records.
-
-    Plots go to `plot_dir`, through `queue` when given (drawn with the report's other figures),
-    else at once. Empty when no bench record is given.
-    """
-    own = queue is None
-    queue = queue if queue is not None else PlotQueue()
-    text = perf.performance([(Path(p), load_bench(p)) for p in bench], record, plot_dir, queue)
-    if own:
-        queue.run()
-    return text
+            parts.append(f"### {heading}\n\n{table}\n")
+    return "\n".join(parts)

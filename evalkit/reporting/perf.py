@@ -17,13 +17,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tabulate import tabulate
-
-from evalkit.analysis.family_view import all_dataset_keys
-from evalkit.records.bench import BenchRecord, BenchRow, Ratio
+from evalkit.analysis.family_view import common_datasets
+from evalkit.records.bench import BenchRecord, BenchRow
 from evalkit.records.results import ModelInfo, ResultsRecord
 from evalkit.reporting import plots
-from evalkit.reporting.bench_tables import format_params, trunk_tables
+from evalkit.reporting.bench_tables import (
+    REPORT_SPEED,
+    REPORT_VRAM,
+    format_params,
+    row_name,
+    speed_table,
+    trunk_tables,
+    vram_table,
+)
 from evalkit.reporting.tables import row_average
 
 BACKEND_TITLES = {"fast": "fast (evalkit's static-cache decoder)", "hf": "hf (stock transformers generate)"}
@@ -113,74 +119,32 @@ def _bench_block(path: Path, bench: BenchRecord, record: ResultsRecord, plot_dir
 # --- speed tables ------------------------------------------------------------------------------
 
 
-def _name(row: BenchRow) -> str:
-    return f"{row.title} {row.branch}" if row.role == "ours" else row.title
-
-
 def _speed_tables(bench: BenchRecord) -> str:
     by_branch: dict[tuple[str, str], list[BenchRow]] = {}
     for r in bench.rows:
         by_branch.setdefault((r.model, r.branch), []).append(r)
-    ratios = {(q.model, q.branch, q.batch_size): q for q in bench.ratios}
-    headers = ["Backend", "Batch", "TTFT ms", "TPOT ms p50 / p90 / p99", "Decode tok/s", "E2E s",
-               "Peak GB alloc / reserved", "Bytes/token", "MBU", "fast/hf decode (e2e)"]
     parts = ["#### Speed per branch\n\nTTFT: time to the first token (prefill). TPOT: time per output token "
              "after the first. Decode tok/s counts every row of the batch. fast/hf: the two backends' medians, "
              "measured in the same run on the same prompts.\n"]
-    for (_model, _branch), rows in by_branch.items():
+    for rows in by_branch.values():
         first = rows[0]
-        body = [_speed_cells(r, ratios.get((r.model, r.branch, r.batch_size))) for r in
-                sorted(rows, key=lambda r: (r.backend != "hf", r.batch_size))]
-        table = tabulate(body, headers=headers, tablefmt="pipe", disable_numparse=True,
-                         colalign=("left", *("right",) * (len(headers) - 1)))
-        what = f"{_name(first)}, {format_params(first.num_params)} parameters"
+        table = speed_table(sorted(rows, key=lambda r: (r.backend != "hf", r.batch_size)), REPORT_SPEED, bench.ratios)
+        what = f"{row_name(first)}, {format_params(first.num_params)} parameters"
         parts.append(f"{_caption(bench, what)}\n\n{table}\n")
     return "\n".join(parts)
 
 
-def _speed_cells(r: BenchRow, ratio: Ratio | None) -> list[str]:
-    if r.error or r.ttft_s is None or r.tpot_s is None or r.decode_tok_s is None or r.e2e_s is None:
-        return [r.backend, str(r.batch_size), f"did not run: {r.error or 'no timings'}", *("–",) * 7]
-    tp = r.tpot_s
-    memory = "n/a" if r.peak_allocated_bytes is None else (
-        f"{r.peak_allocated_bytes / 1e9:.2f} / {(r.peak_reserved_bytes or 0) / 1e9:.2f}")
-    speedup = "–"
-    if r.backend == "fast" and ratio is not None:
-        speedup = f"{ratio.decode_speedup:.2f}x ({ratio.e2e_speedup:.2f}x)"
-    return [
-        r.backend, str(r.batch_size), f"{r.ttft_s.median * 1e3:.1f}",
-        f"{tp.median * 1e3:.2f} / {tp.p90 * 1e3:.2f} / {tp.p99 * 1e3:.2f}", f"{r.decode_tok_s.median:.1f}",
-        f"{r.e2e_s.median:.3f}", memory, _bytes(r.bytes_per_token), "–" if r.mbu is None else f"{100 * r.mbu:.1f}%",
-        speedup,
-    ]
-
-
 def _vram(bench: BenchRecord) -> str:
     """Yi README's shape: one row per model, GB by batch size; the smaller backend's figure per cell."""
-    batches = sorted({r.batch_size for r in bench.rows})
-    cells: dict[str, dict[int, list[BenchRow]]] = {}
-    for r in bench.rows:
-        cells.setdefault(_name(r), {}).setdefault(r.batch_size, []).append(r)
     if not any(r.min_vram_bytes is not None or r.error == "out of memory" for r in bench.rows):
         where = "the bench ran on a CPU, which has no GPU memory counters" \
             if bench.environment.device_type == "cpu" else "this record has no memory figures"
         return f"{_caption(bench, 'Minimum VRAM')}\n\nNot measured: {where}.\n"
-    body = [[name, *(_vram_cell(by.get(b, [])) for b in batches)] for name, by in cells.items()]
-    table = tabulate(body, headers=["Model", *(f"batch={b}" for b in batches)], tablefmt="pipe",
-                     disable_numparse=True, colalign=("left", *("right",) * len(batches)))
+    table = vram_table(bench.rows, REPORT_VRAM)
     intro = ("Peak allocated GPU memory while generating, less the family's tensors the branch does not read "
              "(what the branch alone would need), the smaller of the backends measured; "
              "\"> device\" where every backend ran out of memory.")
     return f"{intro}\n\n{_caption(bench, 'Minimum VRAM')}\n\n{table}\n"
-
-
-def _vram_cell(rows: list[BenchRow]) -> str:
-    values = [r.min_vram_bytes for r in rows if r.min_vram_bytes is not None and r.error is None]
-    if values:
-        return f"{min(values) / 1e9:.1f} GB"
-    if rows and all(r.error == "out of memory" for r in rows):
-        return "> device"
-    return "–"
 
 
 # --- plots -------------------------------------------------------------------------------------
@@ -249,10 +213,10 @@ def _pareto(bench: BenchRecord, record: ResultsRecord, plot_dir: Path, queue: pl
     if not speeds:
         return "No batch-1 measurements in this bench, so no accuracy-against-speed plot.\n"
     matched = {key: (s, m) for key, s in speeds.items() if (m := _match(s.row, record)) is not None}
-    notes = [f"{_name(s.row)} (bench) has no results with a corresponding name; left out."
+    notes = [f"{row_name(s.row)} (bench) has no results with a corresponding name; left out."
              for key, s in speeds.items() if key not in matched]
     branches = [m for s, m in matched.values() if m.role == "ours"]
-    keys = [k for k in all_dataset_keys(record) if all(record.score(m.abbr, k) is not None for m in branches)]
+    keys = common_datasets(record, branches)
     if not branches or not keys:
         why = "no bench branch matches a results branch" if not branches else "the branches share no dataset"
         return f"No accuracy-against-speed plot: {why}.\n" + "".join(f"\n- {n}" for n in notes) + "\n"
@@ -287,10 +251,3 @@ def _pareto(bench: BenchRecord, record: ResultsRecord, plot_dir: Path, queue: pl
 
 def _short(revision: str) -> str:
     return revision[:10] + ("+dirty" if revision.endswith("+dirty") else "")
-
-
-def _bytes(n: float) -> str:
-    for scale, unit in ((1e9, "GB"), (1e6, "MB"), (1e3, "KB")):
-        if n >= scale:
-            return f"{n / scale:.2f} {unit}"
-    return f"{n:.0f} B"

@@ -164,18 +164,16 @@ def _floor_tenth(values: np.ndarray) -> float:
     return max(0.0, float(np.floor(values.min() * 10) / 10))
 
 
-def _heatmap(ax: Axes, matrix: np.ndarray, labels: Sequence[str], *, annotate: bool = True,
-             vmin: float | None = None) -> Any:
-    im = ax.imshow(matrix, vmin=_floor_tenth(matrix) if vmin is None else vmin, vmax=1.0, cmap="Blues")
+def _heatmap(ax: Axes, matrix: np.ndarray, labels: Sequence[str]) -> Any:
+    im = ax.imshow(matrix, vmin=_floor_tenth(matrix), vmax=1.0, cmap="Blues")
     ax.set_xticks(range(len(labels)), labels, fontsize=8)
     ax.set_yticks(range(len(labels)), labels, fontsize=8)
-    if annotate:
-        lo, hi = im.get_clim()
-        mid = (float(lo) + float(hi)) / 2
-        for i in range(len(labels)):
-            for j in range(len(labels)):
-                colour = "white" if matrix[i, j] > mid else "black"
-                ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=7, color=colour)
+    lo, hi = im.get_clim()
+    mid = (float(lo) + float(hi)) / 2
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            colour = "white" if matrix[i, j] > mid else "black"
+            ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=7, color=colour)
     return im
 
 
@@ -269,9 +267,9 @@ def pareto_front(points: Mapping[str, tuple[float, float]]) -> list[str]:
 
 
 def speed_size_plot(lines: Mapping[str, Sequence[SpeedPoint]], others: Sequence[SpeedPoint], *, title: str,
-                    stem: Path, baseline_batch: int = 1, figures: Figures | None = None) -> list[Path]:
+                    stem: Path, figures: Figures | None = None) -> list[Path]:
     """Decode tokens/s against parameters: one line per series (a family at one batch size), and
-    single models (baselines) as labelled grey squares. Log-scaled when speeds span over 10x (PNG)."""
+    single models (baselines, at batch 1) as labelled grey squares. Log-scaled when speeds span over 10x (PNG)."""
     everything = [p for pts in lines.values() for p in pts] + list(others)
     scale, unit = _scale(max((p.params for p in everything), default=1.0))
     fig = _figure(figures, (6.4, 4.2))
@@ -282,7 +280,7 @@ def speed_size_plot(lines: Mapping[str, Sequence[SpeedPoint]], others: Sequence[
                 linewidth=1.6, label=label)
     if others:
         ax.scatter([p.params / scale for p in others], [p.tokens_per_s for p in others], color=BASELINE_COLOURS[0],
-                   marker="s", zorder=3, label=f"baselines, batch={baseline_batch}")
+                   marker="s", zorder=3, label="baselines, batch=1")
         for p in others:
             ax.annotate(p.label, (p.params / scale, p.tokens_per_s), textcoords="offset points", xytext=(6, 4),
                         fontsize=8)

@@ -5,28 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from tabulate import tabulate
 
-from evalkit.analysis.family_view import Sized, all_dataset_keys, baselines, families
+from evalkit.analysis.family_view import Sized, all_dataset_keys, baselines, common_datasets, families
 from evalkit.analysis.monotonic import Inversion
 from evalkit.analysis.routing import Headroom, agreement, headroom, outcome_matrix
-from evalkit.analysis.stats import Comparison, compare, mean_comparison, standard_error
+from evalkit.analysis.stats import Comparison, compare, format_p, mean_comparison, mean_se, standard_error
 from evalkit.catalog.datasets import AVERAGE, title
 from evalkit.records.results import ResultsRecord
 from evalkit.reporting import plots
-from evalkit.reporting.tables import row_average
-
-
-def _pipe(rows: list[list[str]], headers: list[str], *, first_left: bool = True) -> str:
-    align = ("left" if first_left else "center", *("center",) * (len(headers) - 1))
-    return tabulate(rows, headers=headers, tablefmt="pipe", colalign=align, disable_numparse=True)
-
-
-def _p(p: float | None) -> str:
-    if p is None:
-        return "n/a"
-    return "<0.001" if p < 0.001 else f"{p:.3f}"
-
+from evalkit.reporting.tables import pipe_table, row_average
 
 # --- monotonicity ------------------------------------------------------------------------------
 
@@ -47,7 +34,7 @@ def _inversion_table(inversions: list[Inversion]) -> str:
     n_sig = sum(i.significant for i in inversions)
     rows = [
         [title(i.dataset), f"{i.from_} → {i.to}", f"{i.from_value:.2f}", f"{i.to_value:.2f}", f"{i.delta:+.2f}",
-         _p(i.p_value), "**yes**" if i.significant else "untested" if i.p_value is None else "no", i.method]
+         format_p(i.p_value), "**yes**" if i.significant else "untested" if i.p_value is None else "no", i.method]
         for i in inversions
     ]
     plural = "inversion" if len(inversions) == 1 else "inversions"
@@ -55,13 +42,13 @@ def _inversion_table(inversions: list[Inversion]) -> str:
             "α = 0.05 after Holm correction across the branch pairs of each dataset. All ordered pairs are "
             "checked, not only neighbours. Also in `monotonicity.json`.\n\n")
     headers = ["Dataset", "Pair", "Smaller", "Larger", "Δ", "p (Holm)", "Significant", "Test"]
-    return head + _pipe(rows, headers) + "\n"
+    return head + pipe_table(rows, headers) + "\n"
 
 
 def _plots(record: ResultsRecord, family: str, branches: list[Sized], inversions: list[Inversion],
            plot_dir: Path, queue: plots.PlotQueue) -> str:
     keys = all_dataset_keys(record)
-    complete = [k for k in keys if all(record.score(b.model.abbr, k) is not None for b in branches)]
+    complete = common_datasets(record, [b.model for b in branches])
     nominal = any(b.nominal for b in branches)
     if any(b.params is None for b in branches):
         return f"Branch sizes of {family} are unknown; no plots.\n"
@@ -90,12 +77,10 @@ def _points(record: ResultsRecord, branches: list[Sized], keys: list[str], key: 
     out = []
     for b in branches:
         if key == AVERAGE:
-            scores = [record.score(b.model.abbr, k) for k in keys]
-            if any(s is None for s in scores) or not keys:
+            value = row_average(record, b.model, keys)
+            if value is None:
                 continue
-            ses = [standard_error(s) for s in scores if s is not None]
-            value = sum(s.value for s in scores if s is not None) / len(keys)
-            se = None if any(x is None for x in ses) else float(np.sqrt(sum(x * x for x in ses if x))) / len(keys)
+            se = mean_se([standard_error(s) for k in keys if (s := record.score(b.model.abbr, k)) is not None])
         else:
             s = record.score(b.model.abbr, key)
             if s is None:
@@ -133,7 +118,7 @@ def versus_baselines(record: ResultsRecord) -> str:
         if complete:
             means = [mean_comparison([comps[j] for comps in complete]) for j in range(len(branches))]
             rows.append([f"Average ({len(complete)})", *map(_delta_cell, means)])
-        parts.append(f"**vs {base.name}**\n\n" + _pipe(rows, ["Dataset", *(b.label for b in branches)]) + "\n")
+        parts.append(f"**vs {base.name}**\n\n" + pipe_table(rows, ["Dataset", *(b.label for b in branches)]) + "\n")
     return "\n".join(parts)
 
 
@@ -183,7 +168,7 @@ def _headroom_table(rooms: list[Headroom], branches: list[Sized]) -> str:
                "Size saved", f"Items routed % ({labels})"]
     intro = ("An oracle router sends each item to the smallest branch that answers it correctly; items no "
              "branch answers go to the largest and count wrong. Only items every branch has are used.\n\n")
-    return intro + _pipe(rows, headers)
+    return intro + pipe_table(rows, headers)
 
 
 def _agreement(record: ResultsRecord, family: str, branches: list[Sized], keys: list[str],
@@ -202,6 +187,6 @@ def _agreement(record: ResultsRecord, family: str, branches: list[Sized], keys: 
               stem=grid)
     n = sum(x.shape[1] for x in mats.values())
     return (f"Agreement: the fraction of items on which two branches have the same outcome "
-            f"({n} items over {len(mats)} datasets).\n\n" + _pipe(rows, ["", *labels]) + "\n\n"
+            f"({n} items over {len(mats)} datasets).\n\n" + pipe_table(rows, ["", *labels]) + "\n\n"
             f"![agreement](plots/{stem.name}.png)\n\n<details><summary>Per dataset</summary>\n\n"
             f"![agreement by dataset](plots/{grid.name}.png)\n\n</details>\n")

@@ -6,13 +6,12 @@ built in one place. Numbers come from the record with 2 decimals; nothing is ret
 
 from __future__ import annotations
 
-import math
 from decimal import ROUND_HALF_UP, Decimal
 
 from tabulate import tabulate
 
 from evalkit.analysis.family_view import branch_models, datasets_with_scores, headline_models
-from evalkit.analysis.stats import standard_error
+from evalkit.analysis.stats import mean_se, standard_error
 from evalkit.catalog.datasets import BY_KEY, SUITES
 from evalkit.errors import did_you_mean
 from evalkit.records.results import ModelInfo, ResultsRecord
@@ -43,9 +42,13 @@ def named_table(record: ResultsRecord, name: str, *, stderr: bool = False) -> st
 
 def score_table(record: ResultsRecord, rows: list[ModelInfo], keys: list[str], *, stderr: bool = False) -> str:
     headers = ["Model", *(BY_KEY[k].title for k in keys), "Avg"]
-    body = [[_name_cell(m), *_score_cells(record, m, keys, stderr)] for m in rows]
+    return pipe_table([[_name_cell(m), *_score_cells(record, m, keys, stderr)] for m in rows], headers)
+
+
+def pipe_table(rows: list[list[str]], headers: list[str]) -> str:
+    """A markdown pipe table of text cells as report.md shows scores: the first column left, the rest centred."""
     colalign = ("left", *("center",) * (len(headers) - 1))
-    return tabulate(body, headers=headers, tablefmt="pipe", colalign=colalign, disable_numparse=True)
+    return tabulate(rows, headers=headers, tablefmt="pipe", colalign=colalign, disable_numparse=True)
 
 
 def _name_cell(m: ModelInfo) -> str:
@@ -88,11 +91,7 @@ def _average_cell(values: list[float], ses: list[float | None], k: int, stderr: 
     """Mean over all columns; a row missing a column gets no average rather than a biased one."""
     if len(values) != k or k == 0:
         return MISSING
-    mean = decimal_mean(values)
-    se = None
-    if stderr and all(s is not None for s in ses):
-        se = math.sqrt(sum(s * s for s in ses if s is not None)) / k
-    return _fmt(mean, se, stderr)
+    return _fmt(decimal_mean(values), mean_se(ses), stderr)
 
 
 def row_average(record: ResultsRecord, m: ModelInfo, keys: list[str]) -> float | None:

@@ -8,7 +8,16 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from evalkit.analysis.stats import binomial_se, compare, holm, mcnemar_exact, mean_comparison, standard_error
+from evalkit.analysis.stats import (
+    binomial_se,
+    compare,
+    format_p,
+    holm,
+    mcnemar_exact,
+    mean_comparison,
+    mean_se,
+    standard_error,
+)
 from evalkit.records.results import Item, Score
 
 
@@ -120,6 +129,16 @@ def test_unpaired_two_proportion_and_fixed_reference():
     c2 = compare(published, b)
     assert c2.p_value == pytest.approx(stats.binomtest(220, 400, 0.6).pvalue)
     assert compare(published, Score("n", "arc_c", "accuracy", 55.0, 0)).p_value is None
+
+
+def test_mean_se_of_independent_estimates_and_unknown_ones():
+    assert mean_se([3.0, 4.0]) == pytest.approx(2.5)  # sqrt(9 + 16) / 2
+    assert mean_se([0.0, 0.0]) == 0.0
+    assert mean_se([3.0, None]) is None and mean_se([]) is None
+
+
+def test_p_values_as_text():
+    assert [format_p(p) for p in (None, 0.0004, 0.001, 0.04567)] == ["n/a", "<0.001", "0.001", "0.046"]
 
 
 def test_mean_comparison_combines_independent_ses():

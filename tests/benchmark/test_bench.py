@@ -55,6 +55,17 @@ def test_record_round_trip_and_required_keys(tmp_path):
     assert data["shared_trunk"]["decode"][0]["decode_shared_over_last"] == 1.0
     text = bench_markdown(record)
     assert "85.0%" in text and "3.50x" in text and "> device" in text and "9.0 GB" in text
+    lines = text.splitlines()
+    assert (
+        "| ruyi-7b | E3B      | 3.90B    | fast      | 1       | 10.0          | 10.00 / 20.00         "
+        "| 0.0            | 0.010   | 85.0% |"
+    ) in lines
+    assert (
+        "| ruyi-7b | E3B      | 3.90B    | hf        | 1       | out of memory |                       "
+        "|                |         |       |"
+    ) in lines
+    assert "| ruyi-7b | E3B      | fast      | 9.0 GB    |" in lines
+    assert "| ruyi-7b | E3B      | hf        | > device  |" in lines
 
 
 @pytest.mark.parametrize(

@@ -20,8 +20,17 @@ from evalkit.cli import main
 from evalkit.errors import EvalkitError
 from evalkit.records.bench import BenchRecord, BenchRow, Environment, Ratio, Stats, load_bench, save_bench
 from evalkit.records.results import Item, ModelInfo, ResultsRecord, Score, load_record, save_record
-from evalkit.reporting.build import performance_section, provenance_section, report, tables_section
-from evalkit.reporting.plots import pareto_front, pareto_plot
+from evalkit.reporting.bench_tables import (
+    CONSOLE_SPEED,
+    CONSOLE_VRAM,
+    REPORT_SPEED,
+    REPORT_VRAM,
+    speed_table,
+    vram_table,
+)
+from evalkit.reporting.build import provenance_section, report, tables_section
+from evalkit.reporting.perf import performance
+from evalkit.reporting.plots import PlotQueue, pareto_front, pareto_plot
 from evalkit.reporting.tables import named_table, row_average
 
 HERE = Path(__file__).resolve().parents[1] / "data"
@@ -58,7 +67,7 @@ def test_averages_are_the_mean_of_the_row_rounded_half_up(small):
 
 def test_missing_score_gives_dash_and_no_average(small):
     scores = [s for s in small.scores if not (s.model == "ruyi-7b-e3b" and s.dataset == "arc_c")]
-    table = named_table(small.with_scores(scores), "branches")
+    table = named_table(replace(small, scores=tuple(scores)), "branches")
     row = next(line for line in table.splitlines() if "E3B" in line)
     assert [c.strip() for c in row.split("|")[2:-1]] == ["25.00", "–", "–"]
 
@@ -195,12 +204,10 @@ def test_cli_report_default_out_and_errors(tmp_path, monkeypatch):
 
 def test_bench_records_are_checked(tmp_path):
     with pytest.raises(EvalkitError, match="is not an evalkit bench record"):
-        performance_section([SMALL], load_record(SMALL), tmp_path)
-    with pytest.raises(EvalkitError, match="does not exist"):
-        performance_section([tmp_path / "nope.json"], load_record(SMALL), tmp_path)
+        report([SMALL], tmp_path / "r", bench=[SMALL])
     with pytest.raises(EvalkitError, match="is not an evalkit bench record"):  # the right schema, no fields
-        performance_section([HERE / "records" / "not_results.json"], load_record(SMALL), tmp_path)
-    assert performance_section([], load_record(SMALL), tmp_path) == ""
+        report([SMALL], tmp_path / "r", bench=[HERE / "records" / "not_results.json"])
+    assert performance([], load_record(SMALL), tmp_path, PlotQueue()) == ""
     with pytest.raises(EvalkitError, match="does not exist"):  # before any work is done
         report([SMALL], tmp_path / "r", bench=[tmp_path / "nope.json"])
     assert not (tmp_path / "r").exists()
@@ -216,7 +223,7 @@ def _tables_have_device(text: str, label: str) -> int:
 
 
 def test_performance_from_a_real_cpu_bench(tiny_path, tmp_path):
-    from evalkit.benchmark.main import BenchConfig, bench
+    from evalkit import BenchConfig, bench
 
     _, bench_path = bench(BenchConfig(batch_sizes=(1,), prompt_len=8, gen_len=4, iterations=1, warmup=1,
                                       dtype="fp32", branches="E111K,E297K", out=str(tmp_path / "b")))
@@ -273,8 +280,10 @@ def _gpu_bench() -> BenchRecord:
 
 
 def test_performance_from_a_gpu_bench_matches_branches_and_baselines(tmp_path):
-    save_bench(_gpu_bench(), tmp_path / "bench.json")
-    text = performance_section([tmp_path / "bench.json"], synth_record(n_items=40), tmp_path / "plots")
+    path = save_bench(_gpu_bench(), tmp_path / "bench.json")
+    queue = PlotQueue()
+    text = performance([(path, load_bench(path))], synth_record(n_items=40), tmp_path / "plots", queue)
+    queue.run()
     assert _tables_have_device(text, "**GPU: NVIDIA H100 80GB HBM3 (CUDA 12.4)**") == 5 + 2 + 1  # + VRAM
     assert "CPU" not in text and "no MBU" not in text
     vram = text[text.index("#### Minimum VRAM"):text.index("#### Speed against size")]
@@ -282,6 +291,11 @@ def test_performance_from_a_gpu_bench_matches_branches_and_baselines(tmp_path):
     assert "6.76 GB" not in vram and "6.8 GB" in vram  # E3B at batch 1: the smaller backend (fast), 1 decimal
     assert vram.count("> device |") == 1  # Yi-6B at batch 32: both backends ran out of memory
     assert "2.00x (1.80x)" in text and "50.0%" in text
+    assert (  # E3B, fast at batch 1: every column of the report's speed table
+        "| fast      |       1 |       1.7 |        1.67 / 1.83 / 2.16 |          600.6 |   0.002 "
+        "|                6.76 / 6.86 |       6.66 GB | 50.0% |          2.00x (1.80x) |"
+    ) in text
+    assert "| Yi-6B               |   12.2 GB |   > device |" in vram
     pareto = text[text.index("#### Accuracy against speed"):]
     assert "the fast (evalkit's static-cache decoder) backend for every point" in pareto
     assert "Yi-6B (bench) has no results with a corresponding name; left out." in pareto
@@ -289,6 +303,22 @@ def test_performance_from_a_gpu_bench_matches_branches_and_baselines(tmp_path):
     assert "frontier (nothing else both faster and more accurate): E3B, E4B, E5B, E6B, E7B, Qwen2.5-7B-Instruct." \
         in pareto
     assert (tmp_path / "plots" / "pareto_gpu1.png").is_file() and (tmp_path / "plots" / "speed_size_gpu1.png").is_file()
+
+
+def test_one_renderer_per_bench_table_in_the_console_and_the_report_layouts():
+    rows = _gpu_bench().rows
+    console = vram_table(rows, CONSOLE_VRAM).splitlines()  # one row per backend
+    assert "| ruyi-7b    | E3B        | hf        | 7.8 GB    | 10.9 GB    |" in console
+    assert "| ruyi-7b    | E3B        | fast      | 6.8 GB    | 9.9 GB     |" in console
+    pooled = vram_table(rows, REPORT_VRAM).splitlines()  # the smaller backend's figure
+    assert "| AI-Flow-Ruyi-7B E3B |    6.8 GB |     9.9 GB |" in pooled
+    yi = rows[-4:]  # Yi-6B: batch 32 ran out of memory on both backends
+    assert [line.split("|")[6].strip() for line in speed_table(yi, CONSOLE_SPEED).splitlines()[2:]] == [
+        "6.1", "out of memory", "3.0", "out of memory"]
+    report_rows = speed_table(yi, REPORT_SPEED).splitlines()[2:]
+    assert [line.split("|")[3].strip() for line in report_rows] == [
+        "6.1", "did not run: out of memory", "3.0", "did not run: out of memory"]
+    assert report_rows[1].rstrip("| ").endswith("–")
 
 
 def test_pareto_front_and_plot(tmp_path):
