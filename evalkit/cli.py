@@ -93,8 +93,12 @@ def branches(model: str | None, branches: str) -> None:
     click.echo(evalkit.branches_table(model, branches=branches))
 
 
-_RESUME = click.option("--resume", default=None, metavar="RUN_ID",
-                       help="Finish the interrupted run OUT/results/RUN_ID in place, with its own settings.")
+_RESUME = click.option(
+    "--resume",
+    default=None,
+    metavar="RUN_ID",
+    help="Finish the interrupted run OUT/results/RUN_ID in place, with its own settings.",
+)
 
 
 def _run_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -110,8 +114,11 @@ def _run_options(command: Callable[..., Any]) -> Callable[..., Any]:
             options.append(click.option(f"{flag}/--no-{flag[2:]}", f.name, default=None, help=text))
         else:
             kind: Any = click.Choice(option.choices) if option.choices else int if option.unit else str
-            options.append(click.option(flag, f.name, type=kind, default=None, multiple=option.repeatable,
-                                        metavar=option.metavar, help=text))
+            options.append(
+                click.option(
+                    flag, f.name, type=kind, default=None, multiple=option.repeatable, metavar=option.metavar, help=text
+                )
+            )
         if f.name == "out":
             options.append(_RESUME)
     for add in reversed(options):
@@ -175,9 +182,12 @@ def report(results: tuple[str, ...], out: str | None, stderr: bool, bench: tuple
 @click.option("--n", "n", multiple=True, metavar="DATASET=N", help="Items behind a dataset's scores (repeatable).")
 @click.option("--source", default=None, help="Where the numbers come from (default: the file name).")
 @click.option(
-    "--table", "tables", default=None, metavar="K",
+    "--table",
+    "tables",
+    default=None,
+    metavar="K",
     help="Score tables to import: 2, 1,3 or 1-4 (default: all). Numbered in file order among the tables "
-         "with a column evalkit knows as a dataset; errors list them.",
+    "with a column evalkit knows as a dataset; errors list them.",
 )
 @click.option("--run-id", default=None, help="Run id of the record (default: published-<file stem>).")
 @_user_errors
@@ -226,8 +236,9 @@ def readme(readme_file: str, results: tuple[str, ...], check: bool) -> None:
 @click.option("--github", is_flag=True, help="Also print GitHub Actions ::error annotations.")
 @click.option("--allow-missing", is_flag=True, help="Pass even if the candidate lacks scores the reference has.")
 @_user_errors
-def regress(reference: str, candidate: str, tolerance: float, alpha: float, junit: str | None, github: bool,
-            allow_missing: bool) -> None:  # fmt: skip
+def regress(
+    reference: str, candidate: str, tolerance: float, alpha: float, junit: str | None, github: bool, allow_missing: bool
+) -> None:
     """Exit 1 if the candidate scores significantly worse than the reference (the CI gate)."""
     result = evalkit.regress(reference, candidate, tolerance=tolerance, alpha=alpha, allow_missing=allow_missing)
     click.echo(result.table())
@@ -242,8 +253,13 @@ def regress(reference: str, candidate: str, tolerance: float, alpha: float, juni
 @main.command("score-code")
 @click.argument("dataset", type=click.Choice(["humaneval"]))
 @click.argument("samples", type=click.Path(dir_okay=False))
-@click.option("--out", "out", type=click.Path(dir_okay=False), default=None,
-              help="Per-sample results (JSONL; default: <samples>_results.jsonl).")
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Per-sample results (JSONL; default: <samples>_results.jsonl).",
+)
 @click.option("--workers", type=int, default=None, help="Programs run at once (default: CPU count).")
 @_user_errors
 def score_code(dataset: str, samples: str, out: str | None, workers: int | None) -> None:
@@ -263,32 +279,58 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str | None) -> 
 
 @main.command()
 @click.option("--model", "model", type=str, default=None, help=MODEL_HELP)
-@click.option("--shape", "shape", default=None,
-              help="Real shapes with random weights instead of a checkpoint: ruyi-7b, qwen2.5-7b, llama-3.1-8b, "
-                   "qwen3-8b, yi-6b, yi-9b, yi-34b (comma-separated) or all. Needs --random-weights.")
+@click.option(
+    "--shape",
+    "shape",
+    default=None,
+    help="Real shapes with random weights instead of a checkpoint: ruyi-7b, qwen2.5-7b, llama-3.1-8b, "
+    "qwen3-8b, yi-6b, yi-9b, yi-34b (comma-separated) or all. Needs --random-weights.",
+)
 @click.option("--random-weights", is_flag=True, help="Confirm that --shape builds random weights (speed only).")
 @click.option("--branches", default="all", show_default=True, help="all, names (E3B,E7B) or exit layers (11,27).")
-@click.option("--batch-sizes", callback=_int_list, default=None, 
-              help="Comma-separated [default: 1,4,16,32; 1,8 with --shared-trunk].")
+@click.option(
+    "--batch-sizes",
+    callback=_int_list,
+    default=None,
+    help="Comma-separated [default: 1,4,16,32; 1,8 with --shared-trunk].",
+)
 @click.option("--prompt-len", type=int, default=256, show_default=True)
 @click.option("--gen-len", type=int, default=128, show_default=True, help="Tokens generated per row (EOS ignored).")
 @click.option("--dtype", type=click.Choice(["bf16", "fp16", "fp32"]), default="bf16", show_default=True)
-@click.option("--attn", type=click.Choice(["sdpa", "flash_attention_2"]), default="sdpa", show_default=True,
-              help="Attention of the stock (hf) backend; the fast path uses SDPA.")
+@click.option(
+    "--attn",
+    type=click.Choice(["sdpa", "flash_attention_2"]),
+    default="sdpa",
+    show_default=True,
+    help="Attention of the stock (hf) backend; the fast path uses SDPA.",
+)
 @click.option("--backend", type=click.Choice(["hf", "fast", "both"]), default="both", show_default=True)
 @click.option("--iterations", type=int, default=10, show_default=True, help="Timed repetitions per cell.")
 @click.option("--warmup", type=int, default=2, show_default=True, help="Untimed repetitions first.")
 @click.option("--peak-bandwidth", type=float, default=None, help="GB/s for MBU [default: from the device name].")
-@click.option("--out", "out", type=click.Path(file_okay=False), default=None,
-              help="Directory for bench.json [default: results/bench-<timestamp>].")
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Directory for bench.json [default: results/bench-<timestamp>].",
+)
 @click.option("--device", type=click.Choice(["auto", "cuda", "cpu"]), default="auto", show_default=True)
-@click.option("--decode-mode", type=click.Choice(["auto", "eager", "cudagraph", "compile"]), default="auto",
-              show_default=True, help="Fast path: auto = compile on a GPU (fused kernels in a CUDA graph), "
-                                      "eager on a CPU.")
+@click.option(
+    "--decode-mode",
+    type=click.Choice(["auto", "eager", "cudagraph", "compile"]),
+    default="auto",
+    show_default=True,
+    help="Fast path: auto = compile on a GPU (fused kernels in a CUDA graph), eager on a CPU.",
+)
 @click.option("--shared-trunk", is_flag=True, help="Compare all branches at once vs the last alone vs each alone.")
-@click.option("--e2e-suite", default="stem", show_default=True,
-              help="With --shared-trunk: `run --branches all` on this suite vs stock OpenCompass on the exported "
-                   "branches; 'none' skips it.")
+@click.option(
+    "--e2e-suite",
+    default="stem",
+    show_default=True,
+    help="With --shared-trunk: `run --branches all` on this suite vs stock OpenCompass on the exported "
+    "branches; 'none' skips it.",
+)
 @click.option("--e2e-limit", type=int, default=2, show_default=True, help="Items per dataset in that comparison.")
 @click.option("--e2e-max-out-len", type=int, default=None, help="Generation cap there [default: what run uses].")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -298,7 +340,9 @@ def bench(shape: str | None, batch_sizes: tuple[int, ...] | None, **kwargs: Any)
     shapes = tuple(s for s in (shape or "").split(",") if s.strip())
     if str(kwargs.get("e2e_suite")).lower() == "none":
         kwargs["e2e_suite"] = None
-    config = evalkit.BenchConfig(shapes=shapes, batch_sizes=batch_sizes, command=" ".join(["evalkit", *sys.argv[1:]]), **kwargs)
+    config = evalkit.BenchConfig(
+        shapes=shapes, batch_sizes=batch_sizes, command=" ".join(["evalkit", *sys.argv[1:]]), **kwargs
+    )
     record, path = evalkit.bench(config)
     click.echo(evalkit.bench_markdown(record))
     click.echo(f"wrote {path}")

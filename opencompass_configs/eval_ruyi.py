@@ -7,7 +7,6 @@ Datasets are OpenCompass's own 0-shot configs (evalkit.oc.suites); code datasets
 sandboxed evaluators. EVALKIT_SUITES (default general,code,stem) and EVALKIT_LIMIT narrow the run.
 """
 
-
 # mmengine turns `from ... import` in a config file into lazy placeholders that cannot be called.
 _configs = __import__("evalkit.oc.configs", fromlist=["ruyi_models"])
 datasets = __import__("evalkit.oc.driver", fromlist=["stock_cli_datasets"]).stock_cli_datasets()

@@ -97,9 +97,18 @@ def write_mmlu_pro(data: Path, answers: dict) -> None:
         for category, splits in _groups("mmlu_pro", MMLU_PRO):
             for question, options, gold, cot in splits[split]:
                 qid += 1
-                rows.append(dict(question_id=qid, question=question, options=options, answer=gold,
-                                 answer_index=LETTERS.index(gold), cot_content=cot, category=category,
-                                 src="evalkit-fixture"))
+                rows.append(
+                    dict(
+                        question_id=qid,
+                        question=question,
+                        options=options,
+                        answer=gold,
+                        answer_index=LETTERS.index(gold),
+                        cot_content=cot,
+                        category=category,
+                        src="evalkit-fixture",
+                    )
+                )
                 if split == "test":
                     answers["mmlu_pro"].append({"match": question, "response": f"ANSWER: {gold}"})
         out = repo / "data" / f"{split}-00000-of-00001.parquet"
@@ -148,8 +157,16 @@ def write_winogrande(data: Path, answers: dict) -> None:
 def write_mbpp(data: Path, answers: dict) -> None:
     rows = []
     for n, (prompt, code, tests) in enumerate(MBPP, 1):
-        rows.append({"source_file": "evalkit fixture", "task_id": n, "prompt": prompt, "code": code,
-                     "test_imports": [], "test_list": tests})
+        rows.append(
+            {
+                "source_file": "evalkit fixture",
+                "task_id": n,
+                "prompt": prompt,
+                "code": code,
+                "test_imports": [],
+                "test_list": tests,
+            }
+        )
         if n > 7:  # OpenCompass uses rows 8+ as the test split
             answers["mbpp"].append({"match": prompt, "response": f"```python\n{code}\n```"})
     (path,) = _files(data, "mbpp")
@@ -165,25 +182,46 @@ def write_lcb(data: Path, answers: dict) -> None:
             return json.dumps([{"input": i, "output": o, "testtype": kind} for i, o in pairs])
 
         meta = {} if item["func_name"] is None else {"func_name": item["func_name"]}
-        rows.append({
-            "question_title": item["question_title"], "question_content": item["question_content"],
-            "platform": item["platform"], "question_id": item["question_id"], "contest_id": "fixture",
-            "contest_date": "2023-06-01T00:00:00", "starter_code": item["starter_code"],
-            "difficulty": item["difficulty"], "public_test_cases": cases(item["public"]),
-            "private_test_cases": cases(item["private"]), "metadata": json.dumps(meta),
-        })
+        rows.append(
+            {
+                "question_title": item["question_title"],
+                "question_content": item["question_content"],
+                "platform": item["platform"],
+                "question_id": item["question_id"],
+                "contest_id": "fixture",
+                "contest_date": "2023-06-01T00:00:00",
+                "starter_code": item["starter_code"],
+                "difficulty": item["difficulty"],
+                "public_test_cases": cases(item["public"]),
+                "private_test_cases": cases(item["private"]),
+                "metadata": json.dumps(meta),
+            }
+        )
         answers["livecodebench"].append(
-            {"match": item["question_content"], "response": f"```python\n{item['solution']}\n```"})
+            {"match": item["question_content"], "response": f"```python\n{item['solution']}\n```"}
+        )
     (script,) = _files(data, "livecodebench")  # the loading script, which reads test.jsonl beside it
     _jsonl(script.parent / "test.jsonl", rows)
     shutil.copyfile(Path(__file__).parent / "_lcb_loading_script.py", script)
 
 
 def write_gpqa(data: Path, answers: dict) -> None:
-    header = ["Pre-Revision Question", "Pre-Revision Correct Answer", "Pre-Revision Incorrect Answer 1",
-              "Pre-Revision Incorrect Answer 2", "Pre-Revision Incorrect Answer 3", "Pre-Revision Explanation",
-              "Self-reported question-writing time (minutes)", "Question", "Correct Answer",
-              "Incorrect Answer 1", "Incorrect Answer 2", "Incorrect Answer 3", "Explanation", "Record ID"]
+    header = [
+        "Pre-Revision Question",
+        "Pre-Revision Correct Answer",
+        "Pre-Revision Incorrect Answer 1",
+        "Pre-Revision Incorrect Answer 2",
+        "Pre-Revision Incorrect Answer 3",
+        "Pre-Revision Explanation",
+        "Self-reported question-writing time (minutes)",
+        "Question",
+        "Correct Answer",
+        "Incorrect Answer 1",
+        "Incorrect Answer 2",
+        "Incorrect Answer 3",
+        "Explanation",
+        "Record ID",
+    ]
     rows = []
     for n, (q, right, *wrong) in enumerate(GPQA, 1):
         rows.append([q, right, *wrong, "", "", q, right, *wrong, "Written for evalkit's tests.", f"fixture{n}"])
@@ -214,8 +252,20 @@ def write_gsm8k(data: Path, answers: dict) -> None:
         answers["gsm8k"].append({"match": q, "response": f"{first_line}\nThe answer is $\\boxed{{{number}}}$."})
 
 
-WRITERS = (write_mmlu, write_mmlu_pro, write_cmmlu, write_bbh, write_arc_c, write_hellaswag, write_winogrande,
-           write_mbpp, write_lcb, write_gpqa, write_math, write_gsm8k)
+WRITERS = (
+    write_mmlu,
+    write_mmlu_pro,
+    write_cmmlu,
+    write_bbh,
+    write_arc_c,
+    write_hellaswag,
+    write_winogrande,
+    write_mbpp,
+    write_lcb,
+    write_gpqa,
+    write_math,
+    write_gsm8k,
+)
 
 
 def main() -> None:

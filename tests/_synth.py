@@ -12,26 +12,41 @@ from scipy import special
 from evalkit.catalog.datasets import DATASETS
 from evalkit.records.results import Item, ModelInfo, Provenance, ResultsRecord, Score
 
-BRANCHES = (("E3B", 11, 3_330_000_000), ("E4B", 15, 4_200_000_000), ("E5B", 19, 5_070_000_000),
-            ("E6B", 23, 5_940_000_000), ("E7B", 27, 7_620_000_000))
-BASELINES = (("qwen2.5-7b-instruct", "Qwen2.5-7B-Instruct", 0.8),
-             ("llama3.1-8b-instruct", "Llama3.1-8B-Instruct", 0.4),
-             ("qwen3-8b", "Qwen3-8B(think)", 1.0))
+BRANCHES = (
+    ("E3B", 11, 3_330_000_000),
+    ("E4B", 15, 4_200_000_000),
+    ("E5B", 19, 5_070_000_000),
+    ("E6B", 23, 5_940_000_000),
+    ("E7B", 27, 7_620_000_000),
+)
+BASELINES = (
+    ("qwen2.5-7b-instruct", "Qwen2.5-7B-Instruct", 0.8),
+    ("llama3.1-8b-instruct", "Llama3.1-8B-Instruct", 0.4),
+    ("qwen3-8b", "Qwen3-8B(think)", 1.0),
+)
 SKILL = {"E3B": -1.2, "E4B": -0.4, "E5B": 0.3, "E6B": 0.55, "E7B": 0.7}
 
 
 def models() -> tuple[ModelInfo, ...]:
     base = tuple(ModelInfo(abbr=a, name=n, role="baseline") for a, n, _ in BASELINES)
     fam = tuple(
-        ModelInfo(abbr=f"ruyi-7b-{b.lower()}", name=f"AI-Flow-Ruyi-7B-{b}", role="ours", family="ruyi-7b",
-                  branch=b, exit_layer=e, num_params=p)
+        ModelInfo(
+            abbr=f"ruyi-7b-{b.lower()}",
+            name=f"AI-Flow-Ruyi-7B-{b}",
+            role="ours",
+            family="ruyi-7b",
+            branch=b,
+            exit_layer=e,
+            num_params=p,
+        )
         for b, e, p in BRANCHES
     )
     return base + fam
 
 
-def synth_record(n_items: int = 300, seed: int = 0, run_id: str = "synth", skill: dict | None = None,
-                 flip: float = 0.0) -> ResultsRecord:
+def synth_record(
+    n_items: int = 300, seed: int = 0, run_id: str = "synth", skill: dict | None = None, flip: float = 0.0
+) -> ResultsRecord:
     """`flip` re-draws that fraction of outcomes at random (rerun noise); `skill` overrides SKILL."""
     rng = np.random.default_rng(seed)
     skills = {**SKILL, **{a: s for a, _, s in BASELINES}, **(skill or {})}
@@ -48,10 +63,25 @@ def synth_record(n_items: int = 300, seed: int = 0, run_id: str = "synth", skill
             outcome = (u < p).astype(float)
             redo = rng.random(n_items) < flip
             outcome[redo] = (rng.random(int(redo.sum())) < p[redo]).astype(float)
-            items = tuple(Item(id=f"{d.key}/{j}", score=float(o), group=g)
-                          for j, (o, g) in enumerate(zip(outcome, groups, strict=True)))
-            scores.append(Score(model=m.abbr, dataset=d.key, metric=d.metric,
-                                value=100.0 * float(outcome.mean()), n=n_items, items=items))
-    prov = Provenance(git_revision="0123abc", device="NVIDIA H100 80GB HBM3", dtype="bfloat16",
-                      data_source="/data/opencompass (synthetic outcomes)", command="synthetic")
+            items = tuple(
+                Item(id=f"{d.key}/{j}", score=float(o), group=g)
+                for j, (o, g) in enumerate(zip(outcome, groups, strict=True))
+            )
+            scores.append(
+                Score(
+                    model=m.abbr,
+                    dataset=d.key,
+                    metric=d.metric,
+                    value=100.0 * float(outcome.mean()),
+                    n=n_items,
+                    items=items,
+                )
+            )
+    prov = Provenance(
+        git_revision="0123abc",
+        device="NVIDIA H100 80GB HBM3",
+        dtype="bfloat16",
+        data_source="/data/opencompass (synthetic outcomes)",
+        command="synthetic",
+    )
     return ResultsRecord(run_id=run_id, kind="measured", models=models(), scores=tuple(scores), provenance=prov)

@@ -60,7 +60,8 @@ def headline_models(record: ResultsRecord) -> list[ModelInfo]:
     fams = families(record)
     largest = {bs[-1].model.abbr for bs in fams.values()}
     ours = [
-        m for m in record.models
+        m
+        for m in record.models
         if m not in baselines(record) and (m.family is None or m.branch is None or m.abbr in largest)
     ]
     return baselines(record) + ours

@@ -108,12 +108,20 @@ def _inversions(family: str, key: str, pairs: list[_Pair], alpha: float) -> list
         method = p.comparison.method + (", Holm" if adj is not None else "")
         if not p.comparison.paired and key != AVERAGE:
             method += " (aggregates only)"
-        out.append(Inversion(
-            family=family, dataset=key, from_=p.small.label, to=p.large.label,
-            from_value=p.small_value, to_value=p.large_value, delta=p.large_value - p.small_value,
-            p_value=adj, p_raw=p.comparison.p_value,
-            # The test must point the same way as the scores (it can differ when only some items are common).
-            significant=adj is not None and adj < alpha and p.comparison.delta < 0,
-            method=method,
-        ))
+        out.append(
+            Inversion(
+                family=family,
+                dataset=key,
+                from_=p.small.label,
+                to=p.large.label,
+                from_value=p.small_value,
+                to_value=p.large_value,
+                delta=p.large_value - p.small_value,
+                p_value=adj,
+                p_raw=p.comparison.p_value,
+                # The test must point the same way as the scores (it can differ when only some items are common).
+                significant=adj is not None and adj < alpha and p.comparison.delta < 0,
+                method=method,
+            )
+        )
     return out

@@ -78,8 +78,10 @@ class RegressResult:
         if self.missing and not self.allow_missing:
             out.append(f"{len(self.missing)} reference scores missing from the candidate (--allow-missing to accept)")
         if not self.tested:
-            out.append("no score could be tested (n unknown on both sides; give the reference n with "
-                       "`import-table --n DATASET=N` or per-item outcomes)")
+            out.append(
+                "no score could be tested (n unknown on both sides; give the reference n with "
+                "`import-table --n DATASET=N` or per-item outcomes)"
+            )
         return out
 
     @property
@@ -89,20 +91,34 @@ class RegressResult:
     def summary(self) -> str:
         counts = f"{self.tested} of {len(self.rows)} scores tested, α = {self.alpha}, Holm"
         if self.passed:
-            return (f"PASS: no significant drop beyond {self.tolerance:.2f} points and no new significant "
-                    f"inversion ({counts})")
+            return (
+                f"PASS: no significant drop beyond {self.tolerance:.2f} points and no new significant "
+                f"inversion ({counts})"
+            )
         return f"FAIL: {'; '.join(self.failures)} ({counts})"
 
     def table(self) -> str:
-        rows = [[r.model, title(r.dataset), f"{r.reference:.2f}", f"{r.candidate:.2f}",
-                 f"{r.comparison.delta:+.2f}", _ci(r.comparison), format_p(r.p_adjusted), r.comparison.method,
-                 r.verdict]
-                for r in self.rows]
+        rows = [
+            [
+                r.model,
+                title(r.dataset),
+                f"{r.reference:.2f}",
+                f"{r.candidate:.2f}",
+                f"{r.comparison.delta:+.2f}",
+                _ci(r.comparison),
+                format_p(r.p_adjusted),
+                r.comparison.method,
+                r.verdict,
+            ]
+            for r in self.rows
+        ]
         headers = ["model", "dataset", "reference", "candidate", "Δ", "95% CI", "p (Holm)", "test", "verdict"]
         parts = [tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)]
         for inv in self.new_inversions:
-            parts.append(f"new inversion: {title(inv.dataset)}: {inv.to} ({inv.to_value:.2f}) below {inv.from_} "
-                         f"({inv.from_value:.2f}), p (Holm) = {format_p(inv.p_value)}")
+            parts.append(
+                f"new inversion: {title(inv.dataset)}: {inv.to} ({inv.to_value:.2f}) below {inv.from_} "
+                f"({inv.from_value:.2f}), p (Holm) = {format_p(inv.p_value)}"
+            )
         if self.missing:
             parts.append("missing from the candidate: " + ", ".join(f"{m} {d}" for m, d in self.missing))
         if self.added:
@@ -112,8 +128,13 @@ class RegressResult:
 
     def junit_xml(self) -> str:
         missing = [] if self.allow_missing else list(self.missing)
-        suite = ET.Element("testsuite", name="evalkit.regress", tests=str(len(self.rows) + 1 + len(missing)),
-                           failures=str(len(self.drops) + bool(self.new_inversions) + len(missing)), errors="0")
+        suite = ET.Element(
+            "testsuite",
+            name="evalkit.regress",
+            tests=str(len(self.rows) + 1 + len(missing)),
+            failures=str(len(self.drops) + bool(self.new_inversions) + len(missing)),
+            errors="0",
+        )
         for model, dataset in missing:
             case = ET.SubElement(suite, "testcase", classname=f"evalkit.regress.{model}", name=dataset)
             text = _missing_message(model, dataset)
@@ -136,20 +157,32 @@ class RegressResult:
     def github_annotations(self) -> list[str]:
         """Workflow commands: ::error for each drop and new inversion, ::warning for untested drops."""
         out = [f"::error title={_prop('evalkit regress: ' + r.label)}::{_msg(_drop_message(r))}" for r in self.drops]
-        out += [f"::error title={_prop('evalkit regress: new inversion')}::{_msg(_inversion_message(i))}"
-                for i in self.new_inversions]
+        out += [
+            f"::error title={_prop('evalkit regress: new inversion')}::{_msg(_inversion_message(i))}"
+            for i in self.new_inversions
+        ]
         if not self.allow_missing:
-            out += [f"::error title={_prop('evalkit regress: missing score')}::{_msg(_missing_message(m, d))}"
-                    for m, d in self.missing]
-        out += [f"::warning title={_prop('evalkit regress: ' + r.label)}::"
-                f"{_msg(f'down {-r.comparison.delta:.2f} points but n is unknown, so it was not tested')}"
-                for r in self.rows if r.verdict == "untested" and r.comparison.delta < -self.tolerance]
+            out += [
+                f"::error title={_prop('evalkit regress: missing score')}::{_msg(_missing_message(m, d))}"
+                for m, d in self.missing
+            ]
+        out += [
+            f"::warning title={_prop('evalkit regress: ' + r.label)}::"
+            f"{_msg(f'down {-r.comparison.delta:.2f} points but n is unknown, so it was not tested')}"
+            for r in self.rows
+            if r.verdict == "untested" and r.comparison.delta < -self.tolerance
+        ]
         return out
 
 
-def regress(reference: str | Path | ResultsRecord, candidate: str | Path | ResultsRecord, *,
-            tolerance: float = DEFAULT_TOLERANCE, alpha: float = DEFAULT_ALPHA,
-            allow_missing: bool = False) -> RegressResult:  # fmt: skip
+def regress(
+    reference: str | Path | ResultsRecord,
+    candidate: str | Path | ResultsRecord,
+    *,
+    tolerance: float = DEFAULT_TOLERANCE,
+    alpha: float = DEFAULT_ALPHA,
+    allow_missing: bool = False,
+) -> RegressResult:
     """Compare a candidate record with a reference record; see the module docstring for the rule."""
     if not (tolerance >= 0 and math.isfinite(tolerance)) or not 0 < alpha < 1:
         raise EvalkitError(f"--tolerance must be a number >= 0 and --alpha in (0, 1); got {tolerance} and {alpha}")
@@ -167,8 +200,10 @@ def regress(reference: str | Path | ResultsRecord, candidate: str | Path | Resul
             else:
                 pairs.append((key, s, c, compare(s, c)))
     if not pairs:
-        raise EvalkitError("the reference and candidate records share no (model, dataset) score; match branch "
-                           "names (E3B..) or baseline abbrs between them")
+        raise EvalkitError(
+            "the reference and candidate records share no (model, dataset) score; match branch "
+            "names (E3B..) or baseline abbrs between them"
+        )
     adjusted = holm([p[3].p_value for p in pairs])
     rows = tuple(
         Row(key, s.dataset, s.value, c.value, comp, adj, _verdict(comp, adj, tolerance, alpha))
@@ -176,10 +211,15 @@ def regress(reference: str | Path | ResultsRecord, candidate: str | Path | Resul
     )
     compared = {(key, s.dataset) for key, s, _, _ in pairs}
     added = sorted(set(cand_keys) - set(ref_keys)) + sorted(
-        f"{key} {s.dataset}" for key, abbr in cand_keys.items() if key in ref_keys
-        for s in cand.scores if s.model == abbr and (key, s.dataset) not in compared)  # fmt: skip
-    return RegressResult(rows, _new_inversions(ref, cand, alpha), tuple(missing), tuple(added), tolerance, alpha,
-                         allow_missing)  # fmt: skip
+        f"{key} {s.dataset}"
+        for key, abbr in cand_keys.items()
+        if key in ref_keys
+        for s in cand.scores
+        if s.model == abbr and (key, s.dataset) not in compared
+    )
+    return RegressResult(
+        rows, _new_inversions(ref, cand, alpha), tuple(missing), tuple(added), tolerance, alpha, allow_missing
+    )
 
 
 def _keys(record: ResultsRecord) -> dict[str, str]:
@@ -188,8 +228,10 @@ def _keys(record: ResultsRecord) -> dict[str, str]:
     for m in record.models:
         key = m.branch if m.family is not None and m.branch is not None else m.abbr
         if key in out:
-            raise EvalkitError(f"record {record.run_id} has two models matched as {key!r} ({out[key]}, {m.abbr}); "
-                               "regress compares one family per record")
+            raise EvalkitError(
+                f"record {record.run_id} has two models matched as {key!r} ({out[key]}, {m.abbr}); "
+                "regress compares one family per record"
+            )
         out[key] = m.abbr
     return out
 
@@ -206,8 +248,9 @@ def _verdict(c: Comparison, p: float | None, tolerance: float, alpha: float) -> 
 
 def _new_inversions(ref: ResultsRecord, cand: ResultsRecord, alpha: float) -> tuple[Inversion, ...]:
     known = {(i.dataset, i.from_, i.to) for i in find_inversions(ref, alpha=alpha) if i.significant}
-    return tuple(i for i in find_inversions(cand, alpha=alpha)
-                 if i.significant and (i.dataset, i.from_, i.to) not in known)
+    return tuple(
+        i for i in find_inversions(cand, alpha=alpha) if i.significant and (i.dataset, i.from_, i.to) not in known
+    )
 
 
 def _ci(c: Comparison) -> str:
@@ -215,8 +258,10 @@ def _ci(c: Comparison) -> str:
 
 
 def _drop_message(r: Row) -> str:
-    return (f"{r.label} dropped {-r.comparison.delta:.2f} points ({r.reference:.2f} -> {r.candidate:.2f}; "
-            f"95% CI {_ci(r.comparison)}; p (Holm) {format_p(r.p_adjusted)}; {r.comparison.method})")
+    return (
+        f"{r.label} dropped {-r.comparison.delta:.2f} points ({r.reference:.2f} -> {r.candidate:.2f}; "
+        f"95% CI {_ci(r.comparison)}; p (Holm) {format_p(r.p_adjusted)}; {r.comparison.method})"
+    )
 
 
 def _missing_message(model: str, dataset: str) -> str:
@@ -224,8 +269,10 @@ def _missing_message(model: str, dataset: str) -> str:
 
 
 def _inversion_message(i: Inversion) -> str:
-    return (f"{title(i.dataset)}: {i.to} scores {i.to_value:.2f}, below {i.from_} at {i.from_value:.2f} "
-            f"(p (Holm) {format_p(i.p_value)})")
+    return (
+        f"{title(i.dataset)}: {i.to} scores {i.to_value:.2f}, below {i.from_} at {i.from_value:.2f} "
+        f"(p (Holm) {format_p(i.p_value)})"
+    )
 
 
 def _msg(text: str) -> str:

@@ -51,9 +51,13 @@ def headroom(record: ResultsRecord, branches: list[Sized], key: str) -> Headroom
         mean_params = float(np.mean(np.array(params, dtype=float)[chosen]))
     share = {b.label: float(np.mean(chosen == i)) for i, b in enumerate(branches)}
     return Headroom(
-        dataset=key, n=x.shape[1], largest_accuracy=100.0 * float(x[-1].mean()),
+        dataset=key,
+        n=x.shape[1],
+        largest_accuracy=100.0 * float(x[-1].mean()),
         oracle_accuracy=100.0 * float(best.mean()),
-        oracle_mean_params=mean_params, largest_params=branches[-1].params, share=share,
+        oracle_mean_params=mean_params,
+        largest_params=branches[-1].params,
+        share=share,
     )
 
 

@@ -80,11 +80,15 @@ class BenchConfig:
         if self.batch_sizes is not None and (not self.batch_sizes or min(self.batch_sizes) < 1):
             raise EvalkitError(f"--batch-sizes must be positive integers, got {self.batch_sizes}")
         if self.e2e_suite is not None and (len(parse_suites(self.e2e_suite)) != 1 or self.e2e_limit < 1):
-            raise EvalkitError(f"--e2e-suite takes one suite (general, code or stem) and --e2e-limit a positive "
-                               f"number (got {self.e2e_suite!r}, {self.e2e_limit})")  # fmt: skip
+            raise EvalkitError(
+                f"--e2e-suite takes one suite (general, code or stem) and --e2e-limit a positive "
+                f"number (got {self.e2e_suite!r}, {self.e2e_limit})"
+            )
         if self.iterations < 1 or self.warmup < 1:
-            raise EvalkitError(f"--iterations and --warmup must be >= 1 (got {self.iterations}, {self.warmup}); "
-                               "the warm-up builds the CUDA graph and compiles, which no timed run may include")
+            raise EvalkitError(
+                f"--iterations and --warmup must be >= 1 (got {self.iterations}, {self.warmup}); "
+                "the warm-up builds the CUDA graph and compiles, which no timed run may include"
+            )
         if self.peak_bandwidth is not None and not (0 < self.peak_bandwidth < math.inf):
             raise EvalkitError(f"--peak-bandwidth must be a positive number of GB/s, got {self.peak_bandwidth}")
         if self.e2e_max_out_len is not None and self.e2e_max_out_len < 1:
@@ -93,8 +97,9 @@ class BenchConfig:
         if self.shapes:
             plain = [s.name for s in parse_shapes(",".join(self.shapes)) if s.role != "ours"]
             if self.shared_trunk and plain:
-                raise EvalkitError(f"--shared-trunk needs familial shapes; {', '.join(plain)} has one branch "
-                                   "(use --shape ruyi-7b)")  # fmt: skip
+                raise EvalkitError(
+                    f"--shared-trunk needs familial shapes; {', '.join(plain)} has one branch (use --shape ruyi-7b)"
+                )
         if self.model:
             read_checkpoint(self.model)
 

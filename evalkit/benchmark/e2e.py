@@ -38,12 +38,14 @@ from evalkit.records.bench import TrunkE2E
 from evalkit.records.results import load_record
 
 STOCK_MODEL_CLASS = "evalkit.oc.model.FamilialBranchModel"
-BASELINE = ("stock OpenCompass CLI (default NumWorkerPartitioner + LocalRunner: one subprocess per inference "
-            "task, each loading its model, and one per (model, dataset) evaluation task) running each branch "
-            "exported with Family.export_branch as its own plain HF checkpoint, through "
-            f"{STOCK_MODEL_CLASS} with shared trunk off (stock transformers generate per branch); "
-            "OpenCompass's HuggingFacewithChatTemplate crashes on transformers 5 "
-            "(tokenizer.batch_encode_plus)")  # fmt: skip
+BASELINE = (
+    "stock OpenCompass CLI (default NumWorkerPartitioner + LocalRunner: one subprocess per inference "
+    "task, each loading its model, and one per (model, dataset) evaluation task) running each branch "
+    "exported with Family.export_branch as its own plain HF checkpoint, through "
+    f"{STOCK_MODEL_CLASS} with shared trunk off (stock transformers generate per branch); "
+    "OpenCompass's HuggingFacewithChatTemplate crashes on transformers 5 "
+    "(tokenizer.batch_encode_plus)"
+)
 
 
 @dataclass(frozen=True)
@@ -87,11 +89,20 @@ def _end_to_end(setup: E2ESetup, work: Path) -> tuple[TrunkE2E, list[str]]:
     if mismatches:
         notes += tokenizer_notes(setup.model, next(iter(exported.values())), run_dir, abbrs[0], ds, mismatches)
     result = TrunkE2E(
-        suite=setup.suite, limit=setup.limit, branches=tuple(m["branch"] for m in models), datasets=tuple(ds),
-        evalkit_s=round(ours_s, 3), stock_s=round(stock_s, 3), e2e_stock_over_evalkit=stock_s / ours_s,
-        predictions_identical=not mismatches and compared > 0, items_compared=compared, export_s=round(export_s, 3),
-        evalkit_command=_shell(ours_cmd), stock_command=_shell(stock_cmd), baseline=BASELINE,
-    )  # fmt: skip
+        suite=setup.suite,
+        limit=setup.limit,
+        branches=tuple(m["branch"] for m in models),
+        datasets=tuple(ds),
+        evalkit_s=round(ours_s, 3),
+        stock_s=round(stock_s, 3),
+        e2e_stock_over_evalkit=stock_s / ours_s,
+        predictions_identical=not mismatches and compared > 0,
+        items_compared=compared,
+        export_s=round(export_s, 3),
+        evalkit_command=_shell(ours_cmd),
+        stock_command=_shell(stock_cmd),
+        baseline=BASELINE,
+    )
     return result, notes
 
 
@@ -104,8 +115,10 @@ def export_branches(model: str | None, branches: Sequence[str], out: Path) -> di
 
 def stock_models(models: Sequence[dict[str, Any]], exported: dict[str, Path]) -> list[dict[str, Any]]:
     """The run's model configs, each pointed at its exported branch as a single-branch model, shared trunk off."""
-    return [{**m, "path": str(exported[m["branch"]].resolve()), "branch": None, "shared_trunk": False,
-             "run_branches": []} for m in models]  # fmt: skip
+    return [
+        {**m, "path": str(exported[m["branch"]].resolve()), "branch": None, "shared_trunk": False, "run_branches": []}
+        for m in models
+    ]
 
 
 def write_stock_config(path: Path, models: Sequence[dict[str, Any]], datasets: Sequence[dict[str, Any]]) -> Path:
@@ -125,8 +138,9 @@ class Mismatch:
         return f"{self.model}/{self.dataset}" + ("" if self.item is None else f" item {self.item}") + f": {self.what}"
 
 
-def compare_predictions(ours: Path, stock: Path, abbrs: Sequence[str],
-                        datasets: Sequence[str]) -> tuple[int, list[Mismatch]]:  # fmt: skip
+def compare_predictions(
+    ours: Path, stock: Path, abbrs: Sequence[str], datasets: Sequence[str]
+) -> tuple[int, list[Mismatch]]:
     """Items compared, and every difference, over predictions/<abbr>/<dataset>.json of both runs."""
     compared, diffs = 0, []
     for abbr in abbrs:
@@ -145,12 +159,12 @@ def compare_predictions(ours: Path, stock: Path, abbrs: Sequence[str],
     return compared, diffs
 
 
-def tokenizer_notes(model: str | None, exported: Path, run_dir: Path, abbr: str, datasets: Sequence[str],
-                    mismatches: Sequence[Mismatch]) -> list[str]:  # fmt: skip
+def tokenizer_notes(
+    model: str | None, exported: Path, run_dir: Path, abbr: str, datasets: Sequence[str], mismatches: Sequence[Mismatch]
+) -> list[str]:
     """Why predictions may differ: the exported checkpoint's tokenizer, as transformers loads it for a plain
     model type, may split the run's prompts into other tokens than the family's tokenizer does."""
     from transformers import AutoTokenizer
-
 
     ours = AutoTokenizer.from_pretrained(str(model or default_model_path()), local_files_only=True)
     theirs = AutoTokenizer.from_pretrained(str(exported), local_files_only=True)
@@ -167,10 +181,12 @@ def tokenizer_notes(model: str | None, exported: Path, run_dir: Path, abbr: str,
     if not differ:
         return []
     explained = sum((m.dataset, m.item) in differ for m in mismatches)
-    return [f"end to end: the exported checkpoints' tokenizer loads as {type(theirs).__name__} (the family's as "
-            f"{type(ours).__name__}) and tokenizes {len(differ)} of {total} prompts into other tokens, so those "
-            f"items get another model input on the stock side; {explained} of the {len(mismatches)} differing "
-            "predictions are on those items"]  # fmt: skip
+    return [
+        f"end to end: the exported checkpoints' tokenizer loads as {type(theirs).__name__} (the family's as "
+        f"{type(ours).__name__}) and tokenizes {len(differ)} of {total} prompts into other tokens, so those "
+        f"items get another model input on the stock side; {explained} of the {len(mismatches)} differing "
+        "predictions are on those items"
+    ]
 
 
 def _predictions(run_dir: Path, abbr: str, ds: str) -> dict[str, Any] | None:
@@ -181,9 +197,24 @@ def _predictions(run_dir: Path, abbr: str, ds: str) -> dict[str, Any] | None:
 
 
 def _evalkit_command(setup: E2ESetup, out: Path) -> list[str]:
-    cmd = [sys.executable, "-m", "evalkit", "run", "--branches", "all", "--suites", setup.suite,
-           "--limit", str(setup.limit), "--out", str(out), "--device", setup.device,
-           "--batch-size", str(setup.batch_size)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "evalkit",
+        "run",
+        "--branches",
+        "all",
+        "--suites",
+        setup.suite,
+        "--limit",
+        str(setup.limit),
+        "--out",
+        str(out),
+        "--device",
+        setup.device,
+        "--batch-size",
+        str(setup.batch_size),
+    ]
     if setup.model:
         cmd += ["--model", setup.model]
     if setup.max_out_len:

@@ -36,6 +36,7 @@ from evalkit.records.results import cannot_write
 
 __all__ = ["BenchConfig", "Protocol", "bench"]
 
+
 @dataclass(frozen=True)
 class _Source:
     name: str
@@ -53,9 +54,13 @@ def bench(config: BenchConfig | None = None, /, **options: Any) -> tuple[BenchRe
     # The fast path at its fastest: fused kernels in a CUDA graph on a GPU (`run` keeps plain CUDA graphs,
     # whose arithmetic is stock transformers' op for op).
     asked = "compile" if config.decode_mode == "auto" and device == "cuda" else config.decode_mode
-    config = replace(config, decode_mode=resolve_mode(asked, device), device=device,
-                     e2e_suite=config.e2e_suite if config.shared_trunk else None,
-                     batch_sizes=None if config.batch_sizes is None else tuple(dict.fromkeys(config.batch_sizes)))
+    config = replace(
+        config,
+        decode_mode=resolve_mode(asked, device),
+        device=device,
+        e2e_suite=config.e2e_suite if config.shared_trunk else None,
+        batch_sizes=None if config.batch_sizes is None else tuple(dict.fromkeys(config.batch_sizes)),
+    )
     now = datetime.now(timezone.utc)
     out_dir = Path(config.out) if config.out else Path("results") / f"bench-{now.strftime('%Y%m%d-%H%M%S')}"
     _writable(out_dir)
@@ -63,9 +68,12 @@ def bench(config: BenchConfig | None = None, /, **options: Any) -> tuple[BenchRe
     peak, source = (config.peak_bandwidth, "flag") if config.peak_bandwidth else peak_bandwidth(env.device)
     if device == "cpu" and not config.peak_bandwidth:
         peak, source = None, "unknown"
-    protocol = Protocol(warmup=config.warmup, iterations=config.iterations,
-                        timer="cuda-events" if device == "cuda" else "perf_counter",
-                        decode_mode=config.decode_mode)  # fmt: skip
+    protocol = Protocol(
+        warmup=config.warmup,
+        iterations=config.iterations,
+        timer="cuda-events" if device == "cuda" else "perf_counter",
+        decode_mode=config.decode_mode,
+    )
     clock = Clock(device)
     rows: list[BenchRow] = []
     trunk: SharedTrunk | None = None
@@ -74,12 +82,20 @@ def bench(config: BenchConfig | None = None, /, **options: Any) -> tuple[BenchRe
     def save() -> tuple[BenchRecord, Path]:
         """The record so far, written after every model: a later failure loses nothing measured."""
         record = BenchRecord(
-            run_id=now.strftime("%Y%m%d-%H%M%S"), created_at=now.isoformat(timespec="seconds"),
-            command=config.command or _command(), environment=env, dtype=config.dtype,
-            config=_jsonable(asdict(config)), protocol=_jsonable(asdict(protocol)), peak_bandwidth_gbps=peak,
-            peak_bandwidth_source=source, rows=tuple(rows), ratios=tuple(_ratios(rows)), shared_trunk=trunk,
+            run_id=now.strftime("%Y%m%d-%H%M%S"),
+            created_at=now.isoformat(timespec="seconds"),
+            command=config.command or _command(),
+            environment=env,
+            dtype=config.dtype,
+            config=_jsonable(asdict(config)),
+            protocol=_jsonable(asdict(protocol)),
+            peak_bandwidth_gbps=peak,
+            peak_bandwidth_source=source,
+            rows=tuple(rows),
+            ratios=tuple(_ratios(rows)),
+            shared_trunk=trunk,
             notes=tuple(notes),
-        )  # fmt: skip
+        )
         return record, save_bench(record, out_dir / "bench.json")
 
     with torch.no_grad():
@@ -91,8 +107,9 @@ def bench(config: BenchConfig | None = None, /, **options: Any) -> tuple[BenchRe
                     raise
                 family = None
             if family is None:  # out of the except block, so the partly built tensors can be freed
-                notes.append(f"{src.title}: out of memory loading its {config.dtype} weights on {env.device}; "
-                             "not measured")  # fmt: skip
+                notes.append(
+                    f"{src.title}: out of memory loading its {config.dtype} weights on {env.device}; not measured"
+                )
                 release_memory()
                 save()
                 continue
@@ -110,8 +127,10 @@ def _bench_family(
     config: BenchConfig, src: _Source, family: Any, clock: Clock, peak: float | None
 ) -> Iterator[BenchRow]:
     if family.files.is_quantized:
-        raise EvalkitError(f"{src.name} is a quantized checkpoint; bench measures bf16/fp16/fp32 weights "
-                           "(pass the unquantized checkpoint)")  # fmt: skip
+        raise EvalkitError(
+            f"{src.name} is a quantized checkpoint; bench measures bf16/fp16/fp32 weights "
+            "(pass the unquantized checkpoint)"
+        )
     chosen = parse_branches(config.branches, family.branches) if family.files.is_familial else family.branches
     role = "ours" if family.files.is_familial else "baseline"
     resident = sum(t.numel() * t.element_size() for t in {t.data_ptr(): t for t in family.tensors.values()}.values())
@@ -119,11 +138,21 @@ def _bench_family(
         bytes_read = _traffic(family, branch, config)
         for backend in config.backends:
             for b in config.batch_sizes or BATCH_SIZES:
-                base = dict(model=src.name, title=src.title, role=role, branch=branch.name,
-                            exit_layer=branch.exit_layer, num_params=branch.num_params, backend=backend, batch_size=b,
-                            prompt_len=config.prompt_len, gen_len=config.gen_len,
-                            weight_bytes=bytes_read.weight_bytes, kv_bytes_per_row=bytes_read.kv_bytes_per_row,
-                            bytes_per_token=bytes_read.per_token(b))  # fmt: skip
+                base = dict(
+                    model=src.name,
+                    title=src.title,
+                    role=role,
+                    branch=branch.name,
+                    exit_layer=branch.exit_layer,
+                    num_params=branch.num_params,
+                    backend=backend,
+                    batch_size=b,
+                    prompt_len=config.prompt_len,
+                    gen_len=config.gen_len,
+                    weight_bytes=bytes_read.weight_bytes,
+                    kv_bytes_per_row=bytes_read.kv_bytes_per_row,
+                    bytes_per_token=bytes_read.per_token(b),
+                )
                 memory = PeakMemory(family.device.type)
                 runner: Any = None
                 try:
@@ -134,8 +163,14 @@ def _bench_family(
                             if backend == "fast"
                             else HFRunner(family, branch, ids, mask, config.gen_len, config.attn)
                         )
-                        t = measure(runner, clock=clock, warmup=config.warmup, iterations=config.iterations,
-                                    batch_size=b, gen_len=config.gen_len)  # fmt: skip
+                        t = measure(
+                            runner,
+                            clock=clock,
+                            warmup=config.warmup,
+                            iterations=config.iterations,
+                            batch_size=b,
+                            gen_len=config.gen_len,
+                        )
                         runner = None
                 except Exception as e:  # noqa: BLE001 - only out-of-memory is a result; anything else is re-raised
                     if not _is_oom(e):
@@ -148,11 +183,16 @@ def _bench_family(
                     continue
                 own = branch.num_params * family.tensors["model.embed_tokens.weight"].element_size()
                 yield BenchRow(
-                    **base, ttft_s=t.ttft_s, tpot_s=t.tpot_s, decode_tok_s=t.decode_tok_s, e2e_s=t.e2e_s,
+                    **base,
+                    ttft_s=t.ttft_s,
+                    tpot_s=t.tpot_s,
+                    decode_tok_s=t.decode_tok_s,
+                    e2e_s=t.e2e_s,
                     mbu=mbu(bytes_read.per_token(b), t.decode_tok_s.median, peak),
-                    peak_allocated_bytes=memory.allocated, peak_reserved_bytes=memory.reserved,
+                    peak_allocated_bytes=memory.allocated,
+                    peak_reserved_bytes=memory.reserved,
                     min_vram_bytes=None if memory.allocated is None else memory.allocated - resident + own,
-                )  # fmt: skip
+                )
 
 
 def _traffic(family: Any, branch: Any, config: BenchConfig) -> Any:
@@ -160,18 +200,33 @@ def _traffic(family: Any, branch: Any, config: BenchConfig) -> Any:
     dims = _dims(cfg)
     embed = family.tensors["model.embed_tokens.weight"]
     head = _head(family.branch_state_dict(branch))
-    return traffic(num_params=branch.num_params, vocab_size=embed.shape[0], hidden_size=embed.shape[1],
-                   tied=head.data_ptr() == embed.data_ptr(), num_layers=branch.num_layers,
-                   num_kv_heads=dims.num_kv_heads, head_dim=dims.head_dim, dtype_bytes=embed.element_size(),
-                   prompt_len=config.prompt_len, gen_len=config.gen_len)  # fmt: skip
+    return traffic(
+        num_params=branch.num_params,
+        vocab_size=embed.shape[0],
+        hidden_size=embed.shape[1],
+        tied=head.data_ptr() == embed.data_ptr(),
+        num_layers=branch.num_layers,
+        num_kv_heads=dims.num_kv_heads,
+        head_dim=dims.head_dim,
+        dtype_bytes=embed.element_size(),
+        prompt_len=config.prompt_len,
+        gen_len=config.gen_len,
+    )
 
 
 def _shared_trunk(config: BenchConfig, src: _Source, family: Any, clock: Clock) -> SharedTrunk:
     if not family.files.is_familial:
         raise EvalkitError(f"{src.name} has one branch; --shared-trunk needs a familial checkpoint or --shape ruyi-7b")
-    setup = TrunkSetup(batch_sizes=config.batch_sizes or TRUNK_BATCH_SIZES, prompt_len=config.prompt_len,
-                       gen_len=config.gen_len, warmup=config.warmup, iterations=config.iterations,
-                       decode_mode=config.decode_mode, seed=config.seed, clock=clock)  # fmt: skip
+    setup = TrunkSetup(
+        batch_sizes=config.batch_sizes or TRUNK_BATCH_SIZES,
+        prompt_len=config.prompt_len,
+        gen_len=config.gen_len,
+        warmup=config.warmup,
+        iterations=config.iterations,
+        decode_mode=config.decode_mode,
+        seed=config.seed,
+        clock=clock,
+    )
     trunk = shared_trunk(src.name, family, parse_branches(config.branches, family.branches), setup)
     return _end_to_end(config, trunk, "cuda" if clock.cuda else "cpu")
 
@@ -183,10 +238,20 @@ def _end_to_end(config: BenchConfig, trunk: SharedTrunk, device: str) -> SharedT
     if config.e2e_suite is None:
         return trunk
     if config.shapes:
-        return replace(trunk, notes=(*trunk.notes, "end to end: skipped, random-weight shapes have no checkpoint "
-                                                   "to run; pass --model PATH"))  # fmt: skip
-    setup = E2ESetup(model=config.model, suite=parse_suites(config.e2e_suite)[0], limit=config.e2e_limit,
-                     max_out_len=config.e2e_max_out_len, device=device)  # fmt: skip
+        return replace(
+            trunk,
+            notes=(
+                *trunk.notes,
+                "end to end: skipped, random-weight shapes have no checkpoint to run; pass --model PATH",
+            ),
+        )
+    setup = E2ESetup(
+        model=config.model,
+        suite=parse_suites(config.e2e_suite)[0],
+        limit=config.e2e_limit,
+        max_out_len=config.e2e_max_out_len,
+        device=device,
+    )
     e2e, notes = end_to_end(setup)
     return replace(trunk, e2e=(e2e,), notes=(*trunk.notes, *notes))
 
@@ -194,8 +259,14 @@ def _end_to_end(config: BenchConfig, trunk: SharedTrunk, device: str) -> SharedT
 def _sources(config: BenchConfig, device: str) -> list[_Source]:
     if config.shapes:
         shapes = parse_shapes(",".join(config.shapes))
-        return [_Source(s.name, s.title, functools.partial(random_family, s, dtype=config.dtype, device=device,
-                                                           seed=config.seed)) for s in shapes]  # fmt: skip
+        return [
+            _Source(
+                s.name,
+                s.title,
+                functools.partial(random_family, s, dtype=config.dtype, device=device, seed=config.seed),
+            )
+            for s in shapes
+        ]
     path = Path(config.model) if config.model else default_model_path()
     name = path.name if config.model else "tiny-ruyi"
     return [_Source(name, name, functools.partial(load_family, path, dtype=config.dtype, device=device))]
@@ -208,9 +279,13 @@ def _ratios(rows: list[BenchRow]) -> Iterator[Ratio]:
         if backend != "fast" or hf is None or fast.decode_tok_s is None or hf.decode_tok_s is None:
             continue
         assert fast.e2e_s is not None and hf.e2e_s is not None
-        yield Ratio(model=model, branch=branch, batch_size=b,
-                    decode_speedup=fast.decode_tok_s.median / hf.decode_tok_s.median,
-                    e2e_speedup=hf.e2e_s.median / fast.e2e_s.median)  # fmt: skip
+        yield Ratio(
+            model=model,
+            branch=branch,
+            batch_size=b,
+            decode_speedup=fast.decode_tok_s.median / hf.decode_tok_s.median,
+            e2e_speedup=hf.e2e_s.median / fast.e2e_s.median,
+        )
 
 
 def _is_oom(e: Exception) -> bool:
@@ -232,4 +307,3 @@ def _command() -> str:
 
 def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
-

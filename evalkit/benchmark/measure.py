@@ -85,8 +85,19 @@ class Traffic:
         return self.per_step(batch_size) / batch_size
 
 
-def traffic(*, num_params: int, vocab_size: int, hidden_size: int, tied: bool, num_layers: int,
-            num_kv_heads: int, head_dim: int, dtype_bytes: int, prompt_len: int, gen_len: int) -> Traffic:  # fmt: skip
+def traffic(
+    *,
+    num_params: int,
+    vocab_size: int,
+    hidden_size: int,
+    tied: bool,
+    num_layers: int,
+    num_kv_heads: int,
+    head_dim: int,
+    dtype_bytes: int,
+    prompt_len: int,
+    gen_len: int,
+) -> Traffic:
     read_params = num_params if tied else num_params - vocab_size * hidden_size + hidden_size
     context = prompt_len + gen_len / 2
     kv = 2 * num_layers * num_kv_heads * head_dim * dtype_bytes * context
@@ -123,9 +134,16 @@ def environment(device_type: str) -> Environment:
         name, cuda = torch.cuda.get_device_name(), torch.version.cuda
     else:
         name, cuda = f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)", None
-    return Environment(device=name, device_type=device_type, driver=_driver() if device_type == "cuda" else None,
-                       cuda=cuda, torch=torch.__version__, transformers=transformers.__version__,
-                       python=platform.python_version(), git_revision=git_revision())  # fmt: skip
+    return Environment(
+        device=name,
+        device_type=device_type,
+        driver=_driver() if device_type == "cuda" else None,
+        cuda=cuda,
+        torch=torch.__version__,
+        transformers=transformers.__version__,
+        python=platform.python_version(),
+        git_revision=git_revision(),
+    )
 
 
 def _driver() -> str | None:
@@ -133,8 +151,13 @@ def _driver() -> str | None:
     if exe is None:
         return None
     try:
-        out = subprocess.run([exe, "--query-gpu=driver_version", "--format=csv,noheader"], capture_output=True,
-                             text=True, timeout=20, env={**os.environ, "LC_ALL": "C"})  # fmt: skip
+        out = subprocess.run(
+            [exe, "--query-gpu=driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            env={**os.environ, "LC_ALL": "C"},
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else None

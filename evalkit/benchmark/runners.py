@@ -40,8 +40,15 @@ def prompts(family: Family, batch_size: int, prompt_len: int, seed: int) -> tupl
 class FastRunner:
     """evalkit's static-cache decoder: prefill and decode timed in one pass."""
 
-    def __init__(self, family: Family, branches: Sequence[Branch], input_ids: torch.Tensor,
-                 attention_mask: torch.Tensor, gen_len: int, mode: str = "auto") -> None:  # fmt: skip
+    def __init__(
+        self,
+        family: Family,
+        branches: Sequence[Branch],
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        gen_len: int,
+        mode: str = "auto",
+    ) -> None:
         self.ids, self.mask, self.gen_len = input_ids, attention_mask, gen_len
         self.gen = Generator(family, branches, input_ids.shape[0], input_ids.shape[1] + gen_len, mode)
 
@@ -58,8 +65,15 @@ class HFRunner:
     """Stock transformers `generate` on the branch model (min_new_tokens = max_new_tokens). A stopping
     criterion, called once per generated token, marks the clock at the first one: the time to first token."""
 
-    def __init__(self, family: Family, branch: Branch, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                 gen_len: int, attn: str) -> None:  # fmt: skip
+    def __init__(
+        self,
+        family: Family,
+        branch: Branch,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        gen_len: int,
+        attn: str,
+    ) -> None:
         self.model: Any = family.branch_model(branch, attn_implementation=attn)
         self.ids, self.mask, self.gen_len = input_ids, attention_mask, gen_len
         config = family.files.config
@@ -72,9 +86,15 @@ class HFRunner:
         first = _FirstToken(clock)
         start = clock.now()
         with torch.no_grad():
-            self.model.generate(input_ids=self.ids, attention_mask=self.mask, max_new_tokens=self.gen_len,
-                                min_new_tokens=self.gen_len, do_sample=False, pad_token_id=self.pad,
-                                stopping_criteria=StoppingCriteriaList([first]))  # fmt: skip
+            self.model.generate(
+                input_ids=self.ids,
+                attention_mask=self.mask,
+                max_new_tokens=self.gen_len,
+                min_new_tokens=self.gen_len,
+                do_sample=False,
+                pad_token_id=self.pad,
+                stopping_criteria=StoppingCriteriaList([first]),
+            )
         end = clock.now()
         return clock.seconds(start, first.mark), clock.seconds(start, end)
 

@@ -48,27 +48,47 @@ def decode_half(family: Family, branches: Sequence[Branch], setup: TrunkSetup) -
 
         def step_time(chosen: Sequence[Branch], ids: torch.Tensor = ids, mask: torch.Tensor = mask, b: int = b) -> Any:
             runner = FastRunner(family, chosen, ids, mask, setup.gen_len, setup.decode_mode)
-            t = measure(runner, clock=setup.clock, warmup=setup.warmup, iterations=setup.iterations,
-                        batch_size=b, gen_len=setup.gen_len)  # fmt: skip
+            t = measure(
+                runner,
+                clock=setup.clock,
+                warmup=setup.warmup,
+                iterations=setup.iterations,
+                batch_size=b,
+                gen_len=setup.gen_len,
+            )
             return t.tpot_s
 
         shared, alone = step_time(branches), step_time([last])
         separate = sum(step_time([br]).median for br in branches[:-1]) + alone.median
-        out.append(TrunkDecode(
-            batch_size=b, branches=tuple(br.name for br in branches), shared_step_s=shared, last_step_s=alone,
-            separate_step_s=separate, decode_shared_over_last=shared.median / alone.median,
-            decode_separate_over_last=separate / alone.median,
-        ))  # fmt: skip
+        out.append(
+            TrunkDecode(
+                batch_size=b,
+                branches=tuple(br.name for br in branches),
+                shared_step_s=shared,
+                last_step_s=alone,
+                separate_step_s=separate,
+                decode_shared_over_last=shared.median / alone.median,
+                decode_separate_over_last=separate / alone.median,
+            )
+        )
     return out, []
 
 
 def scoring_half(family: Family, branches: Sequence[Branch], setup: TrunkSetup) -> tuple[list[TrunkScoring], list[str]]:
     seq_len = setup.prompt_len + setup.gen_len
     out = [
-        TrunkScoring(**shared_scoring(
-            family, branches, batch=b, seq_len=seq_len, iterations=setup.iterations, warmup=setup.warmup,
-            seed=setup.seed, clock=setup.clock,
-        ))  # fmt: skip
+        TrunkScoring(
+            **shared_scoring(
+                family,
+                branches,
+                batch=b,
+                seq_len=seq_len,
+                iterations=setup.iterations,
+                warmup=setup.warmup,
+                seed=setup.seed,
+                clock=setup.clock,
+            )
+        )
         for b in setup.batch_sizes
     ]
     return out, []

@@ -36,25 +36,50 @@ class Baseline:
 
 
 _QWEN_STOP = ("<|im_end|>", "<|endoftext|>")
-BASELINES: dict[str, Baseline] = {b.name: b for b in (
-    Baseline("qwen2.5-7b-instruct", "Qwen2.5-7B-Instruct", "QWEN2_5_7B_INSTRUCT_PATH",
-             Generation(stop_words=_QWEN_STOP)),
-    Baseline("llama-3.1-8b-instruct", "Llama-3.1-8B-Instruct", "LLAMA_3_1_8B_INSTRUCT_PATH",
-             Generation(stop_words=("<|eot_id|>", "<|end_of_text|>"))),
-    Baseline("qwen3-8b-think", "Qwen3-8B(think)", "QWEN3_8B_PATH",
-             Generation(max_out_len=32768, stop_words=_QWEN_STOP, thinking=True, max_seq_len=40960,
-                        strip_reasoning=True)),
-    Baseline("yi-6b-chat", "Yi-6B-Chat", "YI_6B_CHAT_PATH", Generation(stop_words=_QWEN_STOP, max_seq_len=4096)),
-    Baseline("yi-9b", "Yi-9B", "YI_9B_PATH", Generation(chat_template=False, max_seq_len=4096)),
-    Baseline("yi-34b-chat", "Yi-34B-Chat", "YI_34B_CHAT_PATH", Generation(stop_words=_QWEN_STOP, max_seq_len=4096)),
-    Baseline("yi-34b-chat-4bits", "Yi-34B-Chat-4bits", "YI_34B_CHAT_4BITS_PATH",
-             Generation(stop_words=_QWEN_STOP, max_seq_len=4096), quantized="awq"),
-    Baseline("yi-34b-chat-8bits", "Yi-34B-Chat-8bits", "YI_34B_CHAT_8BITS_PATH",
-             Generation(stop_words=_QWEN_STOP, max_seq_len=4096), quantized="gptq"),
-)}
+BASELINES: dict[str, Baseline] = {
+    b.name: b
+    for b in (
+        Baseline(
+            "qwen2.5-7b-instruct", "Qwen2.5-7B-Instruct", "QWEN2_5_7B_INSTRUCT_PATH", Generation(stop_words=_QWEN_STOP)
+        ),
+        Baseline(
+            "llama-3.1-8b-instruct",
+            "Llama-3.1-8B-Instruct",
+            "LLAMA_3_1_8B_INSTRUCT_PATH",
+            Generation(stop_words=("<|eot_id|>", "<|end_of_text|>")),
+        ),
+        Baseline(
+            "qwen3-8b-think",
+            "Qwen3-8B(think)",
+            "QWEN3_8B_PATH",
+            Generation(
+                max_out_len=32768, stop_words=_QWEN_STOP, thinking=True, max_seq_len=40960, strip_reasoning=True
+            ),
+        ),
+        Baseline("yi-6b-chat", "Yi-6B-Chat", "YI_6B_CHAT_PATH", Generation(stop_words=_QWEN_STOP, max_seq_len=4096)),
+        Baseline("yi-9b", "Yi-9B", "YI_9B_PATH", Generation(chat_template=False, max_seq_len=4096)),
+        Baseline("yi-34b-chat", "Yi-34B-Chat", "YI_34B_CHAT_PATH", Generation(stop_words=_QWEN_STOP, max_seq_len=4096)),
+        Baseline(
+            "yi-34b-chat-4bits",
+            "Yi-34B-Chat-4bits",
+            "YI_34B_CHAT_4BITS_PATH",
+            Generation(stop_words=_QWEN_STOP, max_seq_len=4096),
+            quantized="awq",
+        ),
+        Baseline(
+            "yi-34b-chat-8bits",
+            "Yi-34B-Chat-8bits",
+            "YI_34B_CHAT_8BITS_PATH",
+            Generation(stop_words=_QWEN_STOP, max_seq_len=4096),
+            quantized="gptq",
+        ),
+    )
+}
 RUYI_GENERATION = Generation(stop_words=_QWEN_STOP)
+
+
 def parse_baselines(spec: str | Sequence[str] | None) -> tuple[Baseline, ...]:
-    """"qwen2.5-7b-instruct,yi-9b" (any case; display names work too), "all", or none."""
+    """ "qwen2.5-7b-instruct,yi-9b" (any case; display names work too), "all", or none."""
     items = spec.split(",") if isinstance(spec, str) else list(spec or [])
     names = [n.strip() for n in items if n.strip()]
     if [n.lower() for n in names] == ["all"]:

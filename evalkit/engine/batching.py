@@ -20,7 +20,7 @@ def batches(indices: list[int], lengths: list[int], size: int) -> list[list[int]
     if size < 1:
         raise EvalkitError(f"batch size must be at least 1, got {size}")
     order = [i for _, i in sorted(zip(lengths, indices, strict=True), key=lambda p: (-p[0], p[1]))]
-    return [order[k:k + size] for k in range(0, len(order), size)]
+    return [order[k : k + size] for k in range(0, len(order), size)]
 
 
 def right_pad(seqs: Sequence[Sequence[int]], pad: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -39,8 +39,8 @@ def left_pad(seqs: Sequence[Sequence[int]], pad: int, device: torch.device) -> t
     mask = torch.zeros((len(seqs), width), dtype=torch.long)
     for r, s in enumerate(seqs):
         if s:
-            ids[r, width - len(s):] = torch.tensor(s, dtype=torch.long)
-            mask[r, width - len(s):] = 1
+            ids[r, width - len(s) :] = torch.tensor(s, dtype=torch.long)
+            mask[r, width - len(s) :] = 1
     return ids.to(device), mask.to(device)
 
 
@@ -74,4 +74,4 @@ class StopStrings:
         self.check = stop_string_check(tokenizer, stop, every=1)
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: object) -> torch.Tensor:
-        return self.check(input_ids[:, self.prompt_len:]).to(input_ids.device)
+        return self.check(input_ids[:, self.prompt_len :]).to(input_ids.device)

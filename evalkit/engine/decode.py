@@ -38,14 +38,22 @@ from evalkit.load.family import Branch, Family
 
 # Checkpoint names inside one decoder layer -> short names used here.
 LAYER_KEYS = {
-    "self_attn.q_proj.weight": "wq", "self_attn.q_proj.bias": "bq",
-    "self_attn.k_proj.weight": "wk", "self_attn.k_proj.bias": "bk",
-    "self_attn.v_proj.weight": "wv", "self_attn.v_proj.bias": "bv",
-    "self_attn.o_proj.weight": "wo", "self_attn.o_proj.bias": "bo",
-    "self_attn.q_norm.weight": "q_norm", "self_attn.k_norm.weight": "k_norm",
-    "input_layernorm.weight": "attn_norm", "post_attention_layernorm.weight": "mlp_norm",
-    "mlp.gate_proj.weight": "w_gate", "mlp.up_proj.weight": "w_up", "mlp.down_proj.weight": "w_down",
-}  # fmt: skip
+    "self_attn.q_proj.weight": "wq",
+    "self_attn.q_proj.bias": "bq",
+    "self_attn.k_proj.weight": "wk",
+    "self_attn.k_proj.bias": "bk",
+    "self_attn.v_proj.weight": "wv",
+    "self_attn.v_proj.bias": "bv",
+    "self_attn.o_proj.weight": "wo",
+    "self_attn.o_proj.bias": "bo",
+    "self_attn.q_norm.weight": "q_norm",
+    "self_attn.k_norm.weight": "k_norm",
+    "input_layernorm.weight": "attn_norm",
+    "post_attention_layernorm.weight": "mlp_norm",
+    "mlp.gate_proj.weight": "w_gate",
+    "mlp.up_proj.weight": "w_up",
+    "mlp.down_proj.weight": "w_down",
+}
 REQUIRED = ("wq", "wk", "wv", "wo", "attn_norm", "mlp_norm", "w_gate", "w_up", "w_down")
 
 
@@ -69,9 +77,22 @@ def _rotate(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     return x * cos + rotated * sin
 
 
-def project(x: Tensor, cos: Tensor, sin: Tensor, attn_norm: Tensor, wq: Tensor, bq: Tensor | None, wk: Tensor,
-            bk: Tensor | None, wv: Tensor, bv: Tensor | None, q_norm: Tensor | None, k_norm: Tensor | None,
-            head_dim: int, eps: float) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
+def project(
+    x: Tensor,
+    cos: Tensor,
+    sin: Tensor,
+    attn_norm: Tensor,
+    wq: Tensor,
+    bq: Tensor | None,
+    wk: Tensor,
+    bk: Tensor | None,
+    wv: Tensor,
+    bv: Tensor | None,
+    q_norm: Tensor | None,
+    k_norm: Tensor | None,
+    head_dim: int,
+    eps: float,
+) -> tuple[Tensor, Tensor, Tensor]:
     """A layer up to attention: norm, q/k/v projections, q/k norms (Qwen3), rotary. (B, heads, S, D) each."""
     b, s, _ = x.shape
     h = rms_norm(x, attn_norm, eps)
@@ -84,8 +105,17 @@ def project(x: Tensor, cos: Tensor, sin: Tensor, attn_norm: Tensor, wq: Tensor, 
     return _rotate(q, cos[:, None], sin[:, None]), _rotate(k, cos[:, None], sin[:, None]), v
 
 
-def finish(x: Tensor, attn: Tensor, wo: Tensor, bo: Tensor | None, mlp_norm: Tensor, w_gate: Tensor, w_up: Tensor,
-           w_down: Tensor, eps: float) -> Tensor:  # fmt: skip
+def finish(
+    x: Tensor,
+    attn: Tensor,
+    wo: Tensor,
+    bo: Tensor | None,
+    mlp_norm: Tensor,
+    w_gate: Tensor,
+    w_up: Tensor,
+    w_down: Tensor,
+    eps: float,
+) -> Tensor:
     """A layer after attention: output projection and residual, then norm, SwiGLU MLP and residual."""
     x = x + F.linear(attn, wo, bo)
     h = rms_norm(x, mlp_norm, eps)
@@ -116,8 +146,10 @@ def compiled_kernels() -> Kernels:
     # limit dynamo would quietly fall back to eager and a benchmark would time the wrong thing.
     limit = "recompile_limit" if hasattr(cfg, "recompile_limit") else "cache_size_limit"  # torch < 2.6
     setattr(cfg, limit, max(getattr(cfg, limit), 64))
-    return Kernels(project=torch.compile(project, fullgraph=True, dynamic=False),
-                   finish=torch.compile(finish, fullgraph=True, dynamic=False))  # fmt: skip
+    return Kernels(
+        project=torch.compile(project, fullgraph=True, dynamic=False),
+        finish=torch.compile(finish, fullgraph=True, dynamic=False),
+    )
 
 
 def additive(mask: Tensor, dtype: torch.dtype) -> Tensor:
@@ -173,12 +205,34 @@ class Layer(nn.Module):
             self.register_parameter(short, None if t is None else nn.Parameter(t, requires_grad=False))
         self.dims = dims
 
-    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, cache: KVCache, mask: Tensor, slot: Tensor | None,
-                kernels: Kernels = EAGER) -> Tensor:  # fmt: skip
+    def forward(
+        self,
+        x: Tensor,
+        cos: Tensor,
+        sin: Tensor,
+        cache: KVCache,
+        mask: Tensor,
+        slot: Tensor | None,
+        kernels: Kernels = EAGER,
+    ) -> Tensor:
         """`slot=None`: prefill (attend within the prompt, fill the cache); else one decode step at `slot`."""
         eps = self.dims.eps
-        q, k, v = kernels.project(x, cos, sin, self.attn_norm, self.wq, self.bq, self.wk, self.bk, self.wv, self.bv,
-                                  self.q_norm, self.k_norm, self.dims.head_dim, eps)  # fmt: skip
+        q, k, v = kernels.project(
+            x,
+            cos,
+            sin,
+            self.attn_norm,
+            self.wq,
+            self.bq,
+            self.wk,
+            self.bk,
+            self.wv,
+            self.bv,
+            self.q_norm,
+            self.k_norm,
+            self.dims.head_dim,
+            eps,
+        )
         if slot is None:
             cache.fill(k, v)
         else:
@@ -259,8 +313,9 @@ class Decoder(nn.Module):
         self.register_buffer("cos", cos, persistent=False)
         self.register_buffer("sin", sin, persistent=False)
         self.register_buffer("slots", torch.arange(max_len, device=like.device), persistent=False)
-        self.register_buffer("valid", torch.ones(n * batch_size, max_len, dtype=torch.bool, device=like.device),
-                             persistent=False)  # fmt: skip
+        self.register_buffer(
+            "valid", torch.ones(n * batch_size, max_len, dtype=torch.bool, device=like.device), persistent=False
+        )
 
     @property
     def rows(self) -> int:
@@ -271,8 +326,10 @@ class Decoder(nn.Module):
         """Run the prompt; returns the first generated token of every row, (rows,), branch-major."""
         b, s = input_ids.shape
         if b != self.batch_size or s >= self.max_len:
-            raise EvalkitError(f"prompt batch {tuple(input_ids.shape)} does not fit this decoder "
-                               f"(batch {self.batch_size}, {self.max_len} tokens)")  # fmt: skip
+            raise EvalkitError(
+                f"prompt batch {tuple(input_ids.shape)} does not fit this decoder "
+                f"(batch {self.batch_size}, {self.max_len} tokens)"
+            )
         real = attention_mask.bool()
         self.valid[:, :s] = real.repeat(len(self.branch_list), 1)
         self.valid[:, s:] = True
@@ -346,8 +403,10 @@ def _check_shared_trunk(states: list[dict[str, Tensor]], branches: Sequence[Bran
         for j in range(b.exit_layer):
             name = f"model.layers.{j}.mlp.down_proj.weight"
             if state[name].data_ptr() != deepest[name].data_ptr():
-                raise EvalkitError(f"branch {b.name} does not share trunk layer {j} with {branches[-1].name}; "
-                                   "decode these branches one at a time")  # fmt: skip
+                raise EvalkitError(
+                    f"branch {b.name} does not share trunk layer {j} with {branches[-1].name}; "
+                    "decode these branches one at a time"
+                )
 
 
 def _rotary_tables(flavour: str, config: object, max_len: int, like: Tensor) -> tuple[Tensor, Tensor]:

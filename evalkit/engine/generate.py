@@ -39,8 +39,9 @@ class Generator:
     "auto" = cudagraph on CUDA, eager elsewhere.
     """
 
-    def __init__(self, family: Family, branches: Sequence[Branch], batch_size: int, max_len: int,
-                 mode: str = "auto") -> None:  # fmt: skip
+    def __init__(
+        self, family: Family, branches: Sequence[Branch], batch_size: int, max_len: int, mode: str = "auto"
+    ) -> None:
         self.mode = resolve_mode(mode, family.device.type)
         self.decoder = Decoder(family, branches, batch_size, max_len)
         kernels = compiled_kernels() if self.mode == "compile" else EAGER
@@ -159,8 +160,11 @@ def generate_branches(
     `stop_check` (see `Stop`) also ends rows, every `check_every` tokens, e.g. at stop strings; the
     tokens up to the point it ended a row are the stock ones, later ones are pad or past that point.
     """
-    chosen = parse_branches(branches, family.branches) if isinstance(branches, str) else tuple(
-        family.branch(b) for b in branches)  # fmt: skip
+    chosen = (
+        parse_branches(branches, family.branches)
+        if isinstance(branches, str)
+        else tuple(family.branch(b) for b in branches)
+    )
     if max_new_tokens < 1:
         raise EvalkitError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     input_ids = input_ids.to(family.device)
@@ -192,13 +196,26 @@ def generate_fast(
 ) -> Tensor:
     """Greedy decoding of one branch with the static-cache fast path; the new tokens, (batch, n)."""
     name = family.branch(branch).name
-    return generate_branches(family, [branch], input_ids, attention_mask, max_new_tokens=max_new_tokens,
-                             eos_token_ids=eos_token_ids, ignore_eos=ignore_eos, pad_token_id=pad_token_id,
-                             mode=mode)[name]  # fmt: skip
+    return generate_branches(
+        family,
+        [branch],
+        input_ids,
+        attention_mask,
+        max_new_tokens=max_new_tokens,
+        eos_token_ids=eos_token_ids,
+        ignore_eos=ignore_eos,
+        pad_token_id=pad_token_id,
+        mode=mode,
+    )[name]
 
 
-def _stop(family: Family, eos_token_ids: Sequence[int], pad_token_id: int | None,
-          check: StopCheck | None = None, check_every: int = 8) -> Stop:  # fmt: skip
+def _stop(
+    family: Family,
+    eos_token_ids: Sequence[int],
+    pad_token_id: int | None,
+    check: StopCheck | None = None,
+    check_every: int = 8,
+) -> Stop:
     if pad_token_id is None:
         pad_token_id = family.files.config.get("pad_token_id")
     if pad_token_id is None and eos_token_ids:

@@ -43,7 +43,6 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 
-
 # --- the engine --------------------------------------------------------------------------------
 
 
@@ -72,8 +71,9 @@ class FamilyEngine:
 
     # Scoring: every log-prob comes from here.
 
-    def token_logprobs(self, branch: Branch, sequences: Sequence[Sequence[int]],
-                       starts: Sequence[int] | None = None) -> list[torch.Tensor]:
+    def token_logprobs(
+        self, branch: Branch, sequences: Sequence[Sequence[int]], starts: Sequence[int] | None = None
+    ) -> list[torch.Tensor]:
         """For each token sequence, log p(seq[t+1] | seq[:t+1]) for t = 0..len-2, as a float32 CPU tensor.
 
         With `starts`, only t >= starts[i] is scored (the head skips the rest, which reads 0).
@@ -91,8 +91,9 @@ class FamilyEngine:
                 out[i] = scores[row, : len(sequences[i]) - 1].float().cpu()
         return [t for t in out if t is not None]
 
-    def _score(self, branch: Branch, ids: torch.Tensor, mask: torch.Tensor,
-               positions: torch.Tensor | None = None) -> torch.Tensor:
+    def _score(
+        self, branch: Branch, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor | None = None
+    ) -> torch.Tensor:
         scorer = self.scorer
         if scorer is None or branch.name not in scorer.names:
             return score_branch(self.model(branch), ids, mask, positions=positions)
@@ -116,9 +117,13 @@ class FamilyEngine:
         if not run or self.shared_generation_off:
             return None
         if self._generator is None:
-            self._generator = SharedGenerator(self.family, run, tokenizer=self.tokenizer,
-                                              eos_token_ids=self._eos_ids(self.model(run[-1])),
-                                              pad_token_id=self._pad_id)  # fmt: skip
+            self._generator = SharedGenerator(
+                self.family,
+                run,
+                tokenizer=self.tokenizer,
+                eos_token_ids=self._eos_ids(self.model(run[-1])),
+                pad_token_id=self._pad_id,
+            )
         return self._generator
 
     @property
@@ -166,8 +171,9 @@ class FamilyEngine:
     # Generation.
 
     @torch.no_grad()
-    def generate(self, branch: Branch, prompts: Sequence[str], max_out_len: int, stop: Sequence[str],
-                 max_seq_len: int) -> list[str]:
+    def generate(
+        self, branch: Branch, prompts: Sequence[str], max_out_len: int, stop: Sequence[str], max_seq_len: int
+    ) -> list[str]:
         """Greedy continuations of already-rendered prompts, cut at the first stop string.
 
         With shared_trunk on, a branch of the run gets its tokens from the shared generator (all the
@@ -189,19 +195,27 @@ class FamilyEngine:
                 out[i] = text
         return out
 
-    def _generate_batch(self, branch: Branch, encoded: list[list[int]], max_out_len: int,
-                        stop: Sequence[str]) -> list[str]:
+    def _generate_batch(
+        self, branch: Branch, encoded: list[list[int]], max_out_len: int, stop: Sequence[str]
+    ) -> list[str]:
         from transformers import StoppingCriteriaList
 
         model = self.model(branch)
         ids, mask = left_pad(encoded, self._pad_id, self.family.device)
         criteria = StoppingCriteriaList([StopStrings(self.tokenizer, stop, ids.shape[1])]) if stop else None
         gen = model.generate(  # type: ignore[operator]  # transformers types generate loosely
-            input_ids=ids, attention_mask=mask, max_new_tokens=max_out_len, do_sample=False,
-            temperature=None, top_p=None, top_k=None, pad_token_id=self._pad_id,
-            eos_token_id=self._eos_ids(model), stopping_criteria=criteria,
+            input_ids=ids,
+            attention_mask=mask,
+            max_new_tokens=max_out_len,
+            do_sample=False,
+            temperature=None,
+            top_p=None,
+            top_k=None,
+            pad_token_id=self._pad_id,
+            eos_token_id=self._eos_ids(model),
+            stopping_criteria=criteria,
         )
-        texts = self.tokenizer.batch_decode(gen[:, ids.shape[1]:], skip_special_tokens=True)
+        texts = self.tokenizer.batch_decode(gen[:, ids.shape[1] :], skip_special_tokens=True)
         return [cut_at_stop(t, stop) for t in texts]
 
     def _eos_ids(self, model: PreTrainedModel) -> list[int]:
@@ -245,7 +259,7 @@ class BranchLM:
             seqs.append(whole)
             starts.append(max(start, 1))
         lps = self.engine.token_logprobs(self.branch, seqs, starts=[s - 1 for s in starts])
-        return [float(lp[s - 1:].sum()) for lp, s in zip(lps, starts, strict=True)]
+        return [float(lp[s - 1 :].sum()) for lp, s in zip(lps, starts, strict=True)]
 
     def perplexity(self, requests: Sequence[PerplexityRequest]) -> list[float]:
         """Mean negative log-likelihood per scored token (the tokens after `mask_length`)."""
@@ -285,8 +299,9 @@ class EngineRegistry:
     engines: dict[tuple[str, EngineConfig], FamilyEngine] = field(default_factory=dict)
     loads: list[str] = field(default_factory=list)  # identities, one entry per checkpoint read
 
-    def engine(self, path: str | Path, *, dtype: str | None = None, device: str = "cpu",
-               config: EngineConfig = EngineConfig()) -> FamilyEngine:
+    def engine(
+        self, path: str | Path, *, dtype: str | None = None, device: str = "cpu", config: EngineConfig = EngineConfig()
+    ) -> FamilyEngine:
         identity = family_identity(path, dtype=dtype, device=device)
         if identity not in self.families:
             family = load_family(path, dtype=dtype, device=device)
@@ -306,8 +321,9 @@ class EngineRegistry:
 REGISTRY = EngineRegistry()
 
 
-def engine_for(path: str | Path, *, dtype: str | None = None, device: str = "cpu",
-               config: EngineConfig = EngineConfig()) -> FamilyEngine:
+def engine_for(
+    path: str | Path, *, dtype: str | None = None, device: str = "cpu", config: EngineConfig = EngineConfig()
+) -> FamilyEngine:
     """This process's engine for a checkpoint: loaded on first use, then shared by every caller."""
     return REGISTRY.engine(path, dtype=dtype, device=device, config=config)
 

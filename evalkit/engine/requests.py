@@ -13,7 +13,6 @@ from typing import Protocol
 Message = dict[str, str]  # {"role": "user" | "assistant" | "system", "content": ...}
 
 
-
 @dataclass(frozen=True)
 class GenerateRequest:
     prompt: str | tuple[Message, ...]  # plain text, or chat messages (rendered with the chat template)

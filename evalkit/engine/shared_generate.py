@@ -36,19 +36,44 @@ if TYPE_CHECKING:
 CHECK_EVERY = 8  # tokens between stop-string checks (each one decodes a few tokens per row on the host)
 # Generation-config fields whose non-default values change greedy output in stock `generate`; the fast
 # decoder applies none of them, so a family that sets any decodes branch by branch instead.
-_PROCESSORS = ("repetition_penalty", "encoder_repetition_penalty", "no_repeat_ngram_size",
-               "encoder_no_repeat_ngram_size", "bad_words_ids", "sequence_bias", "suppress_tokens",
-               "begin_suppress_tokens", "forced_bos_token_id", "forced_eos_token_id", "min_length",
-               "min_new_tokens", "exponential_decay_length_penalty", "renormalize_logits", "guidance_scale",
-               "low_memory", "num_beams", "penalty_alpha", "prompt_lookup_num_tokens")  # fmt: skip
+_PROCESSORS = (
+    "repetition_penalty",
+    "encoder_repetition_penalty",
+    "no_repeat_ngram_size",
+    "encoder_no_repeat_ngram_size",
+    "bad_words_ids",
+    "sequence_bias",
+    "suppress_tokens",
+    "begin_suppress_tokens",
+    "forced_bos_token_id",
+    "forced_eos_token_id",
+    "min_length",
+    "min_new_tokens",
+    "exponential_decay_length_penalty",
+    "renormalize_logits",
+    "guidance_scale",
+    "low_memory",
+    "num_beams",
+    "penalty_alpha",
+    "prompt_lookup_num_tokens",
+)
 
 
 class SharedGenerator:
     """Greedy generation for several branches of one family, decoded together, answers kept for siblings."""
 
-    def __init__(self, family: Family, branches: Sequence[Branch], *, tokenizer: PreTrainedTokenizerBase,
-                 eos_token_ids: Sequence[int], pad_token_id: int, cache: ScoreCache | None = None,
-                 check_every: int = CHECK_EVERY, mode: str = "auto") -> None:  # fmt: skip
+    def __init__(
+        self,
+        family: Family,
+        branches: Sequence[Branch],
+        *,
+        tokenizer: PreTrainedTokenizerBase,
+        eos_token_ids: Sequence[int],
+        pad_token_id: int,
+        cache: ScoreCache | None = None,
+        check_every: int = CHECK_EVERY,
+        mode: str = "auto",
+    ) -> None:
         self.family = family
         self.branches = tuple(sorted(branches, key=lambda b: b.exit_layer))
         self.tokenizer = tokenizer
@@ -65,8 +90,9 @@ class SharedGenerator:
     def names(self) -> tuple[str, ...]:
         return tuple(b.name for b in self.branches)
 
-    def generate(self, branch: Branch, encoded: Sequence[Sequence[int]], max_out_len: int,
-                 stop: Sequence[str], batch_size: int) -> list[torch.Tensor]:  # fmt: skip
+    def generate(
+        self, branch: Branch, encoded: Sequence[Sequence[int]], max_out_len: int, stop: Sequence[str], batch_size: int
+    ) -> list[torch.Tensor]:
         """The new tokens of each prompt for `branch` (EOS kept, nothing after it; may run past a stop string)."""
         keys = [self._key(ids, max_out_len, stop) for ids in encoded]
         out: list[torch.Tensor | None] = [self.cache.pop((branch.name, k)) for k in keys]
@@ -82,14 +108,23 @@ class SharedGenerator:
                         self.cache.put((other, keys[i]), rows[other][j])
         return [t for t in out if t is not None]
 
-    def _decode(self, encoded: list[Sequence[int]], max_out_len: int,
-                stop: Sequence[str]) -> dict[str, list[torch.Tensor]]:  # fmt: skip
+    def _decode(
+        self, encoded: list[Sequence[int]], max_out_len: int, stop: Sequence[str]
+    ) -> dict[str, list[torch.Tensor]]:
         ids, mask = left_pad(encoded, self.pad_token_id, self.family.device)
         check = stop_string_check(self.tokenizer, stop, self.check_every) if any(stop) else None
         tokens = generate_branches(
-            self.family, self.branches, ids, mask, max_new_tokens=max_out_len, eos_token_ids=self.eos_token_ids,
-            pad_token_id=self.pad_token_id, mode=self.mode, stop_check=check, check_every=self.check_every,
-        )  # fmt: skip
+            self.family,
+            self.branches,
+            ids,
+            mask,
+            max_new_tokens=max_out_len,
+            eos_token_ids=self.eos_token_ids,
+            pad_token_id=self.pad_token_id,
+            mode=self.mode,
+            stop_check=check,
+            check_every=self.check_every,
+        )
         self.decodes += 1
         return {name: [self._trim(row) for row in rows.cpu()] for name, rows in tokens.items()}
 

@@ -11,4 +11,3 @@ from evalkit.evaluation.state import RunResult
 from evalkit.evaluation.summary import summary
 
 __all__ = ["RunConfig", "RunResult", "data_root", "run", "summary"]
-

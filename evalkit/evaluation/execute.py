@@ -69,18 +69,21 @@ def execute(config: RunConfig, *, resume: StoredRun | None = None, echo: Callabl
         if env_data and str(Path(env_data).expanduser().resolve()) != config.data_dir:
             notes.append(f"COMPASS_DATA_CACHE is ignored: the run reads the data it started with ({plan.data_source})")
         if resume.identity is None:
-            notes.append("run_config.json comes from an older evalkit that recorded no checkpoint identity, so "
-                         "whether the checkpoint changed since the run started cannot be checked")
+            notes.append(
+                "run_config.json comes from an older evalkit that recorded no checkpoint identity, so "
+                "whether the checkpoint changed since the run started cannot be checked"
+            )
         notes += repair_partial(run_dir)
     progress = Progress.begin(run_dir, command_line(), resume=resume is not None)
     notes += progress.notes
     for line in notes:
         echo(f"resume: {line}")
     tasks = order_tasks(plan.models, plan.datasets)
-    echo(f"run {run_id}: {count(len(plan.models), 'model')} x {count(len(plan.datasets), 'dataset')} = "
-         f"{count(len(tasks), 'task')} -> {run_dir}")
-    with _threads(1 if config.embedded_model else None), _env("COMPASS_DATA_CACHE", str(plan.data_root)), \
-            _tidy_cwd():
+    echo(
+        f"run {run_id}: {count(len(plan.models), 'model')} x {count(len(plan.datasets), 'dataset')} = "
+        f"{count(len(tasks), 'task')} -> {run_dir}"
+    )
+    with _threads(1 if config.embedded_model else None), _env("COMPASS_DATA_CACHE", str(plan.data_root)), _tidy_cwd():
         _run_tasks(config, tasks, run_dir, progress)
     progress.finish()
     record = _record(config, plan, run_id, run_dir, progress, [f"{t.model_abbr}/{t.dataset_abbr}" for t in tasks])
@@ -148,8 +151,9 @@ def _run_tasks(config: RunConfig, tasks: list[Any], run_dir: Path, progress: Pro
     if config.runner == "slurm" or config.max_num_workers > 1:
         release_models()  # each task's subprocess loads its own model
         todo = [t for t in tasks if not t.done(run_dir)]
-        run_with_runner(tasks, run_dir, runner=config.runner, max_num_workers=config.max_num_workers,
-                        partition=config.partition)
+        run_with_runner(
+            tasks, run_dir, runner=config.runner, max_num_workers=config.max_num_workers, partition=config.partition
+        )
         for t in todo:
             if t.done(run_dir):
                 progress.ran(f"{t.model_abbr}/{t.dataset_abbr}", None)  # the runner does not say how long
@@ -166,22 +170,38 @@ def _run_tasks(config: RunConfig, tasks: list[Any], run_dir: Path, progress: Pro
         run_in_process(tasks, run_dir, on_task=on_task)
 
 
-def _record(config: RunConfig, plan: Plan, run_id: str, run_dir: Path, progress: Progress,
-            task_keys: list[str]) -> ResultsRecord:
+def _record(
+    config: RunConfig, plan: Plan, run_id: str, run_dir: Path, progress: Progress, task_keys: list[str]
+) -> ResultsRecord:
     scores = collect_scores(run_dir, [m["abbr"] for m in plan.models], [d["abbr"] for d in plan.datasets])
     try:  # progress.json is read back on resume: check what it holds before the record states it
         sessions = tuple(Session.from_dict(s, f"sessions[{i}]") for i, s in enumerate(progress.public_sessions()))
         tasks = {k: TaskTiming.from_dict(t, f"tasks[{k!r}]") for k, t in progress.task_table(task_keys).items()}
     except RecordError as e:
-        raise EvalkitError(f"{progress.path}: {e}; the run's predictions are kept: delete that file and resume "
-                           f"{run_id} (its earlier timings are then lost)") from None
+        raise EvalkitError(
+            f"{progress.path}: {e}; the run's predictions are kept: delete that file and resume "
+            f"{run_id} (its earlier timings are then lost)"
+        ) from None
     started, finished, duration = progress.timeline()
     provenance = Provenance(
-        git_revision=git_revision(), packages=package_versions(), device=device_description(config.device),
-        dtype=plan.dtype, data_source=plan.data_source, command=sessions[0].command,
-        configs=RunProvenance(run=asdict(config), models=tuple(plan.models), datasets=tuple(plan.datasets),
-                              sandbox=sandbox_capabilities().describe(), tasks=tasks, sessions=sessions),
-        started_at=started, finished_at=finished, duration_s=duration,
+        git_revision=git_revision(),
+        packages=package_versions(),
+        device=device_description(config.device),
+        dtype=plan.dtype,
+        data_source=plan.data_source,
+        command=sessions[0].command,
+        configs=RunProvenance(
+            run=asdict(config),
+            models=tuple(plan.models),
+            datasets=tuple(plan.datasets),
+            sandbox=sandbox_capabilities().describe(),
+            tasks=tasks,
+            sessions=sessions,
+        ),
+        started_at=started,
+        finished_at=finished,
+        duration_s=duration,
     )
-    return ResultsRecord(run_id=run_id, kind="measured", models=tuple(plan.infos), scores=tuple(scores),
-                         provenance=provenance)
+    return ResultsRecord(
+        run_id=run_id, kind="measured", models=tuple(plan.infos), scores=tuple(scores), provenance=provenance
+    )

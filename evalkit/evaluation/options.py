@@ -56,8 +56,10 @@ def _absolute(raw: str) -> str:
 def existing_data_root(raw: str, source: str) -> Path:
     root = Path(raw).expanduser().resolve()
     if not root.is_dir():
-        raise EvalkitError(f"data directory {root} (from {source}) does not exist; pass --data-dir pointing at the "
-                           "OpenCompass data root (the directory that contains data/)")
+        raise EvalkitError(
+            f"data directory {root} (from {source}) does not exist; pass --data-dir pointing at the "
+            "OpenCompass data root (the directory that contains data/)"
+        )
     return root
 
 
@@ -74,39 +76,61 @@ class RunConfig:
     """A run's settings, settled: what `run_config.json` stores and `--resume` reads back."""
 
     model: str | None = _option(
-        None, "Checkpoint directory (default: the embedded tiny family, built on first use).", parse=_absolute)
+        None, "Checkpoint directory (default: the embedded tiny family, built on first use).", parse=_absolute
+    )
     branches: str = _option("all", "all, names (E3B,E7B) or exit layers (11,27).")
     baselines: tuple[str, ...] = _option(
-        (), "Comma-separated baselines, e.g. qwen2.5-7b-instruct,yi-9b, or all.", default_help="",
-        parse=_baseline_names)
+        (), "Comma-separated baselines, e.g. qwen2.5-7b-instruct,yi-9b, or all.", default_help="", parse=_baseline_names
+    )
     baseline_paths: tuple[tuple[str, str], ...] = _option(
-        (), "Local checkpoint of a baseline named in --baselines (else its environment variable). Repeatable.",
-        default_help="", metavar="NAME=DIR", flag="--baseline-path", repeatable=True, parse=_baseline_paths,
-        may_be_absent=True)
+        (),
+        "Local checkpoint of a baseline named in --baselines (else its environment variable). Repeatable.",
+        default_help="",
+        metavar="NAME=DIR",
+        flag="--baseline-path",
+        repeatable=True,
+        parse=_baseline_paths,
+        may_be_absent=True,
+    )
     suites: tuple[str, ...] = _option(
-        ("general", "code", "stem"), "general, code, stem (comma-separated) or all.", default_help="all",
-        parse=parse_suites)
+        ("general", "code", "stem"),
+        "general, code, stem (comma-separated) or all.",
+        default_help="all",
+        parse=parse_suites,
+    )
     data_dir: str | None = _option(
-        None, "OpenCompass data root (contains data/); default $COMPASS_DATA_CACHE, else the embedded fixtures.",
-        default_help="", parse=lambda raw: str(existing_data_root(raw, "--data-dir")))
+        None,
+        "OpenCompass data root (contains data/); default $COMPASS_DATA_CACHE, else the embedded fixtures.",
+        default_help="",
+        parse=lambda raw: str(existing_data_root(raw, "--data-dir")),
+    )
     limit: int | None = _option(
-        None, "Evaluate the first N items of each dataset; MMLU, MMLU-Pro, CMMLU and BBH take the first N of each "
-        "subject or task (their scores average those).", default_help="all items; 4 on the fixtures", unit="items")
+        None,
+        "Evaluate the first N items of each dataset; MMLU, MMLU-Pro, CMMLU and BBH take the first N of each "
+        "subject or task (their scores average those).",
+        default_help="all items; 4 on the fixtures",
+        unit="items",
+    )
     max_out_len: int | None = _option(
-        None, "Cap on every generation length, in tokens.", default_help="", unit="tokens")
+        None, "Cap on every generation length, in tokens.", default_help="", unit="tokens"
+    )
     out: str = _option(".", "Runs go to OUT/results/<run-id>/.", may_be_absent=True)
     runner: str = _option("local", "", choices=RUNNERS, may_be_absent=True)
     max_num_workers: int = _option(
-        1, "More than 1: OpenCompass's LocalRunner, one subprocess per task.", unit="workers", may_be_absent=True)
+        1, "More than 1: OpenCompass's LocalRunner, one subprocess per task.", unit="workers", may_be_absent=True
+    )
     partition: str | None = _option(None, "Slurm partition (needs --runner slurm).", may_be_absent=True)
-    dtype: str | None = _option(None, "Default: the checkpoint's.", choices=DTYPES, default_help="",
-                                parse=check_dtype)
-    device: str = _option("cpu", "auto (cuda if available), cpu, cuda, cuda:1, ...", default_help="auto",
-                          parse=check_device)
+    dtype: str | None = _option(None, "Default: the checkpoint's.", choices=DTYPES, default_help="", parse=check_dtype)
+    device: str = _option(
+        "cpu", "auto (cuda if available), cpu, cuda, cuda:1, ...", default_help="auto", parse=check_device
+    )
     batch_size: int = _option(8, "", unit="rows")
     shared_trunk: bool = _option(
-        True, "Score all of a family's branches in one trunk pass (PPL/loglikelihood datasets).",
-        default_help="shared-trunk", may_be_absent=True)
+        True,
+        "Score all of a family's branches in one trunk pass (PPL/loglikelihood datasets).",
+        default_help="shared-trunk",
+        may_be_absent=True,
+    )
 
     @property
     def embedded_model(self) -> bool:
@@ -133,8 +157,10 @@ def parse_options(given: Mapping[str, Any]) -> dict[str, Any]:
             continue
         option = OPTIONS[name]
         if option.unit and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise EvalkitError(f"{flag(name)} must be at least 1 ({option.unit}), got {value!r}; pass a positive "
-                               "whole number or leave it out")
+            raise EvalkitError(
+                f"{flag(name)} must be at least 1 ({option.unit}), got {value!r}; pass a positive "
+                "whole number or leave it out"
+            )
         if option.choices and not option.parse and value not in option.choices:
             raise did_you_mean(name.replace("_", " "), value, list(option.choices))
         out[name] = option.parse(value) if option.parse else value
@@ -152,11 +178,15 @@ def new_config(given: Mapping[str, Any], out: str) -> RunConfig:
     config = RunConfig(**settled, out=out)
     stray = [name for name, _ in config.baseline_paths if name not in config.baselines]
     if stray:
-        raise EvalkitError(f"--baseline-path names {', '.join(stray)}, which --baselines does not evaluate; add "
-                           f"{', '.join(stray)} to --baselines or drop that --baseline-path")
+        raise EvalkitError(
+            f"--baseline-path names {', '.join(stray)}, which --baselines does not evaluate; add "
+            f"{', '.join(stray)} to --baselines or drop that --baseline-path"
+        )
     if config.partition is not None and config.runner != "slurm":
-        raise EvalkitError(f"--partition {config.partition} is a Slurm partition, but the runner is "
-                           f"{config.runner}; add --runner slurm or drop --partition")
+        raise EvalkitError(
+            f"--partition {config.partition} is a Slurm partition, but the runner is "
+            f"{config.runner}; add --runner slurm or drop --partition"
+        )
     return config
 
 
@@ -173,7 +203,6 @@ def check_out(out: Path) -> None:
 def fixture_root() -> Path:
     """The embedded fixture data, written once into the cache in OpenCompass's layout."""
     return materialise_fixture_root(cache_root() / "fixture-data")
-
 
 
 def data_root(data_dir: str | None) -> Path:

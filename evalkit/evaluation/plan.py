@@ -48,8 +48,10 @@ def make_plan(config: RunConfig) -> Plan:
     max_out = config.max_out_len
     if config.embedded_model and max_out is None:
         max_out = TINY_MAX_OUT_LEN
-        notes.append(f"embedded tiny family (random weights, scores are near chance): generation capped at "
-                     f"{max_out} tokens; pass --max-out-len to change")
+        notes.append(
+            f"embedded tiny family (random weights, scores are near chance): generation capped at "
+            f"{max_out} tokens; pass --max-out-len to change"
+        )
     common: dict[str, Any] = dict(
         dtype=config.dtype, device=config.device, batch_size=config.batch_size, max_out_len=max_out
     )
@@ -60,24 +62,39 @@ def make_plan(config: RunConfig) -> Plan:
     family.tokenizer  # noqa: B018 - a checkpoint without tokenizer files fails here, not in its first task
     chosen = parse_branches(config.branches, family.branches)
     plain = not family.files.is_familial
-    models = familial_configs(path, [b.name for b in chosen], shared_trunk=config.shared_trunk, plain=plain,
-                              **common)
-    infos = [ModelInfo(abbr=m["abbr"], name=_display(path, b.name, plain), role="ours",
-                       family=family_slug(path), branch=b.name, exit_layer=b.exit_layer,
-                       num_params=b.num_params, path=str(path)) for m, b in zip(models, chosen, strict=True)]
+    models = familial_configs(path, [b.name for b in chosen], shared_trunk=config.shared_trunk, plain=plain, **common)
+    infos = [
+        ModelInfo(
+            abbr=m["abbr"],
+            name=_display(path, b.name, plain),
+            role="ours",
+            family=family_slug(path),
+            branch=b.name,
+            exit_layer=b.exit_layer,
+            num_params=b.num_params,
+            path=str(path),
+        )
+        for m, b in zip(models, chosen, strict=True)
+    ]
     checkpoints = {str(path): family.identity}
-    checkpoints.update({m["path"]: family_identity(m["path"], dtype=config.dtype, device=config.device)
-                        for m in base_models})
+    checkpoints.update(
+        {m["path"]: family_identity(m["path"], dtype=config.dtype, device=config.device) for m in base_models}
+    )
     models += base_models
-    infos += [ModelInfo(abbr=b.abbr, name=b.display, role="baseline", path=m["path"])
-              for b, m in zip(baselines, base_models, strict=True)]
-    datasets = [dotted(use_sandboxed_evaluators(d)) for d in
-                dataset_configs(config.suites, limit=config.limit, max_out_len=max_out, groups=groups)]
+    infos += [
+        ModelInfo(abbr=b.abbr, name=b.display, role="baseline", path=m["path"])
+        for b, m in zip(baselines, base_models, strict=True)
+    ]
+    datasets = [
+        dotted(use_sandboxed_evaluators(d))
+        for d in dataset_configs(config.suites, limit=config.limit, max_out_len=max_out, groups=groups)
+    ]
     if config.limit is not None:
         notes.append(_limit_note(config.limit, datasets))
     dtype = config.dtype or f"{str(family.dtype).removeprefix('torch.')} (stored)"
-    return Plan(models, infos, datasets, data_root, source, dtype, identity(models, datasets, checkpoints, dtype),
-                notes)
+    return Plan(
+        models, infos, datasets, data_root, source, dtype, identity(models, datasets, checkpoints, dtype), notes
+    )
 
 
 def _load(path: Path, dtype: str | None, device: str) -> Family:
@@ -89,12 +106,15 @@ def _data(config: RunConfig, notes: list[str]) -> tuple[Path, str, dict[str, Any
     if config.data_dir is not None:
         root = Path(config.data_dir)
         if not root.is_dir():
-            raise EvalkitError(f"the run's data root {root} does not exist any more; restore it (a resumed run reads "
-                               "the data it started with), or start a new run")
+            raise EvalkitError(
+                f"the run's data root {root} does not exist any more; restore it (a resumed run reads "
+                "the data it started with), or start a new run"
+            )
         return root, f"OpenCompass data at {root}", None
     root = fixture_root()
-    notes.append("data: the embedded fixtures (a few hand-written items per dataset); pass --data-dir for real "
-                 "OpenCompass data")
+    notes.append(
+        "data: the embedded fixtures (a few hand-written items per dataset); pass --data-dir for real OpenCompass data"
+    )
     return root, "embedded fixtures", dict(FIXTURE_GROUPS)
 
 

@@ -45,14 +45,21 @@ class RunResult:
 # --- identity: what a run evaluates --------------------------------------------------------------
 
 
-def identity(models: list[dict[str, Any]], datasets: list[dict[str, Any]], checkpoints: Mapping[str, str],
-             dtype: str) -> dict[str, Any]:
+def identity(
+    models: list[dict[str, Any]], datasets: list[dict[str, Any]], checkpoints: Mapping[str, str], dtype: str
+) -> dict[str, Any]:
     """The run's identity: per model its checkpoint fingerprint and generation settings, the dtype, and a
     digest of each dataset config. `checkpoints` maps a model's path to `family.checkpoint_identity`."""
     return {
         "dtype": dtype,
-        "models": {m["abbr"]: {"path": str(m["path"]), "checkpoint": checkpoints[str(m["path"])],
-                               "generation": {k: m[k] for k in GENERATION_KEYS if k in m}} for m in models},
+        "models": {
+            m["abbr"]: {
+                "path": str(m["path"]),
+                "checkpoint": checkpoints[str(m["path"])],
+                "generation": {k: m[k] for k in GENERATION_KEYS if k in m},
+            }
+            for m in models
+        },
         "datasets": {d["abbr"]: _digest(d) for d in datasets},
     }
 
@@ -73,8 +80,10 @@ def differences(stored: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
     for abbr in [a for a in old_models if a in new_models]:
         old, new = old_models[abbr], new_models[abbr]
         if old.get("checkpoint") != new["checkpoint"]:
-            out.append(f"the checkpoint of {abbr} ({new['path']}) is not the one the run started with "
-                       f"(fingerprint {old.get('checkpoint')}, now {new['checkpoint']})")
+            out.append(
+                f"the checkpoint of {abbr} ({new['path']}) is not the one the run started with "
+                f"(fingerprint {old.get('checkpoint')}, now {new['checkpoint']})"
+            )
         for key in sorted(set(old.get("generation", {})) | set(new["generation"])):
             a, b = old.get("generation", {}).get(key), new["generation"].get(key)
             if a != b:
@@ -106,10 +115,11 @@ class StoredRun:
             return
         changed = differences(self.identity, now)
         if changed:
-            raise EvalkitError(f"cannot resume {self.run_id}: {'; '.join(changed)}; its finished tasks would mix "
-                               "with answers from another setup: restore what changed, or start a new run "
-                               "without --resume")
-
+            raise EvalkitError(
+                f"cannot resume {self.run_id}: {'; '.join(changed)}; its finished tasks would mix "
+                "with answers from another setup: restore what changed, or start a new run "
+                "without --resume"
+            )
 
     def refuse_conflicts(self, given: Mapping[str, Any]) -> None:
         """A resumed run keeps its own settings: a given setting (in RunConfig's form) that differs is an error."""
@@ -119,9 +129,11 @@ class StoredRun:
         one = len(differ) == 1
         flags = ", ".join(_flag(k, v) for k, v in differ)
         theirs = ", ".join(f"{k} {_shown(getattr(self.config, k))}" for k, _ in differ)
-        raise EvalkitError(f"--resume {self.run_id} finishes the run with its own settings, and {flags} "
-                           f"{'differs' if one else 'differ'} from them ({theirs}); drop {'it' if one else 'them'} to "
-                           "finish the run as it was started, or start a new run without --resume")
+        raise EvalkitError(
+            f"--resume {self.run_id} finishes the run with its own settings, and {flags} "
+            f"{'differs' if one else 'differ'} from them ({theirs}); drop {'it' if one else 'them'} to "
+            "finish the run as it was started, or start a new run without --resume"
+        )
 
 
 def _comparable(key: str, value: Any) -> Any:
@@ -145,8 +157,10 @@ def _shown(value: Any) -> str:
 
 
 def write_run_config(run_dir: Path, config: RunConfig, run_identity: Mapping[str, Any]) -> Path:
-    return write_json_atomic(run_dir / "run_config.json", {"format": FORMAT, "version": VERSION,
-                                                           "config": asdict(config), "identity": run_identity})
+    return write_json_atomic(
+        run_dir / "run_config.json",
+        {"format": FORMAT, "version": VERSION, "config": asdict(config), "identity": run_identity},
+    )
 
 
 def read_run_config(out: Path, run_id: str) -> StoredRun:
@@ -155,13 +169,15 @@ def read_run_config(out: Path, run_id: str) -> StoredRun:
     path = run_dir / "run_config.json"
     if not path.is_file():
         runs = sorted(p.name for p in (out / "results").glob("*") if (p / "run_config.json").is_file())
-        raise EvalkitError(f"no run {run_id!r} under {out / 'results'} to resume; runs there: "
-                           f"{', '.join(runs) or 'none'}")
+        raise EvalkitError(
+            f"no run {run_id!r} under {out / 'results'} to resume; runs there: {', '.join(runs) or 'none'}"
+        )
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as e:
-        raise EvalkitError(f"{path} is not valid JSON ({e}); the run's settings are lost, so it cannot be "
-                           "resumed: start a new run") from None
+        raise EvalkitError(
+            f"{path} is not valid JSON ({e}); the run's settings are lost, so it cannot be resumed: start a new run"
+        ) from None
     if not isinstance(raw, dict):
         raise EvalkitError(f"{path} does not hold a run config (a JSON object); start a new run")
     version, body, run_identity = _unwrap(raw, path)
@@ -174,11 +190,14 @@ def _unwrap(raw: dict[str, Any], path: Path) -> tuple[int, dict[str, Any], dict[
         return 1, raw, None
     version = raw.get("version")
     if raw["format"] != FORMAT or not isinstance(version, int):
-        raise EvalkitError(f"{path} is not an evalkit run config (format {raw['format']!r}, version "
-                           f"{version!r}); start a new run")
+        raise EvalkitError(
+            f"{path} is not an evalkit run config (format {raw['format']!r}, version {version!r}); start a new run"
+        )
     if version > VERSION:
-        raise EvalkitError(f"{path} was written by a newer evalkit (run config version {version}; this one reads "
-                           f"up to {VERSION}); resume the run with that evalkit")
+        raise EvalkitError(
+            f"{path} was written by a newer evalkit (run config version {version}; this one reads "
+            f"up to {VERSION}); resume the run with that evalkit"
+        )
     body, run_identity = raw.get("config"), raw.get("identity")
     if not isinstance(body, dict) or not isinstance(run_identity, dict):
         raise EvalkitError(f"{path} lacks its config or identity section; the file is damaged: start a new run")
@@ -190,16 +209,21 @@ def _settings(body: dict[str, Any], path: Path) -> dict[str, Any]:
     known = {f.name for f in fields(RunConfig)}
     unknown = sorted(set(body) - known)
     if unknown:
-        raise EvalkitError(f"{path} has settings this evalkit does not know ({', '.join(unknown)}); resume the run "
-                           "with the evalkit that started it")
+        raise EvalkitError(
+            f"{path} has settings this evalkit does not know ({', '.join(unknown)}); resume the run "
+            "with the evalkit that started it"
+        )
     missing = sorted(known - set(body) - set(_OPTIONAL))
     if missing:
-        raise EvalkitError(f"{path} lacks the settings {', '.join(missing)}; the run cannot be resumed as it was "
-                           "started: start a new run")
+        raise EvalkitError(
+            f"{path} lacks the settings {', '.join(missing)}; the run cannot be resumed as it was "
+            "started: start a new run"
+        )
     bad = [k for k, v in body.items() if not _typed(v, _json_types(k))]
     if bad:
-        raise EvalkitError(f"{path} holds values of the wrong type for {', '.join(sorted(bad))}; the file is "
-                           "damaged: start a new run")
+        raise EvalkitError(
+            f"{path} holds values of the wrong type for {', '.join(sorted(bad))}; the file is damaged: start a new run"
+        )
     settings = dict(body)
     for key in ("baselines", "suites"):
         if key in settings:
@@ -207,8 +231,9 @@ def _settings(body: dict[str, Any], path: Path) -> dict[str, Any]:
     if "baseline_paths" in settings:
         pairs = settings["baseline_paths"]
         if not all(isinstance(p, list) and len(p) == 2 for p in pairs):
-            raise EvalkitError(f"{path}: baseline_paths must be [name, dir] pairs; the file is damaged: start a "
-                               "new run")
+            raise EvalkitError(
+                f"{path}: baseline_paths must be [name, dir] pairs; the file is damaged: start a new run"
+            )
         settings["baseline_paths"] = tuple((str(n), str(d)) for n, d in pairs)
     return settings
 
@@ -216,8 +241,11 @@ def _settings(body: dict[str, Any], path: Path) -> dict[str, Any]:
 def _json_types(name: str) -> tuple[type, ...]:
     """The JSON types a stored setting may have, read off RunConfig's annotation of it."""
     annotation = str(FIELD_TYPES[name])
-    types: tuple[type, ...] = (list,) if annotation.startswith("tuple") else (
-        {"str": str, "int": int, "bool": bool}[annotation.split(" | ")[0]],)
+    types: tuple[type, ...] = (
+        (list,)
+        if annotation.startswith("tuple")
+        else ({"str": str, "int": int, "bool": bool}[annotation.split(" | ")[0]],)
+    )
     return types + ((type(None),) if annotation.endswith("| None") else ())
 
 
@@ -248,8 +276,15 @@ class Progress:
         if resume:
             progress._load()
         start = datetime.now(timezone.utc)
-        progress.sessions.append({"command": command, "started_at": start.isoformat(timespec="seconds"),
-                                  "finished_at": None, "duration_s": 0.0, "_start": start.timestamp()})
+        progress.sessions.append(
+            {
+                "command": command,
+                "started_at": start.isoformat(timespec="seconds"),
+                "finished_at": None,
+                "duration_s": 0.0,
+                "_start": start.timestamp(),
+            }
+        )
         progress.save()
         return progress
 
@@ -258,8 +293,10 @@ class Progress:
             raw = json.loads(self.path.read_text(encoding="utf-8"))
             sessions, tasks = list(raw["sessions"]), dict(raw["tasks"])
         except FileNotFoundError:
-            self.notes.append("no progress.json (an older evalkit started this run): earlier sessions' start "
-                              "time and task timings are unknown")
+            self.notes.append(
+                "no progress.json (an older evalkit started this run): earlier sessions' start "
+                "time and task timings are unknown"
+            )
             return
         except (ValueError, UnicodeDecodeError, KeyError, TypeError) as e:
             self.notes.append(f"progress.json is damaged ({type(e).__name__}); earlier sessions' timings are lost")

@@ -16,8 +16,14 @@ from evalkit.errors import EvalkitError, did_you_mean
 if TYPE_CHECKING:
     import torch
 
-DTYPE_NAMES = {"fp32": "float32", "float32": "float32", "bf16": "bfloat16", "bfloat16": "bfloat16",
-               "fp16": "float16", "float16": "float16"}
+DTYPE_NAMES = {
+    "fp32": "float32",
+    "float32": "float32",
+    "bf16": "bfloat16",
+    "bfloat16": "bfloat16",
+    "fp16": "float16",
+    "float16": "float16",
+}
 _DEVICE = re.compile(r"(auto|cpu|mps|cuda(:\d+)?)")
 
 
@@ -47,11 +53,15 @@ def resolve_device(device: str | torch.device) -> torch.device:
         raise EvalkitError(f"unknown device {device!r}; pass cpu, cuda or cuda:N") from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise EvalkitError(f"device {device} asked for, but this machine has no usable CUDA GPU (torch "
-                               f"{torch.__version__}); pass --device cpu, or run on a GPU machine")
+            raise EvalkitError(
+                f"device {device} asked for, but this machine has no usable CUDA GPU (torch "
+                f"{torch.__version__}); pass --device cpu, or run on a GPU machine"
+            )
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise EvalkitError(f"device {device} asked for, but this machine has {torch.cuda.device_count()} GPU(s) "
-                               f"(cuda:0 to cuda:{torch.cuda.device_count() - 1}); pass one of those")
+            raise EvalkitError(
+                f"device {device} asked for, but this machine has {torch.cuda.device_count()} GPU(s) "
+                f"(cuda:0 to cuda:{torch.cuda.device_count() - 1}); pass one of those"
+            )
     elif dev.type == "mps":
         if not torch.backends.mps.is_available():
             raise EvalkitError(f"device {device} asked for, but MPS is not available here; pass --device cpu")

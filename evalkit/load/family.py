@@ -35,7 +35,6 @@ if TYPE_CHECKING:
     from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 
-
 @dataclass(frozen=True)
 class Branch:
     """One exit of a family, as a model: its name, where it exits and how big it really is."""
@@ -72,8 +71,9 @@ class Family:
         first = next((t for t in tensors.values() if t.is_floating_point()), None)
         if first is None:
             raise EvalkitError(f"family {name!r} has no floating-point tensors; pass the model's weights")
-        family = cls(files=files, tensors=dict(tensors), dtype=first.dtype, device=first.device,
-                     memory_id=uuid.uuid4().hex)
+        family = cls(
+            files=files, tensors=dict(tensors), dtype=first.dtype, device=first.device, memory_id=uuid.uuid4().hex
+        )
         family.branches = _make_branches(family)
         return family
 
@@ -103,16 +103,19 @@ class Family:
         from transformers.utils import logging as hf_logging
 
         if not any((self.path / name).is_file() for name in TOKENIZER_VOCABS):
-            raise EvalkitError(f"{self.path} has no tokenizer files (none of {', '.join(TOKENIZER_VOCABS)}); copy "
-                               "the tokenizer of the model it was trained from into it")
+            raise EvalkitError(
+                f"{self.path} has no tokenizer files (none of {', '.join(TOKENIZER_VOCABS)}); copy "
+                "the tokenizer of the model it was trained from into it"
+            )
         verbosity = hf_logging.get_verbosity()
         hf_logging.set_verbosity_error()  # transformers warns that it does not know `ruyi_*` configs
         try:
             return AutoTokenizer.from_pretrained(str(self.path), local_files_only=True)
         except (OSError, ValueError) as e:
             reason = " ".join(str(e).split())
-            raise EvalkitError(f"cannot load the tokenizer from {self.path} ({reason}); restore the checkpoint's "
-                               "tokenizer files") from None
+            raise EvalkitError(
+                f"cannot load the tokenizer from {self.path} ({reason}); restore the checkpoint's tokenizer files"
+            ) from None
         finally:
             hf_logging.set_verbosity(verbosity)
 
@@ -296,8 +299,9 @@ def _read_tensors(files: CheckpointFiles, dtype: torch.dtype, device: torch.devi
                     t = f.get_tensor(name)
                     tensors[name] = t.to(dtype) if t.is_floating_point() and t.dtype != dtype else t
         except SafetensorError as e:
-            raise EvalkitError(f"cannot read {path} ({e}); the file is truncated or not safetensors: restore it "
-                               "from the checkpoint") from None
+            raise EvalkitError(
+                f"cannot read {path} ({e}); the file is truncated or not safetensors: restore it from the checkpoint"
+            ) from None
     return tensors
 
 
@@ -319,7 +323,8 @@ def _check_shapes(family: Family) -> None:
                     f"{family.path}: tensor {source.get(id(t), name)} has shape {list(t.shape)}, but config.json "
                     f"(hidden_size {cfg.get('hidden_size')}, vocab_size {cfg.get('vocab_size')}, "
                     f"intermediate_size {cfg.get('intermediate_size')}) implies {list(want)}; the weights and "
-                    "config.json do not belong together: restore the checkpoint's own config.json")
+                    "config.json do not belong together: restore the checkpoint's own config.json"
+                )
 
 
 @contextmanager

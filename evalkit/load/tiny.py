@@ -85,7 +85,6 @@ def build_checkpoint(out_dir: str | Path, spec: TinySpec) -> Path:
     from safetensors.torch import save_file
     from transformers import AutoConfig, AutoModelForCausalLM
 
-
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):
         raise EvalkitError(f"{out} exists and is not empty; choose a new directory")

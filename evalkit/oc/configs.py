@@ -24,8 +24,10 @@ RUYI_ENV = "RUYI_7B_PATH"
 
 
 # What each quantisation method needs importable, and how to install it.
-_KERNELS = {"awq": (("awq",), "pip install autoawq"),
-            "gptq": (("gptqmodel", "optimum"), "pip install gptqmodel optimum")}
+_KERNELS = {
+    "awq": (("awq",), "pip install autoawq"),
+    "gptq": (("gptqmodel", "optimum"), "pip install gptqmodel optimum"),
+}
 
 
 def baseline_path(b: Baseline, overrides: Mapping[str, str] | None = None) -> Path:
@@ -34,14 +36,19 @@ def baseline_path(b: Baseline, overrides: Mapping[str, str] | None = None) -> Pa
     if not raw:
         raise EvalkitError(
             f"no local checkpoint for baseline {b.name} ({b.display}); set {b.env}=DIR "
-            f"or pass --baseline-path {b.name}=DIR")
+            f"or pass --baseline-path {b.name}=DIR"
+        )
     path = Path(raw).expanduser()
     if not (path / "config.json").is_file():
-        raise EvalkitError(f"baseline {b.name}: {path} is not a checkpoint directory (no config.json); "
-                           f"fix {b.env} or --baseline-path {b.name}=DIR")
+        raise EvalkitError(
+            f"baseline {b.name}: {path} is not a checkpoint directory (no config.json); "
+            f"fix {b.env} or --baseline-path {b.name}=DIR"
+        )
     if not any((path / name).is_file() for name in TOKENIZER_VOCABS):
-        raise EvalkitError(f"baseline {b.name}: {path} has no tokenizer files (tokenizer.json, tokenizer.model or "
-                           f"vocab.json); fix {b.env} or --baseline-path {b.name}=DIR")
+        raise EvalkitError(
+            f"baseline {b.name}: {path} has no tokenizer files (tokenizer.json, tokenizer.model or "
+            f"vocab.json); fix {b.env} or --baseline-path {b.name}=DIR"
+        )
     check_kernels(path)
     return path
 
@@ -55,8 +62,10 @@ def check_kernels(path: Path) -> None:
     modules, install = _KERNELS[method]
     missing = [m for m in modules if importlib.util.find_spec(m) is None]
     if missing:
-        raise EvalkitError(f"{path} is {method.upper()}-quantised and needs {', '.join(missing)}, which is not "
-                           f"installed; run `{install}` on a CUDA machine, or leave this baseline out")
+        raise EvalkitError(
+            f"{path} is {method.upper()}-quantised and needs {', '.join(missing)}, which is not "
+            f"installed; run `{install}` on a CUDA machine, or leave this baseline out"
+        )
 
 
 def family_slug(path: str | Path) -> str:
@@ -68,18 +77,35 @@ def family_slug(path: str | Path) -> str:
     return slug.removeprefix("ai-flow-") or "model"
 
 
-def model_config(*, abbr: str, path: str | Path, branch: str | None, generation: Generation,
-                 dtype: str | None = None, device: str = "cpu", batch_size: int = 8,
-                 shared_trunk: bool = False, run_branches: Sequence[str] = (),
-                 max_out_len: int | None = None) -> dict[str, Any]:
+def model_config(
+    *,
+    abbr: str,
+    path: str | Path,
+    branch: str | None,
+    generation: Generation,
+    dtype: str | None = None,
+    device: str = "cpu",
+    batch_size: int = 8,
+    shared_trunk: bool = False,
+    run_branches: Sequence[str] = (),
+    max_out_len: int | None = None,
+) -> dict[str, Any]:
     """One OpenCompass model dict for `FamilialBranchModel`; plain values only, so stock runners can dump it."""
     cfg: dict[str, Any] = dict(
-        type=MODEL_TYPE, abbr=abbr, path=str(path), branch=branch, dtype=dtype, device=device,
+        type=MODEL_TYPE,
+        abbr=abbr,
+        path=str(path),
+        branch=branch,
+        dtype=dtype,
+        device=device,
         batch_size=batch_size,
         max_out_len=generation.max_out_len if max_out_len is None else min(generation.max_out_len, max_out_len),
-        max_seq_len=generation.max_seq_len, stop_words=list(generation.stop_words),
-        chat_template=generation.chat_template, thinking=generation.thinking,
-        shared_trunk=shared_trunk, run_branches=list(run_branches),
+        max_seq_len=generation.max_seq_len,
+        stop_words=list(generation.stop_words),
+        chat_template=generation.chat_template,
+        thinking=generation.thinking,
+        shared_trunk=shared_trunk,
+        run_branches=list(run_branches),
         run_cfg=dict(num_gpus=1 if str(device).startswith("cuda") else 0),
     )
     if generation.strip_reasoning:
@@ -87,22 +113,35 @@ def model_config(*, abbr: str, path: str | Path, branch: str | None, generation:
     return cfg
 
 
-def familial_configs(path: str | Path, branches: Sequence[str], *, display: str | None = None, plain: bool = False,
-                     **kwargs: Any) -> list[dict[str, Any]]:
+def familial_configs(
+    path: str | Path, branches: Sequence[str], *, display: str | None = None, plain: bool = False, **kwargs: Any
+) -> list[dict[str, Any]]:
     """One model dict per branch, abbr '<family>-<branch>' (e.g. ruyi-7b-e3b), so each has its own files.
 
     `plain`: a plain (non-familial) checkpoint, a family of one whose branch is named after its directory;
     its abbr is the family's alone (e111k, not e111k-e111k).
     """
     slug = family_slug(path)
-    return [model_config(abbr=slug if plain else f"{slug}-{b.lower()}", path=path, branch=b,
-                         generation=RUYI_GENERATION, run_branches=branches, **kwargs) for b in branches]
+    return [
+        model_config(
+            abbr=slug if plain else f"{slug}-{b.lower()}",
+            path=path,
+            branch=b,
+            generation=RUYI_GENERATION,
+            run_branches=branches,
+            **kwargs,
+        )
+        for b in branches
+    ]
 
 
-def baseline_configs(baselines: Sequence[Baseline], overrides: Mapping[str, str] | None = None,
-                     **kwargs: Any) -> list[dict[str, Any]]:
-    return [model_config(abbr=b.abbr, path=baseline_path(b, overrides), branch=None, generation=b.generation,
-                         **kwargs) for b in baselines]
+def baseline_configs(
+    baselines: Sequence[Baseline], overrides: Mapping[str, str] | None = None, **kwargs: Any
+) -> list[dict[str, Any]]:
+    return [
+        model_config(abbr=b.abbr, path=baseline_path(b, overrides), branch=None, generation=b.generation, **kwargs)
+        for b in baselines
+    ]
 
 
 # --- for the config files under opencompass_configs/ (the stock `opencompass` CLI) --------------
@@ -119,8 +158,11 @@ def env_path(var: str) -> str:
 
 def stock_settings() -> dict[str, Any]:
     """dtype, device and batch size for config files: EVALKIT_DTYPE / EVALKIT_DEVICE / EVALKIT_BATCH_SIZE."""
-    return dict(dtype=os.environ.get("EVALKIT_DTYPE", "bf16"), device=os.environ.get("EVALKIT_DEVICE", "cuda"),
-                batch_size=int(os.environ.get("EVALKIT_BATCH_SIZE", "16")))
+    return dict(
+        dtype=os.environ.get("EVALKIT_DTYPE", "bf16"),
+        device=os.environ.get("EVALKIT_DEVICE", "cuda"),
+        batch_size=int(os.environ.get("EVALKIT_BATCH_SIZE", "16")),
+    )
 
 
 def ruyi_models() -> list[dict[str, Any]]:
@@ -146,10 +188,17 @@ def exported_models(backend: str = "hf") -> list[dict[str, Any]]:
         return [model_config(abbr=slug, path=path, branch=None, generation=RUYI_GENERATION, **stock_settings())]
     if backend != "vllm":
         raise did_you_mean("backend", backend, ["hf", "vllm"])
-    return [dict(
-        type="opencompass.models.VLLMwithChatTemplate", abbr=f"{slug}-vllm", path=path,
-        model_kwargs=dict(tensor_parallel_size=1, gpu_memory_utilization=0.85, dtype="bfloat16"),
-        generation_kwargs=dict(temperature=0), stop_words=list(RUYI_GENERATION.stop_words),
-        max_out_len=RUYI_GENERATION.max_out_len, max_seq_len=RUYI_GENERATION.max_seq_len,
-        batch_size=64, run_cfg=dict(num_gpus=1),
-    )]
+    return [
+        dict(
+            type="opencompass.models.VLLMwithChatTemplate",
+            abbr=f"{slug}-vllm",
+            path=path,
+            model_kwargs=dict(tensor_parallel_size=1, gpu_memory_utilization=0.85, dtype="bfloat16"),
+            generation_kwargs=dict(temperature=0),
+            stop_words=list(RUYI_GENERATION.stop_words),
+            max_out_len=RUYI_GENERATION.max_out_len,
+            max_seq_len=RUYI_GENERATION.max_seq_len,
+            batch_size=64,
+            run_cfg=dict(num_gpus=1),
+        )
+    ]

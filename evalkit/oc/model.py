@@ -31,29 +31,53 @@ from evalkit.errors import EvalkitError
 
 _ROLES = {"HUMAN": "user", "BOT": "assistant", "SYSTEM": "system"}
 # Chat prompts arrive as role lists: HUMAN/BOT/SYSTEM, the BOT turn being the one to generate.
-_CHAT_META = dict(round=[dict(role="HUMAN", api_role="HUMAN"), dict(role="SYSTEM", api_role="SYSTEM"),
-                         dict(role="BOT", api_role="BOT", generate=True)])
+_CHAT_META = dict(
+    round=[
+        dict(role="HUMAN", api_role="HUMAN"),
+        dict(role="SYSTEM", api_role="SYSTEM"),
+        dict(role="BOT", api_role="BOT", generate=True),
+    ]
+)
 
 
 class FamilialBranchModel(BaseModel):
     """One branch of a familial checkpoint (or a plain HF checkpoint) as an OpenCompass model."""
 
-    def __init__(self, path: str, branch: str | int | None = None, *, dtype: str | None = None,
-                 device: str = "cpu", batch_size: int = 8, max_seq_len: int = 4096,
-                 stop_words: Sequence[str] = (), chat_template: bool = True, thinking: bool | None = None,
-                 shared_trunk: bool = False, run_branches: Sequence[str] = (),
-                 attn_implementation: str | None = None, **kwargs: Any):
+    def __init__(
+        self,
+        path: str,
+        branch: str | int | None = None,
+        *,
+        dtype: str | None = None,
+        device: str = "cpu",
+        batch_size: int = 8,
+        max_seq_len: int = 4096,
+        stop_words: Sequence[str] = (),
+        chat_template: bool = True,
+        thinking: bool | None = None,
+        shared_trunk: bool = False,
+        run_branches: Sequence[str] = (),
+        attn_implementation: str | None = None,
+        **kwargs: Any,
+    ):
         unknown = sorted(set(kwargs) - {"meta_template", "generation_kwargs", "tokenizer_only", "sync_rank"})
         if unknown:
-            raise EvalkitError(f"unknown model config key(s) {', '.join(unknown)} for {type(self).__name__}; "
-                               "see evalkit/opencompass_model.py for the keys it reads")
+            raise EvalkitError(
+                f"unknown model config key(s) {', '.join(unknown)} for {type(self).__name__}; "
+                "see evalkit/opencompass_model.py for the keys it reads"
+            )
         super().__init__(path=path, max_seq_len=max_seq_len, meta_template=kwargs.get("meta_template"))
-        config = EngineConfig(batch_size=batch_size, shared_trunk=shared_trunk, branches=tuple(run_branches),
-                              attn_implementation=attn_implementation)
+        config = EngineConfig(
+            batch_size=batch_size,
+            shared_trunk=shared_trunk,
+            branches=tuple(run_branches),
+            attn_implementation=attn_implementation,
+        )
         engine = engine_for(path, dtype=dtype, device=device, config=config)
         branch_ref = branch if branch is not None else engine.family.branches[-1].name
-        settings = GenerationSettings(stop=tuple(stop_words), chat_template=chat_template, thinking=thinking,
-                                      max_seq_len=max_seq_len)
+        settings = GenerationSettings(
+            stop=tuple(stop_words), chat_template=chat_template, thinking=thinking, max_seq_len=max_seq_len
+        )
         self.lm = engine.lm(branch_ref, settings)
         self.chat = chat_template and bool(getattr(engine.tokenizer, "chat_template", None))
         self.template_parser = APITemplateParser(_CHAT_META) if self.chat else LMTemplateParser()
@@ -64,8 +88,9 @@ class FamilialBranchModel(BaseModel):
         parser = self.template_parser if mode == "gen" else self._plain_parser
         return parser.parse_template(prompt_template, mode)
 
-    def generate(self, inputs: list, max_out_len: int, stopping_criteria: Sequence[str] = (),
-                 **kwargs: Any) -> list[str]:
+    def generate(
+        self, inputs: list, max_out_len: int, stopping_criteria: Sequence[str] = (), **kwargs: Any
+    ) -> list[str]:
         stop = tuple(stopping_criteria or ())
         return self.lm.generate([GenerateRequest(chat_messages(p), max_out_len, stop) for p in inputs])
 
@@ -121,4 +146,4 @@ def _split_continuation(text: str, cont: str) -> tuple[str, str]:
     if cont and text.endswith(cont):
         return text[: len(text) - len(cont)], cont
     i = text.rfind(cont) if cont else -1
-    return (text[:i] + text[i + len(cont):], cont) if i >= 0 else (text, cont)
+    return (text[:i] + text[i + len(cont) :], cont) if i >= 0 else (text, cont)

@@ -28,7 +28,8 @@ def headline_score(dataset_key: str, result: Mapping[str, Any]) -> float:
     if metric not in result:
         raise EvalkitError(
             f"OpenCompass result for {dataset_key} has no {metric!r} (keys: {', '.join(map(str, result))}); "
-            f"{result.get('error', 'the evaluation did not finish')}")
+            f"{result.get('error', 'the evaluation did not finish')}"
+        )
     return float(result[metric])
 
 
@@ -71,7 +72,8 @@ def item_outcomes(dataset_key: str, result: Mapping[str, Any]) -> list[tuple[str
     if not details:
         raise EvalkitError(
             f"OpenCompass result for {dataset_key} has no per-item details; run OpenCompass with "
-            f"--dump-eval-details (the default) so evalkit can pair items across models")
+            f"--dump-eval-details (the default) so evalkit can pair items across models"
+        )
     if isinstance(details, list):
         return _from_list(details)
     return _from_formatted(details)

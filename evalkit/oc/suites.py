@@ -58,7 +58,8 @@ def _load_module_list(dataset: Dataset) -> list[dict[str, Any]]:
         module = importlib.import_module(src.import_path)
     except ImportError as e:
         raise EvalkitError(
-            f"cannot import OpenCompass config {src.import_path} ({e}); install opencompass 0.5.x") from e
+            f"cannot import OpenCompass config {src.import_path} ({e}); install opencompass 0.5.x"
+        ) from e
     return [_plain(d) for d in getattr(module, src.variable)]
 
 
@@ -151,4 +152,5 @@ def check_data(
     raise EvalkitError(
         f"OpenCompass data missing under {root}: {shown}; pass --data-dir pointing at the OpenCompass data "
         f"root (the directory that contains data/) or set COMPASS_DATA_CACHE "
-        f"(layout: opencompass_configs/datasets/README.md)")
+        f"(layout: opencompass_configs/datasets/README.md)"
+    )

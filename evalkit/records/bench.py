@@ -36,6 +36,7 @@ class Environment:
     python: str
     git_revision: str | None
 
+
 SCHEMA = "evalkit.bench"
 SCHEMA_VERSION = 1
 
@@ -171,8 +172,10 @@ def load_bench(path: str | Path) -> BenchRecord:
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise EvalkitError(f"bench record {path} is not valid JSON ({e}); rerun `evalkit bench`") from None
     except (KeyError, TypeError, ValueError) as e:
-        raise EvalkitError(f"{path} is not an evalkit bench record ({type(e).__name__}: {e}); "
-                           "pass a bench.json written by `evalkit bench`") from None
+        raise EvalkitError(
+            f"{path} is not an evalkit bench record ({type(e).__name__}: {e}); "
+            "pass a bench.json written by `evalkit bench`"
+        ) from None
 
 
 def bench_from_dict(data: Mapping[str, Any]) -> BenchRecord:
@@ -194,7 +197,9 @@ def bench_from_dict(data: Mapping[str, Any]) -> BenchRecord:
         peak_bandwidth_source=str(data["peak_bandwidth_source"]),
         rows=tuple(_build(BenchRow, r) for r in data["rows"]),
         ratios=tuple(Ratio(**r) for r in data["ratios"]),
-        shared_trunk=None if trunk is None else SharedTrunk(
+        shared_trunk=None
+        if trunk is None
+        else SharedTrunk(
             model=trunk["model"],
             decode=tuple(_build(TrunkDecode, d) for d in trunk["decode"]),
             scoring=tuple(_build(TrunkScoring, s) for s in trunk["scoring"]),
@@ -202,7 +207,7 @@ def bench_from_dict(data: Mapping[str, Any]) -> BenchRecord:
             e2e=tuple(_build(TrunkE2E, e) for e in trunk.get("e2e", ())),
         ),
         notes=tuple(str(n) for n in data.get("notes", ())),
-    )  # fmt: skip
+    )
 
 
 def _build(cls: type, raw: Mapping[str, Any]) -> Any:
@@ -238,4 +243,3 @@ def _number_or_none(value: object, name: str) -> float | None:
 
 def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
-

@@ -33,8 +33,13 @@ def git_revision() -> str | None:
         rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
         if rev.returncode != 0:
             return None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
         return rev.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return None
@@ -89,9 +94,11 @@ class TaskTiming:
     @classmethod
     def from_dict(cls, data: Any, where: str) -> TaskTiming:
         entry = _fields(data, where, required=("status", "seconds"), optional=("session",))
-        return cls(status=_text(entry["status"], f"{where}.status"),
-                   seconds=_number(entry["seconds"], f"{where}.seconds", null=True),
-                   session=_whole(entry.get("session"), f"{where}.session", null=True))
+        return cls(
+            status=_text(entry["status"], f"{where}.status"),
+            seconds=_number(entry["seconds"], f"{where}.seconds", null=True),
+            session=_whole(entry.get("session"), f"{where}.session", null=True),
+        )
 
 
 @dataclass(frozen=True)
@@ -106,10 +113,12 @@ class Session:
     @classmethod
     def from_dict(cls, data: Any, where: str) -> Session:
         entry = _fields(data, where, required=tuple(f.name for f in fields(cls)))
-        return cls(command=_text(entry["command"], f"{where}.command"),
-                   started_at=_text(entry["started_at"], f"{where}.started_at"),
-                   finished_at=_text(entry["finished_at"], f"{where}.finished_at", null=True),
-                   duration_s=_number(entry["duration_s"], f"{where}.duration_s"))
+        return cls(
+            command=_text(entry["command"], f"{where}.command"),
+            started_at=_text(entry["started_at"], f"{where}.started_at"),
+            finished_at=_text(entry["finished_at"], f"{where}.finished_at", null=True),
+            duration_s=_number(entry["duration_s"], f"{where}.duration_s"),
+        )
 
 
 @dataclass(frozen=True)
@@ -126,11 +135,14 @@ class AverageCheck:
     @classmethod
     def from_dict(cls, data: Any, where: str) -> AverageCheck:
         entry = _fields(data, where, required=tuple(f.name for f in fields(cls)))
-        return cls(table=_whole(entry["table"], f"{where}.table"), line=_whole(entry["line"], f"{where}.line"),
-                   model=_text(entry["model"], f"{where}.model"),
-                   published=_number(entry["published"], f"{where}.published"),
-                   recomputed=_number(entry["recomputed"], f"{where}.recomputed", null=True),
-                   mismatch=_flag(entry["mismatch"], f"{where}.mismatch"))
+        return cls(
+            table=_whole(entry["table"], f"{where}.table"),
+            line=_whole(entry["line"], f"{where}.line"),
+            model=_text(entry["model"], f"{where}.model"),
+            published=_number(entry["published"], f"{where}.published"),
+            recomputed=_number(entry["recomputed"], f"{where}.recomputed", null=True),
+            mismatch=_flag(entry["mismatch"], f"{where}.mismatch"),
+        )
 
 
 @dataclass(frozen=True)
@@ -149,11 +161,13 @@ class TableImport:
         tables = _list(entry["tables"], f"{where}.tables")
         sizes = _object(entry["n"], f"{where}.n")
         averages = _list(entry["averages"], f"{where}.averages")
-        return cls(file=_text(entry["file"], f"{where}.file"),
-                   tables=tuple(_whole(t, f"{where}.tables[{i}]") for i, t in enumerate(tables)),
-                   n={k: _whole(v, f"{where}.n[{k!r}]") for k, v in sizes.items()},
-                   averages=tuple(AverageCheck.from_dict(a, f"{where}.averages[{i}]") for i, a in enumerate(averages)),
-                   average_mismatches=_whole(entry["average_mismatches"], f"{where}.average_mismatches"))
+        return cls(
+            file=_text(entry["file"], f"{where}.file"),
+            tables=tuple(_whole(t, f"{where}.tables[{i}]") for i, t in enumerate(tables)),
+            n={k: _whole(v, f"{where}.n[{k!r}]") for k, v in sizes.items()},
+            averages=tuple(AverageCheck.from_dict(a, f"{where}.averages[{i}]") for i, a in enumerate(averages)),
+            average_mismatches=_whole(entry["average_mismatches"], f"{where}.average_mismatches"),
+        )
 
 
 @dataclass(frozen=True)
@@ -172,8 +186,10 @@ class RunProvenance:
     def from_dict(cls, data: Any, schema_version: int, where: str = "provenance.configs") -> RunProvenance:
         """The section of a record with `schema_version`, checked part by part; a RecordError names the part."""
         if schema_version not in SCHEMA_VERSIONS:
-            raise RecordError(f"{where} of schema_version {schema_version} cannot be read (this evalkit reads "
-                              f"{', '.join(map(str, SCHEMA_VERSIONS))})")
+            raise RecordError(
+                f"{where} of schema_version {schema_version} cannot be read (this evalkit reads "
+                f"{', '.join(map(str, SCHEMA_VERSIONS))})"
+            )
         section = _fields(data, where, optional=tuple(_PARTS))
         return cls(**{name: _PARTS[name](value, f"{where}.{name}") for name, value in section.items()})
 
@@ -203,8 +219,7 @@ def _sessions(data: Any, where: str) -> tuple[Session, ...]:
     return tuple(Session.from_dict(s, f"{where}[{i}]") for i, s in enumerate(_list(data, where)))
 
 
-def _fields(data: Any, where: str, required: tuple[str, ...] = (), optional: tuple[str, ...] = ()
-            ) -> Mapping[str, Any]:
+def _fields(data: Any, where: str, required: tuple[str, ...] = (), optional: tuple[str, ...] = ()) -> Mapping[str, Any]:
     """`data` as an object with every `required` key and no key outside `required` and `optional`."""
     found = _object(data, where)
     missing = [k for k in required if k not in found]
@@ -212,8 +227,10 @@ def _fields(data: Any, where: str, required: tuple[str, ...] = (), optional: tup
         raise RecordError(f"{where} lacks {', '.join(map(repr, missing))}")
     unknown = [k for k in found if k not in required and k not in optional]
     if unknown:
-        raise RecordError(f"{where} has {', '.join(map(repr, unknown))}, which this evalkit does not know "
-                          f"(known: {', '.join((*required, *optional))})")
+        raise RecordError(
+            f"{where} has {', '.join(map(repr, unknown))}, which this evalkit does not know "
+            f"(known: {', '.join((*required, *optional))})"
+        )
     return found
 
 
@@ -244,8 +261,15 @@ def _flag(value: Any, where: str) -> bool:
 
 
 def _wrong(value: Any, where: str, expected: str, null: bool = False) -> NoReturn:
-    shown = ("an object" if isinstance(value, Mapping) else "a list" if isinstance(value, list | tuple)
-             else "null" if value is None else repr(value))
+    shown = (
+        "an object"
+        if isinstance(value, Mapping)
+        else "a list"
+        if isinstance(value, list | tuple)
+        else "null"
+        if value is None
+        else repr(value)
+    )
     raise RecordError(f"{where} is {shown}, expected {expected}{' or null' if null else ''}")
 
 

@@ -78,9 +78,11 @@ def import_table(
         raise EvalkitError(f"{path} does not exist; pass a markdown file that holds a score table")
     text = path.read_text(encoding="utf-8")
     found = score_tables(text)
-    warnings = [f"{path.name} line {t.line}: table with an average column but no dataset evalkit knows "
-                f"({', '.join(plain(h) for h in t.headers[1:])}); skipped and not numbered"
-                for t in _unknown_score_tables(text)]
+    warnings = [
+        f"{path.name} line {t.line}: table with an average column but no dataset evalkit knows "
+        f"({', '.join(plain(h) for h in t.headers[1:])}); skipped and not numbered"
+        for t in _unknown_score_tables(text)
+    ]
     if not found:
         raise EvalkitError(f"{path} holds no score table (a pipe table whose columns are dataset names)")
     chosen = _select(found, tables)
@@ -88,8 +90,10 @@ def import_table(
     ours = _our_families(found)
     names = [cells[0] for st in found for _, cells in st.table.rows]
     if not any(_OURS.search(plain(c)) for c in names) and any(_family(_name(c)) for c in names):
-        warnings.append(f"{path.name}: no row is marked (ours), so every model imports as a baseline; "
-                        "mark our branches' names, e.g. AI-Flow-Ruyi-7B-E3B-0725 (ours)")
+        warnings.append(
+            f"{path.name}: no row is marked (ours), so every model imports as a baseline; "
+            "mark our branches' names, e.g. AI-Flow-Ruyi-7B-E3B-0725 (ours)"
+        )
     models: dict[str, ModelInfo] = {}
     values: dict[tuple[str, str], tuple[float, int]] = {}
     averages: list[AverageCheck] = []
@@ -104,12 +108,25 @@ def import_table(
         for (abbr, key), (v, _) in values.items()
     )
     mismatches = [a for a in averages if a.mismatch]
-    imported = TableImport(file=str(path), tables=tuple(st.number for st in chosen), n=sizes,
-                           averages=tuple(averages), average_mismatches=len(mismatches))
-    prov = Provenance(source=source or path.name, command=f"evalkit import-table {path.name}",
-                      configs=RunProvenance(import_table=imported))
-    record = ResultsRecord(run_id=run_id or f"published-{path.stem}", kind="published",
-                           models=tuple(models.values()), scores=scores, provenance=prov)
+    imported = TableImport(
+        file=str(path),
+        tables=tuple(st.number for st in chosen),
+        n=sizes,
+        averages=tuple(averages),
+        average_mismatches=len(mismatches),
+    )
+    prov = Provenance(
+        source=source or path.name,
+        command=f"evalkit import-table {path.name}",
+        configs=RunProvenance(import_table=imported),
+    )
+    record = ResultsRecord(
+        run_id=run_id or f"published-{path.stem}",
+        kind="published",
+        models=tuple(models.values()),
+        scores=scores,
+        provenance=prov,
+    )
     return ImportResult(record, tuple(warnings), tuple(st.number for st in chosen))
 
 
@@ -138,8 +155,7 @@ def _columns(number: int, t: PipeTable) -> _ScoreTable | None:
             except EvalkitError:
                 ignored.append(name or f"column {i + 2}")
         if key is not None and key in keys and clash is None:
-            clash = (f"columns {plain(t.headers[keys.index(key) + 1])!r} and {name!r} both read as "
-                     f"{BY_KEY[key].title}")
+            clash = f"columns {plain(t.headers[keys.index(key) + 1])!r} and {name!r} both read as {BY_KEY[key].title}"
         keys.append(key)
     if all(k is None for k in keys):
         return None
@@ -148,8 +164,11 @@ def _columns(number: int, t: PipeTable) -> _ScoreTable | None:
 
 def _unknown_score_tables(text: str) -> list[PipeTable]:
     """Tables with an average column but no known dataset: score tables evalkit cannot read."""
-    return [t for t in find_tables(text)
-            if any(plain(h).lower() in AVERAGE_HEADERS for h in t.headers[1:]) and _columns(0, t) is None]
+    return [
+        t
+        for t in find_tables(text)
+        if any(plain(h).lower() in AVERAGE_HEADERS for h in t.headers[1:]) and _columns(0, t) is None
+    ]
 
 
 def _select(found: list[_ScoreTable], tables: str | Sequence[int] | None) -> list[_ScoreTable]:
@@ -181,8 +200,7 @@ def parse_table_numbers(spec: str) -> list[int]:
 
 def describe(found: list[_ScoreTable]) -> str:
     return "; ".join(
-        f"{st.number} (line {st.table.line}: {', '.join(BY_KEY[d].title for d in st.datasets if d)})"
-        for st in found
+        f"{st.number} (line {st.table.line}: {', '.join(BY_KEY[d].title for d in st.datasets if d)})" for st in found
     )
 
 
@@ -215,7 +233,9 @@ def _family(name: str) -> str | None:
 def _our_families(found: Sequence[_ScoreTable]) -> frozenset[str]:
     """The families that some row of the file marks (ours): their unmarked rows are ours too."""
     return frozenset(
-        family for st in found for _, cells in st.table.rows
+        family
+        for st in found
+        for _, cells in st.table.rows
         if cells and _OURS.search(plain(cells[0])) and (family := _family(_name(cells[0]))) is not None
     )
 
@@ -233,17 +253,25 @@ def _number(cell: str, where: str) -> float | None:
     return value
 
 
-def _read_rows(st: _ScoreTable, ours: Set[str], models: dict[str, ModelInfo],
-               values: dict[tuple[str, str], tuple[float, int]], averages: list[AverageCheck],
-               warnings: list[str], path: Path) -> None:
+def _read_rows(
+    st: _ScoreTable,
+    ours: Set[str],
+    models: dict[str, ModelInfo],
+    values: dict[tuple[str, str], tuple[float, int]],
+    averages: list[AverageCheck],
+    warnings: list[str],
+    path: Path,
+) -> None:
     where = f"{path.name} line {st.table.line} (score table {st.number})"
     if st.clash:
         raise EvalkitError(f"{where}: {st.clash}; rename one column, or leave the table out with --table")
     if st.ignored:
         known = ", ".join(d.title for d in BY_KEY.values())
         unchecked = "; its averages are not checked" if st.average is not None else ""
-        warnings.append(f"{where}: ignored {', '.join(map(repr, st.ignored))}, not datasets evalkit knows "
-                        f"(known: {known}){unchecked}")
+        warnings.append(
+            f"{where}: ignored {', '.join(map(repr, st.ignored))}, not datasets evalkit knows "
+            f"(known: {known}){unchecked}"
+        )
     for line, cells in st.table.rows:
         if not cells or not plain(cells[0]):
             continue
@@ -263,27 +291,46 @@ def _read_rows(st: _ScoreTable, ours: Set[str], models: dict[str, ModelInfo],
             row[key] = v
             old = values.get((info.abbr, key))
             if old is not None and old[0] != v:
-                raise _Conflict(f"{path.name}: {info.name} {BY_KEY[key].title} is {old[0]:.2f} at line "
-                                f"{old[1]} but {v:.2f} at line {line}")
+                raise _Conflict(
+                    f"{path.name}: {info.name} {BY_KEY[key].title} is {old[0]:.2f} at line "
+                    f"{old[1]} but {v:.2f} at line {line}"
+                )
             values[(info.abbr, key)] = (v, line)
         if published_avg is not None:
             averages.append(_check_average(st, line, info, row, published_avg, path, warnings))
 
 
-def _check_average(st: _ScoreTable, line: int, info: ModelInfo, row: dict[str, float], published: float,
-                   path: Path, warnings: list[str]) -> AverageCheck:
+def _check_average(
+    st: _ScoreTable,
+    line: int,
+    info: ModelInfo,
+    row: dict[str, float],
+    published: float,
+    path: Path,
+    warnings: list[str],
+) -> AverageCheck:
     expected = [d for d in st.datasets if d is not None]
     complete = len(row) == len(expected) and not st.ignored  # an ignored column may be in the average
     recomputed = sum(row.values()) / len(row) if complete else None
     mismatch = recomputed is not None and abs(recomputed - published) > AVERAGE_TOLERANCE
     if mismatch:
-        warnings.append(f"{path.name} line {line}: {info.name}: published average {published:.2f}, "
-                        f"recomputed {recomputed:.2f} from its {len(row)} scores")
+        warnings.append(
+            f"{path.name} line {line}: {info.name}: published average {published:.2f}, "
+            f"recomputed {recomputed:.2f} from its {len(row)} scores"
+        )
     elif recomputed is None and not st.ignored:  # the table's warning covers ignored columns
-        warnings.append(f"{path.name} line {line}: {info.name}: average {published:.2f} not checked "
-                        f"(row has {len(row)} of {len(expected)} scores)")
-    return AverageCheck(table=st.number, line=line, model=info.abbr, published=published,
-                        recomputed=None if recomputed is None else round(recomputed, 4), mismatch=mismatch)
+        warnings.append(
+            f"{path.name} line {line}: {info.name}: average {published:.2f} not checked "
+            f"(row has {len(row)} of {len(expected)} scores)"
+        )
+    return AverageCheck(
+        table=st.number,
+        line=line,
+        model=info.abbr,
+        published=published,
+        recomputed=None if recomputed is None else round(recomputed, 4),
+        mismatch=mismatch,
+    )
 
 
 def _check_branches(models: dict[str, ModelInfo], found: list[_ScoreTable], path: Path) -> None:

@@ -253,11 +253,14 @@ def _items_from_dicts(items: Iterable[Mapping[str, Any]], where: str) -> tuple[I
         item = Item(**i)
         score = item.score
         if isinstance(score, bool) or not isinstance(score, int | float) or not 0.0 <= score <= 1.0:
-            raise RecordError(f"item {item.id!r} of {where} has score {score!r}; item scores are numbers "
-                              "from 0 to 1 (1 correct, 0 wrong)")
+            raise RecordError(
+                f"item {item.id!r} of {where} has score {score!r}; item scores are numbers "
+                "from 0 to 1 (1 correct, 0 wrong)"
+            )
         if item.id in seen:
-            raise RecordError(f"item id {item.id!r} appears twice in {where}; each item is scored once per "
-                              "model and dataset")
+            raise RecordError(
+                f"item id {item.id!r} appears twice in {where}; each item is scored once per model and dataset"
+            )
         seen.add(item.id)
         out.append(item if isinstance(score, float) else replace(item, score=float(score)))
     return tuple(out)

@@ -102,16 +102,20 @@ REPORT_VRAM = VramLayout(labels=(("Model", row_name),), style=REPORT)
 
 def bench_markdown(record: BenchRecord) -> str:
     env = record.environment
-    head = (f"Device: {env.device} · torch {env.torch} · transformers {env.transformers} · {record.dtype} · "
-            f"peak bandwidth: {_gbps(record)}\nCommand: `{record.command}` · {record.created_at}")  # fmt: skip
+    head = (
+        f"Device: {env.device} · torch {env.torch} · transformers {env.transformers} · {record.dtype} · "
+        f"peak bandwidth: {_gbps(record)}\nCommand: `{record.command}` · {record.created_at}"
+    )
     if record.rows:
         head += "\n" + _backends(record)
     parts = [head, *(f"Note: {n}" for n in record.notes)]
     if record.rows:
         parts += ["### Speed per branch", speed_table(record.rows, CONSOLE_SPEED)]
     if record.ratios:
-        rows = [(r.model, r.branch, r.batch_size, f"{r.decode_speedup:.2f}x", f"{r.e2e_speedup:.2f}x")
-                for r in record.ratios]  # fmt: skip
+        rows = [
+            (r.model, r.branch, r.batch_size, f"{r.decode_speedup:.2f}x", f"{r.e2e_speedup:.2f}x")
+            for r in record.ratios
+        ]
         headers = ["model", "branch", "batch", "decode tok/s", "end to end"]
         parts += ["### fast over hf (same run)", tabulate(rows, headers=headers, tablefmt="github")]
     if any(r.peak_allocated_bytes is not None or r.error for r in record.rows):
@@ -185,27 +189,62 @@ def _vram_cell(rows: list[BenchRow]) -> str:
 def trunk_tables(trunk: SharedTrunk) -> str:
     out: list[str] = []
     if trunk.decode:
-        rows = [(d.batch_size, len(d.branches), f"{d.shared_step_s.median * 1e3:.2f}",
-                 f"{d.last_step_s.median * 1e3:.2f}", f"{d.separate_step_s * 1e3:.2f}",
-                 f"{d.decode_shared_over_last:.2f}x", f"{d.decode_separate_over_last:.2f}x")
-                for d in trunk.decode]  # fmt: skip
-        headers = ["batch", "branches", "all together ms/step", "last alone ms/step", "each alone, summed ms/step",
-                   "together / last", "separate / last"]  # fmt: skip
+        rows = [
+            (
+                d.batch_size,
+                len(d.branches),
+                f"{d.shared_step_s.median * 1e3:.2f}",
+                f"{d.last_step_s.median * 1e3:.2f}",
+                f"{d.separate_step_s * 1e3:.2f}",
+                f"{d.decode_shared_over_last:.2f}x",
+                f"{d.decode_separate_over_last:.2f}x",
+            )
+            for d in trunk.decode
+        ]
+        headers = [
+            "batch",
+            "branches",
+            "all together ms/step",
+            "last alone ms/step",
+            "each alone, summed ms/step",
+            "together / last",
+            "separate / last",
+        ]
         out += [f"Decoding ({trunk.model}):", tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)]
     if trunk.scoring:
-        scoring = [(s.batch_size, s.seq_len, len(s.branches), f"{s.shared_s.median * 1e3:.2f}",
-                 f"{s.last_s.median * 1e3:.2f}", f"{s.separate_s * 1e3:.2f}", f"{s.scoring_shared_over_last:.2f}x",
-                 f"{s.scoring_separate_over_last:.2f}x") for s in trunk.scoring]  # fmt: skip
-        headers = ["batch", "tokens", "branches", "all together ms", "last alone ms", "each alone, summed ms",
-                   "together / last", "separate / last"]  # fmt: skip
+        scoring = [
+            (
+                s.batch_size,
+                s.seq_len,
+                len(s.branches),
+                f"{s.shared_s.median * 1e3:.2f}",
+                f"{s.last_s.median * 1e3:.2f}",
+                f"{s.separate_s * 1e3:.2f}",
+                f"{s.scoring_shared_over_last:.2f}x",
+                f"{s.scoring_separate_over_last:.2f}x",
+            )
+            for s in trunk.scoring
+        ]
+        headers = [
+            "batch",
+            "tokens",
+            "branches",
+            "all together ms",
+            "last alone ms",
+            "each alone, summed ms",
+            "together / last",
+            "separate / last",
+        ]
         table = tabulate(scoring, headers=headers, tablefmt="github", disable_numparse=True)
         out += [f"Scoring ({trunk.model}):", table]
     for e in trunk.e2e:
-        out += [f"End to end ({trunk.model}, {e.suite} suite, {e.limit} items per dataset, {len(e.branches)} branches "
-                f"x {len(e.datasets)} datasets): evalkit run {e.evalkit_s:.1f} s, stock OpenCompass {e.stock_s:.1f} s, "
-                f"stock / evalkit {e.e2e_stock_over_evalkit:.2f}x; predictions identical: "
-                f"{str(e.predictions_identical).lower()} ({e.items_compared} items).",
-                f"Baseline: {e.baseline}."]  # fmt: skip
+        out += [
+            f"End to end ({trunk.model}, {e.suite} suite, {e.limit} items per dataset, {len(e.branches)} branches "
+            f"x {len(e.datasets)} datasets): evalkit run {e.evalkit_s:.1f} s, stock OpenCompass {e.stock_s:.1f} s, "
+            f"stock / evalkit {e.e2e_stock_over_evalkit:.2f}x; predictions identical: "
+            f"{str(e.predictions_identical).lower()} ({e.items_compared} items).",
+            f"Baseline: {e.baseline}.",
+        ]
     out += [f"Note: {n}" for n in trunk.notes]
     return "\n\n".join(out)
 
@@ -239,5 +278,7 @@ def _backends(record: BenchRecord) -> str:
     attn = record.config.get("attn", "sdpa")
     mode = record.protocol.get("decode_mode") or record.config.get("decode_mode", "auto")
     graphs = {"cudagraph": "replayed as a CUDA graph", "compile": "torch.compile", "eager": "eager"}
-    return (f"Backends: hf = stock transformers `generate` ({attn} attention); "
-            f"fast = evalkit's static-KV-cache decoder, {graphs.get(mode, mode)}")
+    return (
+        f"Backends: hf = stock transformers `generate` ({attn} attention); "
+        f"fast = evalkit's static-KV-cache decoder, {graphs.get(mode, mode)}"
+    )

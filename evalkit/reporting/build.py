@@ -51,20 +51,25 @@ def report(
 
     inversions = find_inversions(merged)
     queue = PlotQueue()
-    write_json_atomic(out_dir / "monotonicity.json", {
-        "alpha": 0.05,
-        "pairs": "all ordered pairs of each family's branches; Holm across the pairs of one dataset",
-        "inversions": [i.to_json() for i in inversions],
-    })
-    text = "\n".join([
-        f"# Evaluation report: {merged.run_id}\n",
-        provenance_section(loaded),
-        tables_section(merged, stderr=stderr),
-        "## Monotonicity across branches\n\n" + sections.monotonicity(merged, inversions, plot_dir, queue),
-        "## Branches against baselines\n\n" + sections.versus_baselines(merged),
-        "## Routing headroom\n\n" + sections.routing(merged, plot_dir, queue),
-        perf.performance(benches, merged, plot_dir, queue),
-    ])
+    write_json_atomic(
+        out_dir / "monotonicity.json",
+        {
+            "alpha": 0.05,
+            "pairs": "all ordered pairs of each family's branches; Holm across the pairs of one dataset",
+            "inversions": [i.to_json() for i in inversions],
+        },
+    )
+    text = "\n".join(
+        [
+            f"# Evaluation report: {merged.run_id}\n",
+            provenance_section(loaded),
+            tables_section(merged, stderr=stderr),
+            "## Monotonicity across branches\n\n" + sections.monotonicity(merged, inversions, plot_dir, queue),
+            "## Branches against baselines\n\n" + sections.versus_baselines(merged),
+            "## Routing headroom\n\n" + sections.routing(merged, plot_dir, queue),
+            perf.performance(benches, merged, plot_dir, queue),
+        ]
+    )
     queue.run()
     path = out_dir / "report.md"
     path.write_text(text.rstrip("\n") + "\n", encoding="utf-8")
@@ -76,10 +81,17 @@ def provenance_section(records: Sequence[ResultsRecord]) -> str:
     rows = []
     for r in records:
         p = r.provenance
-        rows.append([
-            r.run_id, r.kind, p.git_revision or "–", p.device or "–", p.dtype or "–",
-            p.data_source or p.source or "–", p.finished_at or p.started_at or "–",
-        ])
+        rows.append(
+            [
+                r.run_id,
+                r.kind,
+                p.git_revision or "–",
+                p.device or "–",
+                p.dtype or "–",
+                p.data_source or p.source or "–",
+                p.finished_at or p.started_at or "–",
+            ]
+        )
     headers = ["Run", "Kind", "Git revision", "Device", "Dtype", "Data source", "Finished"]
     table = tabulate(rows, headers=headers, tablefmt="pipe", disable_numparse=True)
     packages = _packages(records)

@@ -47,8 +47,9 @@ class Speed:
         return self.row.backend
 
 
-def performance(benches: Sequence[tuple[Path, BenchRecord]], record: ResultsRecord, plot_dir: Path,
-                queue: plots.PlotQueue) -> str:
+def performance(
+    benches: Sequence[tuple[Path, BenchRecord]], record: ResultsRecord, plot_dir: Path, queue: plots.PlotQueue
+) -> str:
     if not benches:
         return ""
     parts = ["## Performance\n"]
@@ -85,19 +86,22 @@ def _protocol(bench: BenchRecord) -> str:
     if bench.peak_bandwidth_gbps is None:
         lines.append("Peak memory bandwidth: unknown, so no MBU (pass `--peak-bandwidth` to `evalkit bench`).")
     else:
-        lines.append(f"Peak memory bandwidth: {bench.peak_bandwidth_gbps:g} GB/s ({bench.peak_bandwidth_source}); "
-                     "MBU = bytes per token × tokens/s ÷ peak.")
+        lines.append(
+            f"Peak memory bandwidth: {bench.peak_bandwidth_gbps:g} GB/s ({bench.peak_bandwidth_source}); "
+            "MBU = bytes per token × tokens/s ÷ peak."
+        )
     if c.get("shapes"):
-        lines.append("Models are real shapes with random weights (`--shape`): at a fixed output length their "
-                     "speed is that of the real checkpoints.")
+        lines.append(
+            "Models are real shapes with random weights (`--shape`): at a fixed output length their "
+            "speed is that of the real checkpoints."
+        )
     if bench.environment.device_type == "cpu":
         lines.append("These are CPU timings; they say nothing about speed on a GPU.")
     lines.append(f"Command: `{bench.command}` · {bench.created_at}")
     return "\n".join(f"{line}  " for line in lines).rstrip() + "\n"
 
 
-def _bench_block(path: Path, bench: BenchRecord, record: ResultsRecord, plot_dir: Path,
-                 queue: plots.PlotQueue) -> str:
+def _bench_block(path: Path, bench: BenchRecord, record: ResultsRecord, plot_dir: Path, queue: plots.PlotQueue) -> str:
     parts = [f"### Bench {bench.run_id} (`{path.name}`)\n", _protocol(bench), *(f"Note: {n}\n" for n in bench.notes)]
     if not bench.rows and bench.shared_trunk is None:
         parts.append("This bench record has no measurements.\n")
@@ -107,12 +111,16 @@ def _bench_block(path: Path, bench: BenchRecord, record: ResultsRecord, plot_dir
         stem = plot_dir / f"speed_size_{_slug(bench.run_id)}"
         if _speed_size(bench, stem, queue):
             what = "Median decode tokens/s against parameters, the faster backend per point"
-            parts.append(f"#### Speed against size\n\n{_caption(bench, what)}\n\n"
-                         f"![speed against size](plots/{stem.name}.png)\n")
+            parts.append(
+                f"#### Speed against size\n\n{_caption(bench, what)}\n\n![speed against size](plots/{stem.name}.png)\n"
+            )
         parts.append("#### Accuracy against speed\n\n" + _pareto(bench, record, plot_dir, queue))
     if bench.shared_trunk is not None:
-        parts.append(f"#### Shared trunk\n\n{_caption(bench, 'All branches at once vs one')}\n\n"
-                     + trunk_tables(bench.shared_trunk) + "\n")
+        parts.append(
+            f"#### Shared trunk\n\n{_caption(bench, 'All branches at once vs one')}\n\n"
+            + trunk_tables(bench.shared_trunk)
+            + "\n"
+        )
     return "\n".join(parts)
 
 
@@ -123,9 +131,11 @@ def _speed_tables(bench: BenchRecord) -> str:
     by_branch: dict[tuple[str, str], list[BenchRow]] = {}
     for r in bench.rows:
         by_branch.setdefault((r.model, r.branch), []).append(r)
-    parts = ["#### Speed per branch\n\nTTFT: time to the first token (prefill). TPOT: time per output token "
-             "after the first. Decode tok/s counts every row of the batch. fast/hf: the two backends' medians, "
-             "measured in the same run on the same prompts.\n"]
+    parts = [
+        "#### Speed per branch\n\nTTFT: time to the first token (prefill). TPOT: time per output token "
+        "after the first. Decode tok/s counts every row of the batch. fast/hf: the two backends' medians, "
+        "measured in the same run on the same prompts.\n"
+    ]
     for rows in by_branch.values():
         first = rows[0]
         table = speed_table(sorted(rows, key=lambda r: (r.backend != "hf", r.batch_size)), REPORT_SPEED, bench.ratios)
@@ -137,13 +147,18 @@ def _speed_tables(bench: BenchRecord) -> str:
 def _vram(bench: BenchRecord) -> str:
     """Yi README's shape: one row per model, GB by batch size; the smaller backend's figure per cell."""
     if not any(r.min_vram_bytes is not None or r.error == "out of memory" for r in bench.rows):
-        where = "the bench ran on a CPU, which has no GPU memory counters" \
-            if bench.environment.device_type == "cpu" else "this record has no memory figures"
+        where = (
+            "the bench ran on a CPU, which has no GPU memory counters"
+            if bench.environment.device_type == "cpu"
+            else "this record has no memory figures"
+        )
         return f"{_caption(bench, 'Minimum VRAM')}\n\nNot measured: {where}.\n"
     table = vram_table(bench.rows, REPORT_VRAM)
-    intro = ("Peak allocated GPU memory while generating, less the family's tensors the branch does not read "
-             "(what the branch alone would need), the smaller of the backends measured; "
-             "\"> device\" where every backend ran out of memory.")
+    intro = (
+        "Peak allocated GPU memory while generating, less the family's tensors the branch does not read "
+        "(what the branch alone would need), the smaller of the backends measured; "
+        '"> device" where every backend ran out of memory.'
+    )
     return f"{intro}\n\n{_caption(bench, 'Minimum VRAM')}\n\n{table}\n"
 
 
@@ -172,16 +187,30 @@ def _speed_size(bench: BenchRecord, stem: Path, queue: plots.PlotQueue) -> bool:
     for b in sorted({r.batch_size for r in bench.rows}):
         best = _best(bench, b)
         for fam in families:
-            pts = sorted((plots.SpeedPoint(s.row.branch, s.row.num_params, s.tokens_per_s)
-                          for (m, _), s in best.items() if m == fam), key=lambda p: p.params)
+            pts = sorted(
+                (
+                    plots.SpeedPoint(s.row.branch, s.row.num_params, s.tokens_per_s)
+                    for (m, _), s in best.items()
+                    if m == fam
+                ),
+                key=lambda p: p.params,
+            )
             if pts:
                 lines[f"batch={b}" if len(families) == 1 else f"{fam} batch={b}"] = pts
-    others = [plots.SpeedPoint(s.row.title, s.row.num_params, s.tokens_per_s)
-              for s in batch1_speeds(bench).values() if s.row.role != "ours"]
+    others = [
+        plots.SpeedPoint(s.row.title, s.row.num_params, s.tokens_per_s)
+        for s in batch1_speeds(bench).values()
+        if s.row.role != "ours"
+    ]
     if not lines and not others:
         return False
-    queue.add(plots.speed_size_plot, lines=lines, others=others, stem=stem,
-              title=f"Decode speed against size\n{device_label(bench)}")
+    queue.add(
+        plots.speed_size_plot,
+        lines=lines,
+        others=others,
+        stem=stem,
+        title=f"Decode speed against size\n{device_label(bench)}",
+    )
     return True
 
 
@@ -197,8 +226,11 @@ def _match(row: BenchRow, record: ResultsRecord) -> ModelInfo | None:
     ours = row.role == "ours"
     for m in record.models:
         if ours and m.role == "ours":
-            same = bool(m.family) and _norm(m.family or "") == _norm(row.model) and (m.branch or "").lower() == \
-                row.branch.lower()
+            same = (
+                bool(m.family)
+                and _norm(m.family or "") == _norm(row.model)
+                and (m.branch or "").lower() == row.branch.lower()
+            )
         elif not ours and m.role != "ours":
             same = bool({_norm(row.model), _norm(row.title), _norm(row.branch)} & {_norm(m.abbr), _norm(m.name)})
         else:
@@ -213,8 +245,11 @@ def _pareto(bench: BenchRecord, record: ResultsRecord, plot_dir: Path, queue: pl
     if not speeds:
         return "No batch-1 measurements in this bench, so no accuracy-against-speed plot.\n"
     matched = {key: (s, m) for key, s in speeds.items() if (m := _match(s.row, record)) is not None}
-    notes = [f"{row_name(s.row)} (bench) has no results with a corresponding name; left out."
-             for key, s in speeds.items() if key not in matched]
+    notes = [
+        f"{row_name(s.row)} (bench) has no results with a corresponding name; left out."
+        for key, s in speeds.items()
+        if key not in matched
+    ]
     branches = [m for s, m in matched.values() if m.role == "ours"]
     keys = common_datasets(record, branches)
     if not branches or not keys:
@@ -235,18 +270,32 @@ def _pareto(bench: BenchRecord, record: ResultsRecord, plot_dir: Path, queue: pl
         if m.role != "ours":
             base_names.append(label)
     stem = plot_dir / f"pareto_{_slug(bench.run_id)}"
-    queue.add(plots.pareto_plot, accuracy=accuracy, tokens_per_s=speed, baselines=base_names, stem=stem,
-              title=f"Accuracy against decode speed at batch 1\n{device_label(bench)}")
+    queue.add(
+        plots.pareto_plot,
+        accuracy=accuracy,
+        tokens_per_s=speed,
+        baselines=base_names,
+        stem=stem,
+        title=f"Accuracy against decode speed at batch 1\n{device_label(bench)}",
+    )
     used = sorted(set(backends.values()))
-    which = (f"the {BACKEND_TITLES.get(used[0], used[0])} backend for every point" if len(used) == 1 else
-             "the faster backend per point: " + ", ".join(f"{k} {v}" for k, v in backends.items()))
+    which = (
+        f"the {BACKEND_TITLES.get(used[0], used[0])} backend for every point"
+        if len(used) == 1
+        else "the faster backend per point: " + ", ".join(f"{k} {v}" for k, v in backends.items())
+    )
     front = plots.pareto_front({k: (speed[k], accuracy[k]) for k in accuracy})
-    caption = (f"Accuracy: the average over the {len(keys)} datasets every matched branch has, from the results "
-               f"records. Speed: median decode tokens/s at batch 1 with {which}. The dotted line is the Pareto "
-               f"frontier (nothing else both faster and more accurate): {', '.join(front)}.")
-    return (f"{caption}\n\n{_caption(bench, 'Accuracy against decode speed')}\n\n"
-            f"![accuracy against speed](plots/{stem.name}.png)\n" + "".join(f"\n- {n}" for n in notes)
-            + ("\n" if notes else ""))
+    caption = (
+        f"Accuracy: the average over the {len(keys)} datasets every matched branch has, from the results "
+        f"records. Speed: median decode tokens/s at batch 1 with {which}. The dotted line is the Pareto "
+        f"frontier (nothing else both faster and more accurate): {', '.join(front)}."
+    )
+    return (
+        f"{caption}\n\n{_caption(bench, 'Accuracy against decode speed')}\n\n"
+        f"![accuracy against speed](plots/{stem.name}.png)\n"
+        + "".join(f"\n- {n}" for n in notes)
+        + ("\n" if notes else "")
+    )
 
 
 def _short(revision: str) -> str:

@@ -128,22 +128,58 @@ def monotonicity_plot(
     x = np.array([p.params for p in points]) / 1e9
     y = np.array([p.value for p in points])
     err = np.array([1.96 * p.se if p.se is not None else 0.0 for p in points])
-    ax.errorbar(x, y, yerr=err, color=BRANCH_COLOUR, marker="o", markersize=6, linewidth=1.8,
-                capsize=4, elinewidth=1.2, zorder=3)
+    ax.errorbar(
+        x,
+        y,
+        yerr=err,
+        color=BRANCH_COLOUR,
+        marker="o",
+        markersize=6,
+        linewidth=1.8,
+        capsize=4,
+        elinewidth=1.2,
+        zorder=3,
+    )
     label_box = {"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none"}
     for xi, yi in zip(x, y, strict=True):
-        ax.annotate(f"{yi:.1f}", (xi, yi), textcoords="offset points", xytext=(-7, 6), ha="right",
-                    fontsize=8, color="#333333", bbox=label_box, zorder=5)
+        ax.annotate(
+            f"{yi:.1f}",
+            (xi, yi),
+            textcoords="offset points",
+            xytext=(-7, 6),
+            ha="right",
+            fontsize=8,
+            color="#333333",
+            bbox=label_box,
+            zorder=5,
+        )
     flagged = {name for pair in inverted for name in pair}
     ringed = [i for i, p in enumerate(points) if p.label in flagged]
     if ringed:
-        ax.scatter(x[ringed], y[ringed], s=170, facecolors="none", edgecolors=INVERSION_COLOUR, linewidths=1.6,
-                   zorder=4, label="significant inversion")
+        ax.scatter(
+            x[ringed],
+            y[ringed],
+            s=170,
+            facecolors="none",
+            edgecolors=INVERSION_COLOUR,
+            linewidths=1.6,
+            zorder=4,
+            label="significant inversion",
+        )
     for (name, value), colour in zip(baselines.items(), BASELINE_COLOURS * 4, strict=False):
         ax.axhline(value, color=colour, linestyle="--", linewidth=1.1, zorder=2)
-        ax.annotate(f"{name} {value:.1f}", (1.0, value), xycoords=("axes fraction", "data"),
-                    xytext=(6, 0), textcoords="offset points", ha="left", va="center", fontsize=8,
-                    color=colour, annotation_clip=False)
+        ax.annotate(
+            f"{name} {value:.1f}",
+            (1.0, value),
+            xycoords=("axes fraction", "data"),
+            xytext=(6, 0),
+            textcoords="offset points",
+            ha="left",
+            va="center",
+            fontsize=8,
+            color=colour,
+            annotation_clip=False,
+        )
     ticks = [p.label if nominal else f"{p.label}\n{p.params / 1e9:.2f}B" for p in points]
     ax.set_xticks(x, ticks)
     ax.yaxis.set_major_locator(MaxNLocator(nbins=5))
@@ -177,8 +213,9 @@ def _heatmap(ax: Axes, matrix: np.ndarray, labels: Sequence[str]) -> Any:
     return im
 
 
-def agreement_heatmap(matrix: np.ndarray, labels: Sequence[str], *, title: str, stem: Path,
-                      figures: Figures | None = None) -> list[Path]:
+def agreement_heatmap(
+    matrix: np.ndarray, labels: Sequence[str], *, title: str, stem: Path, figures: Figures | None = None
+) -> list[Path]:
     """One agreement matrix (fraction of items with the same outcome) as an annotated heatmap (PNG)."""
     fig = _figure(figures, (4.6, 3.9))
     ax = fig.add_axes((0.13, 0.1, 0.6, 0.78))
@@ -188,8 +225,9 @@ def agreement_heatmap(matrix: np.ndarray, labels: Sequence[str], *, title: str, 
     return _save(fig, stem, formats=("png",))
 
 
-def agreement_grid(matrices: Mapping[str, np.ndarray], labels: Sequence[str], *, stem: Path,
-                   figures: Figures | None = None) -> list[Path]:
+def agreement_grid(
+    matrices: Mapping[str, np.ndarray], labels: Sequence[str], *, stem: Path, figures: Figures | None = None
+) -> list[Path]:
     """Small multiples: one agreement heatmap per dataset, on a shared colour scale (PNG).
 
     The heatmaps are tiles of one image on one axes (a blank cell between tiles), which draws in a
@@ -202,7 +240,7 @@ def agreement_grid(matrices: Mapping[str, np.ndarray], labels: Sequence[str], *,
     mosaic = np.full((rows * step - 1, cols * step - 1), np.nan)
     for i, m in enumerate(matrices.values()):
         r, c = divmod(i, cols)
-        mosaic[r * step:r * step + k, c * step:c * step + k] = m
+        mosaic[r * step : r * step + k, c * step : c * step + k] = m
     fig = _figure(figures, (2.3 * cols + 1.2, 2.3 * rows + 0.3))
     ax = fig.add_axes((0.07, 0.04, 0.8, 0.92))
     vmin = min(_floor_tenth(m) for m in matrices.values())
@@ -218,8 +256,15 @@ def agreement_grid(matrices: Mapping[str, np.ndarray], labels: Sequence[str], *,
     return _save(fig, stem, formats=("png",))
 
 
-def pareto_plot(accuracy: Mapping[str, float], tokens_per_s: Mapping[str, float], *, title: str,
-                stem: Path, baselines: Sequence[str] = (), figures: Figures | None = None) -> list[Path]:
+def pareto_plot(
+    accuracy: Mapping[str, float],
+    tokens_per_s: Mapping[str, float],
+    *,
+    title: str,
+    stem: Path,
+    baselines: Sequence[str] = (),
+    figures: Figures | None = None,
+) -> list[Path]:
     """Accuracy against decode speed per branch, with the Pareto frontier (faster and better) drawn.
 
     Takes the minimal shapes {name: accuracy points} and {name: tokens per second}; names missing
@@ -230,20 +275,34 @@ def pareto_plot(accuracy: Mapping[str, float], tokens_per_s: Mapping[str, float]
     fig = _figure(figures, (6.4, 4.2))
     fig.subplots_adjust(left=0.11, right=0.96, top=0.86, bottom=0.13)
     ax = fig.add_subplot()
-    for group, colour, marker, label in ((False, BRANCH_COLOUR, "o", "branches"),
-                                         (True, BASELINE_COLOURS[0], "s", "baselines")):
+    for group, colour, marker, label in (
+        (False, BRANCH_COLOUR, "o", "branches"),
+        (True, BASELINE_COLOURS[0], "s", "baselines"),
+    ):
         members = [b for b in names if (b in baselines) is group]
         if members:
-            ax.scatter([tokens_per_s[b] for b in members], [accuracy[b] for b in members], color=colour,
-                       marker=marker, zorder=3, label=label)
+            ax.scatter(
+                [tokens_per_s[b] for b in members],
+                [accuracy[b] for b in members],
+                color=colour,
+                marker=marker,
+                zorder=3,
+                label=label,
+            )
     for name in names:
-        ax.annotate(name, (tokens_per_s[name], accuracy[name]), textcoords="offset points", xytext=(6, 4),
-                    fontsize=8)
+        ax.annotate(name, (tokens_per_s[name], accuracy[name]), textcoords="offset points", xytext=(6, 4), fontsize=8)
     fs = sorted((tokens_per_s[b], accuracy[b]) for b in frontier)
     if fs:
         # Accuracy attainable at each speed: a step down just after each frontier point's speed.
-        ax.step([p[0] for p in fs], [p[1] for p in fs], where="pre", color=INVERSION_COLOUR, linewidth=1.2,
-                linestyle=":", label="Pareto frontier")
+        ax.step(
+            [p[0] for p in fs],
+            [p[1] for p in fs],
+            where="pre",
+            color=INVERSION_COLOUR,
+            linewidth=1.2,
+            linestyle=":",
+            label="Pareto frontier",
+        )
     if names:
         ax.legend(loc="best", fontsize=8, frameon=False)
     ax.margins(x=0.12, y=0.1)
@@ -266,8 +325,14 @@ def pareto_front(points: Mapping[str, tuple[float, float]]) -> list[str]:
     return front
 
 
-def speed_size_plot(lines: Mapping[str, Sequence[SpeedPoint]], others: Sequence[SpeedPoint], *, title: str,
-                    stem: Path, figures: Figures | None = None) -> list[Path]:
+def speed_size_plot(
+    lines: Mapping[str, Sequence[SpeedPoint]],
+    others: Sequence[SpeedPoint],
+    *,
+    title: str,
+    stem: Path,
+    figures: Figures | None = None,
+) -> list[Path]:
     """Decode tokens/s against parameters: one line per series (a family at one batch size), and
     single models (baselines, at batch 1) as labelled grey squares. Log-scaled when speeds span over 10x (PNG)."""
     everything = [p for pts in lines.values() for p in pts] + list(others)
@@ -276,14 +341,27 @@ def speed_size_plot(lines: Mapping[str, Sequence[SpeedPoint]], others: Sequence[
     fig.subplots_adjust(left=0.12, right=0.96, top=0.86, bottom=0.13)
     ax = fig.add_subplot()
     for (label, pts), colour in zip(lines.items(), SERIES_COLOURS * 4, strict=False):
-        ax.plot([p.params / scale for p in pts], [p.tokens_per_s for p in pts], color=colour, marker="o",
-                linewidth=1.6, label=label)
+        ax.plot(
+            [p.params / scale for p in pts],
+            [p.tokens_per_s for p in pts],
+            color=colour,
+            marker="o",
+            linewidth=1.6,
+            label=label,
+        )
     if others:
-        ax.scatter([p.params / scale for p in others], [p.tokens_per_s for p in others], color=BASELINE_COLOURS[0],
-                   marker="s", zorder=3, label="baselines, batch=1")
+        ax.scatter(
+            [p.params / scale for p in others],
+            [p.tokens_per_s for p in others],
+            color=BASELINE_COLOURS[0],
+            marker="s",
+            zorder=3,
+            label="baselines, batch=1",
+        )
         for p in others:
-            ax.annotate(p.label, (p.params / scale, p.tokens_per_s), textcoords="offset points", xytext=(6, 4),
-                        fontsize=8)
+            ax.annotate(
+                p.label, (p.params / scale, p.tokens_per_s), textcoords="offset points", xytext=(6, 4), fontsize=8
+            )
     speeds = [p.tokens_per_s for p in everything]
     if speeds and min(speeds) > 0 and max(speeds) / min(speeds) > 10:
         ax.set_yscale("log")

@@ -67,8 +67,10 @@ def render(text: str, record: ResultsRecord, path: Path = Path("README.md")) -> 
     for name, body_start, body_end in _blocks(text, path):
         table = named_table(record, name)
         if table is None:
-            raise EvalkitError(f"{path}: block {name!r} has no scores in the given records; pass the record "
-                               "that holds them or remove the block")
+            raise EvalkitError(
+                f"{path}: block {name!r} has no scores in the given records; pass the record "
+                "that holds them or remove the block"
+            )
         newline = "\r\n" if text.startswith("\r\n", body_start) else "\n"
         body = newline + newline.join(table.splitlines()) + newline
         out += [text[pos:body_start], body]

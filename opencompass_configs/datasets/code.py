@@ -16,6 +16,7 @@ with read_base():
 # livecodebench_gen also defines the code-execution and test-output tasks; the LiveCodeBench score
 # is code generation alone.
 code_datasets = [
-    *humaneval_datasets, *sanitized_mbpp_datasets,
-    *[d for d in LCB_datasets if d['abbr'] == 'lcb_code_generation'],
+    *humaneval_datasets,
+    *sanitized_mbpp_datasets,
+    *[d for d in LCB_datasets if d["abbr"] == "lcb_code_generation"],
 ]

@@ -17,6 +17,11 @@ with read_base():
     from opencompass.configs.datasets.winogrande.winogrande_gen_458220 import winogrande_datasets
 
 general_datasets = [
-    *mmlu_datasets, *mmlu_pro_datasets, *cmmlu_datasets, *bbh_datasets, *ARC_c_datasets, *hellaswag_datasets,
+    *mmlu_datasets,
+    *mmlu_pro_datasets,
+    *cmmlu_datasets,
+    *bbh_datasets,
+    *ARC_c_datasets,
+    *hellaswag_datasets,
     *winogrande_datasets,
 ]

@@ -113,11 +113,23 @@ def test_cli_exit_codes_junit_and_github(reference, tmp_path):
     save_record(reference, tmp_path / "ref.json")
     save_record(_drop(reference, "ruyi-7b-e3b", "gsm8k", 30), tmp_path / "cand.json")
     runner = CliRunner()
-    ok = runner.invoke(main, ["regress", "--reference", str(tmp_path / "ref.json"),
-                              "--candidate", str(tmp_path / "ref.json")])
+    ok = runner.invoke(
+        main, ["regress", "--reference", str(tmp_path / "ref.json"), "--candidate", str(tmp_path / "ref.json")]
+    )
     assert ok.exit_code == 0 and "PASS" in ok.output
-    bad = runner.invoke(main, ["regress", "--reference", str(tmp_path / "ref.json"), "--candidate",
-                               str(tmp_path / "cand.json"), "--junit", str(tmp_path / "j.xml"), "--github"])
+    bad = runner.invoke(
+        main,
+        [
+            "regress",
+            "--reference",
+            str(tmp_path / "ref.json"),
+            "--candidate",
+            str(tmp_path / "cand.json"),
+            "--junit",
+            str(tmp_path / "j.xml"),
+            "--github",
+        ],
+    )
     assert bad.exit_code == 1
     assert "::error title=evalkit regress%3A E3B GSM8K::E3B GSM8K dropped 10.00 points" in bad.output
     suite = ET.parse(tmp_path / "j.xml").getroot().find("testsuite")
@@ -128,8 +140,9 @@ def test_cli_exit_codes_junit_and_github(reference, tmp_path):
 
 def test_bad_inputs_are_clear_errors(tmp_path):
     runner = CliRunner()
-    corrupt = runner.invoke(main, ["regress", "--reference", str(HERE / "records" / "corrupt.json"),
-                                   "--candidate", str(SMALL)])
+    corrupt = runner.invoke(
+        main, ["regress", "--reference", str(HERE / "records" / "corrupt.json"), "--candidate", str(SMALL)]
+    )
     assert corrupt.exit_code == 2 and "error:" in corrupt.output and "corrupt" in corrupt.output
     missing = runner.invoke(main, ["regress", "--reference", str(tmp_path / "none.json"), "--candidate", str(SMALL)])
     assert missing.exit_code == 2 and "does not exist" in missing.output

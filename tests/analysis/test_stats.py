@@ -39,8 +39,11 @@ def test_item_se_without_clusters_equals_binomial_for_0_1_outcomes():
 
 def _grouped(dataset, sizes, correct, model="m"):
     """Items in groups of `sizes`, the first `correct[g]` of group g right; value = mean of group means."""
-    items = tuple(Item(f"g{g}/{i}", float(i < k), f"g{g}") for g, (n, k) in enumerate(zip(sizes, correct, strict=True))
-                  for i in range(n))  # fmt: skip
+    items = tuple(
+        Item(f"g{g}/{i}", float(i < k), f"g{g}")
+        for g, (n, k) in enumerate(zip(sizes, correct, strict=True))
+        for i in range(n)
+    )
     value = 100 * float(np.mean([k / n for n, k in zip(sizes, correct, strict=True)]))
     return Score(model, dataset, "accuracy", value, len(items), items)
 
@@ -56,8 +59,9 @@ def test_grouped_se_is_that_of_the_mean_of_group_means():
     equal = _grouped("mmlu", [25, 25], [15, 5])
     x = np.array([i.score for i in equal.items])
     assert standard_error(equal) == pytest.approx(100 * x.std() / math.sqrt(50))
-    assert standard_error(_grouped("gsm8k", [10, 40], [6, 10])) == pytest.approx(100 * np.std([1] * 16 + [0] * 34)
-                                                                                / math.sqrt(50))  # fmt: skip
+    assert standard_error(_grouped("gsm8k", [10, 40], [6, 10])) == pytest.approx(
+        100 * np.std([1] * 16 + [0] * 34) / math.sqrt(50)
+    )
 
 
 def test_grouped_se_does_not_collapse_with_few_groups():

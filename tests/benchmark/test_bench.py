@@ -24,22 +24,71 @@ SMALL = dict(batch_sizes=(1, 2), prompt_len=8, gen_len=4, iterations=2, warmup=1
 
 
 def hand_record() -> BenchRecord:
-    env = Environment(device="NVIDIA H100 80GB HBM3", device_type="cuda", driver="550.54", cuda="12.4",
-                      torch="2.6.0", transformers="5.23.0", python="3.11.7", git_revision="abc")
-    row = BenchRow(model="ruyi-7b", title="AI-Flow-Ruyi-7B", role="ours", branch="E3B", exit_layer=11,
-                   num_params=3_900_000_000, backend="fast", batch_size=1, prompt_len=256, gen_len=128,
-                   weight_bytes=6_700_000_000, kv_bytes_per_row=1_000_000, bytes_per_token=6_701_000_000.0,
-                   ttft_s=STATS, tpot_s=STATS, decode_tok_s=STATS, e2e_s=STATS, mbu=0.85,
-                   peak_allocated_bytes=24 * 10**9, peak_reserved_bytes=25 * 10**9, min_vram_bytes=9 * 10**9)
-    trunk = SharedTrunk(model="ruyi-7b", decode=(TrunkDecode(
-        batch_size=1, branches=("E3B", "E7B"), shared_step_s=STATS, last_step_s=STATS, separate_step_s=0.02,
-        decode_shared_over_last=1.0, decode_separate_over_last=2.0),), notes=("scoring not measured: x",))
-    oom = replace(row, backend="hf", error="out of memory", ttft_s=None, tpot_s=None, decode_tok_s=None, e2e_s=None,
-                  mbu=None)
-    return BenchRecord(run_id="r1", created_at="2026-01-01T00:00:00+00:00", command="evalkit bench", environment=env,
-                       dtype="bf16", config={"batch_sizes": [1]}, protocol={"warmup": 2}, peak_bandwidth_gbps=3350.0,
-                       peak_bandwidth_source="table: H100 SXM", rows=(row, oom),
-                       ratios=(Ratio("ruyi-7b", "E3B", 1, 3.5, 3.0),), shared_trunk=trunk)  # fmt: skip
+    env = Environment(
+        device="NVIDIA H100 80GB HBM3",
+        device_type="cuda",
+        driver="550.54",
+        cuda="12.4",
+        torch="2.6.0",
+        transformers="5.23.0",
+        python="3.11.7",
+        git_revision="abc",
+    )
+    row = BenchRow(
+        model="ruyi-7b",
+        title="AI-Flow-Ruyi-7B",
+        role="ours",
+        branch="E3B",
+        exit_layer=11,
+        num_params=3_900_000_000,
+        backend="fast",
+        batch_size=1,
+        prompt_len=256,
+        gen_len=128,
+        weight_bytes=6_700_000_000,
+        kv_bytes_per_row=1_000_000,
+        bytes_per_token=6_701_000_000.0,
+        ttft_s=STATS,
+        tpot_s=STATS,
+        decode_tok_s=STATS,
+        e2e_s=STATS,
+        mbu=0.85,
+        peak_allocated_bytes=24 * 10**9,
+        peak_reserved_bytes=25 * 10**9,
+        min_vram_bytes=9 * 10**9,
+    )
+    trunk = SharedTrunk(
+        model="ruyi-7b",
+        decode=(
+            TrunkDecode(
+                batch_size=1,
+                branches=("E3B", "E7B"),
+                shared_step_s=STATS,
+                last_step_s=STATS,
+                separate_step_s=0.02,
+                decode_shared_over_last=1.0,
+                decode_separate_over_last=2.0,
+            ),
+        ),
+        notes=("scoring not measured: x",),
+    )
+    oom = replace(
+        row, backend="hf", error="out of memory", ttft_s=None, tpot_s=None, decode_tok_s=None, e2e_s=None, mbu=None
+    )
+    return BenchRecord(
+        run_id="r1",
+        created_at="2026-01-01T00:00:00+00:00",
+        command="evalkit bench",
+        environment=env,
+        dtype="bf16",
+        config={"batch_sizes": [1]},
+        protocol={"warmup": 2},
+        peak_bandwidth_gbps=3350.0,
+        peak_bandwidth_source="table: H100 SXM",
+        rows=(row, oom),
+        ratios=(Ratio("ruyi-7b", "E3B", 1, 3.5, 3.0),),
+        shared_trunk=trunk,
+    )
 
 
 def test_record_round_trip_and_required_keys(tmp_path):
@@ -108,10 +157,20 @@ def test_mbu_on_a_known_case():
 
 @pytest.mark.parametrize(
     "name, gbps",
-    [("NVIDIA H100 80GB HBM3", 3350), ("NVIDIA H100 PCIe", 2000), ("NVIDIA H200", 4800), ("NVIDIA GH200 480GB", 4000),
-     ("NVIDIA A100-SXM4-80GB", 2039), ("NVIDIA A100 80GB PCIe", 1935), ("NVIDIA A100-SXM4-40GB", 1555),
-     ("NVIDIA L40S", 864), ("NVIDIA GeForce RTX 4090", 1008), ("NVIDIA L4", 300), ("cpu (x86_64, 2 threads)", None)],
-)  # fmt: skip
+    [
+        ("NVIDIA H100 80GB HBM3", 3350),
+        ("NVIDIA H100 PCIe", 2000),
+        ("NVIDIA H200", 4800),
+        ("NVIDIA GH200 480GB", 4000),
+        ("NVIDIA A100-SXM4-80GB", 2039),
+        ("NVIDIA A100 80GB PCIe", 1935),
+        ("NVIDIA A100-SXM4-40GB", 1555),
+        ("NVIDIA L40S", 864),
+        ("NVIDIA GeForce RTX 4090", 1008),
+        ("NVIDIA L4", 300),
+        ("cpu (x86_64, 2 threads)", None),
+    ],
+)
 def test_peak_bandwidth_from_the_device_name(name, gbps):
     assert peak_bandwidth(name)[0] == gbps
 
@@ -125,25 +184,50 @@ def test_bytes_per_token_follow_the_parameters(tiny_path):
         # What a decode step reads: every parameter but the embedding table, of which one row per token.
         layers_norm_head = sum(p.numel() for n, p in model.named_parameters() if n != "model.embed_tokens.weight")
         read = layers_norm_head + cfg["hidden_size"]
-        t = traffic(num_params=b.num_params, vocab_size=cfg["vocab_size"], hidden_size=cfg["hidden_size"], tied=False,
-                    num_layers=b.num_layers, num_kv_heads=cfg["num_key_value_heads"], head_dim=cfg["head_dim"],
-                    dtype_bytes=2, prompt_len=256, gen_len=128)  # fmt: skip
+        t = traffic(
+            num_params=b.num_params,
+            vocab_size=cfg["vocab_size"],
+            hidden_size=cfg["hidden_size"],
+            tied=False,
+            num_layers=b.num_layers,
+            num_kv_heads=cfg["num_key_value_heads"],
+            head_dim=cfg["head_dim"],
+            dtype_bytes=2,
+            prompt_len=256,
+            gen_len=128,
+        )
         assert t.weight_bytes == 2 * read
         # Keys and values: 2 tensors x layers x kv heads x head dim x 2 bytes x mean context (256 + 64).
         assert t.kv_bytes_per_row == 2 * b.num_layers * 2 * 16 * 2 * 320
         assert t.per_token(4) == (t.weight_bytes + 4 * t.kv_bytes_per_row) / 4
         rows.append(t.weight_bytes)
     assert rows == sorted(rows) and len(set(rows)) == len(rows)
-    tied = traffic(num_params=1000, vocab_size=10, hidden_size=8, tied=True, num_layers=1, num_kv_heads=1,
-                   head_dim=8, dtype_bytes=4, prompt_len=1, gen_len=2)  # fmt: skip
+    tied = traffic(
+        num_params=1000,
+        vocab_size=10,
+        hidden_size=8,
+        tied=True,
+        num_layers=1,
+        num_kv_heads=1,
+        head_dim=8,
+        dtype_bytes=4,
+        prompt_len=1,
+        gen_len=2,
+    )
     assert tied.weight_bytes == 4000  # the head reads the shared table; it is counted once
 
 
 @pytest.mark.parametrize(
     "name, billions",
-    [("qwen2.5-7b", 7.62), ("llama-3.1-8b", 8.03), ("qwen3-8b", 8.19), ("yi-6b", 6.06), ("yi-9b", 8.83),
-     ("yi-34b", 34.39)],
-)  # fmt: skip
+    [
+        ("qwen2.5-7b", 7.62),
+        ("llama-3.1-8b", 8.03),
+        ("qwen3-8b", 8.19),
+        ("yi-6b", 6.06),
+        ("yi-9b", 8.83),
+        ("yi-34b", 34.39),
+    ],
+)
 def test_baseline_shapes_have_their_published_sizes(name, billions):
     num_params = sum(math.prod(shape) for shape in tensor_shapes(SHAPES[name].config).values())
     assert num_params / 1e9 == pytest.approx(billions, abs=0.005)
@@ -151,8 +235,16 @@ def test_baseline_shapes_have_their_published_sizes(name, billions):
 
 def _mini(name: str, **dims) -> Shape:
     """A real shape's config with small dimensions: same architecture, same tensor layout."""
-    small = dict(hidden_size=64, intermediate_size=96, num_attention_heads=4, num_key_value_heads=2, vocab_size=512,
-                 bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    small = dict(
+        hidden_size=64,
+        intermediate_size=96,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=512,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=0,
+    )
     if "head_dim" in SHAPES[name].config:
         small["head_dim"] = 16
     return Shape(f"mini-{name}", name, {**SHAPES[name].config, **small, **dims}, SHAPES[name].role)
@@ -205,8 +297,9 @@ def test_a_model_too_big_to_load_is_a_note_and_the_rest_is_kept(tiny_path, tmp_p
 
     monkeypatch.setattr(bench_module, "_sources", sources)
     record, path = bench(BenchConfig(**{**SMALL, "batch_sizes": (1,)}, branches="E111K", out=str(tmp_path)))
-    assert record.notes == (f"Yi-34B: out of memory loading its fp32 weights on {record.environment.device}; "
-                            "not measured",)  # fmt: skip
+    assert record.notes == (
+        f"Yi-34B: out of memory loading its fp32 weights on {record.environment.device}; not measured",
+    )
     assert [r.branch for r in record.rows] == ["E111K", "E111K"] and load_bench(path) == record
     assert "Note: Yi-34B: out of memory" in bench_markdown(record)
 
@@ -215,13 +308,16 @@ def test_a_plain_checkpoint_benches_as_one_baseline(tiny_path, tmp_path):
     plain = load_family(tiny_path).export_branch("E186K", tmp_path / "plain")
     record, _ = bench(BenchConfig(**{**SMALL, "batch_sizes": (1,)}, model=str(plain), out=str(tmp_path / "out")))
     assert [(r.model, r.branch, r.role, r.backend) for r in record.rows] == [
-        ("plain", "plain", "baseline", "hf"), ("plain", "plain", "baseline", "fast")]
+        ("plain", "plain", "baseline", "hf"),
+        ("plain", "plain", "baseline", "fast"),
+    ]
     assert record.rows[0].num_params == load_family(tiny_path).branch("E186K").num_params
 
 
 def test_bench_in_process_with_a_peak_and_shared_trunk(tiny_path, tmp_path):
-    record, path = bench(BenchConfig(**SMALL, branches="E111K,E297K", backend="fast", peak_bandwidth=50.0,
-                                     out=str(tmp_path / "a")))  # fmt: skip
+    record, path = bench(
+        BenchConfig(**SMALL, branches="E111K,E297K", backend="fast", peak_bandwidth=50.0, out=str(tmp_path / "a"))
+    )
     assert load_bench(path) == record
     assert [(r.branch, r.batch_size) for r in record.rows] == [("E111K", 1), ("E111K", 2), ("E297K", 1), ("E297K", 2)]
     for r in record.rows:
@@ -239,8 +335,25 @@ def test_bench_in_process_with_a_peak_and_shared_trunk(tiny_path, tmp_path):
 
 
 def test_bench_cli_on_cpu_writes_a_valid_record(tiny_path, tmp_path):
-    args = ["bench", "--batch-sizes", "1,2", "--prompt-len", "8", "--gen-len", "4", "--iterations", "2", "--warmup",
-            "1", "--dtype", "fp32", "--branches", "E111K,E297K", "--out", str(tmp_path)]  # fmt: skip
+    args = [
+        "bench",
+        "--batch-sizes",
+        "1,2",
+        "--prompt-len",
+        "8",
+        "--gen-len",
+        "4",
+        "--iterations",
+        "2",
+        "--warmup",
+        "1",
+        "--dtype",
+        "fp32",
+        "--branches",
+        "E111K,E297K",
+        "--out",
+        str(tmp_path),
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, "-m", "evalkit", *args], capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr
@@ -268,8 +381,10 @@ def test_bench_cli_on_cpu_writes_a_valid_record(tiny_path, tmp_path):
         (["--peak-bandwidth", "0"], "--peak-bandwidth must be a positive number"),
         (["--shared-trunk", "--e2e-max-out-len", "-5"], "--e2e-max-out-len must be >= 1"),
         (["--shared-trunk", "--shape", "ruyi-7b,yi-6b", "--random-weights"], "yi-6b has one branch"),
-        (["--out", "/proc/version/x"], "cannot write /proc/version/x (/proc/version is not a directory); "
-                                       "pass a writable --out"),
+        (
+            ["--out", "/proc/version/x"],
+            "cannot write /proc/version/x (/proc/version is not a directory); pass a writable --out",
+        ),
     ],
 )
 def test_bench_cli_errors_are_one_line(args, message):

@@ -45,25 +45,50 @@ def test_stock_models_are_the_runs_models_on_exported_checkpoints_with_shared_tr
         assert m["path"] == str(exported[ours["branch"]].resolve()) and m["branch"] is None
         assert m["shared_trunk"] is False and m["run_branches"] == []
         assert {k: v for k, v in m.items() if k not in ("path", "branch", "shared_trunk", "run_branches")} == {
-            k: v for k, v in ours.items() if k not in ("path", "branch", "shared_trunk", "run_branches")}  # fmt: skip
+            k: v for k, v in ours.items() if k not in ("path", "branch", "shared_trunk", "run_branches")
+        }
     datasets = [{"abbr": "gsm8k", "type": "opencompass.datasets.GSM8KDataset", "reader_cfg": {"test_range": "[0:2]"}}]
     cfg = Config.fromfile(str(write_stock_config(tmp_path / "cfg.py", stock, datasets)))
     assert cfg.models == stock and cfg.datasets == datasets
 
 
 def e2e_record(**overrides):
-    e2e = TrunkE2E(suite="stem", limit=2, branches=("E3B", "E7B"), datasets=("gsm8k",), evalkit_s=10.0, stock_s=50.0,
-                   e2e_stock_over_evalkit=5.0, predictions_identical=True, items_compared=4, export_s=1.0,
-                   evalkit_command="python -m evalkit run", stock_command="python -m opencompass.cli.main c.py",
-                   baseline=BASELINE)  # fmt: skip
+    e2e = TrunkE2E(
+        suite="stem",
+        limit=2,
+        branches=("E3B", "E7B"),
+        datasets=("gsm8k",),
+        evalkit_s=10.0,
+        stock_s=50.0,
+        e2e_stock_over_evalkit=5.0,
+        predictions_identical=True,
+        items_compared=4,
+        export_s=1.0,
+        evalkit_command="python -m evalkit run",
+        stock_command="python -m opencompass.cli.main c.py",
+        baseline=BASELINE,
+    )
     return replace(e2e, **overrides)
 
 
 def test_the_record_round_trips_and_the_table_states_the_figures():
     trunk = SharedTrunk(model="tiny-ruyi", e2e=(e2e_record(),))
-    raw = {"schema": "evalkit.bench", "schema_version": 1, "run_id": "r", "created_at": "t", "command": "c",
-           "environment": _environment(), "dtype": "fp32", "config": {}, "protocol": {}, "peak_bandwidth_gbps": None,
-           "peak_bandwidth_source": "unknown", "rows": [], "ratios": [], "shared_trunk": asdict(trunk)}  # fmt: skip
+    raw = {
+        "schema": "evalkit.bench",
+        "schema_version": 1,
+        "run_id": "r",
+        "created_at": "t",
+        "command": "c",
+        "environment": _environment(),
+        "dtype": "fp32",
+        "config": {},
+        "protocol": {},
+        "peak_bandwidth_gbps": None,
+        "peak_bandwidth_source": "unknown",
+        "rows": [],
+        "ratios": [],
+        "shared_trunk": asdict(trunk),
+    }
     back = bench_from_dict(json.loads(json.dumps(raw)))
     assert back.shared_trunk == trunk
     assert asdict(back)["shared_trunk"]["e2e"][0]["e2e_stock_over_evalkit"] == 5.0

@@ -31,7 +31,7 @@ def test_loglikelihood_scores_only_the_continuation(engine):
     whole, lp = _direct_logprobs(engine, branch, context + cont)
     n_ctx = len(engine.tokenizer(context)["input_ids"])
     assert whole[:n_ctx] == engine.tokenizer(context)["input_ids"]
-    expected = float(lp[n_ctx - 1:].sum())
+    expected = float(lp[n_ctx - 1 :].sum())
     got = engine.lm(branch).loglikelihood([LoglikelihoodRequest(context, cont), LoglikelihoodRequest("x", " y")])
     assert got[0] == pytest.approx(expected, abs=1e-4)
     assert len(got) == 2

@@ -14,8 +14,13 @@ from evalkit.engine.shared_generate import SharedGenerator, greedy_blockers
 from evalkit.engine.trunk import ScoreCache
 
 # Mixed lengths, so batches are left-padded; 5 prompts in batches of 2 makes a short last batch.
-PROMPTS = ["What is the capital of France?", "def add(a, b):", "Count: one, two, three, four, five, six,", "Hi",
-           "Question: 2 + 2 = ?\nAnswer:"]  # fmt: skip
+PROMPTS = [
+    "What is the capital of France?",
+    "def add(a, b):",
+    "Count: one, two, three, four, five, six,",
+    "Hi",
+    "Question: 2 + 2 = ?\nAnswer:",
+]
 MAX_OUT = 24
 
 
@@ -28,8 +33,10 @@ def engines(family, batch_size=2):
 
 def stop_strings(engine, settings):
     """Stop strings that really occur: pieces of what two branches say freely, so rows stop at different points."""
-    free = [engine.lm(b, settings).generate([GenerateRequest(p, MAX_OUT) for p in PROMPTS])
-            for b in (engine.family.branches[0], engine.family.branches[-1])]  # fmt: skip
+    free = [
+        engine.lm(b, settings).generate([GenerateRequest(p, MAX_OUT) for p in PROMPTS])
+        for b in (engine.family.branches[0], engine.family.branches[-1])
+    ]
     stops = (free[0][2][5:7], free[1][0][8:10])
     assert all(stops) and any(s in t for s in stops for t in free[0] + free[1])
     return stops
@@ -111,8 +118,14 @@ def test_two_checkpoints_never_share_answers(tiny_path, make_checkpoint):
 
     def generator(family):
         tok = family.tokenizer
-        return SharedGenerator(family, family.branches, tokenizer=tok, eos_token_ids=[tok.eos_token_id],
-                               pad_token_id=tok.pad_token_id, cache=cache)  # fmt: skip
+        return SharedGenerator(
+            family,
+            family.branches,
+            tokenizer=tok,
+            eos_token_ids=[tok.eos_token_id],
+            pad_token_id=tok.pad_token_id,
+            cache=cache,
+        )
 
     first, second = generator(one), generator(two)
     prompt = [one.tokenizer(PROMPTS[0])["input_ids"]]
@@ -154,8 +167,16 @@ def test_a_stop_check_ends_rows_early_and_pads_them(tiny_path):
         calls.append(tokens.shape[1])
         return torch.arange(tokens.shape[0]) % 2 == 0  # row 0 of every branch
 
-    checked = generate_branches(family, "all", ids, max_new_tokens=20, ignore_eos=True, pad_token_id=pad,
-                                stop_check=first_row_done, check_every=4)  # fmt: skip
+    checked = generate_branches(
+        family,
+        "all",
+        ids,
+        max_new_tokens=20,
+        ignore_eos=True,
+        pad_token_id=pad,
+        stop_check=first_row_done,
+        check_every=4,
+    )
     assert calls == [4, 8, 12, 16, 20]
     for name, rows in checked.items():
         assert torch.equal(rows[0, :4], free[name][0, :4]) and torch.all(rows[0, 4:] == pad), name
@@ -164,8 +185,9 @@ def test_a_stop_check_ends_rows_early_and_pads_them(tiny_path):
     def all_done(tokens: torch.Tensor) -> torch.Tensor:
         return torch.ones(tokens.shape[0], dtype=torch.bool)
 
-    every_row = generate_branches(family, "all", ids, max_new_tokens=20, ignore_eos=True, pad_token_id=pad,
-                                  stop_check=all_done, check_every=4)  # fmt: skip
+    every_row = generate_branches(
+        family, "all", ids, max_new_tokens=20, ignore_eos=True, pad_token_id=pad, stop_check=all_done, check_every=4
+    )
     # Every row finished at the first check: decoding ends there.
     assert all(rows.shape[1] == 4 and torch.equal(rows, free[n][:, :4]) for n, rows in every_row.items())
 
@@ -184,8 +206,10 @@ def test_run_predictions_are_the_same_with_shared_trunk_on_and_off(tmp_path, mon
     for shared in (True, False):
         result = run(suites="stem", limit=2, out=str(tmp_path / str(shared)), shared_trunk=shared, echo=lambda s: None)
         files = sorted((result.run_dir / "predictions").glob("*/*.json"))
-        preds[shared] = {f"{f.parent.name}/{f.name}": {k: v["prediction"] for k, v in json.loads(f.read_text()).items()}
-                         for f in files}  # fmt: skip
+        preds[shared] = {
+            f"{f.parent.name}/{f.name}": {k: v["prediction"] for k, v in json.loads(f.read_text()).items()}
+            for f in files
+        }
         calls[shared] = len(decodes)
     # One decode per dataset (2 items, one batch) for all 4 branches; none with shared trunk off.
     assert calls == {True: 3, False: 3}

@@ -37,15 +37,18 @@ def test_an_unknown_option_names_the_valid_ones() -> None:
         parse_options({"sutes": "general"})
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--limit", "0"], "--limit must be at least 1 (items), got 0"),
-    (["--batch-size", "-2"], "--batch-size must be at least 1 (rows), got -2"),
-    (["--device", "tpu9"], "unknown device 'tpu9'"),
-    (["--suites", "genral"], "unknown suite 'genral'"),
-    (["--baselines", "gpt-5"], "unknown baseline 'gpt-5'"),
-    (["--baseline-path", "yi-9b"], "--baseline-path 'yi-9b' must look like NAME=DIR"),
-    (["--partition", "debug"], "--partition debug is a Slurm partition"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--limit", "0"], "--limit must be at least 1 (items), got 0"),
+        (["--batch-size", "-2"], "--batch-size must be at least 1 (rows), got -2"),
+        (["--device", "tpu9"], "unknown device 'tpu9'"),
+        (["--suites", "genral"], "unknown suite 'genral'"),
+        (["--baselines", "gpt-5"], "unknown baseline 'gpt-5'"),
+        (["--baseline-path", "yi-9b"], "--baseline-path 'yi-9b' must look like NAME=DIR"),
+        (["--partition", "debug"], "--partition debug is a Slurm partition"),
+    ],
+)
 def test_bad_flags_are_one_line_before_anything_loads(tmp_path, args, message) -> None:
     result = CliRunner().invoke(main, ["run", "--out", str(tmp_path), *args])
     assert result.exit_code == 2

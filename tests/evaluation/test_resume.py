@@ -77,7 +77,10 @@ def test_resume_keeps_the_start_time_and_task_timings(finished, tmp_path):
     assert p.started_at == first.started_at and p.command == first.command
     tasks = p.configs.tasks
     assert {k: v.status for k, v in tasks.items()} == {
-        "tiny-ruyi-e111k/GPQA_diamond": "reused", "tiny-ruyi-e111k/math": "ran", "tiny-ruyi-e111k/gsm8k": "reused"}
+        "tiny-ruyi-e111k/GPQA_diamond": "reused",
+        "tiny-ruyi-e111k/math": "ran",
+        "tiny-ruyi-e111k/gsm8k": "reused",
+    }
     for key in ("tiny-ruyi-e111k/GPQA_diamond", "tiny-ruyi-e111k/gsm8k"):
         assert tasks[key].seconds == first.configs.tasks[key].seconds and tasks[key].session == 0
     assert tasks["tiny-ruyi-e111k/math"].session == 1
@@ -96,8 +99,11 @@ def test_resume_refuses_a_replaced_checkpoint(tmp_path):
     _unfinish(result.run_dir)
     shutil.copy2(other / "model.safetensors", model / "model.safetensors")
     before = sorted(p.relative_to(result.run_dir) for p in result.run_dir.rglob("*"))
-    with pytest.raises(EvalkitError, match=r"cannot resume .*: the checkpoint of model-e\w+ \(.*model\) is not the "
-                                           r"one the run started with"):
+    with pytest.raises(
+        EvalkitError,
+        match=r"cannot resume .*: the checkpoint of model-e\w+ \(.*model\) is not the "
+        r"one the run started with",
+    ):
         _run(resume=result.run_id, out=str(tmp_path / "out"))
     assert sorted(p.relative_to(result.run_dir) for p in result.run_dir.rglob("*")) == before
 
@@ -108,9 +114,13 @@ def test_identity_differences_name_what_changed():
     model = {"path": "/m", "checkpoint": "aa:float32:cpu", "generation": {"max_out_len": 16, "stop_words": ["x"]}}
     stored = {"dtype": "float32 (stored)", "models": {"m-e3b": model}, "datasets": {"gsm8k": "d1", "math": "d2"}}
     assert differences(stored, stored) == []
-    now = {"dtype": "bfloat16", "models": {"m-e3b": {**model, "checkpoint": "bb:bfloat16:cpu",
-                                                      "generation": {"max_out_len": 32, "stop_words": ["x"]}}},
-           "datasets": {"gsm8k": "d1", "math": "d3"}}
+    now = {
+        "dtype": "bfloat16",
+        "models": {
+            "m-e3b": {**model, "checkpoint": "bb:bfloat16:cpu", "generation": {"max_out_len": 32, "stop_words": ["x"]}}
+        },
+        "datasets": {"gsm8k": "d1", "math": "d3"},
+    }
     assert differences(stored, now) == [
         "dtype float32 (stored) is now bfloat16",
         "the checkpoint of m-e3b (/m) is not the one the run started with (fingerprint aa:float32:cpu, "
@@ -166,14 +176,17 @@ def _stored(tmp_path: Path, finished: Path, edit) -> str:
     return str(tmp_path / "out")
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda d: '{"format": "evalkit.run_config", "ver', r"run_config\.json is not valid JSON .*start a new run"),
-    (lambda d: d["config"].update(colour="red"), r"settings this evalkit does not know \(colour\)"),
-    (lambda d: d["config"].pop("suites"), r"lacks the settings suites"),
-    (lambda d: d["config"].update(limit="two"), r"wrong type for limit"),
-    (lambda d: d.update(version=99), r"written by a newer evalkit \(run config version 99"),
-    (lambda d: "[1, 2]", r"does not hold a run config"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda d: '{"format": "evalkit.run_config", "ver', r"run_config\.json is not valid JSON .*start a new run"),
+        (lambda d: d["config"].update(colour="red"), r"settings this evalkit does not know \(colour\)"),
+        (lambda d: d["config"].pop("suites"), r"lacks the settings suites"),
+        (lambda d: d["config"].update(limit="two"), r"wrong type for limit"),
+        (lambda d: d.update(version=99), r"written by a newer evalkit \(run config version 99"),
+        (lambda d: "[1, 2]", r"does not hold a run config"),
+    ],
+)
 def test_damaged_run_config_is_one_clear_error(finished, tmp_path, edit, message):
     out = _stored(tmp_path, finished, edit)
     _unfinish(finished)
@@ -184,6 +197,7 @@ def test_damaged_run_config_is_one_clear_error(finished, tmp_path, edit, message
 
 def test_run_config_of_an_older_evalkit_resumes(finished, tmp_path):
     """Version 1 was the bare settings; settings whose default changes no result may be missing."""
+
     def old(d):
         config = d["config"]
         for key in ("runner", "max_num_workers", "partition", "shared_trunk"):

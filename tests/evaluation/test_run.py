@@ -30,8 +30,22 @@ def e2e(tmp_path_factory, tiny_path):
     cwd = os.getcwd()
     os.chdir(out)  # run where the user stands: nothing but results/ may be left there
     try:
-        result = CliRunner().invoke(main, ["run", "--suites", "general", "--limit", "2", "--branches", BRANCHES,
-                                           "--batch-size", "2", "--out", str(out)])
+        result = CliRunner().invoke(
+            main,
+            [
+                "run",
+                "--suites",
+                "general",
+                "--limit",
+                "2",
+                "--branches",
+                BRANCHES,
+                "--batch-size",
+                "2",
+                "--out",
+                str(out),
+            ],
+        )
     finally:
         os.chdir(cwd)
     assert result.exit_code == 0, result.output + repr(result.exception)
@@ -83,9 +97,11 @@ def test_printed_table_and_file_locations(e2e):
     assert "predictions" in out and f"--resume {e2e['run_dir'].name}" in out
     assert "2 models x 11 datasets = 22 tasks" in out
     # --limit counts per subject or task of a grouped dataset, and the run says so
-    assert ("limit: the first 2 items of each dataset, and of each group of MMLU (2 subjects), MMLU-Pro "
-            "(2 categories), CMMLU (2 subjects), BBH (2 tasks), whose scores average their groups: at most 22 items "
-            "per model") in out
+    assert (
+        "limit: the first 2 items of each dataset, and of each group of MMLU (2 subjects), MMLU-Pro "
+        "(2 categories), CMMLU (2 subjects), BBH (2 tasks), whose scores average their groups: at most 22 items "
+        "per model"
+    ) in out
 
 
 def test_branches_keep_their_own_files(e2e):
@@ -110,8 +126,22 @@ def test_resume_after_kill_skips_finished_tasks(tmp_path, tiny_path):
     from evalkit.records.results import load_record
 
     # 48-token answers keep each task long enough for the kill to land between the first and the last.
-    cmd = [sys.executable, "-m", "evalkit", "run", "--suites", "stem", "--limit", "2", "--branches", BRANCHES,
-           "--max-out-len", "48", "--out", str(tmp_path)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "evalkit",
+        "run",
+        "--suites",
+        "stem",
+        "--limit",
+        "2",
+        "--branches",
+        BRANCHES,
+        "--max-out-len",
+        "48",
+        "--out",
+        str(tmp_path),
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
     try:
         first = _wait_for(lambda: sorted(tmp_path.glob("results/*/results/*/*.json")), proc, timeout=240)
@@ -171,11 +201,14 @@ def test_partial_files_from_a_killed_task_are_repaired(tmp_path):
     assert len(notes) == 3
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(suites="generl"), "unknown suite 'generl'; valid suites are: general, code, stem"),
-    (dict(baselines="gpt-9"), "unknown baseline 'gpt-9'; valid baselines are: qwen2.5-7b-instruct"),
-    (dict(runner="k8s"), "unknown runner 'k8s'"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(suites="generl"), "unknown suite 'generl'; valid suites are: general, code, stem"),
+        (dict(baselines="gpt-9"), "unknown baseline 'gpt-9'; valid baselines are: qwen2.5-7b-instruct"),
+        (dict(runner="k8s"), "unknown runner 'k8s'"),
+    ],
+)
 def test_bad_names_are_one_line_errors(tmp_path, kwargs, message):
     from evalkit import EvalkitError, run
 
@@ -207,7 +240,8 @@ def test_cli_prints_one_line_and_exits_2(tmp_path):
     result = CliRunner().invoke(main, ["run", "--baselines", "nope", "--out", str(tmp_path)])
     assert result.exit_code == 2
     assert result.output.strip().splitlines() == [
-        "error: unknown baseline 'nope'; valid baselines are: " + ", ".join(_baseline_names())]
+        "error: unknown baseline 'nope'; valid baselines are: " + ", ".join(_baseline_names())
+    ]
 
 
 def _baseline_names() -> list[str]:
@@ -248,25 +282,38 @@ def _out_under_a_file(tmp_path, tiny_path):
     return dict(out=str(tmp_path / "a-file" / "runs"))
 
 
-@pytest.mark.parametrize("make_kwargs, message", [
-    (lambda t, p: dict(max_out_len=0), r"--max-out-len must be at least 1 \(tokens\), got 0"),
-    (lambda t, p: dict(max_out_len=-5), r"--max-out-len must be at least 1 \(tokens\), got -5"),
-    (lambda t, p: dict(limit=0), r"--limit must be at least 1 \(items\), got 0"),
-    (lambda t, p: dict(batch_size=0), r"--batch-size must be at least 1"),
-    (lambda t, p: dict(device="foo"), r"unknown device 'foo'; pass cpu, cuda or cuda:N"),
-    (lambda t, p: dict(baseline_paths=["yi-9b=/models/Yi-9B"]),
-     r"--baseline-path names yi-9b, which --baselines does not evaluate; add yi-9b to --baselines"),
-    (lambda t, p: dict(partition="gpu"), r"--partition gpu is a Slurm partition, but the runner is local; add "
-                                         r"--runner slurm"),
-    (_no_tokenizer, r"bare has no tokenizer files"),
-    (_vocab_mismatch, r"tensor model.embed_tokens.weight has shape \[768, 64\], but config.json"),
-    (_out_under_a_file, r"cannot write .*a-file/runs/results \(.*a-file is not a directory\)"),
-])
+@pytest.mark.parametrize(
+    "make_kwargs, message",
+    [
+        (lambda t, p: dict(max_out_len=0), r"--max-out-len must be at least 1 \(tokens\), got 0"),
+        (lambda t, p: dict(max_out_len=-5), r"--max-out-len must be at least 1 \(tokens\), got -5"),
+        (lambda t, p: dict(limit=0), r"--limit must be at least 1 \(items\), got 0"),
+        (lambda t, p: dict(batch_size=0), r"--batch-size must be at least 1"),
+        (lambda t, p: dict(device="foo"), r"unknown device 'foo'; pass cpu, cuda or cuda:N"),
+        (
+            lambda t, p: dict(baseline_paths=["yi-9b=/models/Yi-9B"]),
+            r"--baseline-path names yi-9b, which --baselines does not evaluate; add yi-9b to --baselines",
+        ),
+        (
+            lambda t, p: dict(partition="gpu"),
+            r"--partition gpu is a Slurm partition, but the runner is local; add "
+            r"--runner slurm",
+        ),
+        (_no_tokenizer, r"bare has no tokenizer files"),
+        (_vocab_mismatch, r"tensor model.embed_tokens.weight has shape \[768, 64\], but config.json"),
+        (_out_under_a_file, r"cannot write .*a-file/runs/results \(.*a-file is not a directory\)"),
+    ],
+)
 def test_bad_settings_fail_before_a_run_directory_exists(tmp_path, tiny_path, make_kwargs, message):
     from evalkit import EvalkitError, run
 
-    kwargs = {"out": str(tmp_path / "out"), "suites": "stem", "limit": 1, "branches": "2",
-              **make_kwargs(tmp_path, tiny_path)}
+    kwargs = {
+        "out": str(tmp_path / "out"),
+        "suites": "stem",
+        "limit": 1,
+        "branches": "2",
+        **make_kwargs(tmp_path, tiny_path),
+    }
     with pytest.raises(EvalkitError, match=message):
         run(**kwargs, echo=lambda s: None)
     assert not (tmp_path / "out").exists()
@@ -283,7 +330,8 @@ def test_cuda_without_a_gpu_is_one_line(tmp_path):
     assert result.exit_code == 2 and not (tmp_path / "results").exists()
     assert result.output.strip().splitlines() == [
         f"error: device cuda asked for, but this machine has no usable CUDA GPU (torch {torch.__version__}); pass "
-        "--device cpu, or run on a GPU machine"]
+        "--device cpu, or run on a GPU machine"
+    ]
 
 
 def test_a_plain_checkpoint_is_named_once(tmp_path, tiny_path):
@@ -300,7 +348,9 @@ def test_limit_note_counts_groups():
     from evalkit.evaluation.plan import _limit_note
 
     datasets = [{"abbr": a} for a in ("lukaemon_mmlu_astronomy", "lukaemon_mmlu_anatomy", "bbh-navigate", "gsm8k")]
-    assert _limit_note(1, datasets) == ("limit: the first 1 item of each dataset, and of each group of MMLU "
-                                        "(2 subjects), BBH (1 task), whose scores average their groups: at most 4 "
-                                        "items per model")
+    assert _limit_note(1, datasets) == (
+        "limit: the first 1 item of each dataset, and of each group of MMLU "
+        "(2 subjects), BBH (1 task), whose scores average their groups: at most 4 "
+        "items per model"
+    )
     assert _limit_note(3, [{"abbr": "gsm8k"}]) == "limit: the first 3 items of each dataset: at most 3 items per model"

@@ -11,8 +11,22 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "evalkit"
 # Lowest first: a module may import its own stage and the stages before it, never one after it.
-STAGES = ("errors", "catalog", "records", "analysis", "reporting", "load", "engine", "sandbox", "oc", "evaluation",
-          "benchmark", "cli", "__main__", "__init__")
+STAGES = (
+    "errors",
+    "catalog",
+    "records",
+    "analysis",
+    "reporting",
+    "load",
+    "engine",
+    "sandbox",
+    "oc",
+    "evaluation",
+    "benchmark",
+    "cli",
+    "__main__",
+    "__init__",
+)
 
 
 def _modules() -> dict[str, Path]:
@@ -31,8 +45,12 @@ MODULES = _modules()
 def _imports(module: str, path: Path) -> set[str]:
     """Every evalkit module `module` imports, wherever the import sits, except under `if TYPE_CHECKING:`."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
-    skipped = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
-               for n in ast.walk(node)}
+    skipped = {
+        id(n)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+        for n in ast.walk(node)
+    }
     is_package = path.name == "__init__.py"
     found = set()
     for node in ast.walk(tree):
@@ -91,7 +109,10 @@ def test_no_import_circles() -> None:
 
 def test_benchmark_uses_run_and_reporting_through_their_public_names() -> None:
     private = sorted(
-        (m, t) for m in MODULES if m.startswith("evalkit.benchmark.") for t in GRAPH[m]
+        (m, t)
+        for m in MODULES
+        if m.startswith("evalkit.benchmark.")
+        for t in GRAPH[m]
         if t.startswith(("evalkit.evaluation.", "evalkit.reporting."))
     )
     assert not private, f"benchmark reaches into the run or reporting stage's modules: {private}"
@@ -115,4 +136,6 @@ def test_a_bad_run_flag_fails_before_torch_or_opencompass_load() -> None:
 
 def test_the_engine_and_benchmark_import_without_opencompass() -> None:
     # The GPU machines that run `bench` have no OpenCompass.
-    assert "opencompass" not in _loaded_after("import evalkit.benchmark.main, evalkit.engine.lm, evalkit.engine.generate")
+    assert "opencompass" not in _loaded_after(
+        "import evalkit.benchmark.main, evalkit.engine.lm, evalkit.engine.generate"
+    )

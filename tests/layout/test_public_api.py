@@ -17,8 +17,22 @@ def test_every_exported_name_resolves() -> None:
 
 
 def test_the_issue_s_public_names_are_exported() -> None:
-    wanted = {"load_family", "Family", "Branch", "run", "report", "regress", "update_readme", "import_table", "bench",
-              "ResultsRecord", "load_record", "save_record", "EvalkitError", "score_code"}
+    wanted = {
+        "load_family",
+        "Family",
+        "Branch",
+        "run",
+        "report",
+        "regress",
+        "update_readme",
+        "import_table",
+        "bench",
+        "ResultsRecord",
+        "load_record",
+        "save_record",
+        "EvalkitError",
+        "score_code",
+    }
     assert wanted <= set(evalkit.__all__)
 
 

@@ -202,11 +202,16 @@ def _write_config(path: Path, **overrides) -> Path:
         ("unknown_branch", "unknown branch 'E9B'; valid branches are: all, E111K \\(layer 2\\)"),
         ("truncated", "cannot read .*model.safetensors \\(.*\\); the file is truncated or not safetensors"),
         ("garbage", "cannot read .*model.safetensors \\(.*\\); the file is truncated or not safetensors"),
-        ("vocab_mismatch", "tensor model.embed_tokens.weight has shape \\[768, 64\\], but config.json "
-                           "\\(hidden_size 64, vocab_size 1000, .*\\) implies \\[1000, 64\\]"),
+        (
+            "vocab_mismatch",
+            "tensor model.embed_tokens.weight has shape \\[768, 64\\], but config.json "
+            "\\(hidden_size 64, vocab_size 1000, .*\\) implies \\[1000, 64\\]",
+        ),
         ("hidden_mismatch", "tensor model.embed_tokens.weight has shape \\[768, 64\\], .* implies \\[768, 32\\]"),
-        ("branch_layer_mismatch", "tensor model.eelayers.0.mlp.up_proj.weight has shape \\[96, 64\\], .* "
-                                  "implies \\[128, 64\\]"),
+        (
+            "branch_layer_mismatch",
+            "tensor model.eelayers.0.mlp.up_proj.weight has shape \\[96, 64\\], .* implies \\[128, 64\\]",
+        ),
     ],
 )
 def test_bad_input_is_one_clear_line(case, expected, tiny_path, tmp_path):
@@ -264,10 +269,13 @@ def test_cli_branches_and_export(tiny_path, tmp_path):
     assert again.returncode == 2 and "not empty" in again.stderr
 
 
-@pytest.mark.parametrize("command", [
-    ["export-branch", "--branch", "2", "--out", "{blocker}/e2"],
-    ["make-tiny", "{blocker}/tiny"],
-])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["export-branch", "--branch", "2", "--out", "{blocker}/e2"],
+        ["make-tiny", "{blocker}/tiny"],
+    ],
+)
 def test_outputs_under_a_file_are_one_line_errors(tmp_path, command):
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
@@ -276,14 +284,18 @@ def test_outputs_under_a_file_are_one_line_errors(tmp_path, command):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines() == [
         f"error: cannot write {args[-1]} ({blocker} is not a directory); pass a writable "
-        f"{'--out' if command[0] == 'export-branch' else 'OUT_DIR'}"]
+        f"{'--out' if command[0] == 'export-branch' else 'OUT_DIR'}"
+    ]
 
 
-@pytest.mark.parametrize("device, message", [
-    ("foo", "unknown device 'foo'; pass cpu, cuda or cuda:N"),
-    ("tpu", "device type 'tpu' is not supported|unknown device 'tpu'"),
-    ("cuda:7", "no usable CUDA GPU|this machine has \\d+ GPU"),
-])
+@pytest.mark.parametrize(
+    "device, message",
+    [
+        ("foo", "unknown device 'foo'; pass cpu, cuda or cuda:N"),
+        ("tpu", "device type 'tpu' is not supported|unknown device 'tpu'"),
+        ("cuda:7", "no usable CUDA GPU|this machine has \\d+ GPU"),
+    ],
+)
 def test_unusable_devices_are_one_clear_error(tiny_path, device, message):
     if device == "cuda:7" and torch.cuda.device_count() > 7:
         pytest.skip("this machine has a cuda:7")
@@ -316,8 +328,15 @@ def test_a_plain_checkpoint_with_tied_embeddings_loads(tiny_path, tmp_path):
     from evalkit.load.checkpoint import TOKENIZER_FILES
 
     torch.manual_seed(0)
-    config = Qwen2Config(vocab_size=1024, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True)  # fmt: skip
+    config = Qwen2Config(
+        vocab_size=1024,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        tie_word_embeddings=True,
+    )
     Qwen2ForCausalLM(config).save_pretrained(tmp_path / "tied")
     for name in TOKENIZER_FILES:
         if (tiny_path / name).is_file():
@@ -330,5 +349,5 @@ def test_a_plain_checkpoint_with_tied_embeddings_loads(tiny_path, tmp_path):
     model = family.branch_model(branch)
     assert model.lm_head.weight.data_ptr() == embed.data_ptr()
     model.generation_config.eos_token_id = None
-    stock = model.generate(PROMPT, max_new_tokens=5, do_sample=False, pad_token_id=0)[:, PROMPT.shape[1]:]
+    stock = model.generate(PROMPT, max_new_tokens=5, do_sample=False, pad_token_id=0)[:, PROMPT.shape[1] :]
     assert torch.equal(generate_fast(family, branch, PROMPT, max_new_tokens=5, ignore_eos=True), stock)

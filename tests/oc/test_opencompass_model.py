@@ -48,14 +48,19 @@ def test_get_loglikelihood_sums_the_continuation(model):
     ids, lp = _direct(model, context + cont)
     n_ctx = len(model.lm.engine.tokenizer(context)["input_ids"])
     assert isinstance(got, np.ndarray)
-    assert got[0] == pytest.approx(float(lp[n_ctx - 1:].sum()), abs=1e-4)
+    assert got[0] == pytest.approx(float(lp[n_ctx - 1 :].sum()), abs=1e-4)
 
 
 def test_generate_takes_prompt_lists_and_stops_at_stop_words(model):
     from opencompass.utils.prompt import PromptList
 
-    prompt = PromptList([{"section": "round", "pos": "begin"}, {"role": "HUMAN", "prompt": "Name a colour."},
-                         {"section": "round", "pos": "end"}])
+    prompt = PromptList(
+        [
+            {"section": "round", "pos": "begin"},
+            {"role": "HUMAN", "prompt": "Name a colour."},
+            {"section": "round", "pos": "end"},
+        ]
+    )
     parsed = model.parse_template([prompt], mode="gen")
     free = model.generate(parsed, max_out_len=16)[0]
     stop = free[3:5]

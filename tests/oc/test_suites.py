@@ -35,10 +35,22 @@ def offline_env(data_root: Path):
 
 # Test items per abbr in the fixtures (HumanEval is the real 164).
 FIXTURE_SIZES = {
-    "lukaemon_mmlu_astronomy": 3, "lukaemon_mmlu_high_school_geography": 3, "mmlu_pro_math": 3,
-    "mmlu_pro_biology": 3, "cmmlu-high_school_geography": 3, "cmmlu-elementary_mathematics": 3,
-    "bbh-date_understanding": 3, "bbh-boolean_expressions": 3, "ARC-c": 5, "hellaswag": 5, "winogrande": 5,
-    "openai_humaneval": 164, "sanitized_mbpp": 5, "lcb_code_generation": 4, "GPQA_diamond": 5, "math": 5,
+    "lukaemon_mmlu_astronomy": 3,
+    "lukaemon_mmlu_high_school_geography": 3,
+    "mmlu_pro_math": 3,
+    "mmlu_pro_biology": 3,
+    "cmmlu-high_school_geography": 3,
+    "cmmlu-elementary_mathematics": 3,
+    "bbh-date_understanding": 3,
+    "bbh-boolean_expressions": 3,
+    "ARC-c": 5,
+    "hellaswag": 5,
+    "winogrande": 5,
+    "openai_humaneval": 164,
+    "sanitized_mbpp": 5,
+    "lcb_code_generation": 4,
+    "GPQA_diamond": 5,
+    "math": 5,
     "gsm8k": 5,
 }
 
@@ -109,16 +121,24 @@ def test_unknown_group_lists_valid_ones() -> None:
         suites.dataset_configs("general", groups={"bbh": ["nope"]})
 
 
-@pytest.mark.parametrize(("abbr", "expected"), [
-    ("lukaemon_mmlu_astronomy", ("mmlu", "astronomy")),
-    ("mmlu_pro_computer_science", ("mmlu_pro", "computer_science")),
-    ("cmmlu-high_school_geography", ("cmmlu", "high_school_geography")),
-    ("bbh-boolean_expressions", ("bbh", "boolean_expressions")),
-    ("ARC-c", ("arc_c", None)), ("hellaswag", ("hellaswag", None)), ("winogrande", ("winogrande", None)),
-    ("openai_humaneval", ("humaneval", None)), ("sanitized_mbpp", ("mbpp", None)),
-    ("lcb_code_generation", ("livecodebench", None)), ("GPQA_diamond", ("gpqa", None)),
-    ("math", ("math", None)), ("gsm8k", ("gsm8k", None)),
-])
+@pytest.mark.parametrize(
+    ("abbr", "expected"),
+    [
+        ("lukaemon_mmlu_astronomy", ("mmlu", "astronomy")),
+        ("mmlu_pro_computer_science", ("mmlu_pro", "computer_science")),
+        ("cmmlu-high_school_geography", ("cmmlu", "high_school_geography")),
+        ("bbh-boolean_expressions", ("bbh", "boolean_expressions")),
+        ("ARC-c", ("arc_c", None)),
+        ("hellaswag", ("hellaswag", None)),
+        ("winogrande", ("winogrande", None)),
+        ("openai_humaneval", ("humaneval", None)),
+        ("sanitized_mbpp", ("mbpp", None)),
+        ("lcb_code_generation", ("livecodebench", None)),
+        ("GPQA_diamond", ("gpqa", None)),
+        ("math", ("math", None)),
+        ("gsm8k", ("gsm8k", None)),
+    ],
+)
 def test_dataset_of(abbr: str, expected: tuple[str, str | None]) -> None:
     assert suites.dataset_of(abbr) == expected
 
@@ -129,8 +149,14 @@ def test_dataset_of_unknown_abbr() -> None:
 
 
 # One dataset per evaluator family. The scripted model answers every other fixture item correctly.
-RUN_ABBRS = ("lukaemon_mmlu_astronomy", "bbh-date_understanding", "bbh-boolean_expressions", "sanitized_mbpp",
-             "GPQA_diamond", "math")
+RUN_ABBRS = (
+    "lukaemon_mmlu_astronomy",
+    "bbh-date_understanding",
+    "bbh-boolean_expressions",
+    "sanitized_mbpp",
+    "GPQA_diamond",
+    "math",
+)
 EXPECTED = {
     "lukaemon_mmlu_astronomy": [1, 0, 1],  # AccEvaluator: details formatted by OpenCompass
     "bbh-date_understanding": [1, 0, 1],  # BBHEvaluator_mcq: `correct`
@@ -143,12 +169,22 @@ EXPECTED = {
 
 def _write_run_config(path: Path, table: Path) -> None:
     datasets = [c for c in suites.dataset_configs("all", groups=suites.FIXTURE_GROUPS) if c["abbr"] in RUN_ABBRS]
-    models = [dict(type="oc_scripted_model.ScriptedModel", abbr="scripted", path=str(table),
-                   default="I am not sure.", max_out_len=64, batch_size=8, run_cfg=dict(num_gpus=0))]
+    models = [
+        dict(
+            type="oc_scripted_model.ScriptedModel",
+            abbr="scripted",
+            path=str(table),
+            default="I am not sure.",
+            max_out_len=64,
+            batch_size=8,
+            run_cfg=dict(num_gpus=0),
+        )
+    ]
     # All datasets in one evaluation task: OpenCompass pretty-prints every task's config, seconds each.
-    evaluation = dict(partitioner=dict(type="opencompass.partitioners.NaivePartitioner", n=len(datasets)),
-                      runner=dict(type="opencompass.runners.LocalRunner",
-                                  task=dict(type="opencompass.tasks.OpenICLEvalTask")))
+    evaluation = dict(
+        partitioner=dict(type="opencompass.partitioners.NaivePartitioner", n=len(datasets)),
+        runner=dict(type="opencompass.runners.LocalRunner", task=dict(type="opencompass.tasks.OpenICLEvalTask")),
+    )
     path.write_text(f"datasets = {datasets!r}\nmodels = {models!r}\neval = {evaluation!r}\n")
 
 
@@ -159,8 +195,12 @@ def test_real_opencompass_run_outcomes(data_root: Path, tmp_path: Path) -> None:
     table.write_text(json.dumps([a for items in answers.values() for a in items[::2]]))
     config = tmp_path / "run_config.py"
     _write_run_config(config, table)
-    env = {**os.environ, **OFFLINE, "COMPASS_DATA_CACHE": str(data_root),
-           "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        **OFFLINE,
+        "COMPASS_DATA_CACHE": str(data_root),
+        "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
+    }
     cli = [sys.executable, "-m", "opencompass.cli.main", str(config), "--debug", "-w", str(tmp_path / "out")]
     proc = subprocess.run(cli, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -174,12 +214,22 @@ def test_real_opencompass_run_outcomes(data_root: Path, tmp_path: Path) -> None:
 
 
 def test_item_outcomes_shapes() -> None:
-    formatted = {"accuracy": 50.0, "details": {"type": "GEN", "1": {"predictions": "B", "references": "C"},
-                                               "0": {"predictions": "A", "references": "A"}}}
+    formatted = {
+        "accuracy": 50.0,
+        "details": {
+            "type": "GEN",
+            "1": {"predictions": "B", "references": "C"},
+            "0": {"predictions": "A", "references": "A"},
+        },
+    }
     assert suites.item_outcomes("mmlu", formatted) == [("0", 1.0), ("1", 0.0)]
-    sampled = {"humaneval_pass@1": 50.0, "details": [
-        {"example_abbr": "openai_humaneval_0", "is_correct": [True, False]},
-        {"example_abbr": "openai_humaneval_1", "is_correct": [False, False]}]}
+    sampled = {
+        "humaneval_pass@1": 50.0,
+        "details": [
+            {"example_abbr": "openai_humaneval_0", "is_correct": [True, False]},
+            {"example_abbr": "openai_humaneval_1", "is_correct": [False, False]},
+        ],
+    }
     assert suites.item_outcomes("humaneval", sampled) == [("0", 0.5), ("1", 0.0)]
     with pytest.raises(EvalkitError, match="no per-item details"):
         suites.item_outcomes("gsm8k", {"accuracy": 10.0})

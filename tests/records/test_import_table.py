@@ -24,8 +24,13 @@ def test_imports_every_score_table_and_skips_others():
     assert r.kind == "published" and r.run_id == "published-ruyi_tables"
     assert result.tables == (1, 2, 3)  # the branch-layout table is not a score table
     names = [m.name for m in r.models]
-    assert names == ["Qwen2.5-7B-Instruct", "Llama3.1-8B-Instruct", "AI-Flow-Ruyi-7B-E7B-0725",
-                     "AI-Flow-Ruyi-7B-E3B-0725", "AI-Flow-Ruyi-7B-E5B-0725"]
+    assert names == [
+        "Qwen2.5-7B-Instruct",
+        "Llama3.1-8B-Instruct",
+        "AI-Flow-Ruyi-7B-E7B-0725",
+        "AI-Flow-Ruyi-7B-E3B-0725",
+        "AI-Flow-Ruyi-7B-E5B-0725",
+    ]
     assert {s.dataset for s in r.scores} == {"mmlu", "arc_c", "winogrande", "gpqa", "math", "gsm8k"}
     assert all(s.items is None for s in r.scores)
     assert r.score("qwen2.5-7b-instruct", "winogrande").value == 68.30
@@ -37,7 +42,12 @@ def test_imports_every_score_table_and_skips_others():
 def test_branch_names_markup_and_ours():
     m = model_info("AI-Flow-Ruyi-7B-E3B-0725<b>(ours)</b>")
     assert (m.name, m.role, m.family, m.branch, m.num_params) == (
-        "AI-Flow-Ruyi-7B-E3B-0725", "ours", "ai-flow-ruyi-7b", "E3B", None)
+        "AI-Flow-Ruyi-7B-E3B-0725",
+        "ours",
+        "ai-flow-ruyi-7b",
+        "E3B",
+        None,
+    )
     assert model_info("**Llama3.1-8B-Instruct**").name == "Llama3.1-8B-Instruct"
     assert model_info("Qwen3-8B(think)").abbr == "qwen3-8b-think"
     other = model_info("MyModel **(ours)**")
@@ -51,8 +61,11 @@ def test_average_mismatch_is_reported_and_kept():
     info = result.record.provenance.configs.import_table
     assert info.average_mismatches == 1
     bad = [a for a in info.averages if a.mismatch]
-    assert bad == [AverageCheck(table=3, line=26, model="ai-flow-ruyi-7b-e5b-0725", published=68.91,
-                                recomputed=68.1933, mismatch=True)]
+    assert bad == [
+        AverageCheck(
+            table=3, line=26, model="ai-flow-ruyi-7b-e5b-0725", published=68.91, recomputed=68.1933, mismatch=True
+        )
+    ]
 
 
 def test_table_selection():
@@ -85,8 +98,19 @@ def test_no_score_table_is_a_clear_error(tmp_path):
 
 def test_cli_writes_a_loadable_record_and_prints_warnings(tmp_path):
     out = tmp_path / "pub.json"
-    res = CliRunner().invoke(main, ["import-table", str(CARD), "--out", str(out), "--n", "arc-c=1172",
-                                    "--source", "AI-Flow-Ruyi README, 2025-07-25"])
+    res = CliRunner().invoke(
+        main,
+        [
+            "import-table",
+            str(CARD),
+            "--out",
+            str(out),
+            "--n",
+            "arc-c=1172",
+            "--source",
+            "AI-Flow-Ruyi README, 2025-07-25",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "warning: ruyi_tables.md line 26" in res.output
     assert "wrote" in res.output and "5 models, 21 scores from tables 1, 2, 3" in res.output
@@ -112,8 +136,10 @@ def test_plus_and_subset_variants_are_other_benchmarks(variant):
 
 
 def test_a_table_with_humaneval_and_humaneval_plus_imports_humaneval_only(tmp_path):
-    card = _card(tmp_path, "|Model|HumanEval|HumanEval+|MBPP|MBPP+|Avg|\n|-|-|-|-|-|-|\n"
-                           "|Qwen2.5-7B-Instruct|84.1|78.0|79.2|67.0|77.08|\n")
+    card = _card(
+        tmp_path,
+        "|Model|HumanEval|HumanEval+|MBPP|MBPP+|Avg|\n|-|-|-|-|-|-|\n|Qwen2.5-7B-Instruct|84.1|78.0|79.2|67.0|77.08|\n",
+    )
     result = import_table(card)
     r = result.record
     assert {(s.dataset, s.value) for s in r.scores} == {("humaneval", 84.1), ("mbpp", 79.2)}
@@ -129,9 +155,12 @@ def test_two_columns_for_one_dataset_are_a_clear_error(tmp_path):
 
 
 def test_only_rows_marked_ours_and_their_family_are_our_branches(tmp_path):
-    card = _card(tmp_path, "|Model|MMLU|\n|-|-|\n|Gemma-3n-E2B-it|60.1|\n|Gemma-3n-E4B-it|64.9|\n"
-                           "|AI-Flow-Ruyi-7B-E7B-0725<b>(ours)</b>|64.78|\n\n"
-                           "|Model|GSM8K|\n|-|-|\n|AI-Flow-Ruyi-7B-E3B-0725|30.0|\n")
+    card = _card(
+        tmp_path,
+        "|Model|MMLU|\n|-|-|\n|Gemma-3n-E2B-it|60.1|\n|Gemma-3n-E4B-it|64.9|\n"
+        "|AI-Flow-Ruyi-7B-E7B-0725<b>(ours)</b>|64.78|\n\n"
+        "|Model|GSM8K|\n|-|-|\n|AI-Flow-Ruyi-7B-E3B-0725|30.0|\n",
+    )
     result = import_table(card)
     roles = {m.name: (m.role, m.family, m.branch) for m in result.record.models}
     assert roles == {
@@ -150,11 +179,14 @@ def test_a_file_with_no_row_marked_ours_says_so(tmp_path):
     assert "no row is marked (ours)" in result.warnings[0]
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("3-1", "range 3-1 runs backwards; write 1-3"),
-    ("x", "is not a table number"),
-    (",", "is not a table number"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("3-1", "range 3-1 runs backwards; write 1-3"),
+        ("x", "is not a table number"),
+        (",", "is not a table number"),
+    ],
+)
 def test_table_selections_that_select_nothing_are_errors(spec, message):
     with pytest.raises(EvalkitError, match=message):
         parse_table_numbers(spec)
@@ -167,10 +199,13 @@ def test_table_selections_that_select_nothing_are_errors(spec, message):
 
 
 def test_unknown_columns_are_ignored_with_a_warning_and_numbering_is_stable(tmp_path):
-    card = _card(tmp_path, "|Model|MMLU|Avg|\n|-|-|-|\n|Qwen2.5-7B-Instruct|70.88|70.88|\n\n"
-                           "|Model|Params|C-Eval|GSM8K|Avg|\n|-|-|-|-|-|\n|Qwen2.5-7B-Instruct|7B|80.0|85.82|82.91|\n\n"
-                           "|Model|C-Eval|Avg|\n|-|-|-|\n|Qwen2.5-7B-Instruct|80.0|80.0|\n\n"
-                           "|Model|GPQA|\n|-|-|\n|Qwen2.5-7B-Instruct|25.25|\n")
+    card = _card(
+        tmp_path,
+        "|Model|MMLU|Avg|\n|-|-|-|\n|Qwen2.5-7B-Instruct|70.88|70.88|\n\n"
+        "|Model|Params|C-Eval|GSM8K|Avg|\n|-|-|-|-|-|\n|Qwen2.5-7B-Instruct|7B|80.0|85.82|82.91|\n\n"
+        "|Model|C-Eval|Avg|\n|-|-|-|\n|Qwen2.5-7B-Instruct|80.0|80.0|\n\n"
+        "|Model|GPQA|\n|-|-|\n|Qwen2.5-7B-Instruct|25.25|\n",
+    )
     result = import_table(card)
     assert result.tables == (1, 2, 3)  # the C-Eval-only table is not numbered
     assert {s.dataset for s in result.record.scores} == {"mmlu", "gsm8k", "gpqa"}

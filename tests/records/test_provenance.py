@@ -23,12 +23,24 @@ MEASURED = {
     "models": [{"abbr": "ruyi-7b-e3b", "type": "evalkit.oc.model.RuyiBranch", "max_out_len": 16}],
     "datasets": [{"abbr": "gsm8k", "type": "opencompass.datasets.GSM8KDataset", "reader_cfg": {"test_range": "[0:1]"}}],
     "sandbox": "namespaces (user, mount, pid, net): no network, minimal read-only root, rlimits, timeout",
-    "tasks": {"ruyi-7b-e3b/gsm8k": {"status": "reused", "seconds": 0.239, "session": 0},
-              "ruyi-7b-e3b/math": {"status": "ran", "seconds": None, "session": 1}},
-    "sessions": [{"command": "evalkit run --suites stem", "started_at": "2026-12-02T04:08:13+00:00",
-                  "finished_at": None, "duration_s": 1.372},
-                 {"command": "evalkit run --resume x", "started_at": "2026-12-02T04:08:34+00:00",
-                  "finished_at": "2026-12-02T04:08:35+00:00", "duration_s": 0.729}],
+    "tasks": {
+        "ruyi-7b-e3b/gsm8k": {"status": "reused", "seconds": 0.239, "session": 0},
+        "ruyi-7b-e3b/math": {"status": "ran", "seconds": None, "session": 1},
+    },
+    "sessions": [
+        {
+            "command": "evalkit run --suites stem",
+            "started_at": "2026-12-02T04:08:13+00:00",
+            "finished_at": None,
+            "duration_s": 1.372,
+        },
+        {
+            "command": "evalkit run --resume x",
+            "started_at": "2026-12-02T04:08:34+00:00",
+            "finished_at": "2026-12-02T04:08:35+00:00",
+            "duration_s": 0.729,
+        },
+    ],
 }
 
 
@@ -55,8 +67,12 @@ def test_a_measured_section_reads_as_types_and_writes_back_unchanged(tmp_path):
     assert configs.datasets[0]["reader_cfg"] == {"test_range": "[0:1]"} and configs.sandbox.startswith("namespaces")
     assert configs.tasks["ruyi-7b-e3b/gsm8k"] == TaskTiming(status="reused", seconds=0.239, session=0)
     assert configs.tasks["ruyi-7b-e3b/math"].seconds is None
-    assert configs.sessions[1] == Session(command="evalkit run --resume x", started_at="2026-12-02T04:08:34+00:00",
-                                          finished_at="2026-12-02T04:08:35+00:00", duration_s=0.729)
+    assert configs.sessions[1] == Session(
+        command="evalkit run --resume x",
+        started_at="2026-12-02T04:08:34+00:00",
+        finished_at="2026-12-02T04:08:35+00:00",
+        duration_s=0.729,
+    )
     assert configs.import_table is None
     saved = tmp_path / "saved.json"
     save_record(load_record(path), saved)
@@ -65,9 +81,13 @@ def test_a_measured_section_reads_as_types_and_writes_back_unchanged(tmp_path):
 
 def test_a_section_built_in_code_has_the_layout_run_wrote():
     configs = RunProvenance(
-        run=MEASURED["run"], models=tuple(MEASURED["models"]), datasets=tuple(MEASURED["datasets"]),
-        sandbox=MEASURED["sandbox"], tasks={k: TaskTiming(**v) for k, v in MEASURED["tasks"].items()},
-        sessions=tuple(Session(**s) for s in MEASURED["sessions"]))
+        run=MEASURED["run"],
+        models=tuple(MEASURED["models"]),
+        datasets=tuple(MEASURED["datasets"]),
+        sandbox=MEASURED["sandbox"],
+        tasks={k: TaskTiming(**v) for k, v in MEASURED["tasks"].items()},
+        sessions=tuple(Session(**s) for s in MEASURED["sessions"]),
+    )
     assert json.dumps(configs.to_dict()) == json.dumps(MEASURED)
     assert RunProvenance.from_dict(configs.to_dict(), 1) == configs
 
@@ -85,12 +105,19 @@ def test_published_record_keeps_its_import_table():
     assert all(not a.mismatch for a in info.averages) and info.averages[0].model == "qwen3-8b-think"
 
 
-@pytest.mark.parametrize("configs, expected", [
-    (..., {}),  # written before the section existed
-    (None, {}),
-    ({}, {}),
-    ({"run": {"suites": ["general"]}, "sandbox": "rlimits"}, {"run": {"suites": ["general"]}, "sandbox": "rlimits"}),
-], ids=["absent", "null", "empty", "partial"])
+@pytest.mark.parametrize(
+    "configs, expected",
+    [
+        (..., {}),  # written before the section existed
+        (None, {}),
+        ({}, {}),
+        (
+            {"run": {"suites": ["general"]}, "sandbox": "rlimits"},
+            {"run": {"suites": ["general"]}, "sandbox": "rlimits"},
+        ),
+    ],
+    ids=["absent", "null", "empty", "partial"],
+)
 def test_records_without_a_full_section_load(tmp_path, configs, expected):
     path = _with_configs(tmp_path, configs)
     record = load_record(path)
@@ -100,8 +127,10 @@ def test_records_without_a_full_section_load(tmp_path, configs, expected):
 
 def test_records_from_before_sessions_load(tmp_path):
     """Before --resume, a record kept no sessions and its tasks no session index."""
-    older = {**{k: v for k, v in MEASURED.items() if k != "sessions"},
-             "tasks": {"ruyi-7b-e3b/gsm8k": {"status": "ran", "seconds": 0.239}}}
+    older = {
+        **{k: v for k, v in MEASURED.items() if k != "sessions"},
+        "tasks": {"ruyi-7b-e3b/gsm8k": {"status": "ran", "seconds": 0.239}},
+    }
     configs = load_record(_with_configs(tmp_path, older)).provenance.configs
     assert configs.sessions is None
     assert configs.tasks == {"ruyi-7b-e3b/gsm8k": TaskTiming(status="ran", seconds=0.239, session=None)}
@@ -117,22 +146,37 @@ def _damage(configs: dict, change) -> dict:
     return damaged
 
 
-@pytest.mark.parametrize("change, field, problem", [
-    (lambda c: c["tasks"]["ruyi-7b-e3b/gsm8k"].update(seconds="fast"),
-     "provenance.configs.tasks['ruyi-7b-e3b/gsm8k'].seconds", "is 'fast', expected a number or null"),
-    (lambda c: c["tasks"]["ruyi-7b-e3b/math"].update(session=True),
-     "provenance.configs.tasks['ruyi-7b-e3b/math'].session", "is True, expected a whole number or null"),
-    (lambda c: c["tasks"]["ruyi-7b-e3b/math"].pop("status"),
-     "provenance.configs.tasks['ruyi-7b-e3b/math']", "lacks 'status'"),
-    (lambda c: c["sessions"][1].update(duration_s=None),
-     "provenance.configs.sessions[1].duration_s", "is null, expected a number"),
-    (lambda c: c["sessions"][0].update(extra=1), "provenance.configs.sessions[0]", "has 'extra'"),
-    (lambda c: c.update(sessions={"command": "x"}), "provenance.configs.sessions", "is an object, expected a list"),
-    (lambda c: c.update(models=["ruyi"]), "provenance.configs.models[0]", "is 'ruyi', expected an object"),
-    (lambda c: c.update(run=[]), "provenance.configs.run", "is a list, expected an object"),
-    (lambda c: c.update(sandbox=3), "provenance.configs.sandbox", "is 3, expected text"),
-    (lambda c: c.update(timings={}), "provenance.configs", "has 'timings', which this evalkit does not know"),
-])
+@pytest.mark.parametrize(
+    "change, field, problem",
+    [
+        (
+            lambda c: c["tasks"]["ruyi-7b-e3b/gsm8k"].update(seconds="fast"),
+            "provenance.configs.tasks['ruyi-7b-e3b/gsm8k'].seconds",
+            "is 'fast', expected a number or null",
+        ),
+        (
+            lambda c: c["tasks"]["ruyi-7b-e3b/math"].update(session=True),
+            "provenance.configs.tasks['ruyi-7b-e3b/math'].session",
+            "is True, expected a whole number or null",
+        ),
+        (
+            lambda c: c["tasks"]["ruyi-7b-e3b/math"].pop("status"),
+            "provenance.configs.tasks['ruyi-7b-e3b/math']",
+            "lacks 'status'",
+        ),
+        (
+            lambda c: c["sessions"][1].update(duration_s=None),
+            "provenance.configs.sessions[1].duration_s",
+            "is null, expected a number",
+        ),
+        (lambda c: c["sessions"][0].update(extra=1), "provenance.configs.sessions[0]", "has 'extra'"),
+        (lambda c: c.update(sessions={"command": "x"}), "provenance.configs.sessions", "is an object, expected a list"),
+        (lambda c: c.update(models=["ruyi"]), "provenance.configs.models[0]", "is 'ruyi', expected an object"),
+        (lambda c: c.update(run=[]), "provenance.configs.run", "is a list, expected an object"),
+        (lambda c: c.update(sandbox=3), "provenance.configs.sandbox", "is 3, expected text"),
+        (lambda c: c.update(timings={}), "provenance.configs", "has 'timings', which this evalkit does not know"),
+    ],
+)
 def test_a_damaged_section_is_one_error_naming_file_and_field(tmp_path, change, field, problem):
     path = _with_configs(tmp_path, _damage(MEASURED, change))
     with pytest.raises(EvalkitError) as caught:
@@ -148,6 +192,9 @@ def test_a_damaged_import_table_names_its_field(tmp_path):
     configs = json.loads(published.read_text(encoding="utf-8"))["provenance"]["configs"]
     configs["import_table"]["averages"][2]["mismatch"] = "no"
     path = _with_configs(tmp_path, configs)
-    with pytest.raises(EvalkitError, match=r"provenance\.configs\.import_table\.averages\[2\]\.mismatch is 'no', "
-                                           "expected true or false"):
+    with pytest.raises(
+        EvalkitError,
+        match=r"provenance\.configs\.import_table\.averages\[2\]\.mismatch is 'no', "
+        "expected true or false",
+    ):
         load_record(path)

@@ -43,9 +43,7 @@ def test_blocks_get_the_report_tables_and_nothing_else_changes(readme):
     before, after = BEFORE.read_bytes().decode(), readme.read_bytes().decode()
     assert _outside_blocks(after) == _outside_blocks(before)
     record = load_record(SMALL)
-    expected = (
-        "<!-- evalkit:table general -->\n" + named_table(record, "general") + "\n<!-- /evalkit:table -->"
-    )
+    expected = "<!-- evalkit:table general -->\n" + named_table(record, "general") + "\n<!-- /evalkit:table -->"
     assert expected in after
     assert "<!-- evalkit:table branches -->\n" + named_table(record, "branches") + "\n<!-- /evalkit:table -->" in after
     assert after.endswith("The end, no newline at end of file.")
@@ -74,8 +72,9 @@ def test_crlf_readme_keeps_its_line_endings_and_is_stable(tmp_path):
     written = path.read_bytes()
     assert b"\r\r" not in written and b"\n" not in written.replace(b"\r\n", b"")
     table = named_table(load_record(SMALL), "general").replace("\n", "\r\n").encode()
-    assert written == (b"# T\r\n<!-- evalkit:table general -->\r\n" + table
-                       + b"\r\n<!-- /evalkit:table -->\r\ntail\r\n")
+    assert written == (
+        b"# T\r\n<!-- evalkit:table general -->\r\n" + table + b"\r\n<!-- /evalkit:table -->\r\ntail\r\n"
+    )
     check = runner.invoke(main, ["readme", str(path), "--results", str(SMALL), "--check"])
     assert check.exit_code == 0 and "up to date" in check.output
     again = runner.invoke(main, ["readme", str(path), "--results", str(SMALL)])
@@ -83,8 +82,10 @@ def test_crlf_readme_keeps_its_line_endings_and_is_stable(tmp_path):
 
 
 def test_each_block_keeps_the_line_ending_of_its_marker():
-    text = "<!-- evalkit:table general -->\r\nx\r\n<!-- /evalkit:table -->\n" \
-           "<!-- evalkit:table branches -->\ny\n<!-- /evalkit:table -->\n"
+    text = (
+        "<!-- evalkit:table general -->\r\nx\r\n<!-- /evalkit:table -->\n"
+        "<!-- evalkit:table branches -->\ny\n<!-- /evalkit:table -->\n"
+    )
     out = render(text, load_record(SMALL)).text
     general, _, branches = out.partition("<!-- evalkit:table branches -->")
     assert "\n" not in general.replace("\r\n", "").rstrip("\n")
@@ -131,10 +132,7 @@ def test_markers_inside_prose_are_not_blocks():
 @pytest.mark.parametrize("fence", ["```", "~~~", "````"])
 def test_markers_inside_fenced_code_are_left_alone(fence):
     inner = "~~~" if fence == "```" else "```"  # another character, or shorter: does not close it
-    example = (
-        f"{fence}markdown\n<!-- evalkit:table stem -->\n| example |\n<!-- /evalkit:table -->\n"
-        f"{inner}\n{fence}\n"
-    )
+    example = f"{fence}markdown\n<!-- evalkit:table stem -->\n| example |\n<!-- /evalkit:table -->\n{inner}\n{fence}\n"
     text = "Write:\n\n" + example + "\n<!-- evalkit:table general -->\nold\n<!-- /evalkit:table -->\n"
     update = render(text, load_record(SMALL))
     assert update.blocks == ("general",)
@@ -163,8 +161,9 @@ def test_ci_example_checks_the_readme_against_the_record_it_is_written_from():
 
     root = Path(__file__).resolve().parents[2]
     workflow = yaml.safe_load((root / "docs" / "ci-gate.yml").read_text(encoding="utf-8"))
-    runs = [(job.get("env", {}), step["run"]) for job in workflow["jobs"].values()
-            for step in job["steps"] if "run" in step]
+    runs = [
+        (job.get("env", {}), step["run"]) for job in workflow["jobs"].values() for step in job["steps"] if "run" in step
+    ]
     readme_steps = [(env, run) for env, run in runs if "evalkit readme" in run]
     assert len(readme_steps) == 1
     env, run = readme_steps[0]

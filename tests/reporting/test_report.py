@@ -101,8 +101,9 @@ def test_significant_inversion_matches_scipy_with_holm():
     e3 = rng.random(200) < 0.3
     e5 = e3 | (rng.random(200) < 0.5)  # E5B answers everything E3B does, and more
     e7 = e5 & (rng.random(200) < 0.6)  # E7B loses 40% of E5B's correct answers
-    rec = _paired_family({"E3B": e3.astype(int).tolist(), "E5B": e5.astype(int).tolist(),
-                          "E7B": e7.astype(int).tolist()})
+    rec = _paired_family(
+        {"E3B": e3.astype(int).tolist(), "E5B": e5.astype(int).tolist(), "E7B": e7.astype(int).tolist()}
+    )
     inv = {(i.from_, i.to): i for i in find_inversions(rec) if i.dataset == "gsm8k"}
     assert set(inv) == {("E5B", "E7B")}
     b = int(np.sum(e5 & ~e7))
@@ -152,8 +153,16 @@ def test_report_writes_markdown_json_and_plots(built):
         assert section in text
     mono = json.loads((tmp_path / "r" / "monotonicity.json").read_text())
     assert mono["inversions"][0] | {"p_value": None, "p_raw": None} == {
-        "family": "ruyi-7b", "dataset": "gsm8k", "from": "E5B", "to": "E7B", "from_value": 75.0,
-        "to_value": 62.5, "delta": -12.5, "p_value": None, "p_raw": None, "significant": False,
+        "family": "ruyi-7b",
+        "dataset": "gsm8k",
+        "from": "E5B",
+        "to": "E7B",
+        "from_value": 75.0,
+        "to_value": 62.5,
+        "delta": -12.5,
+        "p_value": None,
+        "p_raw": None,
+        "significant": False,
         "method": "paired: exact McNemar, Holm",
     }
     plots = tmp_path / "r" / "plots"
@@ -215,7 +224,7 @@ def test_bench_records_are_checked(tmp_path):
 
 def _tables_have_device(text: str, label: str) -> int:
     """Every table in the performance section has the device label in the caption just above it."""
-    lines = text[text.index("## Performance"):].splitlines()
+    lines = text[text.index("## Performance") :].splitlines()
     starts = [i for i, line in enumerate(lines) if line.startswith("|") and not lines[i - 1].startswith("|")]
     for i in starts:
         assert label in lines[i - 2], (lines[i - 2], lines[i])
@@ -225,17 +234,40 @@ def _tables_have_device(text: str, label: str) -> int:
 def test_performance_from_a_real_cpu_bench(tiny_path, tmp_path):
     from evalkit import BenchConfig, bench
 
-    _, bench_path = bench(BenchConfig(batch_sizes=(1,), prompt_len=8, gen_len=4, iterations=1, warmup=1,
-                                      dtype="fp32", branches="E111K,E297K", out=str(tmp_path / "b")))
-    fam = [ModelInfo(abbr=f"tiny-ruyi-{b.lower()}", name=f"tiny-ruyi-{b}", role="ours", family="tiny-ruyi",
-                     branch=b, exit_layer=e, num_params=p) for b, e, p in (("E111K", 2, 209728), ("E297K", 7, 395328))]
-    scores = tuple(Score(model=m.abbr, dataset=d, metric="accuracy", value=v, n=100)
-                   for m, v in zip(fam, (20.0, 30.0), strict=True) for d in ("gsm8k", "mmlu"))
+    _, bench_path = bench(
+        BenchConfig(
+            batch_sizes=(1,),
+            prompt_len=8,
+            gen_len=4,
+            iterations=1,
+            warmup=1,
+            dtype="fp32",
+            branches="E111K,E297K",
+            out=str(tmp_path / "b"),
+        )
+    )
+    fam = [
+        ModelInfo(
+            abbr=f"tiny-ruyi-{b.lower()}",
+            name=f"tiny-ruyi-{b}",
+            role="ours",
+            family="tiny-ruyi",
+            branch=b,
+            exit_layer=e,
+            num_params=p,
+        )
+        for b, e, p in (("E111K", 2, 209728), ("E297K", 7, 395328))
+    ]
+    scores = tuple(
+        Score(model=m.abbr, dataset=d, metric="accuracy", value=v, n=100)
+        for m, v in zip(fam, (20.0, 30.0), strict=True)
+        for d in ("gsm8k", "mmlu")
+    )
     results = ResultsRecord(run_id="tiny", kind="measured", models=tuple(fam), scores=scores)
     save_record(results, tmp_path / "results.json")
     path = report([tmp_path / "results.json"], tmp_path / "rep", bench=[bench_path])
     text = path.read_text()
-    perf = text[text.index("## Performance"):]
+    perf = text[text.index("## Performance") :]
     assert "**CPU (" in perf and "These are CPU timings" in perf and "GPU:" not in perf
     assert _tables_have_device(text, "**CPU (") == 2  # one speed table per branch
     assert "tiny-ruyi E111K, 209.73K parameters" in perf and "tiny-ruyi E297K" in perf
@@ -248,35 +280,76 @@ def test_performance_from_a_real_cpu_bench(tiny_path, tmp_path):
 
 
 def _gpu_bench() -> BenchRecord:
-    env = Environment(device="NVIDIA H100 80GB HBM3", device_type="cuda", driver="550.54", cuda="12.4",
-                      torch="2.6.0", transformers="5.23.0", python="3.11.7", git_revision="abc")
+    env = Environment(
+        device="NVIDIA H100 80GB HBM3",
+        device_type="cuda",
+        driver="550.54",
+        cuda="12.4",
+        torch="2.6.0",
+        transformers="5.23.0",
+        python="3.11.7",
+        git_revision="abc",
+    )
     rows = []
     models = [("ruyi-7b", "AI-Flow-Ruyi-7B", "ours", b, p) for b, _, p in BRANCHES] + [
         ("qwen2.5-7b", "Qwen2.5-7B-Instruct", "baseline", "qwen2.5-7b", 7_615_616_512),
-        ("yi-6b", "Yi-6B", "baseline", "yi-6b", 6_061_035_520)]
+        ("yi-6b", "Yi-6B", "baseline", "yi-6b", 6_061_035_520),
+    ]
     for model, title, role, branch, params in models:
         for backend in ("hf", "fast"):
             for batch in (1, 32):
                 tok_s = 1e12 / params * batch * (2.0 if backend == "fast" else 1.0)
-                stats = Stats(median=1 / tok_s, p90=1.1 / tok_s, p99=1.3 / tok_s, mean=1 / tok_s, min=0.9 / tok_s,
-                              max=1.4 / tok_s, n=10)
+                stats = Stats(
+                    median=1 / tok_s,
+                    p90=1.1 / tok_s,
+                    p99=1.3 / tok_s,
+                    mean=1 / tok_s,
+                    min=0.9 / tok_s,
+                    max=1.4 / tok_s,
+                    n=10,
+                )
                 speed = Stats(median=tok_s, p90=tok_s, p99=tok_s, mean=tok_s, min=tok_s, max=tok_s, n=10)
                 oom = model == "yi-6b" and batch == 32
-                rows.append(BenchRow(
-                    model=model, title=title, role=role, branch=branch, exit_layer=27, num_params=params,
-                    backend=backend, batch_size=batch, prompt_len=256, gen_len=128, weight_bytes=2 * params,
-                    kv_bytes_per_row=10**6, bytes_per_token=2 * params / batch + 10**6,
-                    ttft_s=None if oom else stats, tpot_s=None if oom else stats, e2e_s=None if oom else stats,
-                    decode_tok_s=None if oom else speed, mbu=None if oom else 0.5,
-                    peak_allocated_bytes=None if oom else 2 * params + batch * 10**8,
-                    peak_reserved_bytes=None if oom else 2 * params + batch * 2 * 10**8,
-                    min_vram_bytes=None if oom else 2 * params + batch * 10**8 + (10**9 if backend == "hf" else 0),
-                    error="out of memory" if oom else None))
+                rows.append(
+                    BenchRow(
+                        model=model,
+                        title=title,
+                        role=role,
+                        branch=branch,
+                        exit_layer=27,
+                        num_params=params,
+                        backend=backend,
+                        batch_size=batch,
+                        prompt_len=256,
+                        gen_len=128,
+                        weight_bytes=2 * params,
+                        kv_bytes_per_row=10**6,
+                        bytes_per_token=2 * params / batch + 10**6,
+                        ttft_s=None if oom else stats,
+                        tpot_s=None if oom else stats,
+                        e2e_s=None if oom else stats,
+                        decode_tok_s=None if oom else speed,
+                        mbu=None if oom else 0.5,
+                        peak_allocated_bytes=None if oom else 2 * params + batch * 10**8,
+                        peak_reserved_bytes=None if oom else 2 * params + batch * 2 * 10**8,
+                        min_vram_bytes=None if oom else 2 * params + batch * 10**8 + (10**9 if backend == "hf" else 0),
+                        error="out of memory" if oom else None,
+                    )
+                )
     ratios = tuple(Ratio(m, b, n, 2.0, 1.8) for m, _, _, b, _ in models for n in (1, 32) if m != "yi-6b" or n == 1)
-    return BenchRecord(run_id="gpu1", created_at="2026-01-01T00:00:00+00:00", command="evalkit bench --shape all",
-                       environment=env, dtype="bf16", config={"shapes": ["ruyi-7b"], "prompt_len": 256, "gen_len": 128},
-                       protocol={"warmup": 2, "iterations": 10, "timer": "cuda-events"}, peak_bandwidth_gbps=3350.0,
-                       peak_bandwidth_source="table: H100 SXM", rows=tuple(rows), ratios=ratios)
+    return BenchRecord(
+        run_id="gpu1",
+        created_at="2026-01-01T00:00:00+00:00",
+        command="evalkit bench --shape all",
+        environment=env,
+        dtype="bf16",
+        config={"shapes": ["ruyi-7b"], "prompt_len": 256, "gen_len": 128},
+        protocol={"warmup": 2, "iterations": 10, "timer": "cuda-events"},
+        peak_bandwidth_gbps=3350.0,
+        peak_bandwidth_source="table: H100 SXM",
+        rows=tuple(rows),
+        ratios=ratios,
+    )
 
 
 def test_performance_from_a_gpu_bench_matches_branches_and_baselines(tmp_path):
@@ -286,7 +359,7 @@ def test_performance_from_a_gpu_bench_matches_branches_and_baselines(tmp_path):
     queue.run()
     assert _tables_have_device(text, "**GPU: NVIDIA H100 80GB HBM3 (CUDA 12.4)**") == 5 + 2 + 1  # + VRAM
     assert "CPU" not in text and "no MBU" not in text
-    vram = text[text.index("#### Minimum VRAM"):text.index("#### Speed against size")]
+    vram = text[text.index("#### Minimum VRAM") : text.index("#### Speed against size")]
     assert "| AI-Flow-Ruyi-7B E3B |" in vram and "|   batch=32 |" in vram
     assert "6.76 GB" not in vram and "6.8 GB" in vram  # E3B at batch 1: the smaller backend (fast), 1 decimal
     assert vram.count("> device |") == 1  # Yi-6B at batch 32: both backends ran out of memory
@@ -296,12 +369,13 @@ def test_performance_from_a_gpu_bench_matches_branches_and_baselines(tmp_path):
         "|                6.76 / 6.86 |       6.66 GB | 50.0% |          2.00x (1.80x) |"
     ) in text
     assert "| Yi-6B               |   12.2 GB |   > device |" in vram
-    pareto = text[text.index("#### Accuracy against speed"):]
+    pareto = text[text.index("#### Accuracy against speed") :]
     assert "the fast (evalkit's static-cache decoder) backend for every point" in pareto
     assert "Yi-6B (bench) has no results with a corresponding name; left out." in pareto
     assert pareto.count("left out") == 1  # Qwen2.5-7B-Instruct is matched by its title
-    assert "frontier (nothing else both faster and more accurate): E3B, E4B, E5B, E6B, E7B, Qwen2.5-7B-Instruct." \
-        in pareto
+    assert (
+        "frontier (nothing else both faster and more accurate): E3B, E4B, E5B, E6B, E7B, Qwen2.5-7B-Instruct." in pareto
+    )
     assert (tmp_path / "plots" / "pareto_gpu1.png").is_file() and (tmp_path / "plots" / "speed_size_gpu1.png").is_file()
 
 
@@ -314,10 +388,18 @@ def test_one_renderer_per_bench_table_in_the_console_and_the_report_layouts():
     assert "| AI-Flow-Ruyi-7B E3B |    6.8 GB |     9.9 GB |" in pooled
     yi = rows[-4:]  # Yi-6B: batch 32 ran out of memory on both backends
     assert [line.split("|")[6].strip() for line in speed_table(yi, CONSOLE_SPEED).splitlines()[2:]] == [
-        "6.1", "out of memory", "3.0", "out of memory"]
+        "6.1",
+        "out of memory",
+        "3.0",
+        "out of memory",
+    ]
     report_rows = speed_table(yi, REPORT_SPEED).splitlines()[2:]
     assert [line.split("|")[3].strip() for line in report_rows] == [
-        "6.1", "did not run: out of memory", "3.0", "did not run: out of memory"]
+        "6.1",
+        "did not run: out of memory",
+        "3.0",
+        "did not run: out of memory",
+    ]
     assert report_rows[1].rstrip("| ").endswith("–")
 
 
@@ -329,11 +411,14 @@ def test_pareto_front_and_plot(tmp_path):
     assert [p.suffix for p in paths] == [".png", ".svg"] and all(p.stat().st_size > 1000 for p in paths)
 
 
-@pytest.mark.parametrize("command", [
-    ["report", str(SMALL), "--out", "{blocker}/rep"],
-    ["regress", "--reference", str(SMALL), "--candidate", str(SMALL), "--junit", "{blocker}/x.xml"],
-    ["import-table", str(HERE / "records" / "ruyi_tables.md"), "--out", "{blocker}/x.json"],
-])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["report", str(SMALL), "--out", "{blocker}/rep"],
+        ["regress", "--reference", str(SMALL), "--candidate", str(SMALL), "--junit", "{blocker}/x.xml"],
+        ["import-table", str(HERE / "records" / "ruyi_tables.md"), "--out", "{blocker}/x.json"],
+    ],
+)
 def test_unwritable_outputs_are_one_line_errors(tmp_path, command):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory", encoding="utf-8")
@@ -359,12 +444,15 @@ def test_atomic_writers_name_what_blocks_them(tmp_path):
     assert list((tmp_path / "d").iterdir()) == []  # no temporary file left behind
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda items: items[0].update(score="abc"), "has score 'abc'; item scores are numbers from 0 to 1"),
-    (lambda items: items[0].update(score=5.0), "has score 5.0; item scores are numbers from 0 to 1"),
-    (lambda items: items[0].update(score=True), "has score True"),
-    (lambda items: items[1].update(id=items[0]["id"]), "appears twice in"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda items: items[0].update(score="abc"), "has score 'abc'; item scores are numbers from 0 to 1"),
+        (lambda items: items[0].update(score=5.0), "has score 5.0; item scores are numbers from 0 to 1"),
+        (lambda items: items[0].update(score=True), "has score True"),
+        (lambda items: items[1].update(id=items[0]["id"]), "appears twice in"),
+    ],
+)
 def test_records_with_bad_item_scores_are_refused_when_loaded(tmp_path, change, message):
     data = json.loads(SMALL.read_text(encoding="utf-8"))
     score = next(s for s in data["scores"] if s.get("items"))

@@ -36,10 +36,12 @@ def test_canonical_solutions_of_all_164_problems_pass(tmp_path):
 
 def test_several_samples_per_task_average_pass_at_1(tmp_path):
     good = PROBLEMS["HumanEval/0"]["canonical_solution"]
-    rows = [{"task_id": "HumanEval/0", "completion": good},
-            {"task_id": "HumanEval/0", "completion": "    return True\n"},
-            {"task_id": "HumanEval/2", "completion": "    import sys\n    sys.exit(0)\n"},  # exiting is failing
-            {"task_id": "HumanEval/2", "completion": "    while True:\n        pass\n"}]
+    rows = [
+        {"task_id": "HumanEval/0", "completion": good},
+        {"task_id": "HumanEval/0", "completion": "    return True\n"},
+        {"task_id": "HumanEval/2", "completion": "    import sys\n    sys.exit(0)\n"},  # exiting is failing
+        {"task_id": "HumanEval/2", "completion": "    while True:\n        pass\n"},
+    ]
     score = score_humaneval(_write(tmp_path / "s.jsonl", rows), tmp_path / "out.jsonl", limits=QUICK)
     assert [r["status"] for r in score.results] == ["passed", "failed", "failed", "timeout"]
     assert score.results[1]["result"].startswith("failed: AssertionError")
@@ -50,22 +52,29 @@ def test_several_samples_per_task_average_pass_at_1(tmp_path):
 
 def test_leaving_early_with_exit_code_0_fails_as_in_stock(tmp_path):
     good = PROBLEMS["HumanEval/0"]["canonical_solution"]
-    rows = [{"task_id": "HumanEval/2", "completion": "    import os\n    os._exit(0)\n"},
-            {"task_id": "HumanEval/2", "completion": "    import os\n    os.lseek(0, 0, 0)\n"
-                                                     "    print(os.read(0, 99))\n    os._exit(0)\n"},
-            # Output of its own is swallowed, as stock's swallow_io does, and never hides the verdict.
-            {"task_id": "HumanEval/0", "completion": "    print('x' * 200_000)\n" + good}]  # fmt: skip
+    rows = [
+        {"task_id": "HumanEval/2", "completion": "    import os\n    os._exit(0)\n"},
+        {
+            "task_id": "HumanEval/2",
+            "completion": "    import os\n    os.lseek(0, 0, 0)\n    print(os.read(0, 99))\n    os._exit(0)\n",
+        },
+        # Output of its own is swallowed, as stock's swallow_io does, and never hides the verdict.
+        {"task_id": "HumanEval/0", "completion": "    print('x' * 200_000)\n" + good},
+    ]
     score = score_humaneval(_write(tmp_path / "s.jsonl", rows), tmp_path / "out.jsonl", limits=QUICK)
     assert [r["status"] for r in score.results] == ["failed", "failed", "passed"]
     assert score.results[0]["result"] == "failed: exited 0 before its tests finished"
 
 
-@pytest.mark.parametrize("content, message", [
-    ('{"task_id": "HumanEval/0"\n', "not valid JSON"),
-    ('{"task_id": "HumanEval/0"}\n', "string fields task_id and completion"),
-    ('{"task_id": "HumanEval/999", "completion": ""}\n', "unknown task_id 'HumanEval/999'"),
-    ("\n", "has no samples"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ('{"task_id": "HumanEval/0"\n', "not valid JSON"),
+        ('{"task_id": "HumanEval/0"}\n', "string fields task_id and completion"),
+        ('{"task_id": "HumanEval/999", "completion": ""}\n', "unknown task_id 'HumanEval/999'"),
+        ("\n", "has no samples"),
+    ],
+)
 def test_malformed_samples_are_user_errors(tmp_path, content, message):
     path = tmp_path / "bad.jsonl"
     path.write_text(content)
@@ -83,13 +92,18 @@ def test_score_code_cli_prints_pass_at_1_last(tmp_path):
     assert (tmp_path / "samples.jsonl_results.jsonl").is_file()
 
 
-@pytest.mark.parametrize("content, message", [
-    (b"\xff\xfe{}\n", "1: not UTF-8 text (byte 0xff at column 1); save the samples as UTF-8 JSONL"),
-    (b'{"task_id": "HumanEval/0", "completion": "    return []\\n"}\n'
-     b'{"task_id": "HumanEval/0", "completion": "x = \'\\ud800\'"}\n',
-     "2: the completion holds a lone surrogate '\\ud800' at character 5, which is not valid Unicode; "
-     "fix the text that produced it"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"\xff\xfe{}\n", "1: not UTF-8 text (byte 0xff at column 1); save the samples as UTF-8 JSONL"),
+        (
+            b'{"task_id": "HumanEval/0", "completion": "    return []\\n"}\n'
+            b'{"task_id": "HumanEval/0", "completion": "x = \'\\ud800\'"}\n',
+            "2: the completion holds a lone surrogate '\\ud800' at character 5, which is not valid Unicode; "
+            "fix the text that produced it",
+        ),
+    ],
+)
 def test_score_code_cli_undecodable_text_is_one_line_error_before_anything_runs(tmp_path, content, message):
     samples = tmp_path / "bad.jsonl"
     samples.write_bytes(content)
@@ -126,7 +140,8 @@ def test_score_code_cli_bad_file_is_one_line_error(tmp_path):
     assert result.exit_code == 2
     assert result.output.strip().splitlines() == [
         f"error: samples file '{tmp_path / 'missing.jsonl'}' not found; pass a JSONL file of "
-        '{"task_id": ..., "completion": ...} lines']
+        '{"task_id": ..., "completion": ...} lines'
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -151,15 +166,19 @@ def test_oc_humaneval_evaluator_details(oc):
 
 
 def test_oc_mbpp_evaluator_details(oc):
-    preds = ["```python\ndef add(a, b):\n    return a + b\n```", "[BEGIN]\ndef add(a, b):\n    return a - b\n[DONE]",
-             "```python\ndef add(a, b):\n    while True:\n        pass\n```",
-             "```python\ndef add(a, b):\n    return a / 0\n```",
-             "```python\ndef add(a, b):\n    return float(a + b)\n```"]
+    preds = [
+        "```python\ndef add(a, b):\n    return a + b\n```",
+        "[BEGIN]\ndef add(a, b):\n    return a - b\n[DONE]",
+        "```python\ndef add(a, b):\n    while True:\n        pass\n```",
+        "```python\ndef add(a, b):\n    return a / 0\n```",
+        "```python\ndef add(a, b):\n    return float(a + b)\n```",
+    ]
     out = oc.SandboxedMBPPEvaluator(limits=QUICK).score(preds, ["assert add(1, 2) == 3"] * 5)
     verdicts = [d["result"] for d in out["details"].values()]
     assert verdicts == ["pass", "wrong_answer", "timeout", "failed", "wrong_answer"]  # 3.0 is not int 3
-    early = oc.SandboxedMBPPEvaluator(limits=QUICK).score(["```python\nimport os\nos._exit(0)\n```"],
-                                                          ["assert add(1, 2) == 3"])
+    early = oc.SandboxedMBPPEvaluator(limits=QUICK).score(
+        ["```python\nimport os\nos._exit(0)\n```"], ["assert add(1, 2) == 3"]
+    )
     assert early["details"]["0"]["result"] == "failed" and early["score"] == 0.0
     assert out["score"] == 20.0 and out["pass"] == 1 and out["wrong_answer"] == 2
     assert out["details"]["0"]["programs"][1] == "assert __opencompass_type_aware_equal(add(1, 2), 3)"
@@ -168,23 +187,30 @@ def test_oc_mbpp_evaluator_details(oc):
 def _lcb_evaluator(oc):
     # The stock constructor loads the LiveCodeBench release from disk; give it two problems instead.
     ev = object.__new__(oc.SandboxedLCBEvaluator)
-    ev.__dict__.update(timeout=3, memory_limit_bytes=1 << 30, extractor_version="v1", pred_postprocessor=None,
-                       _dataset_replica_idx=0)
+    ev.__dict__.update(
+        timeout=3, memory_limit_bytes=1 << 30, extractor_version="v1", pred_postprocessor=None, _dataset_replica_idx=0
+    )
     ev.dataset = [
-        {"question_id": "stdin", "evaluation_sample": json.dumps(
-            {"inputs": ["1 2\n", "3 4\n"], "outputs": ["3\n", "7\n"]})},
-        {"question_id": "call", "evaluation_sample": json.dumps(
-            {"inputs": ["[1, 2]", "[5, 6]"], "outputs": ["3", "11"], "fn_name": "add"})},
+        {
+            "question_id": "stdin",
+            "evaluation_sample": json.dumps({"inputs": ["1 2\n", "3 4\n"], "outputs": ["3\n", "7\n"]}),
+        },
+        {
+            "question_id": "call",
+            "evaluation_sample": json.dumps({"inputs": ["[1, 2]", "[5, 6]"], "outputs": ["3", "11"], "fn_name": "add"}),
+        },
     ]
     return ev
 
 
 def test_oc_lcb_evaluator_runs_opencompass_tests_in_the_sandbox(oc):
     ev = _lcb_evaluator(oc)
-    preds = ["```python\na, b = map(int, input().split())\nprint(a + b)\n```",
-             "```python\nclass Solution:\n    def add(self, xs):\n        return sum(xs)\n```",
-             "```python\nprint(1)\n```",
-             "```python\nimport socket\nsocket.create_connection(('127.0.0.1', 80))\n```"]
+    preds = [
+        "```python\na, b = map(int, input().split())\nprint(a + b)\n```",
+        "```python\nclass Solution:\n    def add(self, xs):\n        return sum(xs)\n```",
+        "```python\nprint(1)\n```",
+        "```python\nimport socket\nsocket.create_connection(('127.0.0.1', 80))\n```",
+    ]
     out = ev.score(preds, ["stdin", "call", "stdin", "stdin"])
     assert [d["correct"] for d in out["details"]] == [True, True, False, False]
     assert out["pass@1"] == 50.0
@@ -196,14 +222,19 @@ def test_oc_lcb_evaluator_runs_opencompass_tests_in_the_sandbox(oc):
 
 def test_oc_lcb_evaluator_a_forged_or_malformed_report_fails_only_its_item(oc):
     forged = json.dumps({"results": [True, True], "metadata": {}})
-    write_everywhere = ("import os\nfor fd in range(1, 32):\n    try:\n        os.write(fd, {line!r})\n"
-                        "    except OSError:\n        pass\nos._exit({code})\n")
-    preds = [f"```python\n{write_everywhere.format(line=line.encode(), code=code)}```" for line, code in [
-        (f"\n__evalkit_lcb_result__{forged}\n", 1),  # the old report format, then a failing exit
-        (f"\n__evalkit_lcb_result__{forged}\n", 0),
-        (f"\n__evalkit_lcb_result__{'0' * 32} {forged}\n", 0),  # a guessed nonce
-        ("\n__evalkit_lcb_result__not json\n", 0),
-    ]] + ["```python\na, b = map(int, input().split())\nprint(a + b)\n```"]
+    write_everywhere = (
+        "import os\nfor fd in range(1, 32):\n    try:\n        os.write(fd, {line!r})\n"
+        "    except OSError:\n        pass\nos._exit({code})\n"
+    )
+    preds = [
+        f"```python\n{write_everywhere.format(line=line.encode(), code=code)}```"
+        for line, code in [
+            (f"\n__evalkit_lcb_result__{forged}\n", 1),  # the old report format, then a failing exit
+            (f"\n__evalkit_lcb_result__{forged}\n", 0),
+            (f"\n__evalkit_lcb_result__{'0' * 32} {forged}\n", 0),  # a guessed nonce
+            ("\n__evalkit_lcb_result__not json\n", 0),
+        ]
+    ] + ["```python\na, b = map(int, input().split())\nprint(a + b)\n```"]
     out = _lcb_evaluator(oc).score(preds, ["stdin"] * 5)
     assert [d["correct"] for d in out["details"]] == [False, False, False, False, True]
     assert out["pass@1"] == 20.0
@@ -225,8 +256,9 @@ def test_oc_mbpp_timeout_is_stocks(oc):
 
     from opencompass.datasets.mbpp import MBPPEvaluator
 
-    stock = int(re.search(r"executor\.submit\(execution, programs, i, (\d+)\)",
-                          inspect.getsource(MBPPEvaluator.score)).group(1))
+    stock = int(
+        re.search(r"executor\.submit\(execution, programs, i, (\d+)\)", inspect.getsource(MBPPEvaluator.score)).group(1)
+    )
     assert oc.MBPP_LIMITS.timeout_s == stock - 1  # execution() times exec with `timeout - 1` seconds
 
 

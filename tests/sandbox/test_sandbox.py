@@ -51,8 +51,11 @@ def _rlimits() -> bool:
 
 
 needs_namespaces = pytest.mark.skipif(not _namespaces(), reason="this kernel refuses user namespaces")
-needs_rlimits = pytest.mark.skipif(not _rlimits(), reason="the rlimits fallback refuses to run here: evalkit runs "
-                                   "as root and the unprivileged uid cannot run this interpreter")
+needs_rlimits = pytest.mark.skipif(
+    not _rlimits(),
+    reason="the rlimits fallback refuses to run here: evalkit runs "
+    "as root and the unprivileged uid cannot run this interpreter",
+)
 ISOLATIONS = [pytest.param("namespaces", marks=needs_namespaces), pytest.param("rlimits", marks=[QUIET, needs_rlimits])]
 
 
@@ -82,14 +85,16 @@ def test_output_is_truncated_to_the_limit():
 @pytest.mark.parametrize("isolation", ISOLATIONS)
 def test_fork_bomb_is_bounded_and_nothing_survives(isolation):
     token = f"evalkit-bomb-{uuid.uuid4().hex}"
-    bomb = ("import os, sys, time\n"
-            "n = 0\n"
-            "while True:\n"
-            "    try:\n"
-            "        os.fork(); n += 1\n"
-            "    except OSError as e:\n"
-            "        print('fork refused', e.errno, flush=True); break\n"
-            "time.sleep(60)\n")
+    bomb = (
+        "import os, sys, time\n"
+        "n = 0\n"
+        "while True:\n"
+        "    try:\n"
+        "        os.fork(); n += 1\n"
+        "    except OSError as e:\n"
+        "        print('fork refused', e.errno, flush=True); break\n"
+        "time.sleep(60)\n"
+    )
     # Re-exec with the token on the command line so the host can find every descendant.
     source = f"import os, sys\nos.execv(sys.executable, [sys.executable, '-c', {bomb!r}, {token!r}])\n"
     out = run_program(source, limits=SHORT, isolation=isolation)
@@ -103,10 +108,14 @@ def test_fork_bomb_is_bounded_and_nothing_survives(isolation):
 
 @needs_namespaces
 def test_writes_outside_the_workdir_do_not_reach_the_host(tmp_path):
-    targets = [tmp_path / "escaped.txt", Path.home() / f".evalkit-escape-{uuid.uuid4().hex}",
-               Path(__file__).with_name(f"escape-{uuid.uuid4().hex}.py")]
+    targets = [
+        tmp_path / "escaped.txt",
+        Path.home() / f".evalkit-escape-{uuid.uuid4().hex}",
+        Path(__file__).with_name(f"escape-{uuid.uuid4().hex}.py"),
+    ]
     source = "import os\n" + "".join(
-        f"try:\n    open({str(t)!r}, 'w').write('pwned')\nexcept OSError as e:\n    print(e.errno)\n" for t in targets)
+        f"try:\n    open({str(t)!r}, 'w').write('pwned')\nexcept OSError as e:\n    print(e.errno)\n" for t in targets
+    )
     source += "open('inside.txt', 'w').write('fine')\nprint(os.getcwd())\n"
     out = run_program(source, limits=FAST, isolation="namespaces")
     assert out.passed, out.stderr
@@ -218,8 +227,13 @@ def test_an_interpreter_under_tmp_stays_visible_read_only(tmp_path):
             "print(ok.status, ok.stdout.strip() == sys.prefix, ro.status, 'Read-only' in ro.stderr)\n"
         )
         repo = str(Path(__file__).resolve().parents[2])
-        out = subprocess.run([str(venv / "bin" / "python"), "-c", probe], capture_output=True, text=True,
-                             env={**os.environ, "PYTHONPATH": repo}, check=True)
+        out = subprocess.run(
+            [str(venv / "bin" / "python"), "-c", probe],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": repo},
+            check=True,
+        )
         assert out.stdout.split() == ["passed", "True", "failed", "True"], out.stderr
         assert not (venv / "planted").exists()
     finally:
@@ -300,8 +314,9 @@ def test_no_host_unix_socket_is_reachable():
     thread = threading.Thread(target=lambda: accepted.append(_accept(server)))
     thread.start()
     try:
-        out = run_program(f"import socket\nsocket.socket(socket.AF_UNIX).connect({path!r})\n", limits=FAST,
-                          isolation="namespaces")
+        out = run_program(
+            f"import socket\nsocket.socket(socket.AF_UNIX).connect({path!r})\n", limits=FAST, isolation="namespaces"
+        )
     finally:
         thread.join()
         server.close()
@@ -360,24 +375,29 @@ def test_the_host_kills_whatever_is_left_in_the_sandbox_cgroups():
 @needs_namespaces
 def test_signals_to_the_sandbox_init_change_nothing():
     # PID 1 here is the sandbox's own first process (isolation is namespaces, or nothing runs).
-    source = ("import os, signal, time\n"
-              "for sig in (signal.SIGALRM, signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1):\n"
-              "    os.kill(1, sig)\n"
-              "time.sleep(0.5)\n"
-              "print('done')\n")
+    source = (
+        "import os, signal, time\n"
+        "for sig in (signal.SIGALRM, signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1):\n"
+        "    os.kill(1, sig)\n"
+        "time.sleep(0.5)\n"
+        "print('done')\n"
+    )
     out = run_program(source, limits=FAST, isolation="namespaces")
     assert (out.status, out.stdout) == ("passed", "done\n"), out
-    interrupted = run_program("import os, signal\nos.kill(os.getpid(), signal.SIGINT)\n", limits=FAST,
-                              isolation="namespaces")
+    interrupted = run_program(
+        "import os, signal\nos.kill(os.getpid(), signal.SIGINT)\n", limits=FAST, isolation="namespaces"
+    )
     assert interrupted.status == "failed" and "KeyboardInterrupt" in interrupted.stderr
 
 
 @needs_namespaces
 def test_the_program_cannot_make_nested_user_namespaces():
     host_limit = Path("/proc/sys/user/max_user_namespaces").read_text()
-    source = ("import ctypes, errno\n"
-              "libc = ctypes.CDLL(None, use_errno=True)\n"
-              "print(libc.unshare(0x10000000), errno.errorcode[ctypes.get_errno()])\n")  # CLONE_NEWUSER
+    source = (
+        "import ctypes, errno\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "print(libc.unshare(0x10000000), errno.errorcode[ctypes.get_errno()])\n"
+    )  # CLONE_NEWUSER
     out = run_program(source, limits=FAST, isolation="namespaces")
     assert out.passed and out.stdout.split() == ["-1", "ENOSPC"], out
     assert Path("/proc/sys/user/max_user_namespaces").read_text() == host_limit  # the host's own is untouched
@@ -420,15 +440,21 @@ def _python_nobody_can_run() -> str | None:
     return None
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or _python_nobody_can_run() is None,
-                    reason="needs root and a system Python the unprivileged uid can run")  # fmt: skip
+@pytest.mark.skipif(
+    os.geteuid() != 0 or _python_nobody_can_run() is None,
+    reason="needs root and a system Python the unprivileged uid can run",
+)
 def test_the_fallback_as_root_runs_programs_as_nobody_and_contains_them(tmp_path):
     """Where this interpreter lives under /root the fallback refuses; the system Python shows what it does."""
     python = _python_nobody_can_run()
     assert python is not None
     repo = str(Path(__file__).resolve().parents[2])
-    proc = subprocess.run([python, "-I", "-c", f"import sys; sys.path.insert(0, {repo!r})\n" + _FALLBACK_DRIVER,
-                           str(tmp_path)], capture_output=True, text=True, timeout=180)  # fmt: skip
+    proc = subprocess.run(
+        [python, "-I", "-c", f"import sys; sys.path.insert(0, {repo!r})\n" + _FALLBACK_DRIVER, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["level"] == "rlimits" and out["uid"] == "65534"
