@@ -19,6 +19,7 @@ import pytest
 from evalkit.errors import EvalkitError
 from evalkit.sandbox import runner as sandbox
 from evalkit.sandbox.cgroups import SandboxCgroups
+from evalkit.sandbox.launch import run_confined
 from evalkit.sandbox.runner import (
     Limits,
     SandboxCapabilities,
@@ -264,7 +265,7 @@ def test_as_root_the_fallback_refuses_when_the_unprivileged_uid_cannot_run_pytho
         sandbox._probe.cache_clear()
     # The sandbox's first process refuses too, whatever the host asks of it (a harmless program).
     caps = SandboxCapabilities("rlimits", False, False, False, True, unprivileged_uid=None)
-    out = sandbox._run("import os\nprint(os.getuid())", FAST, "", caps)
+    out = run_confined("import os\nprint(os.getuid())", FAST, "", caps)
     assert out.status == "error" and "refusing to run the program as root" in out.detail and out.stdout == ""
 
 
