@@ -24,7 +24,7 @@ from rich.progress import Progress as Bars
 from evalkit.errors import EvalkitError
 from evalkit.evaluation.options import RunConfig
 from evalkit.evaluation.plan import Plan, count, make_plan
-from evalkit.evaluation.state import Progress, RunResult, StoredRun, write_run_config
+from evalkit.evaluation.state import Progress, RunInterrupted, RunResult, StoredRun, resume_command, write_run_config
 from evalkit.load.devices import resolve_device
 from evalkit.oc.collect import collect_scores
 from evalkit.oc.driver import (
@@ -83,8 +83,19 @@ def execute(config: RunConfig, *, resume: StoredRun | None = None, echo: Callabl
         f"run {run_id}: {count(len(plan.models), 'model')} x {count(len(plan.datasets), 'dataset')} = "
         f"{count(len(tasks), 'task')} -> {run_dir}"
     )
-    with _threads(1 if config.embedded_model else None), _env("COMPASS_DATA_CACHE", str(plan.data_root)), _tidy_cwd():
-        _run_tasks(config, tasks, run_dir, progress)
+    try:
+        with (
+            _threads(1 if config.embedded_model else None),
+            _env("COMPASS_DATA_CACHE", str(plan.data_root)),
+            _tidy_cwd(),
+        ):
+            _run_tasks(config, tasks, run_dir, progress)
+    except KeyboardInterrupt:
+        done = sum(1 for t in tasks if t.done(run_dir))
+        raise RunInterrupted(
+            f"run {run_id} interrupted after {count(done, 'finished task')} of {len(tasks)}, all kept; finish it "
+            f"with: {resume_command(Path(config.out), run_id)}"
+        ) from None
     progress.finish()
     record = _record(config, plan, run_id, run_dir, progress, [f"{t.model_abbr}/{t.dataset_abbr}" for t in tasks])
     path = save_record(record, run_dir / "results.json")

@@ -49,8 +49,9 @@ def make_plan(config: RunConfig) -> Plan:
     if config.embedded_model and max_out is None:
         max_out = TINY_MAX_OUT_LEN
         notes.append(
-            f"embedded tiny family (random weights, scores are near chance): generation capped at "
-            f"{max_out} tokens; pass --max-out-len to change"
+            "embedded tiny family (random weights): most of its answers cannot be parsed and score 0, below "
+            f"chance; the scores show the pipeline works, not a model's ability; generation capped at {max_out} "
+            "tokens; pass --max-out-len to change"
         )
     common: dict[str, Any] = dict(
         dtype=config.dtype, device=config.device, batch_size=config.batch_size, max_out_len=max_out

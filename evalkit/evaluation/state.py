@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shlex
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timezone
@@ -40,6 +41,18 @@ class RunResult:
     record_path: Path
     record: ResultsRecord
     notes: tuple[str, ...] = field(default=())
+
+
+class RunInterrupted(EvalkitError):
+    """Ctrl-C during a run: what finished is kept, and the message says how to finish the rest."""
+
+    exit_code = 130  # the shell's code for a process ended by SIGINT
+
+
+def resume_command(out: Path, run_id: str) -> str:
+    """The command that finishes run `run_id` under `out`."""
+    where = "" if out == Path(".") else f"--out {shlex.quote(str(out))} "
+    return f"python -m evalkit run {where}--resume {run_id}"
 
 
 # --- identity: what a run evaluates --------------------------------------------------------------

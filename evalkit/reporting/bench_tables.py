@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from tabulate import tabulate
 
 from evalkit.records.bench import BenchRecord, BenchRow, Ratio, SharedTrunk
+from evalkit.reporting.units import format_bytes, format_params
 
 Column = tuple[str, Callable[[BenchRow], str]]  # header, and the cell of a row
 
@@ -253,24 +254,6 @@ def _gbps(record: BenchRecord) -> str:
     if record.peak_bandwidth_gbps is None:
         return "unknown (MBU not reported; pass --peak-bandwidth)"
     return f"{record.peak_bandwidth_gbps:g} GB/s ({record.peak_bandwidth_source})"
-
-
-def format_params(n: int) -> str:
-    """A parameter count as 7.62B, 283.97M, 209.73K."""
-    return _scaled(n, ("B", "M", "K"), "") or str(n)
-
-
-def format_bytes(n: float) -> str:
-    """A byte count as 6.70 GB, 1.00 MB, 2.05 KB, 512 B."""
-    return _scaled(n, ("GB", "MB", "KB"), " ") or f"{n:.0f} B"
-
-
-def _scaled(n: float, units: tuple[str, str, str], sep: str) -> str | None:
-    """n in thousands, millions or billions (2 decimals) with the matching unit; None below a thousand."""
-    for scale, unit in zip((1e9, 1e6, 1e3), units, strict=True):
-        if n >= scale:
-            return f"{n / scale:.2f}{sep}{unit}"
-    return None
 
 
 def _backends(record: BenchRecord) -> str:

@@ -24,13 +24,13 @@ from evalkit.reporting import plots
 from evalkit.reporting.bench_tables import (
     REPORT_SPEED,
     REPORT_VRAM,
-    format_params,
     row_name,
     speed_table,
     trunk_tables,
     vram_table,
 )
 from evalkit.reporting.tables import row_average
+from evalkit.reporting.units import format_params
 
 BACKEND_TITLES = {"fast": "fast (evalkit's static-cache decoder)", "hf": "hf (stock transformers generate)"}
 

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from evalkit.reporting.units import axis_scale, format_params
+
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
@@ -125,7 +127,8 @@ def monotonicity_plot(
     fig = _figure(figures, (7.6, 4.0))
     fig.subplots_adjust(left=0.085, right=0.74, top=0.91, bottom=0.17)
     ax = fig.add_subplot()
-    x = np.array([p.params for p in points]) / 1e9
+    scale, _, word = axis_scale(max(p.params for p in points))
+    x = np.array([p.params for p in points]) / scale
     y = np.array([p.value for p in points])
     err = np.array([1.96 * p.se if p.se is not None else 0.0 for p in points])
     ax.errorbar(
@@ -180,10 +183,10 @@ def monotonicity_plot(
             color=colour,
             annotation_clip=False,
         )
-    ticks = [p.label if nominal else f"{p.label}\n{p.params / 1e9:.2f}B" for p in points]
+    ticks = [p.label if nominal else f"{p.label}\n{format_params(p.params)}" for p in points]
     ax.set_xticks(x, ticks)
     ax.yaxis.set_major_locator(MaxNLocator(nbins=5))
-    ax.set_xlabel("branch size (nominal, from the branch name)" if nominal else "branch parameters")
+    ax.set_xlabel("branch size (nominal, from the branch name)" if nominal else f"branch parameters ({word})")
     ax.set_ylabel("score (points), 95% CI")
     # Fixed label positions: matplotlib otherwise measures every tick label to place them, each draw.
     ax.xaxis.set_label_coords(0.5, -0.15)
@@ -336,7 +339,7 @@ def speed_size_plot(
     """Decode tokens/s against parameters: one line per series (a family at one batch size), and
     single models (baselines, at batch 1) as labelled grey squares. Log-scaled when speeds span over 10x (PNG)."""
     everything = [p for pts in lines.values() for p in pts] + list(others)
-    scale, unit = _scale(max((p.params for p in everything), default=1.0))
+    scale, _, unit = axis_scale(max((p.params for p in everything), default=1.0))
     fig = _figure(figures, (6.4, 4.2))
     fig.subplots_adjust(left=0.12, right=0.96, top=0.86, bottom=0.13)
     ax = fig.add_subplot()
@@ -373,13 +376,6 @@ def speed_size_plot(
     if speeds:
         ax.legend(loc="best", fontsize=8, frameon=False)
     return _save(fig, stem, formats=("png",))
-
-
-def _scale(largest: float) -> tuple[float, str]:
-    for scale, unit in ((1e9, "billions"), (1e6, "millions"), (1e3, "thousands")):
-        if largest >= scale:
-            return scale, unit
-    return 1.0, "count"
 
 
 @dataclass

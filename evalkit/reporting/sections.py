@@ -14,6 +14,7 @@ from evalkit.catalog.datasets import AVERAGE, title
 from evalkit.records.results import ResultsRecord
 from evalkit.reporting import plots
 from evalkit.reporting.tables import pipe_table, row_average
+from evalkit.reporting.units import format_params
 
 # --- monotonicity ------------------------------------------------------------------------------
 
@@ -183,7 +184,7 @@ def routing(record: ResultsRecord, plot_dir: Path, queue: plots.PlotQueue) -> st
 def _headroom_table(rooms: list[Headroom], branches: list[Sized]) -> str:
     rows = []
     for h in rooms:
-        size = "–" if h.oracle_mean_params is None else f"{h.oracle_mean_params / 1e9:.2f}B"
+        size = "–" if h.oracle_mean_params is None else format_params(h.oracle_mean_params)
         saving = "–"
         if h.oracle_mean_params is not None and h.largest_params:
             saving = f"{100 * (1 - h.oracle_mean_params / h.largest_params):.0f}%"

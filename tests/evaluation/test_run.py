@@ -354,3 +354,24 @@ def test_limit_note_counts_groups():
         "items per model"
     )
     assert _limit_note(3, [{"abbr": "gsm8k"}]) == "limit: the first 3 items of each dataset: at most 3 items per model"
+
+
+def test_ctrl_c_keeps_the_finished_tasks_and_prints_the_resume_command(tmp_path):
+    """SIGINT once a task has finished: exit 130, and one line saying exactly how to finish the run."""
+    out = tmp_path / "my runs"
+    cmd = [sys.executable, "-m", "evalkit", "run", "--suites", "stem", "--limit", "2", "--branches", BRANCHES]
+    cmd += ["--max-out-len", "48", "--out", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+    try:
+        first = _wait_for(lambda: sorted(out.glob("results/*/results/*/*.json")), proc, timeout=240)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    run_id = first[0].parents[2].name
+    assert proc.returncode == 130
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: run {run_id} interrupted after ")
+    assert last.endswith(f"finish it with: python -m evalkit run --out '{out}' --resume {run_id}")
+    assert "Traceback" not in stderr and "Aborted!" not in stderr
