@@ -16,6 +16,8 @@ import click
 
 import evalkit
 from evalkit import EvalkitError, RunConfig
+from evalkit.evaluation import flag as run_flag
+from evalkit.evaluation import value_type
 from evalkit.records import UnwritableError, cannot_write, parse_sizes, write_text_atomic
 from evalkit.sandbox import summary_lines
 
@@ -109,14 +111,20 @@ def _run_options(command: Callable[..., Any]) -> Callable[..., Any]:
         option = f.metadata["option"]
         shown = option.default_help if option.default_help is not None else _shown(f.default)
         text = "  ".join(filter(None, [option.help, f"[default: {shown}]" if shown else ""]))
-        flag = option.flag or f"--{f.name.replace('_', '-')}"
         if f.type == "bool":
-            options.append(click.option(f"{flag}/--no-{flag[2:]}", f.name, default=None, help=text))
+            on = run_flag(f.name)
+            options.append(click.option(f"{on}/--no-{on[2:]}", f.name, default=None, help=text))
         else:
-            kind: Any = click.Choice(option.choices) if option.choices else int if option.unit else str
+            kind: Any = click.Choice(option.choices) if option.choices else value_type(f.name)
             options.append(
                 click.option(
-                    flag, f.name, type=kind, default=None, multiple=option.repeatable, metavar=option.metavar, help=text
+                    run_flag(f.name),
+                    f.name,
+                    type=kind,
+                    default=None,
+                    multiple=option.repeatable,
+                    metavar=option.metavar,
+                    help=text,
                 )
             )
         if f.name == "out":

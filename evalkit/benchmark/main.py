@@ -1,4 +1,4 @@
-"""Bench stage: throughput and latency per branch, against the memory-bandwidth limit and stock HF.
+"""`evalkit bench`: throughput and latency per branch, against the memory-bandwidth limit and stock HF.
 
 `bench(...)` times, for each model, branch, backend and batch size, prefill (time to first token),
 time per output token, decode tokens/s and end-to-end latency, with peak GPU memory, bytes read per

@@ -2,7 +2,7 @@
 
 Each part is a function `(family, branches, setup) -> (results, notes)` measured in the same run:
 
-- decode: greedy decoding with every branch stepped together (`_generate.Generator`), its step time
+- decode: greedy decoding with every branch stepped together (`evalkit.engine.generate.Generator`), its step time
   over the last branch's alone, and the sum of each branch decoded alone over the last's;
 - scoring: every branch scored from one trunk pass (`shared_scoring`), the same ratios.
 
@@ -113,7 +113,7 @@ def shared_scoring(
     the models are built before timing; `warmup` untimed rounds, then `iterations` timed rounds, each
     round timing the shared pass and every branch alone back to back (so drift in a busy machine hits
     all alike); CUDA events read after a synchronize on a GPU, perf_counter on a CPU; medians compared.
-    The keys are the fields of `_bench_record.TrunkScoring`.
+    The keys are the fields of `evalkit.records.bench.TrunkScoring`.
     """
     clock = clock or Clock(family.device.type)
     trunk = Trunk(family, branches)

@@ -1,9 +1,9 @@
-"""Real model shapes with random weights, built in memory on the device, for benchmarks.
+"""Real model shapes (published config.json values) for benchmarks with random weights.
 
 At a fixed output length, decoding speed depends on the shapes and dtype, not on the weight values,
 so `bench --shape ruyi-7b --random-weights` measures Ruyi-7B's branches (and the baselines) without a
-checkpoint. The configs are the published config.json values of each model; Yi is the Llama
-architecture. Nothing is written to disk and nothing is downloaded.
+checkpoint (`evalkit.load.random` builds them on the device). Yi is the Llama architecture. Nothing is
+written to disk and nothing is downloaded.
 """
 
 from __future__ import annotations

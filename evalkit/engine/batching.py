@@ -51,7 +51,7 @@ def cut_at_stop(text: str, stop: Sequence[str]) -> str:
 
 
 def stop_string_check(tokenizer: PreTrainedTokenizerBase, stop: Sequence[str], every: int) -> Any:
-    """A `_generate.StopCheck`: a row is finished once the decoded tail of its tokens holds a stop string.
+    """A `generate.StopCheck`: a row is finished once the decoded tail of its tokens holds a stop string.
 
     The tail covers the tokens since the last check plus the longest stop string's tokens and a margin,
     so a stop string completed since the last check is found.

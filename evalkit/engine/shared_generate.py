@@ -2,7 +2,7 @@
 
 Each branch of a run is its own OpenCompass model and asks for its generations on its own, batch by
 batch. `SharedGenerator` answers the first ask for a prompt by decoding all the run's branches
-together (`_generate.generate_branches`: trunk weights read once per step for all of them) and keeps
+together (`generate.generate_branches`: trunk weights read once per step for all of them) and keeps
 the other branches' new tokens in a byte-bounded LRU (`trunk.ScoreCache`), handed over and dropped
 when that branch asks for the same prompt.
 

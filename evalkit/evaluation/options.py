@@ -138,7 +138,24 @@ class RunConfig:
 
 
 OPTIONS: dict[str, Option] = {f.name: f.metadata["option"] for f in fields(RunConfig)}
+_KINDS = {str: "text", int: "a whole number", bool: "true or false"}
 DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(RunConfig) if f.default is not MISSING}
+
+
+FIELD_TYPES: dict[str, str] = {f.name: str(f.type) for f in fields(RunConfig)}
+
+
+def value_type(name: str) -> type:
+    """The type of one value of option `name`, read off RunConfig's annotation (a tuple option's items are str)."""
+    base = FIELD_TYPES[name].split(" | ")[0]
+    return str if base.startswith("tuple") else {"str": str, "int": int, "bool": bool}[base]
+
+
+def json_types(name: str) -> tuple[type, ...]:
+    """The JSON types option `name` may have in run_config.json."""
+    annotation = FIELD_TYPES[name]
+    types: tuple[type, ...] = (list,) if annotation.startswith("tuple") else (value_type(name),)
+    return types + ((type(None),) if annotation.endswith("| None") else ())
 
 
 def flag(name: str) -> str:
@@ -161,10 +178,18 @@ def parse_options(given: Mapping[str, Any]) -> dict[str, Any]:
                 f"{flag(name)} must be at least 1 ({option.unit}), got {value!r}; pass a positive "
                 "whole number or leave it out"
             )
+        kind = value_type(name)
+        if not FIELD_TYPES[name].startswith("tuple") and not _is_a(value, kind):
+            raise EvalkitError(f"{flag(name)} takes {_KINDS[kind]}, got {value!r}")
         if option.choices and not option.parse and value not in option.choices:
             raise did_you_mean(name.replace("_", " "), value, list(option.choices))
         out[name] = option.parse(value) if option.parse else value
     return out
+
+
+def _is_a(value: Any, kind: type) -> bool:
+    """isinstance, except that a bool is not an int here (and an int is not a bool)."""
+    return isinstance(value, kind) and isinstance(value, bool) == (kind is bool)
 
 
 def new_config(given: Mapping[str, Any], out: str) -> RunConfig:

@@ -22,14 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.errors import EvalkitError
-from evalkit.evaluation.options import OPTIONS, RunConfig, flag
+from evalkit.evaluation.options import OPTIONS, RunConfig, flag, json_types
 from evalkit.records.results import ResultsRecord, write_json_atomic
 
 FORMAT = "evalkit.run_config"
 VERSION = 2  # 1: the bare RunConfig dict (no format key, no identity), written before resume was checked
 # The model config keys that decide what a model generates.
 GENERATION_KEYS = ("max_out_len", "max_seq_len", "stop_words", "chat_template", "thinking", "pred_postprocessor")
-FIELD_TYPES = {f.name: f.type for f in fields(RunConfig)}
 # Settings an older run_config.json may lack whose default changes no result; any other missing key is fatal.
 _OPTIONAL = tuple(name for name, option in OPTIONS.items() if option.may_be_absent)
 
@@ -232,7 +231,7 @@ def _settings(body: dict[str, Any], path: Path) -> dict[str, Any]:
             f"{path} lacks the settings {', '.join(missing)}; the run cannot be resumed as it was "
             "started: start a new run"
         )
-    bad = [k for k, v in body.items() if not _typed(v, _json_types(k))]
+    bad = [k for k, v in body.items() if not _typed(v, json_types(k))]
     if bad:
         raise EvalkitError(
             f"{path} holds values of the wrong type for {', '.join(sorted(bad))}; the file is damaged: start a new run"
@@ -249,17 +248,6 @@ def _settings(body: dict[str, Any], path: Path) -> dict[str, Any]:
             )
         settings["baseline_paths"] = tuple((str(n), str(d)) for n, d in pairs)
     return settings
-
-
-def _json_types(name: str) -> tuple[type, ...]:
-    """The JSON types a stored setting may have, read off RunConfig's annotation of it."""
-    annotation = str(FIELD_TYPES[name])
-    types: tuple[type, ...] = (
-        (list,)
-        if annotation.startswith("tuple")
-        else ({"str": str, "int": int, "bool": bool}[annotation.split(" | ")[0]],)
-    )
-    return types + ((type(None),) if annotation.endswith("| None") else ())
 
 
 def _typed(value: Any, types: tuple[type, ...]) -> bool:

@@ -1,4 +1,4 @@
-"""Load stage: one familial early-exit checkpoint becomes a family of independent branch models.
+"""One familial early-exit checkpoint becomes a family of independent branch models.
 
 Branch `i` with exit point `e` computes embed -> layers[0..e-1] -> eelayers[i] -> norms[i] -> head[i]
 (the last branch runs every layer). That is exactly a plain `*ForCausalLM` with `e + 1` layers whose

@@ -64,7 +64,7 @@ class FamilialBranchModel(BaseModel):
         if unknown:
             raise EvalkitError(
                 f"unknown model config key(s) {', '.join(unknown)} for {type(self).__name__}; "
-                "see evalkit/opencompass_model.py for the keys it reads"
+                "see evalkit/oc/model.py for the keys it reads"
             )
         super().__init__(path=path, max_seq_len=max_seq_len, meta_template=kwargs.get("meta_template"))
         config = EngineConfig(

@@ -1,7 +1,8 @@
 """Records stage: the typed, versioned documents that pass between stages, and how they are written.
 
 Owns the results record (`results`: one per run, per-item outcomes included), its provenance, the bench
-record (`bench`), published score tables read into records (`published`), and atomic writes. It imports
+record (`bench`), published score tables read into records (`published`, with `markdown` finding the tables), and
+atomic writes. It imports
 only catalog and errors; every later stage reads and writes records through it.
 """
 

@@ -11,8 +11,7 @@ from click.testing import CliRunner
 import evalkit
 from evalkit import EvalkitError, RunConfig
 from evalkit.cli import main
-from evalkit.evaluation.options import OPTIONS, flag, parse_options
-from evalkit.evaluation.state import _json_types
+from evalkit.evaluation.options import OPTIONS, flag, json_types, parse_options
 
 
 def test_every_field_is_a_cli_flag_and_a_keyword_of_run() -> None:
@@ -29,7 +28,7 @@ def test_every_field_round_trips_through_its_stored_json_types() -> None:
     stored = asdict(RunConfig())
     for name, value in stored.items():
         value = list(value) if isinstance(value, tuple) else value
-        assert isinstance(value, _json_types(name)), name
+        assert isinstance(value, json_types(name)), name
 
 
 def test_an_unknown_option_names_the_valid_ones() -> None:

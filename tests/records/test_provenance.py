@@ -20,7 +20,7 @@ PUBLISHED = sorted((ROOT / "docs" / "published").glob("*.json"))
 # What `evalkit run` writes into configs, in its layout (run settings and model/dataset configs shortened).
 MEASURED = {
     "run": {"model": None, "branches": "all", "baselines": [], "suites": ["stem"], "limit": 1, "device": "cpu"},
-    "models": [{"abbr": "ruyi-7b-e3b", "type": "evalkit.oc.model.RuyiBranch", "max_out_len": 16}],
+    "models": [{"abbr": "ruyi-7b-e3b", "type": "evalkit.oc.model.FamilialBranchModel", "max_out_len": 16}],
     "datasets": [{"abbr": "gsm8k", "type": "opencompass.datasets.GSM8KDataset", "reader_cfg": {"test_range": "[0:1]"}}],
     "sandbox": "namespaces (user, mount, pid, net): no network, minimal read-only root, rlimits, timeout",
     "tasks": {
