@@ -62,7 +62,7 @@ def make_plan(config: RunConfig) -> Plan:
     family.tokenizer  # noqa: B018 - a checkpoint without tokenizer files fails here, not in its first task
     chosen = parse_branches(config.branches, family.branches)
     plain = not family.files.is_familial
-    models = familial_configs(path, [b.name for b in chosen], shared_trunk=config.shared_trunk, plain=plain, **common)
+    models = familial_configs(path, chosen, shared_trunk=config.shared_trunk, plain=plain, **common)
     infos = [
         ModelInfo(
             abbr=m["abbr"],

@@ -87,9 +87,9 @@ def make_branches(files: CheckpointFiles, numels: Mapping[str, int] | None) -> t
     )
 
 
-def read_branches(path: str | Path) -> tuple[Branch, ...]:
+def read_branches(path: str | Path | CheckpointFiles) -> tuple[Branch, ...]:
     """The branches of the checkpoint at `path`, as `load_family(path).branches` has them, no weights read."""
-    files = read_checkpoint(path)
+    files = path if isinstance(path, CheckpointFiles) else read_checkpoint(path)
     return make_branches(files, None if files.is_quantized else stored_numels(files))
 
 
@@ -178,7 +178,7 @@ def _header(path: Path) -> tuple[dict[str, Any], int]:
             if not 2 <= size <= min(_MAX_HEADER, file_size - 8):
                 raise _not_safetensors(path, "its header length is out of range")
             header = json.loads(f.read(size))
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):
         raise _not_safetensors(path, "its header is not JSON") from None
     if not isinstance(header, dict):
         raise _not_safetensors(path, "its header is not a JSON object")

@@ -259,7 +259,7 @@ def test_opencompass_branch_models_of_a_run_share_one_trunk_pass(tiny_path):
     from evalkit.oc.configs import familial_configs
     from evalkit.oc.model import FamilialBranchModel
 
-    names = [b.name for b in load_family(tiny_path).branches]
+    branches = load_family(tiny_path).branches
     texts = ["Question: 2+2?\nAnswer: 4", "The sky is blue because of scattering.", "Hi"]
     conts = ["4", "scattering.", "Hi"]
 
@@ -268,7 +268,7 @@ def test_opencompass_branch_models_of_a_run_share_one_trunk_pass(tiny_path):
         out = []
         with pytest.MonkeyPatch.context() as mp:
             mp.setattr("evalkit.engine.lm.REGISTRY", registry)
-            for cfg in familial_configs(tiny_path, names, shared_trunk=shared, batch_size=2):
+            for cfg in familial_configs(tiny_path, branches, shared_trunk=shared, batch_size=2):
                 kwargs = {k: v for k, v in cfg.items() if k not in ("type", "abbr", "max_out_len", "run_cfg")}
                 model = FamilialBranchModel(**kwargs)
                 out.append((model.get_ppl(texts, mask_length=[3, 1, 0]), model.get_loglikelihood(texts, conts)))
