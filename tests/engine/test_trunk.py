@@ -284,6 +284,41 @@ def test_opencompass_branch_models_of_a_run_share_one_trunk_pass(tiny_path):
     assert engine.shared_calls == 2 + 2
 
 
+@pytest.mark.parametrize(
+    "run_branches",
+    [["2", "4", "6", "7"], ["e111k", "e186k", "e260k", "e297k"], ["all"], ["7", "E186k", "2", "e260K"]],
+)
+def test_run_branches_in_any_spelling_still_share_one_trunk_pass(tiny_path, run_branches):
+    """A hand-written model config may name the run's branches by exit layer or in lower case: the engine
+    settles them to the family's names, so the shared path stays on."""
+    pytest.importorskip("opencompass")
+    from evalkit.engine.lm import EngineRegistry
+    from evalkit.oc.model import FamilialBranchModel
+
+    texts = ["Question: 2+2?\nAnswer: 4", "The sky is blue because of scattering.", "Hi"]
+    registry = EngineRegistry()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("evalkit.engine.lm.REGISTRY", registry)
+        for branch in ("2", "e186k", "6", "E297K"):
+            model = FamilialBranchModel(
+                path=str(tiny_path), branch=branch, batch_size=2, shared_trunk=True, run_branches=run_branches
+            )
+            model.get_ppl(texts)
+    (engine,) = registry.engines.values()
+    assert engine.config.branches == ("E111K", "E186K", "E260K", "E297K")
+    assert engine.scorer is not None and engine.scorer.hits > 0
+    assert engine.shared_calls == 2  # the first branch's 3 items in batches of 2; the others read the cache
+
+
+def test_an_unknown_run_branch_is_a_user_error_not_a_silent_opt_out(tiny_path):
+    from evalkit import EvalkitError
+    from evalkit.engine.lm import EngineConfig, FamilyEngine
+
+    family = load_family(tiny_path)
+    with pytest.raises(EvalkitError, match=r"unknown branch 'E3B'; valid branches are: all, E111K \(layer 2\)"):
+        FamilyEngine(family, EngineConfig(shared_trunk=True, branches=("E3B", "E7B")))
+
+
 def test_in_memory_families_with_one_config_never_share_answers(tiny_path):
     """Families built from tensors have no files to fingerprint: equal configs must still not meet."""
     from evalkit import Family
