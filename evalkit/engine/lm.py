@@ -316,10 +316,8 @@ class EngineRegistry:
             self.families[family.identity] = family
             self.loads.append(family.identity)
             identity = family.identity
-        key = (identity, config)
-        if key not in self.engines:
-            self.engines[key] = FamilyEngine(self.families[identity], config)
-        return self.engines[key]
+        engine = FamilyEngine(self.families[identity], config)  # keyed by its settled config: one per run
+        return self.engines.setdefault((identity, engine.config), engine)
 
     def clear(self) -> None:
         self.families.clear()

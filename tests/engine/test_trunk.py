@@ -284,22 +284,19 @@ def test_opencompass_branch_models_of_a_run_share_one_trunk_pass(tiny_path):
     assert engine.shared_calls == 2 + 2
 
 
-@pytest.mark.parametrize(
-    "run_branches",
-    [["2", "4", "6", "7"], ["e111k", "e186k", "e260k", "e297k"], ["all"], ["7", "E186k", "2", "e260K"]],
-)
-def test_run_branches_in_any_spelling_still_share_one_trunk_pass(tiny_path, run_branches):
-    """A hand-written model config may name the run's branches by exit layer or in lower case: the engine
-    settles them to the family's names, so the shared path stays on."""
+def test_run_branches_in_any_spelling_still_share_one_trunk_pass(tiny_path):
+    """Hand-written model configs may name the run's branches by exit layer, in lower case or as "all": the
+    engine settles them to the family's names, so the shared path stays on and every model meets one engine."""
     pytest.importorskip("opencompass")
     from evalkit.engine.lm import EngineRegistry
     from evalkit.oc.model import FamilialBranchModel
 
+    spellings = [["2", "4", "6", "7"], ["e111k", "e186k", "e260k", "e297k"], ["all"], ["7", "E186k", "2", "e260K"]]
     texts = ["Question: 2+2?\nAnswer: 4", "The sky is blue because of scattering.", "Hi"]
     registry = EngineRegistry()
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr("evalkit.engine.lm.REGISTRY", registry)
-        for branch in ("2", "e186k", "6", "E297K"):
+        for branch, run_branches in zip(("2", "e186k", "6", "E297K"), spellings, strict=True):
             model = FamilialBranchModel(
                 path=str(tiny_path), branch=branch, batch_size=2, shared_trunk=True, run_branches=run_branches
             )
