@@ -10,7 +10,7 @@ not later inside a task. The dicts come from the functions `evalkit run` uses (`
     EXPORTED_BRANCH_PATH    one branch written by `evalkit export-branch`
     EVALKIT_BACKEND         hf (default: evalkit's model class) or vllm, for the exported branch
     EVALKIT_DTYPE           bf16 (default), fp16 or fp32
-    EVALKIT_DEVICE          cuda (default), cuda:N, cpu or auto
+    EVALKIT_DEVICE          cuda (default), cuda:N or cpu
     EVALKIT_BATCH_SIZE      16 (default)
     EVALKIT_SUITES          general,code,stem (default), or some of them
     EVALKIT_LIMIT           the first N items of each dataset (default: all)
@@ -124,6 +124,8 @@ def settings() -> dict[str, Any]:
         dtype = check_dtype(os.environ.get("EVALKIT_DTYPE", "bf16"))
     with _named("EVALKIT_DEVICE"):
         device = check_device(os.environ.get("EVALKIT_DEVICE", "cuda"))
+    if device == "auto":  # OpenCompass gives a task its GPUs from the config, before any device is chosen
+        raise EvalkitError("EVALKIT_DEVICE=auto cannot be settled in a config file; set it to cuda, cuda:N or cpu")
     return dict(dtype=dtype, device=device, batch_size=_positive("EVALKIT_BATCH_SIZE", 16))
 
 

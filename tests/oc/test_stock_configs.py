@@ -147,6 +147,7 @@ def _damaged(tmp_path: Path, tiny_path: Path, what: str) -> Path:
         ("models/ruyi_7b.py", {"EVALKIT_BATCH_SIZE": "0"}, "EVALKIT_BATCH_SIZE=0 is not a positive whole number"),
         ("models/ruyi_7b.py", {"EVALKIT_DTYPE": "int8"}, "EVALKIT_DTYPE: unknown dtype 'int8'"),
         ("models/ruyi_7b.py", {"EVALKIT_DEVICE": "gpu"}, "EVALKIT_DEVICE: unknown device 'gpu'"),
+        ("models/ruyi_7b.py", {"EVALKIT_DEVICE": "auto"}, "EVALKIT_DEVICE=auto cannot be settled in a config file"),
         ("eval_ruyi.py", {"EVALKIT_LIMIT": "-1"}, "EVALKIT_LIMIT=-1 is not a positive whole number"),
         ("eval_ruyi.py", {"EVALKIT_SUITES": "genral"}, "EVALKIT_SUITES: unknown suite 'genral'"),
         ("eval_exported.py", {"EVALKIT_BACKEND": "trt"}, "EVALKIT_BACKEND: unknown backend 'trt'"),
