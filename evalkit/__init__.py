@@ -28,10 +28,11 @@ __version__ = "0.1.0"
 _PUBLIC = {
     "EvalkitError": "evalkit.errors",
     # load
-    "Branch": "evalkit.load.family",
+    "Branch": "evalkit.load.branches",
     "Family": "evalkit.load.family",
     "load_family": "evalkit.load.family",
-    "parse_branches": "evalkit.load.family",
+    "parse_branches": "evalkit.load.branches",
+    "read_branches": "evalkit.load.branches",
     "branches_table": "evalkit.load.export",
     "export_branch": "evalkit.load.export",
     "make_tiny": "evalkit.load.tiny",
@@ -85,6 +86,7 @@ __all__ = [
     "load_record",
     "make_tiny",
     "parse_branches",
+    "read_branches",
     "regress",
     "report",
     "run",
@@ -105,8 +107,9 @@ if TYPE_CHECKING:
     from evalkit.evaluation.options import RunConfig
     from evalkit.evaluation.state import RunResult
     from evalkit.evaluation.summary import summary
+    from evalkit.load.branches import Branch, parse_branches, read_branches
     from evalkit.load.export import branches_table, export_branch
-    from evalkit.load.family import Branch, Family, load_family, parse_branches
+    from evalkit.load.family import Family, load_family
     from evalkit.load.tiny import default_model_path, make_tiny
     from evalkit.records.bench import BenchRecord, load_bench
     from evalkit.records.published import import_table

@@ -4,12 +4,11 @@
         opencompass opencompass_configs/eval_exported.py -w outputs/e3b
 
 EVALKIT_BACKEND=vllm uses OpenCompass's vLLM backend instead of evalkit's model class.
-EVALKIT_SUITES (default general,code,stem) and EVALKIT_LIMIT narrow the run.
+EVALKIT_SUITES (default general,code,stem) and EVALKIT_LIMIT narrow the run. A bad setting stops
+`opencompass` here with one line (evalkit.oc.stock lists them all).
 """
 
-import os as _os
-
 # mmengine turns `from ... import` in a config file into lazy placeholders that cannot be called.
-_configs = __import__("evalkit.oc.configs", fromlist=["exported_models"])
-datasets = __import__("evalkit.oc.driver", fromlist=["stock_cli_datasets"]).stock_cli_datasets()
-models = _configs.exported_models(_os.environ.get("EVALKIT_BACKEND", "hf"))
+_stock = __import__("evalkit.oc.stock", fromlist=["cli"])
+datasets = _stock.cli(_stock.datasets)
+models = _stock.cli(_stock.exported_models)

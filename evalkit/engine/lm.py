@@ -18,7 +18,7 @@ stock transformers `generate`. The texts are the same either way.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +36,7 @@ from evalkit.engine.requests import (
 from evalkit.engine.shared_generate import SharedGenerator, greedy_blockers
 from evalkit.engine.trunk import SharedScorer, score_branch
 from evalkit.errors import EvalkitError
+from evalkit.load.branches import parse_branches
 from evalkit.load.checkpoint import read_checkpoint
 from evalkit.load.family import Branch, Family, checkpoint_identity, load_family, stored_dtype
 
@@ -54,6 +55,13 @@ class FamilyEngine:
     _scorer: SharedScorer | None = field(default=None, repr=False)
     _generator: SharedGenerator | None = field(default=None, repr=False)
     _per_branch_reason: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        # The run's branches as the family names them, however they were given (E3B, e3b, 11), so the
+        # shared path compares names with names; an unknown one is an error here, not a silent opt-out.
+        if self.config.branches:
+            chosen = parse_branches(self.config.branches, self.family.branches)
+            self.config = replace(self.config, branches=tuple(b.name for b in chosen))
 
     @property
     def tokenizer(self) -> PreTrainedTokenizerBase:
@@ -308,10 +316,8 @@ class EngineRegistry:
             self.families[family.identity] = family
             self.loads.append(family.identity)
             identity = family.identity
-        key = (identity, config)
-        if key not in self.engines:
-            self.engines[key] = FamilyEngine(self.families[identity], config)
-        return self.engines[key]
+        engine = FamilyEngine(self.families[identity], config)  # keyed by its settled config: one per run
+        return self.engines.setdefault((identity, engine.config), engine)
 
     def clear(self) -> None:
         self.families.clear()

@@ -46,7 +46,9 @@ class GenerationSettings:
 class EngineConfig:
     batch_size: int = 8
     shared_trunk: bool = False  # score all of the run's branches in one trunk pass (evalkit.engine.trunk)
-    branches: tuple[str, ...] = ()  # the run's branches, scored together on the shared path; () = all
+    # The run's branches, scored together on the shared path (() = all): names in any case or exit layers,
+    # which the engine settles to the family's own names when it is made.
+    branches: tuple[str, ...] = ()
     attn_implementation: str | None = None  # None: sdpa
 
 

@@ -18,7 +18,8 @@ from evalkit.engine.lm import engine_for, family_identity
 from evalkit.errors import EvalkitError
 from evalkit.evaluation.options import TINY_MAX_OUT_LEN, RunConfig, fixture_root
 from evalkit.evaluation.state import identity
-from evalkit.load.family import Family, parse_branches
+from evalkit.load.branches import parse_branches, read_branches
+from evalkit.load.family import Family
 from evalkit.load.tiny import default_model_path
 from evalkit.oc.configs import baseline_configs, familial_configs, family_slug
 from evalkit.oc.driver import dotted
@@ -59,11 +60,12 @@ def make_plan(config: RunConfig) -> Plan:
     base_models = baseline_configs(baselines, dict(config.baseline_paths), **common)  # checks paths, kernels
 
     path = Path(config.model) if config.model else default_model_path()
+    parse_branches(config.branches, read_branches(path))  # a bad --branches fails before the weights load
     family = _load(path, config.dtype, config.device)
     family.tokenizer  # noqa: B018 - a checkpoint without tokenizer files fails here, not in its first task
     chosen = parse_branches(config.branches, family.branches)
     plain = not family.files.is_familial
-    models = familial_configs(path, [b.name for b in chosen], shared_trunk=config.shared_trunk, plain=plain, **common)
+    models = familial_configs(path, chosen, shared_trunk=config.shared_trunk, plain=plain, **common)
     infos = [
         ModelInfo(
             abbr=m["abbr"],

@@ -23,6 +23,8 @@ from typing import Any
 
 from evalkit.errors import EvalkitError
 from evalkit.evaluation.options import OPTIONS, RunConfig, flag, json_types
+from evalkit.load.branches import parse_branches, read_branches
+from evalkit.load.tiny import embedded_path
 from evalkit.records.results import ResultsRecord, write_json_atomic
 
 FORMAT = "evalkit.run_config"
@@ -135,7 +137,7 @@ class StoredRun:
 
     def refuse_conflicts(self, given: Mapping[str, Any]) -> None:
         """A resumed run keeps its own settings: a given setting (in RunConfig's form) that differs is an error."""
-        differ = [(k, v) for k, v in given.items() if _comparable(k, v) != _comparable(k, getattr(self.config, k))]
+        differ = [(k, v) for k, v in given.items() if not self._agrees(k, v)]
         if not differ:
             return
         one = len(differ) == 1
@@ -147,13 +149,28 @@ class StoredRun:
             "finish the run as it was started, or start a new run without --resume"
         )
 
+    def _agrees(self, key: str, given: Any) -> bool:
+        stored = getattr(self.config, key)
+        if key == "branches":
+            return same_branches(given, stored, self.config.model)
+        return bool(given == stored)
 
-def _comparable(key: str, value: Any) -> Any:
-    """Branch lists compare as sets of names or layers, in any case and order; "all" is the empty set."""
-    if key == "branches":
-        tokens = sorted(t.strip().lower() for t in str(value).split(",") if t.strip())
-        return tokens if tokens != ["all"] else []
-    return value
+
+def same_branches(a: str, b: str, model: str | None) -> bool:
+    """Whether two branch lists select the same branches of `model` (None: the embedded family), known from
+    its config.json and safetensors headers ("2" and "E111K" are one branch of the tiny family). Where the
+    checkpoint cannot be read, they agree when they hold the same names or layers, in any case and order."""
+    try:
+        branches = read_branches(model or embedded_path())
+        return set(parse_branches(a, branches)) == set(parse_branches(b, branches))
+    except (EvalkitError, OSError):
+        return _spelled(a) == _spelled(b)
+
+
+def _spelled(spec: str) -> list[str]:
+    """A branch list as written: its names or layers, lower case and sorted; "all" is the empty list."""
+    tokens = sorted(t.strip().lower() for t in str(spec).split(",") if t.strip())
+    return tokens if tokens != ["all"] else []
 
 
 def _flag(key: str, value: Any) -> str:

@@ -80,7 +80,7 @@ def read_checkpoint(path: str | Path) -> CheckpointFiles:
         raise EvalkitError(f"{root} has no config.json; pass a Hugging Face-style checkpoint directory")
     try:
         config = json.loads(config_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise EvalkitError(f"{config_path} is not valid JSON ({e}); restore the checkpoint's config") from None
     if not isinstance(config, dict):
         raise EvalkitError(f"{config_path} does not hold a JSON object; restore the checkpoint's config")
@@ -95,7 +95,9 @@ def _weight_files(root: Path) -> tuple[tuple[Path, ...], dict[str, Path] | None]
     if index.is_file():
         try:
             mapping = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
-        except (json.JSONDecodeError, KeyError) as e:
+            if not isinstance(mapping, dict) or not all(isinstance(s, str) for s in mapping.values()):
+                raise ValueError("weight_map is not a map from tensor names to shard files")
+        except (ValueError, KeyError, TypeError) as e:
             raise EvalkitError(
                 f"{index} is not a valid safetensors index ({e}); restore it from the checkpoint"
             ) from None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import shutil
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -21,6 +21,7 @@ import torch
 from safetensors import safe_open
 
 from evalkit.errors import EvalkitError, did_you_mean
+from evalkit.load.branches import Branch, branch_sources, exit_points, make_branches, parse_branches
 from evalkit.load.checkpoint import (
     FAMILIAL_KEYS,
     TOKENIZER_FILES,
@@ -33,18 +34,6 @@ from evalkit.load.devices import resolve_device, resolve_dtype
 
 if TYPE_CHECKING:
     from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
-
-
-@dataclass(frozen=True)
-class Branch:
-    """One exit of a family, as a model: its name, where it exits and how big it really is."""
-
-    index: int
-    name: str  # "E3B" for Ruyi-7B's exit at layer 11
-    exit_layer: int
-    num_layers: int  # exit_layer + 1: the trunk layers plus the branch layer
-    num_params: int  # every parameter the branch model holds (embeddings and head included)
-    non_embedding_params: int
 
 
 @dataclass
@@ -74,7 +63,7 @@ class Family:
         family = cls(
             files=files, tensors=dict(tensors), dtype=first.dtype, device=first.device, memory_id=uuid.uuid4().hex
         )
-        family.branches = _make_branches(family)
+        family.branches = make_branches(files, {k: t.numel() for k, t in family.tensors.items()})
         return family
 
     @property
@@ -87,8 +76,7 @@ class Family:
 
     @property
     def exit_points(self) -> tuple[int, ...]:
-        cfg = self.files.config
-        return tuple(cfg["early_exit_points"]) if self.files.is_familial else (cfg["num_hidden_layers"] - 1,)
+        return exit_points(self.files)
 
     @cached_property
     def identity(self) -> str:
@@ -146,35 +134,8 @@ class Family:
     def branch_state_dict(self, branch: str | int | Branch) -> dict[str, torch.Tensor]:
         """The branch's weights under plain names; the tensors are the family's own (no copy)."""
         b = self.branch(branch)
-        last = self.exit_points[-1]
-        if not self.files.is_familial:
-            plain = dict(self.tensors)
-            if "lm_head.weight" not in plain and self.files.config.get("tie_word_embeddings", False):
-                plain["lm_head.weight"] = plain["model.embed_tokens.weight"]  # tied: the embedding is the head
-            return plain
-        out: dict[str, torch.Tensor] = {"model.embed_tokens.weight": self._get("model.embed_tokens.weight")}
-        trunk = range(b.exit_layer) if b.exit_layer < last else range(last + 1)
-        for j in trunk:
-            prefix = f"model.layers.{j}."
-            out.update({k: v for k, v in self.tensors.items() if k.startswith(prefix)})
-        if b.exit_layer < last:
-            src = f"model.eelayers.{b.index}."
-            layer = {k: v for k, v in self.tensors.items() if k.startswith(src)}
-            if not layer:
-                raise EvalkitError(f"{self.path}: tensors {src}* for branch {b.name} are missing from the checkpoint")
-            out.update({f"model.layers.{b.exit_layer}." + k[len(src) :]: v for k, v in layer.items()})
-        out["model.norm.weight"] = self._get(f"model.norms.{b.index}.weight")
-        if self.files.config.get("shared_heads", False):
-            head = self.tensors.get("lm_head.weight")
-        else:
-            head = self.tensors.get(f"lm_head.{b.index}.weight")
-        if head is None and self.files.config.get("tie_word_embeddings", False):
-            head = out["model.embed_tokens.weight"]
-        if head is None:
-            name = "lm_head.weight" if self.files.config.get("shared_heads") else f"lm_head.{b.index}.weight"
-            raise EvalkitError(f"{self.path}: tensor {name} for branch {b.name} is missing from the checkpoint")
-        out["lm_head.weight"] = head
-        return out
+        sources = branch_sources(self.files, self.tensors.keys(), b.index, b.exit_layer)
+        return {name: self.tensors[src] for name, src in sources.items()}
 
     def branch_model(self, branch: str | int | Branch, *, attn_implementation: str | None = None) -> PreTrainedModel:
         """A stock transformers `*ForCausalLM` for one branch, sharing this family's tensors."""
@@ -215,12 +176,6 @@ class Family:
                 shutil.copy2(self.path / name, out / name)
         return out
 
-    def _get(self, name: str) -> torch.Tensor:
-        try:
-            return self.tensors[name]
-        except KeyError:
-            raise EvalkitError(f"{self.path}: tensor {name} is missing from the checkpoint") from None
-
 
 def load_family(path: str | Path, *, dtype: str | torch.dtype | None = None, device: str = "cpu") -> Family:
     """Read a local checkpoint directory into a `Family`.
@@ -233,7 +188,7 @@ def load_family(path: str | Path, *, dtype: str | torch.dtype | None = None, dev
     dev = resolve_device(device)
     tensors = {} if files.is_quantized else _read_tensors(files, torch_dtype, dev)
     family = Family(files=files, tensors=tensors, dtype=torch_dtype, device=dev)
-    family.branches = _make_branches(family)
+    family.branches = make_branches(files, {k: t.numel() for k, t in tensors.items()} if tensors else None)
     if tensors:
         _check_shapes(family)
     return family
@@ -242,24 +197,6 @@ def load_family(path: str | Path, *, dtype: str | torch.dtype | None = None, dev
 def checkpoint_identity(files: CheckpointFiles, dtype: torch.dtype, device: str | torch.device) -> str:
     """The identity of a checkpoint's answers (weights fingerprint, dtype, device), known before loading it."""
     return f"{files.fingerprint()}:{str(dtype).removeprefix('torch.')}:{torch.device(device)}"
-
-
-def parse_branches(spec: str | Sequence[str | int] | None, branches: Sequence[Branch]) -> tuple[Branch, ...]:
-    """ "all", names ("E3B,E7B", any case) or exit layers ("11,27") -> the branches, in family order."""
-    items = spec.split(",") if isinstance(spec, str) else list(spec or ["all"])
-    tokens = [str(t).strip() for t in items if str(t).strip()]
-    if not tokens or [t.lower() for t in tokens] == ["all"]:
-        return tuple(branches)
-    by_name = {b.name.lower(): b for b in branches}
-    by_layer = {str(b.exit_layer): b for b in branches}
-    chosen = []
-    for t in tokens:
-        b = by_name.get(t.lower()) or by_layer.get(t)
-        if b is None:
-            valid = ["all"] + [f"{b.name} (layer {b.exit_layer})" for b in branches]
-            raise did_you_mean("branch", t, valid)
-        chosen.append(b)
-    return tuple(b for b in branches if b in chosen)
 
 
 def resolve_attention(requested: str | None) -> str:
@@ -339,47 +276,6 @@ def _no_progress_bars() -> Iterator[None]:
     finally:
         if was_on:
             hf_logging.enable_progress_bar()
-
-
-def _make_branches(family: Family) -> tuple[Branch, ...]:
-    exits = family.exit_points
-    counts = []
-    for i, e in enumerate(exits):
-        probe = Branch(index=i, name=f"exit{e}", exit_layer=e, num_layers=e + 1, num_params=0, non_embedding_params=0)
-        # Quantized weights are packed: their parameter counts are not meaningful before loading.
-        counts.append(_count_params(family, probe) if family.tensors else (0, 0))
-    if family.files.is_familial:
-        names = _size_names([non_emb for _, non_emb in counts])
-    else:  # a checkpoint directory's name; a family made in memory is called `<name>`
-        names = [family.path.resolve().name if family.files.weight_files else family.path.name.strip("<>")]
-    return tuple(
-        Branch(index=i, name=names[i], exit_layer=e, num_layers=e + 1, num_params=tot, non_embedding_params=non_emb)
-        for i, (e, (tot, non_emb)) in enumerate(zip(exits, counts, strict=True))
-    )
-
-
-def _count_params(family: Family, probe: Branch) -> tuple[int, int]:
-    state = family.branch_state_dict(probe)
-    unique = {t.data_ptr(): t.numel() for t in state.values()}
-    embedding = state["model.embed_tokens.weight"]
-    head = state["lm_head.weight"]
-    non_embedding = sum(unique.values()) - embedding.numel() - (0 if head is embedding else head.numel())
-    return sum(unique.values()), non_embedding
-
-
-def _size_names(non_embedding: Iterable[int]) -> list[str]:
-    """E{size}B from the branch's non-embedding parameters, the convention behind Ruyi's E3B..E7B.
-
-    Ruyi-7B's exits at 11..27 hold 2.8, 3.7, 4.7, 5.6 and 6.5 B non-embedding parameters: E3B..E7B.
-    Smaller models get M or K units, with as many decimals as it takes to keep names distinct.
-    """
-    sizes = list(non_embedding)
-    scale, unit = next(((s, u) for s, u in ((1e9, "B"), (1e6, "M"), (1e3, "K")) if min(sizes) >= 0.5 * s), (1, ""))
-    for decimals in range(4):
-        names = [f"E{round(n / scale, decimals):.{decimals}f}{unit}" for n in sizes]
-        if len(set(names)) == len(names):
-            return names
-    return [f"E{n}" for n in sizes]
 
 
 def _load_generation_config(model: PreTrainedModel, root: Path) -> None:

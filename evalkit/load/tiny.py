@@ -136,11 +136,16 @@ def cache_root() -> Path:
     return Path(os.environ.get("EVALKIT_HOME", Path.home() / ".cache" / "evalkit"))
 
 
-def default_model_path(spec: TinySpec = TinySpec()) -> Path:
-    """The embedded tiny family, built on first use into the cache (atomically, so runs can race)."""
+def embedded_path(spec: TinySpec = TinySpec()) -> Path:
+    """Where the embedded tiny family lives in the cache, whether or not it has been built yet."""
     key = {"format": FORMAT_VERSION, **asdict(spec)}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
-    path = cache_root() / f"tiny-ruyi-{spec.flavour}-{digest}"
+    return cache_root() / f"tiny-ruyi-{spec.flavour}-{digest}"
+
+
+def default_model_path(spec: TinySpec = TinySpec()) -> Path:
+    """The embedded tiny family, built on first use into the cache (atomically, so runs can race)."""
+    path = embedded_path(spec)
     if (path / "config.json").is_file():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)

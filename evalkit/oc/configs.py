@@ -1,8 +1,8 @@
 """OpenCompass model configs: the familial branches and the baselines, each a plain dict.
 
-`run` and the files under opencompass_configs/models/ both build their model dicts here, so a stock
-`opencompass` run and `evalkit run` evaluate exactly the same models. Every checkpoint is a local
-directory named by an environment variable (or `--baseline-path NAME=DIR`); nothing names a hub id.
+`run` and the files under opencompass_configs/ (through `evalkit.oc.stock`) both build their model dicts
+here, so a stock `opencompass` run and `evalkit run` evaluate exactly the same models. Every checkpoint is
+a local directory named by an environment variable (or `--baseline-path NAME=DIR`); nothing names a hub id.
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from evalkit.catalog.baselines import BASELINES, RUYI_GENERATION, Baseline, Generation
-from evalkit.errors import EvalkitError, did_you_mean
+from evalkit.catalog.baselines import RUYI_GENERATION, Baseline, Generation
+from evalkit.errors import EvalkitError
+from evalkit.load.branches import Branch
 from evalkit.load.checkpoint import TOKENIZER_VOCABS
 
 MODEL_TYPE = "evalkit.oc.model.FamilialBranchModel"
-RUYI_ENV = "RUYI_7B_PATH"
 
 
 # What each quantisation method needs importable, and how to install it.
@@ -114,24 +114,27 @@ def model_config(
 
 
 def familial_configs(
-    path: str | Path, branches: Sequence[str], *, display: str | None = None, plain: bool = False, **kwargs: Any
+    path: str | Path, branches: Sequence[Branch], *, plain: bool = False, **kwargs: Any
 ) -> list[dict[str, Any]]:
     """One model dict per branch, abbr '<family>-<branch>' (e.g. ruyi-7b-e3b), so each has its own files.
 
-    `plain`: a plain (non-familial) checkpoint, a family of one whose branch is named after its directory;
-    its abbr is the family's alone (e111k, not e111k-e111k).
+    `branches` are the family's own values (from `parse_branches`), so every dict names its branch, and
+    the run's branches, as the family does, however the user spelled them. `plain`: a plain
+    (non-familial) checkpoint, a family of one whose branch is named after its directory; its abbr is
+    the family's alone (e111k, not e111k-e111k).
     """
     slug = family_slug(path)
+    names = [b.name for b in branches]
     return [
         model_config(
-            abbr=slug if plain else f"{slug}-{b.lower()}",
+            abbr=slug if plain else f"{slug}-{name.lower()}",
             path=path,
-            branch=b,
+            branch=name,
             generation=RUYI_GENERATION,
-            run_branches=branches,
+            run_branches=names,
             **kwargs,
         )
-        for b in branches
+        for name in names
     ]
 
 
@@ -141,64 +144,4 @@ def baseline_configs(
     return [
         model_config(abbr=b.abbr, path=baseline_path(b, overrides), branch=None, generation=b.generation, **kwargs)
         for b in baselines
-    ]
-
-
-# --- for the config files under opencompass_configs/ (the stock `opencompass` CLI) --------------
-
-RUYI_BRANCHES = ("E3B", "E4B", "E5B", "E6B", "E7B")
-
-
-def env_path(var: str) -> str:
-    value = os.environ.get(var)
-    if not value:
-        raise EvalkitError(f"set {var} to the local checkpoint directory before loading this config")
-    return value
-
-
-def stock_settings() -> dict[str, Any]:
-    """dtype, device and batch size for config files: EVALKIT_DTYPE / EVALKIT_DEVICE / EVALKIT_BATCH_SIZE."""
-    return dict(
-        dtype=os.environ.get("EVALKIT_DTYPE", "bf16"),
-        device=os.environ.get("EVALKIT_DEVICE", "cuda"),
-        batch_size=int(os.environ.get("EVALKIT_BATCH_SIZE", "16")),
-    )
-
-
-def ruyi_models() -> list[dict[str, Any]]:
-    """Ruyi-7B's branches from $RUYI_7B_PATH: all five, or the names in EVALKIT_BRANCHES (e.g. E3B,E7B)."""
-    names = [b.strip() for b in os.environ.get("EVALKIT_BRANCHES", ",".join(RUYI_BRANCHES)).split(",") if b.strip()]
-    return familial_configs(env_path(RUYI_ENV), names, **stock_settings())
-
-
-def available_baselines() -> list[dict[str, Any]]:
-    """Every baseline whose environment variable is set."""
-    return baseline_configs([b for b in BASELINES.values() if os.environ.get(b.env)], **stock_settings())
-
-
-def exported_models(backend: str = "hf") -> list[dict[str, Any]]:
-    """One branch written by `evalkit export-branch`, from $EXPORTED_BRANCH_PATH.
-
-    backend "hf": evalkit's model class (a plain checkpoint is a family with one branch);
-    backend "vllm": OpenCompass's stock VLLMwithChatTemplate on the same directory.
-    """
-    path = env_path("EXPORTED_BRANCH_PATH")
-    slug = family_slug(path)
-    if backend == "hf":
-        return [model_config(abbr=slug, path=path, branch=None, generation=RUYI_GENERATION, **stock_settings())]
-    if backend != "vllm":
-        raise did_you_mean("backend", backend, ["hf", "vllm"])
-    return [
-        dict(
-            type="opencompass.models.VLLMwithChatTemplate",
-            abbr=f"{slug}-vllm",
-            path=path,
-            model_kwargs=dict(tensor_parallel_size=1, gpu_memory_utilization=0.85, dtype="bfloat16"),
-            generation_kwargs=dict(temperature=0),
-            stop_words=list(RUYI_GENERATION.stop_words),
-            max_out_len=RUYI_GENERATION.max_out_len,
-            max_seq_len=RUYI_GENERATION.max_seq_len,
-            batch_size=64,
-            run_cfg=dict(num_gpus=1),
-        )
     ]

@@ -26,8 +26,6 @@ from typing import Any
 
 from evalkit.engine.lm import REGISTRY
 from evalkit.load.devices import release_memory
-from evalkit.oc.evaluators import use_sandboxed_evaluators
-from evalkit.oc.suites import dataset_configs
 
 
 @dataclass(frozen=True)
@@ -51,16 +49,6 @@ class Task:
 
     def done(self, work_dir: Path) -> bool:
         return self.prediction(work_dir).is_file() and self.result(work_dir).is_file()
-
-
-def stock_cli_datasets() -> list[dict[str, Any]]:
-    """The suites' dataset configs for the stock `opencompass` CLI: code scored in the sandbox, classes as
-    import paths (for Config.dump), narrowed by EVALKIT_SUITES (default all three) and EVALKIT_LIMIT."""
-
-    limit = os.environ.get("EVALKIT_LIMIT")
-    suites = os.environ.get("EVALKIT_SUITES", "general,code,stem")
-    configs = dataset_configs(suites, limit=int(limit) if limit else None)
-    return [dotted(use_sandboxed_evaluators(d)) for d in configs]
 
 
 def dotted(obj: Any) -> Any:

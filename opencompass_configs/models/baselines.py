@@ -7,4 +7,5 @@ Generation settings per model live in evalkit.catalog.baselines.BASELINES, share
 """
 
 # mmengine turns `from ... import` in a config file into lazy placeholders that cannot be called.
-models = __import__("evalkit.oc.configs", fromlist=["available_baselines"]).available_baselines()
+_stock = __import__("evalkit.oc.stock", fromlist=["cli"])
+models = _stock.cli(_stock.available_baselines)

@@ -1,4 +1,5 @@
 """One branch exported by `evalkit export-branch`, from $EXPORTED_BRANCH_PATH, through evalkit's model class."""
 
 # mmengine turns `from ... import` in a config file into lazy placeholders that cannot be called.
-models = __import__("evalkit.oc.configs", fromlist=["exported_models"]).exported_models("hf")
+_stock = __import__("evalkit.oc.stock", fromlist=["cli"])
+models = _stock.cli(lambda: _stock.exported_models("hf"))

@@ -35,9 +35,11 @@ def test_predictions_are_compared_model_by_model_item_by_item(tmp_path):
 def test_stock_models_are_the_runs_models_on_exported_checkpoints_with_shared_trunk_off(tmp_path):
     from mmengine.config import Config
 
+    from evalkit import Branch
     from evalkit.oc.configs import familial_configs
 
-    models = familial_configs("/ckpt/tiny-ruyi-x", ["E3B", "E7B"], shared_trunk=True, batch_size=4, max_out_len=16)
+    branches = [Branch(0, "E3B", 11, 12, 0, 0), Branch(4, "E7B", 27, 28, 0, 0)]
+    models = familial_configs("/ckpt/tiny-ruyi-x", branches, shared_trunk=True, batch_size=4, max_out_len=16)
     exported = {"E3B": tmp_path / "E3B", "E7B": tmp_path / "E7B"}
     stock = stock_models(models, exported)
     assert [m["abbr"] for m in stock] == [m["abbr"] for m in models]

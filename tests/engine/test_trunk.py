@@ -259,7 +259,7 @@ def test_opencompass_branch_models_of_a_run_share_one_trunk_pass(tiny_path):
     from evalkit.oc.configs import familial_configs
     from evalkit.oc.model import FamilialBranchModel
 
-    names = [b.name for b in load_family(tiny_path).branches]
+    branches = load_family(tiny_path).branches
     texts = ["Question: 2+2?\nAnswer: 4", "The sky is blue because of scattering.", "Hi"]
     conts = ["4", "scattering.", "Hi"]
 
@@ -268,7 +268,7 @@ def test_opencompass_branch_models_of_a_run_share_one_trunk_pass(tiny_path):
         out = []
         with pytest.MonkeyPatch.context() as mp:
             mp.setattr("evalkit.engine.lm.REGISTRY", registry)
-            for cfg in familial_configs(tiny_path, names, shared_trunk=shared, batch_size=2):
+            for cfg in familial_configs(tiny_path, branches, shared_trunk=shared, batch_size=2):
                 kwargs = {k: v for k, v in cfg.items() if k not in ("type", "abbr", "max_out_len", "run_cfg")}
                 model = FamilialBranchModel(**kwargs)
                 out.append((model.get_ppl(texts, mask_length=[3, 1, 0]), model.get_loglikelihood(texts, conts)))
@@ -282,6 +282,38 @@ def test_opencompass_branch_models_of_a_run_share_one_trunk_pass(tiny_path):
     (engine,) = registry.engines.values()
     # Only the first branch ran the trunk: 3 perplexity and 3 loglikelihood items in batches of 2.
     assert engine.shared_calls == 2 + 2
+
+
+def test_run_branches_in_any_spelling_still_share_one_trunk_pass(tiny_path):
+    """Hand-written model configs may name the run's branches by exit layer, in lower case or as "all": the
+    engine settles them to the family's names, so the shared path stays on and every model meets one engine."""
+    pytest.importorskip("opencompass")
+    from evalkit.engine.lm import EngineRegistry
+    from evalkit.oc.model import FamilialBranchModel
+
+    spellings = [["2", "4", "6", "7"], ["e111k", "e186k", "e260k", "e297k"], ["all"], ["7", "E186k", "2", "e260K"]]
+    texts = ["Question: 2+2?\nAnswer: 4", "The sky is blue because of scattering.", "Hi"]
+    registry = EngineRegistry()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("evalkit.engine.lm.REGISTRY", registry)
+        for branch, run_branches in zip(("2", "e186k", "6", "E297K"), spellings, strict=True):
+            model = FamilialBranchModel(
+                path=str(tiny_path), branch=branch, batch_size=2, shared_trunk=True, run_branches=run_branches
+            )
+            model.get_ppl(texts)
+    (engine,) = registry.engines.values()
+    assert engine.config.branches == ("E111K", "E186K", "E260K", "E297K")
+    assert engine.scorer is not None and engine.scorer.hits > 0
+    assert engine.shared_calls == 2  # the first branch's 3 items in batches of 2; the others read the cache
+
+
+def test_an_unknown_run_branch_is_a_user_error_not_a_silent_opt_out(tiny_path):
+    from evalkit import EvalkitError
+    from evalkit.engine.lm import EngineConfig, FamilyEngine
+
+    family = load_family(tiny_path)
+    with pytest.raises(EvalkitError, match=r"unknown branch 'E3B'; valid branches are: all, E111K \(layer 2\)"):
+        FamilyEngine(family, EngineConfig(shared_trunk=True, branches=("E3B", "E7B")))
 
 
 def test_in_memory_families_with_one_config_never_share_answers(tiny_path):

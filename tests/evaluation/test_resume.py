@@ -168,6 +168,38 @@ def test_resume_refuses_flags_that_differ_from_the_run(finished, tmp_path):
     assert (result.run_dir / "results.json").is_file()
 
 
+def test_resume_takes_the_run_s_branches_however_they_are_spelled(finished, tmp_path):
+    """The run was started with --branches 2; E111K is that branch of the tiny family, by name."""
+    _unfinish(finished)
+    result = _run(resume=finished.name, out=str(tmp_path / "out"), branches="E111K")
+    assert (result.run_dir / "results.json").is_file()
+    assert [m.branch for m in result.record.models] == ["E111K"]
+
+
+def test_branch_flags_compare_as_the_branches_they_select(tiny_path, tmp_path):
+    """Read from the checkpoint's config.json and headers where it can be; as written where it cannot."""
+    from evalkit.evaluation.options import RunConfig
+    from evalkit.evaluation.state import StoredRun
+
+    def stored(model: Path | None, branches: str) -> StoredRun:
+        return StoredRun(
+            "r1", tmp_path, RunConfig(model=None if model is None else str(model), branches=branches), None, 2
+        )
+
+    layer_two = stored(tiny_path, "2")
+    for same in ("E111K", "e111k", " 2 ", "2,E111K"):
+        layer_two.refuse_conflicts({"branches": same})
+    for other in ("E186K", "2,4", "all", "E9B"):
+        with pytest.raises(EvalkitError, match=f"--branches {other} differs from them \\(branches 2\\)"):
+            layer_two.refuse_conflicts({"branches": other})
+    stored(tiny_path, "all").refuse_conflicts({"branches": "2,4,6,e297k"})
+    stored(None, "e297k").refuse_conflicts({"branches": "7"})  # the embedded family, already built
+    unreadable = stored(tmp_path / "gone", "2")
+    unreadable.refuse_conflicts({"branches": " 2"})
+    with pytest.raises(EvalkitError, match="--branches E111K differs"):
+        unreadable.refuse_conflicts({"branches": "E111K"})
+
+
 def _stored(tmp_path: Path, finished: Path, edit) -> str:
     path = finished / "run_config.json"
     data = json.loads(path.read_text())

@@ -319,6 +319,19 @@ def test_bad_settings_fail_before_a_run_directory_exists(tmp_path, tiny_path, ma
     assert not (tmp_path / "out").exists()
 
 
+def test_an_unknown_branch_fails_before_the_weights_load(tmp_path, tiny_path):
+    import shutil
+
+    from evalkit import EvalkitError, run
+    from evalkit.engine.lm import REGISTRY
+
+    copy = shutil.copytree(tiny_path, tmp_path / "family")  # a checkpoint this process has not loaded
+    loads = list(REGISTRY.loads)
+    with pytest.raises(EvalkitError, match=r"unknown branch 'E9B'; valid branches are: all, E111K \(layer 2\)"):
+        run(model=str(copy), branches="E9B", suites="stem", out=str(tmp_path / "out"), echo=lambda s: None)
+    assert REGISTRY.loads == loads and not (tmp_path / "out").exists()
+
+
 def test_cuda_without_a_gpu_is_one_line(tmp_path):
     import torch
 
