@@ -35,6 +35,7 @@ from evalkit.oc.driver import (
     run_in_process,
     run_with_runner,
 )
+from evalkit.records.io import cannot_write
 from evalkit.records.provenance import (
     RecordError,
     RunProvenance,
@@ -45,7 +46,7 @@ from evalkit.records.provenance import (
     git_revision,
     package_versions,
 )
-from evalkit.records.results import Provenance, ResultsRecord, cannot_write, save_record
+from evalkit.records.results import Provenance, ResultsRecord, save_record
 from evalkit.sandbox.runner import sandbox_capabilities
 
 

@@ -22,7 +22,8 @@ from typing import Any
 
 from evalkit.errors import EvalkitError
 from evalkit.evaluation.options import OPTIONS, RunConfig, flag
-from evalkit.records.results import ResultsRecord, write_json_atomic
+from evalkit.records.io import write_json_atomic
+from evalkit.records.results import ResultsRecord
 
 FORMAT = "evalkit.run_config"
 VERSION = 2  # 1: the bare RunConfig dict (no format key, no identity), written before resume was checked

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.errors import EvalkitError
-from evalkit.records.results import write_json_atomic
+from evalkit.records.io import write_json_atomic
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,8 @@ from evalkit.analysis.monotonic import find_inversions
 from evalkit.catalog.datasets import SUITE_TITLES
 from evalkit.errors import EvalkitError
 from evalkit.records.bench import load_bench
-from evalkit.records.results import ResultsRecord, load_record, merge_records, write_json_atomic
+from evalkit.records.io import write_json_atomic, write_text_atomic
+from evalkit.records.results import ResultsRecord, load_record, merge_records
 from evalkit.reporting import perf as perf
 from evalkit.reporting import sections as sections
 from evalkit.reporting.plots import PlotQueue
@@ -71,9 +72,7 @@ def report(
         ]
     )
     queue.run()
-    path = out_dir / "report.md"
-    path.write_text(text.rstrip("\n") + "\n", encoding="utf-8")
-    return path
+    return write_text_atomic(out_dir / "report.md", text.rstrip("\n") + "\n")
 
 
 def provenance_section(records: Sequence[ResultsRecord]) -> str:
