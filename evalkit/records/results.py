@@ -16,6 +16,7 @@ from typing import Any, Literal
 from evalkit.errors import EvalkitError
 from evalkit.records.io import write_json_atomic
 from evalkit.records.provenance import RecordError, RunProvenance
+from evalkit.records.run_ids import check_run_id
 
 SCHEMA = "evalkit.results"
 SCHEMA_VERSION = 1
@@ -135,7 +136,7 @@ def load_record(path: str | Path) -> ResultsRecord:
             f"results record {path} is not valid JSON ({e}); the file is corrupt, rerun or restore it"
         ) from None
     try:
-        return record_from_dict(data)
+        record = record_from_dict(data)
     except RecordError as e:
         raise EvalkitError(f"results record {path}: {e}; fix the record or rerun what wrote it") from None
     except (KeyError, TypeError, ValueError) as e:
@@ -143,6 +144,8 @@ def load_record(path: str | Path) -> ResultsRecord:
             f"{path} is not an evalkit results record ({type(e).__name__}: {e}); "
             "pass a results.json written by `evalkit run` or `evalkit import-table`"
         ) from None
+    check_run_id(record.run_id, f"results record {path}: run_id", "fix the record's run_id or rerun what wrote it")
+    return record
 
 
 def record_from_dict(data: Mapping[str, Any]) -> ResultsRecord:
