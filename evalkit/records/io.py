@@ -11,7 +11,7 @@ and 0755 under umask 022), so a shared results folder stays readable by the team
 rewritten keeps its mode, and a symlink keeps pointing where it did: its target is rewritten.
 
 Temporary names start with a dot and end in `TEMP_SUFFIX`. Only a killed process leaves one behind;
-`remove_stale_temps` clears them where one process has the directory to itself.
+`remove_stale_temps` clears them where one process has the directory to itself (a locked run).
 """
 
 from __future__ import annotations
@@ -153,7 +153,7 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
 def remove_stale_temps(directory: str | Path) -> list[Path]:
     """Remove the temporary files and directories that killed writers left under `directory`.
 
-    Only for a directory no other process writes to at the time:
+    Only for a directory no other process writes to at the time (a run directory under its lock):
     another writer's temporary file would be removed from under it.
     """
     removed = []

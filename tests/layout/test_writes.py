@@ -41,6 +41,7 @@ ALLOWED: dict[str, dict[str, str]] = {
     "reporting/plots.py": {"savefig": "renders into memory; write_bytes_atomic writes the file"},
     "load/family.py": {"save_pretrained": "fills an atomic_directory that is renamed into place whole"},
     "load/tokenizer.py": {"save_pretrained": "fills build_checkpoint's atomic_directory"},
+    "evaluation/lock.py": {"open": "the lock file: a lock belongs to an inode, so it cannot be renamed over"},
     "sandbox/cgroups.py": {
         "write_text": "cgroup control files (kernel interfaces)",
         "mkdtemp": "a cgroup leaf",
