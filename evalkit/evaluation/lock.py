@@ -41,8 +41,11 @@ def run_lock(run_dir: Path, run_id: str, command: str) -> Iterator[list[Path]]:
             "command": command,
             "since": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
+        except OSError as e:  # a full disk: one line now, before the run writes anything
+            raise cannot_write(path, e) from None
         yield remove_stale_temps(run_dir)
     finally:
         path.unlink(missing_ok=True)  # before the release: whoever locks next creates a fresh file

@@ -100,3 +100,16 @@ def test_an_unwritable_run_directory_is_one_line(tmp_path):
             pass
     finally:
         (tmp_path / "run").chmod(0o700)
+
+
+def test_a_full_disk_when_taking_the_lock_is_one_line_and_leaves_nothing(tmp_path, monkeypatch):
+    import errno
+
+    def full(fd: int, data: bytes, offset: int) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "pwrite", full)
+    full_disk = r"cannot write .*/run\.lock \(No space left on device\); free space"
+    with pytest.raises(EvalkitError, match=full_disk), run_lock(tmp_path, "r1", "x"):
+        pytest.fail("the block must not run")
+    assert list(tmp_path.iterdir()) == []
