@@ -69,14 +69,14 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
     """Write `data` to `path` so that a reader sees the old file or the new one, never half of either.
 
     A path that cannot be written (no permission, a parent that is a file, a full disk) is an
-    UnwritableError, and the file already at `path` is left as it was. A device or a pipe (--junit
-    /dev/stdout) has no old contents to keep and is written directly.
+    UnwritableError, and the file already at `path` is left as it was. A device, a pipe or a descriptor
+    (--junit /dev/stdout) has no old contents to keep and is written to directly.
     """
     path = Path(path)
     try:
         mode = _mode_of(path)
-        if mode is not None and (stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)):
-            with open(path, "wb") as f:
+        if mode is not None and (stat.S_ISCHR(mode) or stat.S_ISFIFO(mode) or _names_a_descriptor(path)):
+            with open(path, "ab") as f:  # appended: `> out.txt` keeps what the command printed before
                 f.write(data)
             return path
         target = Path(os.path.realpath(path)) if path.is_symlink() else path
@@ -178,6 +178,21 @@ def _create_temp(directory: Path, name: str, make: Any) -> tuple[Any, Path]:
         except FileExistsError:
             continue
     raise FileExistsError(errno.EEXIST, "no free temporary name", str(directory))
+
+
+def _names_a_descriptor(path: Path) -> bool:
+    """/dev/stdout, /dev/fd/N, /proc/self/fd/N: a descriptor the process holds, whatever it is open on.
+
+    Renaming over the file behind it would cut the descriptor off from it, so it is written in place.
+    """
+    p = os.path.abspath(path)
+    for _ in range(40):  # the kernel's limit on links followed
+        if p.startswith(("/proc/", "/dev/fd/")):
+            return True
+        if not os.path.islink(p):
+            return False
+        p = os.path.join(os.path.dirname(p), os.readlink(p))
+    return False
 
 
 def _mode_of(path: Path) -> int | None:

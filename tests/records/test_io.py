@@ -287,6 +287,21 @@ def test_a_pipe_is_written_directly(tmp_path):
     assert stat.S_ISFIFO(fifo.stat().st_mode) and sorted(tmp_path.iterdir()) == [fifo]
 
 
+def test_a_descriptor_is_written_in_place(tmp_path):
+    """--junit /dev/stdout with stdout redirected to a file: the file the shell holds gets the XML after
+    what the command printed, and is not replaced by a new file that the shell would not see."""
+    out = tmp_path / "out.txt"
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.write(fd, b"the table\n")
+        inode = os.fstat(fd).st_ino
+        write_text_atomic(f"/dev/fd/{fd}", "<testsuites/>\n")
+        assert os.stat(out).st_ino == inode
+    finally:
+        os.close(fd)
+    assert out.read_bytes() == b"the table\n<testsuites/>\n" and sorted(tmp_path.iterdir()) == [out]
+
+
 def test_text_is_written_byte_for_byte(tmp_path):
     write_text_atomic(tmp_path / "crlf.md", "a\r\nb\n£")
     assert (tmp_path / "crlf.md").read_bytes() == "a\r\nb\n£".encode()
