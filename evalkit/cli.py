@@ -63,8 +63,8 @@ def _output_option(path: str | os.PathLike[str], kwargs: dict[str, Any]) -> tupl
 
 
 def _for_option(e: EvalkitError, kwargs: dict[str, Any]) -> str:
-    if not isinstance(e, UnwritableError) or (option := _output_option(e.path, kwargs)) is None:
-        return str(e)
+    if not isinstance(e, UnwritableError) or e.hint is not None or (option := _output_option(e.path, kwargs)) is None:
+        return str(e)  # not a path problem, or one another path does not fix (a full disk)
     return f"cannot write {e.path} ({e.reason}); pass a writable {option[1]}"
 
 

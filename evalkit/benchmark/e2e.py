@@ -35,6 +35,7 @@ from evalkit.load.family import load_family
 from evalkit.load.tiny import default_model_path
 from evalkit.oc.model import chat_messages
 from evalkit.records.bench import TrunkE2E
+from evalkit.records.io import write_text_atomic
 from evalkit.records.results import load_record
 
 STOCK_MODEL_CLASS = "evalkit.oc.model.FamilialBranchModel"
@@ -123,8 +124,7 @@ def stock_models(models: Sequence[dict[str, Any]], exported: dict[str, Path]) ->
 
 def write_stock_config(path: Path, models: Sequence[dict[str, Any]], datasets: Sequence[dict[str, Any]]) -> Path:
     """An OpenCompass config file (plain literals: every class is a dotted import path already)."""
-    path.write_text(f"models = {list(models)!r}\n\ndatasets = {list(datasets)!r}\n", encoding="utf-8")
-    return path
+    return write_text_atomic(path, f"models = {list(models)!r}\n\ndatasets = {list(datasets)!r}\n")
 
 
 @dataclass(frozen=True)

@@ -31,8 +31,8 @@ from evalkit.load.family import load_family, parse_branches
 from evalkit.load.random import random_family
 from evalkit.load.tiny import default_model_path
 from evalkit.records.bench import BenchRecord, BenchRow, Ratio, SharedTrunk, save_bench
+from evalkit.records.io import cannot_write
 from evalkit.records.provenance import command_line
-from evalkit.records.results import cannot_write
 
 __all__ = ["BenchConfig", "Protocol", "bench"]
 

@@ -1,9 +1,9 @@
 """Run stage: evaluate every branch of a family (and any baselines) on the suites through OpenCompass.
 
 Owns `evalkit.run` itself (`api`), the run's options (`options`), its plan (`plan`), executing it
-(`execute`), what a run directory remembers for `--resume` (`state`) and what `evalkit run` prints
-(`summary`). It may import every stage below it: catalog, records, load, engine, sandbox and oc; nothing
-below imports it.
+(`execute`), what a run directory remembers for `--resume` (`state`), the lock that keeps one process in
+a run directory (`lock`) and what `evalkit run` prints (`summary`). It may import every stage below it:
+catalog, records, load, engine, sandbox and oc; nothing below imports it.
 """
 
 from evalkit.evaluation.api import run

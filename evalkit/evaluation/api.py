@@ -27,7 +27,7 @@ def run(*, resume: str | None = None, echo: Callable[[str], None] = print, **opt
     """
     out = options.pop("out", None) or "."
     given = parse_options(options)
-    if resume:
+    if resume is not None:
         stored = read_run_config(Path(out), resume)
         stored.refuse_conflicts(given)
         config, continued = replace(stored.config, out=out), stored

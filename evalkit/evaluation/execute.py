@@ -3,7 +3,8 @@
 `execute` writes everything under `<out>/results/<run-id>/` (OpenCompass's predictions/ and results/
 trees, run_config.json, progress.json and `results.json`, one `ResultsRecord`), and never touches an
 earlier run. With `resume`, it finishes the stored run in place, after checking that the checkpoints,
-dtype, generation settings and dataset configs are still the ones it started with.
+dtype, generation settings and dataset configs are still the ones it started with. Either way it holds
+the run directory's lock (`lock.py`) until the record is written, so no other process works there.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsed
 from rich.progress import Progress as Bars
 
 from evalkit.errors import EvalkitError
+from evalkit.evaluation.lock import run_lock
 from evalkit.evaluation.options import RunConfig
 from evalkit.evaluation.plan import Plan, count, make_plan
 from evalkit.evaluation.state import Progress, RunInterrupted, RunResult, StoredRun, resume_command, write_run_config
@@ -35,6 +37,7 @@ from evalkit.oc.driver import (
     run_in_process,
     run_with_runner,
 )
+from evalkit.records.io import cannot_write
 from evalkit.records.provenance import (
     RecordError,
     RunProvenance,
@@ -45,7 +48,7 @@ from evalkit.records.provenance import (
     git_revision,
     package_versions,
 )
-from evalkit.records.results import Provenance, ResultsRecord, cannot_write, save_record
+from evalkit.records.results import Provenance, ResultsRecord, save_record
 from evalkit.sandbox.runner import sandbox_capabilities
 
 
@@ -60,10 +63,25 @@ def execute(config: RunConfig, *, resume: StoredRun | None = None, echo: Callabl
         run_id, run_dir = resume.run_id, resume.run_dir
     else:
         run_id, run_dir = _new_run_dir(Path(config.out))
-        write_run_config(run_dir, config, plan.identity)
+    with run_lock(run_dir, run_id, command_line()) as stale:
+        if resume is None:
+            write_run_config(run_dir, config, plan.identity)
+        return _execute(config, plan, run_id, run_dir, resume, stale, echo)
+
+
+def _execute(
+    config: RunConfig,
+    plan: Plan,
+    run_id: str,
+    run_dir: Path,
+    resume: StoredRun | None,
+    stale: list[Path],
+    echo: Callable[[str], None],
+) -> RunResult:
+    """The run in `run_dir`, which this process has locked."""
     for line in plan.notes:
         echo(line)
-    notes = []
+    notes = [f"removed {p.relative_to(run_dir)}, left by a write that was killed" for p in stale]
     if resume is not None:
         env_data = os.environ.get("COMPASS_DATA_CACHE")
         if env_data and str(Path(env_data).expanduser().resolve()) != config.data_dir:

@@ -22,7 +22,7 @@ from evalkit.errors import EvalkitError, did_you_mean
 from evalkit.load.devices import check_device, check_dtype
 from evalkit.load.tiny import cache_root
 from evalkit.oc.fixtures import materialise_fixture_root
-from evalkit.records.results import UnwritableError
+from evalkit.records.io import UnwritableError
 
 RUNNERS = ("local", "slurm")
 DTYPES = ("fp32", "bf16", "fp16")  # as the command line offers them; check_dtype also takes torch's spellings

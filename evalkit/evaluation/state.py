@@ -25,7 +25,9 @@ from evalkit.errors import EvalkitError
 from evalkit.evaluation.options import OPTIONS, RunConfig, flag, json_types
 from evalkit.load.branches import parse_branches, read_branches
 from evalkit.load.tiny import embedded_path
-from evalkit.records.results import ResultsRecord, write_json_atomic
+from evalkit.records.io import write_json_atomic
+from evalkit.records.results import ResultsRecord
+from evalkit.records.run_ids import run_path
 
 FORMAT = "evalkit.run_config"
 VERSION = 2  # 1: the bare RunConfig dict (no format key, no identity), written before resume was checked
@@ -194,7 +196,8 @@ def write_run_config(run_dir: Path, config: RunConfig, run_identity: Mapping[str
 
 def read_run_config(out: Path, run_id: str) -> StoredRun:
     """The run `run_id` under `out/results/`, or one clear error saying why it cannot be resumed."""
-    run_dir = out / "results" / run_id
+    fix = "pass the id of a run under OUT/results, as `evalkit run` printed it"
+    run_dir = run_path(out / "results", run_id, "--resume", fix)
     path = run_dir / "run_config.json"
     if not path.is_file():
         runs = sorted(p.name for p in (out / "results").glob("*") if (p / "run_config.json").is_file())

@@ -8,7 +8,6 @@ A branch is a value you hold; nothing is selected through global state.
 
 from __future__ import annotations
 
-import shutil
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,6 +30,7 @@ from evalkit.load.checkpoint import (
     read_checkpoint,
 )
 from evalkit.load.devices import resolve_device, resolve_dtype
+from evalkit.records.io import atomic_directory, write_bytes_atomic
 
 if TYPE_CHECKING:
     from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
@@ -163,17 +163,17 @@ class Family:
         return model.eval()
 
     def export_branch(self, branch: str | int | Branch, out_dir: str | Path) -> Path:
-        """Write one branch as a plain checkpoint that stock `from_pretrained` loads unchanged."""
+        """Write one branch as a plain checkpoint that stock `from_pretrained` loads unchanged (all or nothing)."""
         b = self.branch(branch)
         out = Path(out_dir)
-        if out.exists() and any(out.iterdir()):
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
             raise EvalkitError(f"{out} exists and is not empty; choose a new --out directory")
         model = self.branch_model(b)
-        with _no_progress_bars():
-            model.save_pretrained(out, safe_serialization=True)
-        for name in TOKENIZER_FILES:
-            if (self.path / name).is_file():
-                shutil.copy2(self.path / name, out / name)
+        with atomic_directory(out) as tmp, _no_progress_bars():
+            model.save_pretrained(tmp, safe_serialization=True)
+            for name in TOKENIZER_FILES:
+                if (self.path / name).is_file():
+                    write_bytes_atomic(tmp / name, (self.path / name).read_bytes())
         return out
 
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,7 @@ from typing import Any
 from evalkit.errors import EvalkitError
 from evalkit.load.checkpoint import FAMILIAL_KEYS
 from evalkit.load.tokenizer import build_tokenizer
+from evalkit.records.io import atomic_directory, write_bytes_atomic, write_text_atomic
 
 # Bump when what build_checkpoint writes changes, so cached copies of the default are rebuilt.
 FORMAT_VERSION = 2
@@ -81,13 +80,20 @@ def make_tiny(out_dir: str | Path, *, flavour: str = "qwen2", shared_heads: bool
 
 
 def build_checkpoint(out_dir: str | Path, spec: TinySpec) -> Path:
+    """Write the checkpoint into `out_dir` as a whole: it appears complete, or not at all."""
+    out = Path(out_dir)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise EvalkitError(f"{out} exists and is not empty; choose a new directory")
+    with atomic_directory(out) as tmp:
+        _write_checkpoint(tmp, spec)
+    return out
+
+
+def _write_checkpoint(out: Path, spec: TinySpec) -> None:
     import torch
-    from safetensors.torch import save_file
+    from safetensors.torch import save
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    out = Path(out_dir)
-    if out.exists() and any(out.iterdir()):
-        raise EvalkitError(f"{out} exists and is not empty; choose a new directory")
     tokenizer_dir = build_tokenizer(out, vocab_size=spec.vocab_size)
     tok = json.loads((tokenizer_dir / "tokenizer.json").read_text())
     vocab = len(tok["model"]["vocab"]) + sum(t["id"] >= len(tok["model"]["vocab"]) for t in tok["added_tokens"])
@@ -125,11 +131,11 @@ def build_checkpoint(out_dir: str | Path, spec: TinySpec) -> Path:
         name = "lm_head.weight" if spec.shared_heads else f"lm_head.{i}.weight"
         state[name] = spec.init_std * torch.randn(vocab, spec.hidden_size, generator=gen)
 
-    save_file({k: v.contiguous() for k, v in state.items()}, str(out / "model.safetensors"), metadata={"format": "pt"})
-    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    weights = save({k: v.contiguous() for k, v in state.items()}, metadata={"format": "pt"})
+    write_bytes_atomic(out / "model.safetensors", weights)
+    write_text_atomic(out / "config.json", json.dumps(config, indent=2) + "\n")
     gen_cfg = {"eos_token_id": config["eos_token_id"], "pad_token_id": config["pad_token_id"], "do_sample": False}
-    (out / "generation_config.json").write_text(json.dumps(gen_cfg, indent=2) + "\n")
-    return out
+    write_text_atomic(out / "generation_config.json", json.dumps(gen_cfg, indent=2) + "\n")
 
 
 def cache_root() -> Path:
@@ -148,14 +154,9 @@ def default_model_path(spec: TinySpec = TinySpec()) -> Path:
     path = embedded_path(spec)
     if (path / "config.json").is_file():
         return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tiny-", dir=path.parent))
     try:
-        build_checkpoint(tmp, spec)
-        os.replace(tmp, path)
-    except OSError:
+        build_checkpoint(path, spec)
+    except EvalkitError:
         if not (path / "config.json").is_file():  # lost a race is fine; anything else is not
             raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return path

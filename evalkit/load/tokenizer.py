@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from evalkit.records.io import write_text_atomic
+
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 
 # The Qwen2.5 ChatML template, trimmed of tool calling.
@@ -82,7 +84,11 @@ True or False: not ( True ) and False is False. Sentence: The trophy does not fi
 
 
 def build_tokenizer(out_dir: str | Path, vocab_size: int = 768) -> Path:
-    """Train the tokenizer and save it in transformers' format (tokenizer.json + tokenizer_config.json)."""
+    """Train the tokenizer and save it in transformers' format (tokenizer.json + tokenizer_config.json).
+
+    transformers writes the files in place: `out_dir` is the temporary directory of a checkpoint that
+    `build_checkpoint` publishes as a whole.
+    """
     from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
     from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
@@ -117,5 +123,5 @@ def build_tokenizer(out_dir: str | Path, vocab_size: int = 768) -> Path:
     config_path = out / "tokenizer_config.json"
     config = json.loads(config_path.read_text(encoding="utf-8"))
     config["tokenizer_class"] = "Qwen2Tokenizer"
-    config_path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_text_atomic(config_path, json.dumps(config, indent=2, ensure_ascii=False) + "\n")
     return out

@@ -26,6 +26,7 @@ from typing import Any
 
 from evalkit.engine.lm import REGISTRY
 from evalkit.load.devices import release_memory
+from evalkit.records.io import write_text_atomic
 
 
 @dataclass(frozen=True)
@@ -95,9 +96,7 @@ def repair_partial(work_dir: Path) -> list[str]:
             continue
         text = "".join(line + "\n" for line in lines)
         if text != path.read_text(encoding="utf-8"):
-            tmp = path.with_name(path.name + ".repair")
-            tmp.write_text(text, encoding="utf-8")
-            os.replace(tmp, path)
+            write_text_atomic(path, text)
         notes.append(f"kept {len(lines)} finished items of {path.relative_to(work_dir)}")
     return notes
 

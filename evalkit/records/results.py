@@ -8,15 +8,15 @@ says how the numbers were produced. Records are immutable; stages build new ones
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
 from evalkit.errors import EvalkitError
+from evalkit.records.io import write_json_atomic
 from evalkit.records.provenance import RecordError, RunProvenance
+from evalkit.records.run_ids import check_run_id
 
 SCHEMA = "evalkit.results"
 SCHEMA_VERSION = 1
@@ -120,56 +120,6 @@ def merge_records(records: Iterable[ResultsRecord], run_id: str = "merged") -> R
 # --- reading and writing -----------------------------------------------------------------------
 
 
-class UnwritableError(EvalkitError):
-    """An output path that cannot be written; the CLI names the option it came from."""
-
-    def __init__(self, path: str | Path, reason: str, hint: str = "pass a writable path") -> None:
-        self.path, self.reason = Path(path), reason
-        super().__init__(f"cannot write {path} ({reason}); {hint}")
-
-
-def cannot_write(path: str | Path, error: OSError) -> UnwritableError:
-    """The error for `path`, with the reason a user can act on (an ancestor that is a file, say)."""
-    path = Path(path)
-    for parent in path.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                return UnwritableError(path, f"{parent} is not a directory")
-            break
-    if path.is_dir():
-        return UnwritableError(path, "it is a directory")
-    return UnwritableError(path, error.strerror or str(error))
-
-
-def write_text_atomic(path: str | Path, text: str) -> Path:
-    """Write a file so that a reader sees the old file or the new one, never half of either.
-
-    A path that cannot be written (no permission, a parent that is a file) is an UnwritableError.
-    """
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as e:
-        raise cannot_write(path, e) from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(e, OSError):
-            raise cannot_write(path, e) from None
-        raise
-    return path
-
-
-def write_json_atomic(path: str | Path, data: Any) -> Path:
-    return write_text_atomic(path, json.dumps(data, ensure_ascii=False, indent=1) + "\n")
-
-
 def save_record(record: ResultsRecord, path: str | Path) -> Path:
     return write_json_atomic(path, record.to_dict())
 
@@ -186,7 +136,7 @@ def load_record(path: str | Path) -> ResultsRecord:
             f"results record {path} is not valid JSON ({e}); the file is corrupt, rerun or restore it"
         ) from None
     try:
-        return record_from_dict(data)
+        record = record_from_dict(data)
     except RecordError as e:
         raise EvalkitError(f"results record {path}: {e}; fix the record or rerun what wrote it") from None
     except (KeyError, TypeError, ValueError) as e:
@@ -194,6 +144,8 @@ def load_record(path: str | Path) -> ResultsRecord:
             f"{path} is not an evalkit results record ({type(e).__name__}: {e}); "
             "pass a results.json written by `evalkit run` or `evalkit import-table`"
         ) from None
+    check_run_id(record.run_id, f"results record {path}: run_id", "fix the record's run_id or rerun what wrote it")
+    return record
 
 
 def record_from_dict(data: Mapping[str, Any]) -> ResultsRecord:

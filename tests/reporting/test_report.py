@@ -432,18 +432,6 @@ def test_unwritable_outputs_are_one_line_errors(tmp_path, command):
     assert error.endswith(f"({blocker} is not a directory); pass a writable {flag}")
 
 
-def test_atomic_writers_name_what_blocks_them(tmp_path):
-    from evalkit.records.results import UnwritableError, write_json_atomic, write_text_atomic
-
-    (tmp_path / "f").write_text("x", encoding="utf-8")
-    with pytest.raises(UnwritableError, match=r"cannot write .*/f/g/x.json \(.*/f is not a directory\)"):
-        write_json_atomic(tmp_path / "f" / "g" / "x.json", {})
-    (tmp_path / "d").mkdir()
-    with pytest.raises(EvalkitError, match=r"cannot write .*/d \(it is a directory\)"):
-        write_text_atomic(tmp_path / "d", "x")
-    assert list((tmp_path / "d").iterdir()) == []  # no temporary file left behind
-
-
 @pytest.mark.parametrize(
     "change, message",
     [
