@@ -32,8 +32,10 @@ from evalkit.engine.requests import (
     LoglikelihoodRequest,
     Message,
     PerplexityRequest,
+    prompt_budget,
 )
 from evalkit.engine.shared_generate import SharedGenerator, greedy_blockers
+from evalkit.engine.spans import Span, continuation_span, text_span
 from evalkit.engine.trunk import SharedScorer, score_branch
 from evalkit.errors import EvalkitError
 from evalkit.load.checkpoint import read_checkpoint
@@ -76,11 +78,12 @@ class FamilyEngine:
     ) -> list[torch.Tensor]:
         """For each token sequence, log p(seq[t+1] | seq[:t+1]) for t = 0..len-2, as a float32 CPU tensor.
 
-        With `starts`, only t >= starts[i] is scored (the head skips the rest, which reads 0).
+        With `starts`, only t >= starts[i] is scored (the head skips the rest, which reads 0). A sequence
+        of fewer than two tokens has no next token to score: its tensor is empty.
         """
-        out: list[torch.Tensor | None] = [None] * len(sequences)
-        order = list(range(len(sequences)))
-        for chunk in batches(order, [len(s) for s in sequences], self.config.batch_size):
+        out: list[torch.Tensor | None] = [None if len(s) >= 2 else torch.zeros(0) for s in sequences]
+        order = [i for i, t in enumerate(out) if t is None]
+        for chunk in batches(order, [len(sequences[i]) for i in order], self.config.batch_size):
             ids, mask = right_pad([sequences[i] for i in chunk], self._pad_id, self.family.device)
             positions = None
             if starts is not None:
@@ -179,9 +182,10 @@ class FamilyEngine:
         With shared_trunk on, a branch of the run gets its tokens from the shared generator (all the
         run's branches decoded together, siblings served from its cache); the texts are the same.
         """
-        encoded = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
-        keep = max(1, max_seq_len - max_out_len)
-        encoded = [ids[-keep:] for ids in encoded]
+        keep = prompt_budget(max_seq_len, max_out_len)  # the truncation rule: the prompt's last tokens
+        encoded = [self.tokenizer(p, add_special_tokens=False)["input_ids"][-keep:] for p in prompts]
+        if not all(encoded):
+            raise EvalkitError("cannot generate from an empty prompt: the model needs at least one token to continue")
         shared = self.generator if self.config.shared_trunk else None
         if shared is not None and branch.name in shared.names:
             rows = shared.generate(branch, encoded, max_out_len, stop, self.config.batch_size)
@@ -250,27 +254,20 @@ class BranchLM:
         return out
 
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[float]:
-        """Sum of the continuation's token log-probs given the context; only continuation tokens count."""
-        seqs, starts = [], []
-        for r in requests:
-            whole = self._encode(r.context + r.continuation)
-            context = self._encode(r.context)
-            start = _common_prefix(whole, context)
-            seqs.append(whole)
-            starts.append(max(start, 1))
-        lps = self.engine.token_logprobs(self.branch, seqs, starts=[s - 1 for s in starts])
-        return [float(lp[s - 1 :].sum()) for lp, s in zip(lps, starts, strict=True)]
+        """Sum of the log-probs of the continuation's span (`evalkit.engine.spans`: lm-eval's rule)."""
+        limit = self.settings.max_seq_len
+        spans = [continuation_span(self._encode, r.context, r.continuation, limit) for r in requests]
+        return [float(lp.sum()) for lp in self._span_logprobs(spans)]
 
     def perplexity(self, requests: Sequence[PerplexityRequest]) -> list[float]:
-        """Mean negative log-likelihood per scored token (the tokens after `mask_length`)."""
-        seqs = [self._encode(r.text) for r in requests]
-        starts = [max((r.mask_length or 1) - 1, 0) for r in requests]
-        lps = self.engine.token_logprobs(self.branch, seqs, starts=starts)
-        out = []
-        for lp, s in zip(lps, starts, strict=True):
-            scored = lp[s:]
-            out.append(float(-scored.mean()) if scored.numel() else float("nan"))
-        return out
+        """Mean negative log-likelihood per token of the text's span (the tokens after `mask_length`)."""
+        spans = [text_span(self._encode, r.text, r.mask_length, self.settings.max_seq_len) for r in requests]
+        return [float(-lp.mean()) for lp in self._span_logprobs(spans)]
+
+    def _span_logprobs(self, spans: Sequence[Span]) -> list[torch.Tensor]:
+        """Each span's scored log-probs, one per token from its start on (never empty: spans have one)."""
+        lps = self.engine.token_logprobs(self.branch, [s.tokens for s in spans], starts=[s.start - 1 for s in spans])
+        return [lp[s.start - 1 :] for lp, s in zip(lps, spans, strict=True)]
 
     def token_len(self, texts: Sequence[str]) -> list[int]:
         return [len(self._encode(t)) for t in texts]
@@ -339,12 +336,3 @@ def family_identity(path: str | Path, *, dtype: str | None = None, device: str =
 
 def _layer_types(config: object) -> list[str]:
     return list(getattr(config, "layer_types", None) or ())
-
-
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):  # the shorter one bounds the common prefix
-        if x != y:
-            break
-        n += 1
-    return n

@@ -260,8 +260,8 @@ def test_opencompass_branch_models_of_a_run_share_one_trunk_pass(tiny_path):
     from evalkit.oc.model import FamilialBranchModel
 
     names = [b.name for b in load_family(tiny_path).branches]
-    texts = ["Question: 2+2?\nAnswer: 4", "The sky is blue because of scattering.", "Hi"]
-    conts = ["4", "scattering.", "Hi"]
+    texts = ["Question: 2+2?\nAnswer: 4", "The sky is blue because of scattering.", "Hi there"]
+    conts = ["4", "scattering.", " there"]
 
     def scores(shared: bool) -> tuple[list, EngineRegistry]:
         registry = EngineRegistry()
