@@ -6,6 +6,7 @@ side effects. `evalkit.engine.lm.BranchLM` serves it for one branch of a loaded 
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -22,8 +23,7 @@ class GenerateRequest:
     stop: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.max_out_len < 1:
-            raise EvalkitError(f"max_out_len must be at least 1 token, got {self.max_out_len}")
+        _check_tokens("max_out_len", self.max_out_len, 1)
 
 
 @dataclass(frozen=True)
@@ -42,8 +42,8 @@ class PerplexityRequest:
     mask_length: int | None = None  # the first N tokens are context: only the tokens after them count
 
     def __post_init__(self) -> None:
-        if self.mask_length is not None and self.mask_length < 0:
-            raise EvalkitError(f"mask_length must be 0 or more tokens, got {self.mask_length}")
+        if self.mask_length is not None:
+            _check_tokens("mask_length", self.mask_length, 0)
 
 
 @dataclass(frozen=True)
@@ -64,10 +64,12 @@ class GenerationSettings:
     max_seq_len: int = 4096
 
     def __post_init__(self) -> None:
-        if self.max_seq_len < 2:
-            raise EvalkitError(
-                f"max_seq_len must be at least 2 tokens (one read, one scored or written), got {self.max_seq_len}"
-            )
+        _check_tokens("max_seq_len", self.max_seq_len, 2)  # one token read, one scored or written
+
+
+def _check_tokens(name: str, value: object, least: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
+        raise EvalkitError(f"{name} must be a whole number of tokens, at least {least}; got {value!r}")
 
 
 def prompt_budget(max_seq_len: int, max_out_len: int) -> int:
