@@ -205,7 +205,7 @@ class RunProvenance:
         if not self.models:
             return None
         return {
-            str(m.get("abbr")): bool(m.get("shared_trunk")) and len(set(m.get("run_branches") or ())) >= 2
+            str(m.get("abbr")): m.get("shared_trunk") is True and len(_names(m.get("run_branches"))) >= 2
             for m in self.models
         }
 
@@ -221,6 +221,13 @@ class RunProvenance:
             "import_table": None if self.import_table is None else asdict(self.import_table),
         }
         return {k: v for k, v in parts.items() if v is not None}
+
+
+def _names(value: Any) -> set[str]:
+    """Branch names from a model config: a list of names, or one comma-separated string."""
+    if isinstance(value, str):
+        return {n.strip() for n in value.split(",") if n.strip()}
+    return {str(n) for n in value} if isinstance(value, (list, tuple)) else set()
 
 
 def _configs(data: Any, where: str) -> tuple[dict[str, Any], ...]:

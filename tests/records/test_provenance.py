@@ -209,6 +209,9 @@ def test_which_models_ran_on_the_shared_trunk():
         {"abbr": "lone-e3b", "shared_trunk": True, "run_branches": ["E3B"]},
         {"abbr": "off-e3b", "shared_trunk": False, "run_branches": branches},
         {"abbr": "qwen2.5-7b-instruct", "shared_trunk": False, "run_branches": []},
+        {"abbr": "spelled-e3b", "shared_trunk": True, "run_branches": "E3B, E7B"},  # hand-edited shapes
+        {"abbr": "one-spelled-e3b", "shared_trunk": True, "run_branches": "E3B"},
+        {"abbr": "string-switch", "shared_trunk": "false", "run_branches": branches},
     )
     assert RunProvenance(models=models).shared_trunk() == {
         "ruyi-7b-e3b": True,
@@ -216,5 +219,8 @@ def test_which_models_ran_on_the_shared_trunk():
         "lone-e3b": False,
         "off-e3b": False,
         "qwen2.5-7b-instruct": False,
+        "spelled-e3b": True,
+        "one-spelled-e3b": False,
+        "string-switch": False,
     }
     assert RunProvenance().shared_trunk() is None  # a hand-written or published record cannot say
