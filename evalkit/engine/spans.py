@@ -111,4 +111,4 @@ def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
 
 def _show(text: str, limit: int = 60) -> str:
     """A text for an error line: quoted, escapes visible, long ones shortened to their end."""
-    return repr(text) if len(text) <= limit else "'…" + repr(text[-limit:])[1:]
+    return repr(text) if len(text) <= limit else "…" + repr(text[-limit:])
