@@ -6,13 +6,14 @@ its branches; `engine_for` returns the process's engine for a checkpoint, keyed 
 identity (weights fingerprint + dtype + device), so a checkpoint is read once for all its branches and
 datasets. `BranchLM` is one branch of an engine, as an `LM`.
 
-Every score goes through `FamilyEngine.token_logprobs`. With `shared_trunk=False` it runs the one
-branch model (`evalkit.engine.trunk.score_branch`); with `shared_trunk=True` an `evalkit.engine.trunk.SharedScorer`
-scores every branch of the run in one trunk pass and keeps the other branches' answers, keyed by
-family identity + branch + exact token ids, in a byte-bounded cache for the sibling branches to read.
-Generation works the same way on the shared path: `evalkit.engine.shared_generate.SharedGenerator` decodes
-every branch of the run together and keeps the siblings' tokens for them; off it, each branch runs
-stock transformers `generate`. The texts are the same either way.
+Every score goes through `FamilyEngine.token_logprobs`, over the tokens `evalkit.engine.spans` names.
+With `shared_trunk=False` it runs the one branch model (`evalkit.engine.trunk.score_branch`); with
+`shared_trunk=True` an `evalkit.engine.trunk.SharedScorer` scores every branch of the run in one trunk
+pass and keeps the other branches' answers, keyed by family identity + branch + exact token ids, in a
+byte-bounded cache for the sibling branches to read. Generation works the same way on the shared path:
+`evalkit.engine.shared_generate.SharedGenerator` decodes every branch of the run together and keeps the
+siblings' tokens for them; off it, each branch runs stock transformers `generate`. In fp32 the texts are
+the same either way; in bf16 about 1 in 6 differs, as stock `generate` differs across batch shapes.
 """
 
 from __future__ import annotations

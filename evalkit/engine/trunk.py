@@ -5,7 +5,8 @@ Every branch runs the same trunk layers, so scoring the five branches of Ruyi-7B
 27 + 5 = 32: the trunk runs layers 0..e_max-1 once, and at each exit `e` the branch's own layer `e`
 (its branch layer; for the last exit, the last trunk layer) runs on the hidden state there, then
 the branch's norm and head. The modules driven here are the stock transformers layers of the branch
-models, which are views of the family's tensors, so the numbers equal per-branch evaluation.
+models, which are views of the family's tensors, so the numbers equal per-branch evaluation (within
+float rounding: a sibling's rows were scored in the batch another branch asked for).
 
 A score is the log-probability of each actual next token, `(B, T-1)` float32: entry `t` scores
 token `t+1` given tokens `..t`. Positions with padding on either side score 0. Positions follow the
