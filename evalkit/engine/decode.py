@@ -17,7 +17,9 @@ its weights are read once per step for all of them. Each branch keeps its own ke
 layer it uses; a branch layer never shares the cache of the trunk layer at the same depth.
 
 Batches are left-padded: the mask hides padding, and positions count real tokens only (as
-transformers does), so greedy outputs equal stock `generate` on each branch model.
+transformers does), so greedy outputs equal stock `generate` on each branch model in fp32. In bf16 the
+other kernels and batch shapes round differently, and about 1 output in 6 differs, as stock `generate`
+itself differs across batch shapes.
 """
 
 from __future__ import annotations

@@ -6,13 +6,14 @@ its branches; `engine_for` returns the process's engine for a checkpoint, keyed 
 identity (weights fingerprint + dtype + device), so a checkpoint is read once for all its branches and
 datasets. `BranchLM` is one branch of an engine, as an `LM`.
 
-Every score goes through `FamilyEngine.token_logprobs`. With `shared_trunk=False` it runs the one
-branch model (`evalkit.engine.trunk.score_branch`); with `shared_trunk=True` an `evalkit.engine.trunk.SharedScorer`
-scores every branch of the run in one trunk pass and keeps the other branches' answers, keyed by
-family identity + branch + exact token ids, in a byte-bounded cache for the sibling branches to read.
-Generation works the same way on the shared path: `evalkit.engine.shared_generate.SharedGenerator` decodes
-every branch of the run together and keeps the siblings' tokens for them; off it, each branch runs
-stock transformers `generate`. The texts are the same either way.
+Every score goes through `FamilyEngine.token_logprobs`, over the tokens `evalkit.engine.spans` names.
+With `shared_trunk=False` it runs the one branch model (`evalkit.engine.trunk.score_branch`); with
+`shared_trunk=True` an `evalkit.engine.trunk.SharedScorer` scores every branch of the run in one trunk
+pass and keeps the other branches' answers, keyed by family identity + branch + exact token ids, in a
+byte-bounded cache for the sibling branches to read. Generation works the same way on the shared path:
+`evalkit.engine.shared_generate.SharedGenerator` decodes every branch of the run together and keeps the
+siblings' tokens for them; off it, each branch runs stock transformers `generate`. In fp32 the texts are
+the same either way; in bf16 about 1 in 6 differs, as stock `generate` differs across batch shapes.
 """
 
 from __future__ import annotations
@@ -32,8 +33,10 @@ from evalkit.engine.requests import (
     LoglikelihoodRequest,
     Message,
     PerplexityRequest,
+    prompt_budget,
 )
 from evalkit.engine.shared_generate import SharedGenerator, greedy_blockers
+from evalkit.engine.spans import Span, continuation_span, text_span
 from evalkit.engine.trunk import SharedScorer, score_branch
 from evalkit.errors import EvalkitError
 from evalkit.load.branches import parse_branches
@@ -84,11 +87,12 @@ class FamilyEngine:
     ) -> list[torch.Tensor]:
         """For each token sequence, log p(seq[t+1] | seq[:t+1]) for t = 0..len-2, as a float32 CPU tensor.
 
-        With `starts`, only t >= starts[i] is scored (the head skips the rest, which reads 0).
+        With `starts`, only t >= starts[i] is scored (the head skips the rest, which reads 0). A sequence
+        of fewer than two tokens has no next token to score: its tensor is empty.
         """
-        out: list[torch.Tensor | None] = [None] * len(sequences)
-        order = list(range(len(sequences)))
-        for chunk in batches(order, [len(s) for s in sequences], self.config.batch_size):
+        out: list[torch.Tensor | None] = [None if len(s) >= 2 else torch.zeros(0) for s in sequences]
+        order = [i for i, t in enumerate(out) if t is None]
+        for chunk in batches(order, [len(sequences[i]) for i in order], self.config.batch_size):
             ids, mask = right_pad([sequences[i] for i in chunk], self._pad_id, self.family.device)
             positions = None
             if starts is not None:
@@ -187,9 +191,10 @@ class FamilyEngine:
         With shared_trunk on, a branch of the run gets its tokens from the shared generator (all the
         run's branches decoded together, siblings served from its cache); the texts are the same.
         """
-        encoded = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
-        keep = max(1, max_seq_len - max_out_len)
-        encoded = [ids[-keep:] for ids in encoded]
+        keep = prompt_budget(max_seq_len, max_out_len)  # the truncation rule: the prompt's last tokens
+        encoded = [self.tokenizer(p, add_special_tokens=False)["input_ids"][-keep:] for p in prompts]
+        if not all(encoded):
+            raise EvalkitError("cannot generate from an empty prompt: the model needs at least one token to continue")
         shared = self.generator if self.config.shared_trunk else None
         if shared is not None and branch.name in shared.names:
             rows = shared.generate(branch, encoded, max_out_len, stop, self.config.batch_size)
@@ -258,27 +263,20 @@ class BranchLM:
         return out
 
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[float]:
-        """Sum of the continuation's token log-probs given the context; only continuation tokens count."""
-        seqs, starts = [], []
-        for r in requests:
-            whole = self._encode(r.context + r.continuation)
-            context = self._encode(r.context)
-            start = _common_prefix(whole, context)
-            seqs.append(whole)
-            starts.append(max(start, 1))
-        lps = self.engine.token_logprobs(self.branch, seqs, starts=[s - 1 for s in starts])
-        return [float(lp[s - 1 :].sum()) for lp, s in zip(lps, starts, strict=True)]
+        """Sum of the log-probs of the continuation's span (`evalkit.engine.spans`: lm-eval's rule)."""
+        limit = self.settings.max_seq_len
+        spans = [continuation_span(self._encode, r.context, r.continuation, limit) for r in requests]
+        return [float(lp.sum()) for lp in self._span_logprobs(spans)]
 
     def perplexity(self, requests: Sequence[PerplexityRequest]) -> list[float]:
-        """Mean negative log-likelihood per scored token (the tokens after `mask_length`)."""
-        seqs = [self._encode(r.text) for r in requests]
-        starts = [max((r.mask_length or 1) - 1, 0) for r in requests]
-        lps = self.engine.token_logprobs(self.branch, seqs, starts=starts)
-        out = []
-        for lp, s in zip(lps, starts, strict=True):
-            scored = lp[s:]
-            out.append(float(-scored.mean()) if scored.numel() else float("nan"))
-        return out
+        """Mean negative log-likelihood per token of the text's span (the tokens after `mask_length`)."""
+        spans = [text_span(self._encode, r.text, r.mask_length, self.settings.max_seq_len) for r in requests]
+        return [float(-lp.mean()) for lp in self._span_logprobs(spans)]
+
+    def _span_logprobs(self, spans: Sequence[Span]) -> list[torch.Tensor]:
+        """Each span's scored log-probs, one per token from its start on (never empty: spans have one)."""
+        lps = self.engine.token_logprobs(self.branch, [s.tokens for s in spans], starts=[s.start - 1 for s in spans])
+        return [lp[s.start - 1 :] for lp, s in zip(lps, spans, strict=True)]
 
     def token_len(self, texts: Sequence[str]) -> list[int]:
         return [len(self._encode(t)) for t in texts]
@@ -345,12 +343,3 @@ def family_identity(path: str | Path, *, dtype: str | None = None, device: str =
 
 def _layer_types(config: object) -> list[str]:
     return list(getattr(config, "layer_types", None) or ())
-
-
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):  # the shorter one bounds the common prefix
-        if x != y:
-            break
-        n += 1
-    return n

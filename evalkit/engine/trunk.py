@@ -5,7 +5,8 @@ Every branch runs the same trunk layers, so scoring the five branches of Ruyi-7B
 27 + 5 = 32: the trunk runs layers 0..e_max-1 once, and at each exit `e` the branch's own layer `e`
 (its branch layer; for the last exit, the last trunk layer) runs on the hidden state there, then
 the branch's norm and head. The modules driven here are the stock transformers layers of the branch
-models, which are views of the family's tensors, so the numbers equal per-branch evaluation.
+models, which are views of the family's tensors, so the numbers equal per-branch evaluation (within
+float rounding: a sibling's rows were scored in the batch another branch asked for).
 
 A score is the log-probability of each actual next token, `(B, T-1)` float32: entry `t` scores
 token `t+1` given tokens `..t`. Positions with padding on either side score 0. Positions follow the
@@ -14,9 +15,11 @@ attention mask (left padding shifts them), so a padded row scores as it would al
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import inspect
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -97,6 +100,39 @@ def score_branch(
         return head_logprobs(hidden, model.lm_head, ids, scored_positions(mask, positions), chunk_bytes=chunk_bytes)
 
 
+@functools.cache
+def mask_spelling(create_mask: Callable[..., object]) -> tuple[str, str, bool]:
+    """How a transformers mask function names its arguments, read once from its signature.
+
+    The embeddings are `inputs_embeds` (`input_embeds` in 5.0); the cache is `cache` (from 5.24;
+    `past_key_values` before, deprecated from 5.24 and removed in 5.40); 5.0 also wants `cache_position`.
+    """
+    params = inspect.signature(create_mask).parameters  # follows the deprecation wrapper to the function
+    embeds = "inputs_embeds" if "inputs_embeds" in params else "input_embeds"
+    cache = "cache" if "cache" in params else "past_key_values"
+    return embeds, cache, "cache_position" in params
+
+
+def mask_arguments(
+    config: object, hidden: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor
+) -> dict[str, object]:
+    """Keyword arguments for transformers' `create_causal_mask` and `create_sliding_window_causal_mask` (which
+    name them alike) with no cache, spelled as the installed version (anything from 5.0 on) names them."""
+    from transformers.masking_utils import create_causal_mask
+
+    embeds, cache, cache_position = mask_spelling(create_causal_mask)
+    args: dict[str, object] = {
+        "config": config,
+        embeds: hidden,
+        "attention_mask": attention_mask,
+        cache: None,
+        "position_ids": positions,
+    }
+    if cache_position:
+        args["cache_position"] = torch.arange(hidden.shape[1], device=hidden.device)
+    return args
+
+
 @dataclass(frozen=True)
 class Fork:
     """Where one branch leaves the trunk: its layer at the exit, then its norm and head."""
@@ -150,18 +186,13 @@ class Trunk:
         mask = _mask_for(input_ids, attention_mask).to(self.family.device)
         pos = position_ids(mask)
         hidden = core.embed_tokens(ids)
-        args = {
-            "config": core.config,
-            "inputs_embeds": hidden,
-            "attention_mask": mask,
-            "past_key_values": None,
-            "position_ids": pos,
-        }
+        args = mask_arguments(core.config, hidden, mask, pos)
         masks = {"full_attention": create_causal_mask(**args)}
         if "sliding_attention" in {*core.config.layer_types, *(f.layer_type for f in self.forks)}:
             masks["sliding_attention"] = create_sliding_window_causal_mask(**args)
         rope = core.rotary_emb(hidden, pos)
-        kw = {"position_embeddings": rope, "position_ids": pos, "past_key_values": None, "use_cache": False}
+        # No cache argument: a layer's cache defaults to none under either of its names (see mask_arguments).
+        kw = {"position_embeddings": rope, "position_ids": pos, "use_cache": False}
         done = 0
         for fork in self.forks:
             for i in range(done, fork.branch.exit_layer):  # the trunk up to this exit

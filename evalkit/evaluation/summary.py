@@ -11,18 +11,21 @@ from evalkit.evaluation.state import RunResult
 
 
 def summary(result: RunResult) -> str:
-    """The table of models x datasets (points, items) and where every file went."""
+    """The table of models x datasets (points, items), with whether each model ran on the shared trunk, and
+    where every file went."""
     record = result.record
     keys = [d.key for d in DATASETS if any(s.dataset == d.key for s in record.scores)]
+    shared = record.provenance.configs.shared_trunk() or {}
     rows = []
     for m in record.models:
         cells = []
         for k in keys:
             s = record.score(m.abbr, k)
             cells.append("-" if s is None else f"{s.value:.1f} ({s.n})")
-        rows.append([m.abbr, m.name, *cells])
+        on = shared.get(m.abbr)
+        rows.append([m.abbr, m.name, "-" if on is None else "on" if on else "off", *cells])
     titles = [f"{DATASETS[[d.key for d in DATASETS].index(k)].title}" for k in keys]
-    table = tabulate(rows, headers=["model", "name", *titles], disable_numparse=True)
+    table = tabulate(rows, headers=["model", "name", "shared trunk", *titles], disable_numparse=True)
     d = result.run_dir
     tasks = record.provenance.configs.tasks or {}
     ran = sum(1 for t in tasks.values() if t.status == "ran")

@@ -95,12 +95,29 @@ class FamilialBranchModel(BaseModel):
         return self.lm.generate([GenerateRequest(chat_messages(p), max_out_len, stop) for p in inputs])
 
     def get_ppl(self, inputs: list, mask_length: list[int] | None = None) -> np.ndarray:
+        """Mean negative log-likelihood per token of each text, its first `mask_length` tokens unscored.
+
+        mask_length counts the text's own tokens, as in OpenCompass's HF models; OpenCompass computes it
+        by encoding the context alone, so a context that ends in whitespace (or merges with the text after
+        it) is masked elsewhere than `get_loglikelihood` would split it (see `evalkit.engine.spans`). A text
+        with no token left to score is an EvalkitError; longer texts lose their start (the truncation rule at
+        `GenerationSettings.max_seq_len`).
+        """
         masks: list[int | None] = list(mask_length) if mask_length else [None] * len(inputs)
         requests = [PerplexityRequest(_text(p), m) for p, m in zip(inputs, masks, strict=True)]
         return np.array(self.lm.perplexity(requests))
 
     def get_loglikelihood(self, inputs: list, conts: list[str]) -> np.ndarray:
-        """`inputs` hold context + continuation, as OpenCompass's LL inferencer builds them."""
+        """log p(continuation | context) for prompts that end with their continuation, as OpenCompass's LL
+        inferencer builds them.
+
+        The span scored is lm-eval's (`evalkit.engine.spans`): the context's trailing whitespace moves into
+        the continuation, and the tokens scored are those of enc(context + continuation) after
+        enc(context), so every candidate of a question is scored from the same character on. A token
+        that straddles the boundary (punctuation merged with the letters after it) is scored with the
+        continuation. An empty continuation, one that is not at the end of its prompt, or one with no
+        context token before it is an EvalkitError.
+        """
         requests = [LoglikelihoodRequest(*_split_continuation(_text(p), c)) for p, c in zip(inputs, conts, strict=True)]
         return np.array(self.lm.loglikelihood(requests))
 
@@ -143,7 +160,13 @@ def _text(p: Any) -> str:
 
 
 def _split_continuation(text: str, cont: str) -> tuple[str, str]:
-    if cont and text.endswith(cont):
-        return text[: len(text) - len(cont)], cont
-    i = text.rfind(cont) if cont else -1
-    return (text[:i] + text[i + len(cont) :], cont) if i >= 0 else (text, cont)
+    """(context, continuation) of a prompt that ends with its continuation."""
+    if not cont:
+        return text, cont  # the loglikelihood request names the empty continuation
+    if not text.endswith(cont):
+        tail = text if len(text) <= 60 else "…" + text[-60:]
+        raise EvalkitError(
+            f"the continuation {cont!r} is not at the end of its prompt ({tail!r}); get_loglikelihood scores "
+            "the end of the prompt, so check the dataset's prompt template"
+        )
+    return text[: len(text) - len(cont)], cont

@@ -193,6 +193,22 @@ class RunProvenance:
         section = _fields(data, where, optional=tuple(_PARTS))
         return cls(**{name: _PARTS[name](value, f"{where}.{name}") for name, value in section.items()})
 
+    def shared_trunk(self) -> dict[str, bool] | None:
+        """Model abbr -> whether it ran on the shared trunk; None when the record holds no model configs.
+
+        A model ran there when its config (as `run` writes it) asked for it (`shared_trunk`) and named at
+        least one other branch of its family to run with it (`run_branches`): its scores and generations
+        then came from trunk passes shared by those branches (generation goes branch by branch even
+        so for quantised weights, a generation config beyond plain greedy or sliding-window attention:
+        `FamilyEngine.shared_generation_off`). Baselines and a lone branch never run there.
+        """
+        if not self.models:
+            return None
+        return {
+            str(m.get("abbr")): m.get("shared_trunk") is True and len(_names(m.get("run_branches"))) >= 2
+            for m in self.models
+        }
+
     def to_dict(self) -> dict[str, Any]:
         """The section as JSON-ready data, in the layout `from_dict` reads, without the parts that are None."""
         parts = {
@@ -205,6 +221,13 @@ class RunProvenance:
             "import_table": None if self.import_table is None else asdict(self.import_table),
         }
         return {k: v for k, v in parts.items() if v is not None}
+
+
+def _names(value: Any) -> set[str]:
+    """Branch names from a model config: a list of names, or one comma-separated string."""
+    if isinstance(value, str):
+        return {n.strip() for n in value.split(",") if n.strip()}
+    return {str(n) for n in value} if isinstance(value, (list, tuple)) else set()
 
 
 def _configs(data: Any, where: str) -> tuple[dict[str, Any], ...]:

@@ -106,7 +106,27 @@ def provenance_section(records: Sequence[ResultsRecord]) -> str:
     headers = ["Run", "Kind", "Git revision", "Device", "Dtype", "Data source", "Finished"]
     table = tabulate(rows, headers=headers, tablefmt="pipe", disable_numparse=True)
     packages = _packages(records)
-    return "## Provenance\n\n" + table + "\n" + (f"\nPackages: {packages}.\n" if packages else "")
+    trunk = "".join(_shared_trunk(r, named=len(records) > 1) for r in records)
+    return "## Provenance\n\n" + table + "\n" + (f"\nPackages: {packages}.\n" if packages else "") + trunk
+
+
+def _shared_trunk(record: ResultsRecord, *, named: bool) -> str:
+    """Which models of a measured record ran on the shared trunk (nothing for a record without model configs)."""
+    on = record.provenance.configs.shared_trunk()
+    if on is None:
+        return ""
+    where = f" in {record.run_id}" if named else ""
+    shared = [a for a, v in on.items() if v]
+    if not shared:
+        return f"\nShared trunk{where}: off for every model.\n"
+    alone = [a for a, v in on.items() if not v]
+    return (
+        f"\nShared trunk{where}: on for {', '.join(shared)}"
+        + (f"; off for {', '.join(alone)}" if alone else "")
+        + ". The branches on it were scored and decoded together; in bf16 about 1 generation in 6 differs "
+        "from per-branch decoding, as often as stock transformers' own outputs differ across batch shapes "
+        "(README, shared-trunk evaluation).\n"
+    )
 
 
 def _packages(records: Sequence[ResultsRecord]) -> str:

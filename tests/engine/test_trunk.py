@@ -260,8 +260,8 @@ def test_opencompass_branch_models_of_a_run_share_one_trunk_pass(tiny_path):
     from evalkit.oc.model import FamilialBranchModel
 
     branches = load_family(tiny_path).branches
-    texts = ["Question: 2+2?\nAnswer: 4", "The sky is blue because of scattering.", "Hi"]
-    conts = ["4", "scattering.", "Hi"]
+    texts = ["Question: 2+2?\nAnswer: 4", "The sky is blue because of scattering.", "Hi there"]
+    conts = ["4", "scattering.", " there"]
 
     def scores(shared: bool) -> tuple[list, EngineRegistry]:
         registry = EngineRegistry()
@@ -363,3 +363,26 @@ def test_the_scoring_benchmark_protocol(tiny_path):
     assert got["scoring_separate_over_last"] == pytest.approx(len(chosen))
     record = TrunkScoring(**got)
     assert record.branches == tuple(chosen) and {f.name for f in fields(TrunkScoring)} == set(got)
+
+
+def test_mask_arguments_follow_the_installed_transformers_spelling():
+    """5.0 takes input_embeds, cache_position and past_key_values; 5.17 inputs_embeds and past_key_values;
+    5.24 on inputs_embeds and cache (past_key_values warns there, and is gone in 5.40)."""
+    import inspect
+
+    from evalkit.engine.trunk import mask_spelling
+
+    def v5_0(config, input_embeds, attention_mask, cache_position, past_key_values, position_ids=None): ...
+    def v5_17(config, inputs_embeds, attention_mask, past_key_values, position_ids=None): ...
+    def v5_24(config, inputs_embeds, attention_mask, cache, position_ids=None): ...
+
+    assert mask_spelling(v5_0) == ("input_embeds", "past_key_values", True)
+    assert mask_spelling(v5_17) == ("inputs_embeds", "past_key_values", False)
+    assert mask_spelling(v5_24) == ("inputs_embeds", "cache", False)
+    from transformers.masking_utils import create_causal_mask
+
+    from evalkit.engine.trunk import mask_arguments
+
+    hidden, mask = torch.zeros(1, 3, 4), torch.ones(1, 3, dtype=torch.long)
+    args = mask_arguments(object(), hidden, mask, mask.cumsum(-1) - 1)
+    inspect.signature(create_causal_mask).bind(**args)  # every name is one the installed version takes

@@ -84,3 +84,33 @@ def test_unknown_config_keys_are_an_error(tiny_path):
 
     with pytest.raises(EvalkitError, match="unknown model config key"):
         FamilialBranchModel(path=str(tiny_path), temperture=0.7)
+
+
+def test_candidates_are_scored_from_the_same_character(model):
+    """After "The answer is ", a digit and a letter are both scored with the space before them."""
+    texts = ["The answer is 42", "The answer is B"]
+    got = model.get_loglikelihood(texts, ["42", "B"])
+    tok = model.lm.engine.tokenizer
+    for text, value, n in zip(texts, got, (3, 1), strict=True):  # " " "4" "2" | " B"
+        ids, lp = _direct(model, text)
+        assert tok.decode(ids[-n:]) == text[len("The answer is") :]
+        assert value == pytest.approx(float(lp[-n:].sum()), abs=1e-4)
+
+
+def test_inputs_with_nothing_to_score_are_user_errors(tiny_path, model):
+    from evalkit import EvalkitError
+    from evalkit.oc.model import FamilialBranchModel
+
+    with pytest.raises(EvalkitError, match="nothing to score in ''"):
+        model.get_ppl(["The sky is blue.", ""])
+    with pytest.raises(EvalkitError, match="nothing to score in 'B'"):
+        model.get_ppl(["B"])
+    with pytest.raises(EvalkitError, match="empty continuation"):
+        model.get_loglikelihood(["The sky is blue.", "The sky is"], [" blue.", ""])
+    with pytest.raises(EvalkitError, match="is not at the end of its prompt"):
+        model.get_loglikelihood(["The sky is blue.\n"], [" blue."])
+    plain = FamilialBranchModel(path=str(tiny_path), branch="4", chat_template=False, max_seq_len=8)
+    with pytest.raises(EvalkitError, match="empty prompt"):
+        plain.generate(["Hi", ""], max_out_len=2)
+    with pytest.raises(EvalkitError, match="max_seq_len 8"):  # the wrapper's max_seq_len bounds scoring too
+        plain.get_ppl(["The quick brown fox jumps over the lazy dog."])

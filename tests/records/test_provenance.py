@@ -198,3 +198,29 @@ def test_a_damaged_import_table_names_its_field(tmp_path):
         "expected true or false",
     ):
         load_record(path)
+
+
+def test_which_models_ran_on_the_shared_trunk():
+    """On: asked for, with a sibling branch in the run. A baseline, a lone branch or the switch off: not."""
+    branches = ["E3B", "E7B"]
+    models = (
+        {"abbr": "ruyi-7b-e3b", "shared_trunk": True, "run_branches": branches},
+        {"abbr": "ruyi-7b-e7b", "shared_trunk": True, "run_branches": branches},
+        {"abbr": "lone-e3b", "shared_trunk": True, "run_branches": ["E3B"]},
+        {"abbr": "off-e3b", "shared_trunk": False, "run_branches": branches},
+        {"abbr": "qwen2.5-7b-instruct", "shared_trunk": False, "run_branches": []},
+        {"abbr": "spelled-e3b", "shared_trunk": True, "run_branches": "E3B, E7B"},  # hand-edited shapes
+        {"abbr": "one-spelled-e3b", "shared_trunk": True, "run_branches": "E3B"},
+        {"abbr": "string-switch", "shared_trunk": "false", "run_branches": branches},
+    )
+    assert RunProvenance(models=models).shared_trunk() == {
+        "ruyi-7b-e3b": True,
+        "ruyi-7b-e7b": True,
+        "lone-e3b": False,
+        "off-e3b": False,
+        "qwen2.5-7b-instruct": False,
+        "spelled-e3b": True,
+        "one-spelled-e3b": False,
+        "string-switch": False,
+    }
+    assert RunProvenance().shared_trunk() is None  # a hand-written or published record cannot say

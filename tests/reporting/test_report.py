@@ -195,6 +195,27 @@ def test_realistic_report_builds(tmp_path):
 def test_provenance_lists_every_record(small):
     text = provenance_section([small, replace(small, run_id="other", kind="published")])
     assert "| small | measured  | 1a2b3c4" in text and "| other | published | 1a2b3c4" in text
+    assert "Shared trunk" not in text  # neither record holds model configs
+
+
+def test_provenance_says_which_models_ran_on_the_shared_trunk(small):
+    from evalkit.records.provenance import RunProvenance
+
+    branches = ["E3B", "E5B", "E7B"]
+    models = [{"abbr": "qwen2.5-7b-instruct", "shared_trunk": False, "run_branches": []}] + [
+        {"abbr": f"ruyi-7b-{b.lower()}", "shared_trunk": True, "run_branches": branches} for b in branches
+    ]
+    measured = replace(small, provenance=replace(small.provenance, configs=RunProvenance(models=tuple(models))))
+    text = provenance_section([measured])
+    assert (
+        "Shared trunk: on for ruyi-7b-e3b, ruyi-7b-e5b, ruyi-7b-e7b; off for qwen2.5-7b-instruct. "
+        "The branches on it were scored and decoded together; in bf16 about 1 generation in 6 differs"
+    ) in text
+    off = [dict(m, shared_trunk=False) for m in models]
+    other = replace(measured, run_id="other", provenance=replace(small.provenance, configs=RunProvenance(models=off)))
+    text = provenance_section([measured, other])
+    assert "Shared trunk in small: on for ruyi-7b-e3b" in text
+    assert "Shared trunk in other: off for every model." in text
 
 
 def test_cli_report_default_out_and_errors(tmp_path, monkeypatch):
