@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 from xml.etree import ElementTree as ET
@@ -147,10 +148,27 @@ def test_bad_inputs_are_clear_errors(tmp_path):
     missing = runner.invoke(main, ["regress", "--reference", str(tmp_path / "none.json"), "--candidate", str(SMALL)])
     assert missing.exit_code == 2 and "does not exist" in missing.output
     small = load_record(SMALL)
-    other = replace(small, scores=tuple(replace(s, dataset="math") for s in small.scores))
+    other = replace(small, scores=tuple(replace(s, dataset="math") for s in small.scores if s.dataset == "gsm8k"))
     with pytest.raises(EvalkitError, match="share no"):
         regress(small, other)
     with pytest.raises(EvalkitError, match="--alpha"):
         regress(small, small, alpha=2.0)
     with pytest.raises(EvalkitError, match="--tolerance must be a number >= 0"):
         regress(small, small, tolerance=float("nan"))
+
+
+def test_a_candidate_whose_values_its_items_contradict_is_refused(reference, tmp_path):
+    # Values collapsed to 0 with the items unchanged: the gate decided on the items and passed it, and
+    # the report then showed 0.00.
+    save_record(reference, tmp_path / "ref.json")
+    data = json.loads((tmp_path / "ref.json").read_text(encoding="utf-8"))
+    data["run_id"] = "collapsed"
+    for s in data["scores"]:
+        s["value"] = 0.0
+    (tmp_path / "cand.json").write_text(json.dumps(data), encoding="utf-8")
+    res = CliRunner().invoke(
+        main, ["regress", "--reference", str(tmp_path / "ref.json"), "--candidate", str(tmp_path / "cand.json")]
+    )
+    first = reference.scores[0]
+    assert res.exit_code == 2 and len(res.stderr.strip().splitlines()) == 1, res.output
+    assert f"score {first.model}/{first.dataset} states value 0 but its 300 items give {first.value:.10g}" in res.stderr
