@@ -123,7 +123,7 @@ def test_record_round_trip_and_required_keys(tmp_path):
         (lambda d: d.update(schema="evalkit.results"), "is not an evalkit bench record"),
         (lambda d: d.update(schema_version=2), "schema_version 2 is not supported"),
         (lambda d: d["rows"][0].update(speed=1), r"rows\[0\] has 'speed', which this evalkit does not know"),
-        (lambda d: d.pop("environment"), "record lacks 'environment'"),
+        (lambda d: d.pop("environment"), r"is not an evalkit bench record \(it lacks 'environment'\)"),
         (lambda d: d["rows"][0].update(decode_tok_s=217.9), r"rows\[0\].decode_tok_s is 217.9, expected an object"),
         (lambda d: d["rows"][0].update(batch_size="1"), r"rows\[0\].batch_size is '1', expected a whole number"),
         (lambda d: d.update(peak_bandwidth_gbps="3350"), "peak_bandwidth_gbps is '3350', expected a number or null"),
