@@ -146,7 +146,8 @@ def _check_score(s: Score, where: str) -> None:
         raise RecordError(f"{where} has n {s.n} but {len(s.items)} items; n counts the items behind the value")
     ids: set[str] = set()
     for item in s.items:
-        if not is_number(item.score) or not 0.0 <= item.score <= 1.0:
+        score = item.score
+        if not (type(score) is float and 0.0 <= score <= 1.0) and not (is_number(score) and 0 <= score <= 1):
             raise RecordError(
                 f"item {item.id!r} of {where} has score {shown(item.score)}; item scores are numbers "
                 "from 0 to 1 (1 correct, 0 wrong)"
@@ -309,7 +310,7 @@ def _score(data: Any, index: int) -> Score:
     s = keys(named, where, required=("model", "dataset", "metric", "value", "n"), optional=("items",))
     items = s.get("items")
     if items is not None:
-        items = tuple(_item(i, f"{where}.items[{k}]") for k, i in enumerate(seq(items, f"{where}.items")))
+        items = _items(seq(items, f"{where}.items"), f"{where}.items")
     value = number(s["value"], f"{where}.value")
     return Score(
         model=text(s["model"], f"{where}.model", empty=False),
@@ -319,6 +320,23 @@ def _score(data: Any, index: int) -> Score:
         n=whole(s["n"], f"{where}.n"),
         items=items,
     )
+
+
+_ITEM_KEYS = frozenset({"id", "score", "group"})
+
+
+def _items(data: list[Any] | tuple[Any, ...], where: str) -> tuple[Item, ...]:
+    """The items of a score. A record holds up to about 10^6 of them, so the common well-formed item takes
+    a fast path; any other goes through `_item`, which names what is wrong with it."""
+    out = []
+    for k, i in enumerate(data):
+        if type(i) is dict and "id" in i and "score" in i and _ITEM_KEYS.issuperset(i):
+            item_id, score, group = i["id"], i["score"], i.get("group")
+            if type(item_id) is str and item_id.strip() and (group is None or (type(group) is str and group.strip())):
+                out.append(Item(item_id, float(score) if type(score) in (float, int) else score, group))
+                continue
+        out.append(_item(i, f"{where}[{k}]"))
+    return tuple(out)
 
 
 def _item(data: Any, where: str) -> Item:
