@@ -124,7 +124,7 @@ def _read_index(index: Path) -> dict[str, Path]:
         for name, shard in mapping.items():
             where = f"weight_map[{name!r}]"
             shard_path = PurePosixPath(text(shard, where, empty=False))
-            if shard_path.is_absolute() or ".." in shard_path.parts or "\\" in shard:
+            if shard_path.is_absolute() or ".." in shard_path.parts or any(c in shard for c in "\\\0"):
                 raise RecordError(f"{where} is {shard!r}, expected a shard file inside the checkpoint directory")
             out[name] = index.parent / shard_path
     except RecordError as e:

@@ -1,7 +1,8 @@
 """Reading JSON documents strictly: one reader for every file evalkit loads, and field checks that name
 the field.
 
-JSON allows values no stage can use, and Python's `json` module allows more: `NaN`, `Infinity` and
+JSON allows values no stage can use, and Python's `json` module allows more: a key twice in one
+object (Python keeps the last, other readers the first), `NaN`, `Infinity` and
 numbers too large for a float (`1e999` reads as infinity), `true` where a number belongs (a bool is an
 int in Python), a list where an object belongs, and documents nested deeper than the parser's
 recursion limit. `read_json` turns every way a file can fail to parse into one EvalkitError; the checks
@@ -20,8 +21,9 @@ from typing import Any, NoReturn
 from evalkit.errors import EvalkitError
 
 
-class RecordError(ValueError):
-    """A record that parses but holds values no stage can use; the message names the value."""
+class RecordError(EvalkitError, ValueError):
+    """A record that parses but holds values no stage can use; the message names the value. Loaders add
+    the file; one raised while a record is built in code (import-table's, say) reaches the user as is."""
 
 
 def read_json(path: str | Path, what: str, fix: str) -> Any:
@@ -30,16 +32,30 @@ def read_json(path: str | Path, what: str, fix: str) -> Any:
     path = Path(path)
     try:
         text = path.read_bytes().decode("utf-8")
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=_unique_keys)
+    except _DuplicateKey as e:
+        problem = f"has the key {e.args[0]!r} twice in one object (readers disagree on which one counts)"
     except UnicodeDecodeError as e:
         problem = f"is not UTF-8 text (byte {e.start} is {e.object[e.start : e.start + 1]!r})"
-    except json.JSONDecodeError as e:
+    except ValueError as e:  # malformed, or an integer too long for Python to convert
         problem = f"is not valid JSON ({e})"
     except RecursionError:
         problem = "is nested too deeply to read (more levels than the JSON parser allows)"
     except OSError as e:
         problem = f"cannot be read ({e.strerror or e})"
     raise EvalkitError(f"{what} {path} {problem}; {fix}")
+
+
+class _DuplicateKey(Exception):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        raise _DuplicateKey(next(k for k, _ in pairs if k in seen or seen.add(k)))
+    return out
 
 
 def keys(data: Any, where: str, required: tuple[str, ...] = (), optional: tuple[str, ...] = ()) -> Mapping[str, Any]:
@@ -98,14 +114,21 @@ def number(value: Any, where: str, *, null: bool = False, low: float | None = No
     return value
 
 
+# The largest whole number a record may hold: every integer up to it is exact as a float, which the
+# statistics turn counts into; JSON has no portable integer beyond it either.
+MAX_WHOLE = 2**53
+
+
 def whole(value: Any, where: str, *, null: bool = False, low: int | None = None) -> Any:
-    """A whole number (an int, not a bool, not 3.0), at least `low` where given."""
+    """A whole number (an int, not a bool, not 3.0), at least `low` where given and at most MAX_WHOLE."""
     if null and value is None:
         return None
     if not is_whole(value):
         wrong(value, where, "a whole number", null)
     if low is not None and value < low:
         raise RecordError(f"{where} is {value!r}, expected a whole number >= {low}")
+    if abs(value) > MAX_WHOLE:
+        raise RecordError(f"{where} is {shown(value)}, expected a whole number of at most 2**53")
     return value
 
 

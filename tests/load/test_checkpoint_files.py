@@ -55,6 +55,7 @@ CONFIG = [
     ("default_early_exit_point", True, "default_early_exit_point is True, expected a whole number"),
     ("hidden_size", True, "hidden_size is True, expected a whole number"),
     ("vocab_size", "1000", "vocab_size is '1000', expected a whole number"),
+    ("vocab_size", 10**30, "vocab_size is 1000000000000000000000000000000, expected a whole number of at most 2**53"),
     ("head_dim", 0, "head_dim is 0, expected a whole number >= 1"),
     ("max_window_layers", -1, "max_window_layers is -1, expected a whole number >= 0"),
     ("rms_norm_eps", NAN, "rms_norm_eps is NaN, expected a finite number"),
@@ -96,6 +97,7 @@ INDEX = [
     ({"weight_map": {"lm_head.weight": None}}, "weight_map['lm_head.weight'] is null"),
     ({"weight_map": {"a": "../x.safetensors"}}, "is '../x.safetensors', expected a shard file inside the checkpoint"),
     ({"weight_map": {"a": "/etc/passwd"}}, "is '/etc/passwd', expected a shard file inside the checkpoint"),
+    ({"weight_map": {"a": "model\u0000.safetensors"}}, "expected a shard file inside the checkpoint"),
     ({"weight_map": {"a": "model.safetensors"}, "metadata": "x"}, "metadata is 'x', expected an object"),
     ({"weight_map": {"a": "model.safetensors"}, "metadata": {"total_size": NAN}}, "metadata['total_size'] is NaN"),
 ]
