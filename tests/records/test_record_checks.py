@@ -255,3 +255,17 @@ def test_records_built_in_code_are_checked_too():
     with pytest.raises(RecordError, match="item 'q' of score m/arc_c has score Infinity"):
         ResultsRecord("r", "measured", model, (Score("m", "arc_c", "accuracy", 100.0, 1, (Item("q", INF),)),))
     ResultsRecord("r", "measured", model, (Score("m", "arc_c", "accuracy", 100.0, 1, (Item("q", 1.0),)),))
+
+
+def test_a_record_built_in_code_from_bad_input_is_one_line_too(tmp_path):
+    table = ROOT / "tests" / "data" / "records" / "ruyi_tables.md"
+    res = CliRunner().invoke(
+        main, ["import-table", str(table), "--out", str(tmp_path / "t.json"), "--n", f"MMLU={2**53 + 1}"]
+    )
+    lines = res.stderr.strip().splitlines()
+    assert (
+        res.exit_code == 2
+        and lines[-1].startswith("error: score ")
+        and "expected a whole number of at most 2**53" in lines[-1]
+    )
+    assert not (tmp_path / "t.json").exists()
