@@ -10,6 +10,7 @@ import numpy as np
 from scipy import special
 
 from evalkit.catalog.datasets import DATASETS
+from evalkit.records.estimator import score_value
 from evalkit.records.results import Item, ModelInfo, Provenance, ResultsRecord, Score
 
 BRANCHES = (
@@ -72,7 +73,7 @@ def synth_record(
                     model=m.abbr,
                     dataset=d.key,
                     metric=d.metric,
-                    value=100.0 * float(outcome.mean()),
+                    value=score_value(d.key, [i.score for i in items], [i.group for i in items]),
                     n=n_items,
                     items=items,
                 )

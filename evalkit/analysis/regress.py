@@ -13,12 +13,15 @@ The gate fails on:
   crashed (`allow_missing` turns this off, for a candidate run on purpose on fewer datasets);
 - nothing tested: no pair could be tested (n unknown on both sides), so the gate would vouch for
   nothing.
-Pairs that cannot be tested never fail on their own; they are reported as untested.
+Pairs that cannot be tested never fail on their own; they are reported as untested. A reference and
+candidate that are one run (the same file, or the same run_id and content) are refused as bad input
+(exit 2): the gate would vouch for a candidate it never saw.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from xml.etree import ElementTree as ET
@@ -188,6 +191,7 @@ def regress(
         raise EvalkitError(f"--tolerance must be a number >= 0 and --alpha in (0, 1); got {tolerance} and {alpha}")
     ref = reference if isinstance(reference, ResultsRecord) else load_record(reference)
     cand = candidate if isinstance(candidate, ResultsRecord) else load_record(candidate)
+    _refuse_same_run(reference, candidate, ref, cand)
     ref_keys, cand_keys = _keys(ref), _keys(cand)
     pairs, missing = [], []
     for key, ref_abbr in ref_keys.items():
@@ -219,6 +223,27 @@ def regress(
     )
     return RegressResult(
         rows, _new_inversions(ref, cand, alpha), tuple(missing), tuple(added), tolerance, alpha, allow_missing
+    )
+
+
+def _refuse_same_run(
+    reference: str | Path | ResultsRecord,
+    candidate: str | Path | ResultsRecord,
+    ref: ResultsRecord,
+    cand: ResultsRecord,
+) -> None:
+    """A run compared with itself (one file twice, or a copy: the same run_id and content) is refused as
+    bad input, not passed and not failed: it tests nothing, so a pass would vouch for a candidate the gate
+    never saw, and a failure would report a regression that does not exist. It is almost always CI wiring
+    (the candidate path pointing at the reference)."""
+    paths = [p for p in (reference, candidate) if not isinstance(p, ResultsRecord)]
+    same_file = len(paths) == 2 and os.path.samefile(paths[0], paths[1])
+    if not same_file and not (ref.run_id == cand.run_id and ref == cand):
+        return
+    how = f"the same file, {reference}" if same_file else f"the same content under run_id {ref.run_id!r}"
+    raise EvalkitError(
+        f"the reference and the candidate are one run ({how}); comparing a run with itself tests nothing, "
+        "so the gate neither passes nor fails it: point --candidate at the new run's results.json"
     )
 
 

@@ -4,7 +4,8 @@ Conventions (all values in points, 0..100):
 
 - Standard error of a score. A grouped dataset (MMLU, MMLU-Pro, CMMLU, BBH; items carry `group`)
   reports the unweighted mean of its group means (OpenCompass's summary convention), i.e. a mean of
-  its items weighted 1 / (groups x items in the group); every other dataset the plain mean. With
+  its items weighted 1 / (groups x items in the group); every other dataset the plain mean
+  (`evalkit.records.estimator`, which also checks each record's values on load). With
   per-item outcomes the SE is that of the estimator actually reported, items as independent draws:
   sqrt(sum of w_i^2 (x_i - mean)^2), the plain SE of the mean when the weights are equal. It never
   collapses to 0 with few groups, as a cluster-robust SE over a handful of subjects would. With an
@@ -26,7 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special as _special  # scipy.stats costs about a second to import; special is enough
 
-from evalkit.catalog.datasets import BY_KEY
+from evalkit.records import estimator
+from evalkit.records.estimator import is_grouped
 from evalkit.records.results import Score
 
 Z95 = float(_special.ndtri(0.975))
@@ -49,14 +51,10 @@ class Comparison:
 
 
 def item_weights(groups: Sequence[str | None] | None) -> np.ndarray | None:
-    """Weights that make the weighted item mean the unweighted mean of group means; None when they
-    would all be equal (no groups, an item without one, or groups of one size): the plain mean."""
-    if not groups or any(g is None for g in groups):
-        return None
-    _, idx, counts = np.unique(np.asarray(groups, dtype=object).astype(str), return_inverse=True, return_counts=True)
-    if counts.min() == counts.max():
-        return None
-    return 1.0 / (len(counts) * counts[idx])
+    """The estimator's item weights (`evalkit.records.estimator.item_weights`) as an array; None for
+    the plain mean."""
+    weights = estimator.item_weights(groups)
+    return None if weights is None else np.asarray(weights)
 
 
 def mean_and_se(values: np.ndarray, weights: np.ndarray | None) -> tuple[float, float]:
@@ -83,11 +81,6 @@ def mean_se(ses: Sequence[float | None]) -> float | None:
     if not ses or any(se is None for se in ses):
         return None
     return math.sqrt(sum(se * se for se in ses if se is not None)) / len(ses)
-
-
-def is_grouped(dataset: str) -> bool:
-    d = BY_KEY.get(dataset)
-    return bool(d and d.grouped)
 
 
 def standard_error(score: Score) -> float | None:

@@ -18,6 +18,15 @@ from evalkit.errors import did_you_mean
 
 
 @dataclass(frozen=True)
+class ItemFile:
+    """The file that holds the items a dataset's loader evaluates, and how the loader reads it, so the data
+    check can count what the loader will see before anything loads (`evalkit.oc.datacheck` reads it)."""
+
+    file: str  # one of the dataset's `files`; "{g}" stands for the group
+    reader: str  # how the loader reads that file: a key of evalkit.oc.datacheck.READERS
+
+
+@dataclass(frozen=True)
 class OpenCompassConfig:
     """Where a dataset's OpenCompass config lives, the data its loader reads, and how its results are named."""
 
@@ -27,6 +36,7 @@ class OpenCompassConfig:
     headline: str  # the headline metric's key in OpenCompass's results/<model>/<abbr>.json (scale 0-100)
     files: tuple[str, ...]  # what the loader opens, relative to the data root; "{g}" stands for the group
     abbrs: tuple[str, ...] | None = None  # keep only these abbrs of the module's list
+    items: ItemFile | None = None  # None: its loader is a dataset script, so items are not counted up front
 
     @property
     def import_path(self) -> str:
@@ -76,6 +86,7 @@ DATASETS: tuple[Dataset, ...] = (
             abbr="lukaemon_mmlu_",
             headline="accuracy",
             files=("data/mmlu/dev/{g}_dev.csv", "data/mmlu/test/{g}_test.csv"),
+            items=ItemFile("data/mmlu/test/{g}_test.csv", "csv"),
         ),
         groups=Groups("subject", "subjects", fixture=("astronomy", "high_school_geography")),
     ),
@@ -90,6 +101,7 @@ DATASETS: tuple[Dataset, ...] = (
             abbr="mmlu_pro_",
             headline="accuracy",
             files=("data/mmlu_pro",),
+            items=ItemFile("data/mmlu_pro", "parquet-category"),
         ),
         groups=Groups("category", "categories", fixture=("math", "biology")),
     ),
@@ -104,6 +116,7 @@ DATASETS: tuple[Dataset, ...] = (
             abbr="cmmlu-",
             headline="accuracy",
             files=("data/cmmlu/dev/{g}.csv", "data/cmmlu/test/{g}.csv"),
+            items=ItemFile("data/cmmlu/test/{g}.csv", "csv-after-header"),
         ),
         groups=Groups("subject", "subjects", fixture=("high_school_geography", "elementary_mathematics")),
     ),
@@ -118,6 +131,7 @@ DATASETS: tuple[Dataset, ...] = (
             abbr="bbh-",
             headline="score",
             files=("data/BBH/data/{g}.json",),
+            items=ItemFile("data/BBH/data/{g}.json", "json-examples"),
         ),
         groups=Groups("task", "tasks", fixture=("date_understanding", "boolean_expressions")),
         aliases=("BIG-Bench Hard",),
@@ -133,6 +147,7 @@ DATASETS: tuple[Dataset, ...] = (
             abbr="ARC-c",
             headline="accuracy",
             files=("data/ARC/ARC-c/ARC-Challenge-Dev.jsonl",),
+            items=ItemFile("data/ARC/ARC-c/ARC-Challenge-Dev.jsonl", "arc-jsonl"),
         ),
         aliases=("ARC-Challenge", "ARC"),
     ),
@@ -147,6 +162,7 @@ DATASETS: tuple[Dataset, ...] = (
             abbr="hellaswag",
             headline="accuracy",
             files=("data/hellaswag/hellaswag.jsonl",),
+            items=ItemFile("data/hellaswag/hellaswag.jsonl", "jsonl"),
         ),
     ),
     Dataset(
@@ -160,6 +176,7 @@ DATASETS: tuple[Dataset, ...] = (
             abbr="winogrande",
             headline="accuracy",
             files=("data/winogrande/dev.jsonl",),
+            items=ItemFile("data/winogrande/dev.jsonl", "jsonl"),
         ),
         aliases=("Winogrand",),
     ),
@@ -174,6 +191,7 @@ DATASETS: tuple[Dataset, ...] = (
             abbr="openai_humaneval",
             headline="humaneval_pass@1",
             files=("data/humaneval/human-eval-v2-20210705.jsonl",),
+            items=ItemFile("data/humaneval/human-eval-v2-20210705.jsonl", "jsonl"),
         ),
     ),
     Dataset(
@@ -187,6 +205,7 @@ DATASETS: tuple[Dataset, ...] = (
             abbr="sanitized_mbpp",
             headline="score",
             files=("data/mbpp/sanitized-mbpp.jsonl",),
+            items=ItemFile("data/mbpp/sanitized-mbpp.jsonl", "mbpp-jsonl"),
         ),
     ),
     Dataset(
@@ -217,6 +236,7 @@ DATASETS: tuple[Dataset, ...] = (
             abbr="GPQA_diamond",
             headline="accuracy",
             files=("data/gpqa/gpqa_diamond.csv",),
+            items=ItemFile("data/gpqa/gpqa_diamond.csv", "gpqa-csv"),
         ),
         aliases=("GPQA-Diamond",),
     ),
@@ -231,6 +251,7 @@ DATASETS: tuple[Dataset, ...] = (
             abbr="math",
             headline="accuracy",
             files=("data/math/math.json",),
+            items=ItemFile("data/math/math.json", "json-object"),
         ),
         aliases=("Mathematics",),
     ),
@@ -245,6 +266,7 @@ DATASETS: tuple[Dataset, ...] = (
             abbr="gsm8k",
             headline="accuracy",
             files=("data/gsm8k/train.jsonl", "data/gsm8k/test.jsonl"),
+            items=ItemFile("data/gsm8k/test.jsonl", "jsonl"),
         ),
         aliases=("GSM",),
     ),

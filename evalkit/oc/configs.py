@@ -8,7 +8,6 @@ a local directory named by an environment variable (or `--baseline-path NAME=DIR
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -19,6 +18,7 @@ from evalkit.catalog.baselines import RUYI_GENERATION, Baseline, Generation
 from evalkit.errors import EvalkitError
 from evalkit.load.branches import Branch
 from evalkit.load.checkpoint import TOKENIZER_VOCABS
+from evalkit.records.checks import read_json
 
 MODEL_TYPE = "evalkit.oc.model.FamilialBranchModel"
 
@@ -55,8 +55,13 @@ def baseline_path(b: Baseline, overrides: Mapping[str, str] | None = None) -> Pa
 
 def check_kernels(path: Path) -> None:
     """A quantised checkpoint needs its kernels; say which and how to install them before anything runs."""
-    config = json.loads((path / "config.json").read_text(encoding="utf-8"))
-    method = str((config.get("quantization_config") or {}).get("quant_method", "")).lower()
+    config_path = path / "config.json"
+    config = read_json(config_path, "checkpoint config", "restore the checkpoint's config.json")
+    quantization = config.get("quantization_config") if isinstance(config, dict) else None
+    if not isinstance(config, dict) or not isinstance(quantization, dict | None):
+        what = "a JSON object" if not isinstance(config, dict) else "a quantization_config that is an object"
+        raise EvalkitError(f"{config_path} does not hold {what}; restore the checkpoint's config.json")
+    method = str((quantization or {}).get("quant_method", "")).lower()
     if method not in _KERNELS:
         return
     modules, install = _KERNELS[method]

@@ -15,6 +15,7 @@ from typing import Any
 
 from evalkit.catalog.datasets import BY_KEY, DATASETS, SUITES, Dataset, parse_suites
 from evalkit.errors import EvalkitError, did_you_mean
+from evalkit.oc.datacheck import Unreadable, count_items
 from evalkit.oc.fixtures import FIXTURE_GROUPS, materialise_fixture_root
 from evalkit.oc.outcomes import headline_score, item_outcomes
 
@@ -124,6 +125,12 @@ def max_out_len_of(cfg: Mapping[str, Any]) -> int | None:
     return cfg["infer_cfg"]["inferencer"].get("max_out_len")
 
 
+def _groups(key: str, groups: Mapping[str, Iterable[str]] | None) -> list[str]:
+    """The groups of a grouped dataset a run evaluates: those `groups` names, else every group of the full
+    config (which imports the OpenCompass config)."""
+    return list(groups[key]) if groups is not None and key in groups else _all_groups(BY_KEY[key])
+
+
 def required_files(suites: str | Sequence[str], groups: Mapping[str, Iterable[str]] | None = None) -> list[str]:
     """Paths (relative to the data root) the suites' loaders read. Without `groups`, every group of the
     full config is required; that needs the OpenCompass configs, so it imports OpenCompass."""
@@ -133,8 +140,7 @@ def required_files(suites: str | Sequence[str], groups: Mapping[str, Iterable[st
         if not any("{g}" in t for t in templates):
             paths += templates
             continue
-        names = list(groups[key]) if groups is not None and key in groups else _all_groups(BY_KEY[key])
-        paths += [t.format(g=g) for g in names for t in templates]
+        paths += [t.format(g=g) for g in _groups(key, groups) for t in templates]
     return paths
 
 
@@ -143,14 +149,41 @@ def check_data(
     suites: str | Sequence[str],
     groups: Mapping[str, Iterable[str]] | None = None,
 ) -> None:
-    """Fail up front, with one error naming what is missing and where, unless every file the suites read exists."""
+    """Fail up front, with one error naming what is wrong and where, unless every file the suites read
+    exists and every dataset, and every group of a grouped one, has items for its loader to evaluate."""
     root = Path(data_root).expanduser()
     missing = [p for p in required_files(suites, groups) if not (root / p).exists()]
-    if not missing:
-        return
-    shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
-    raise EvalkitError(
-        f"OpenCompass data missing under {root}: {shown}; pass --data-dir pointing at the OpenCompass data "
-        f"root (the directory that contains data/) or set COMPASS_DATA_CACHE "
-        f"(layout: opencompass_configs/datasets/README.md)"
-    )
+    if missing:
+        raise EvalkitError(
+            f"OpenCompass data missing under {root}: {_first(missing, ', ')}; pass --data-dir pointing at the "
+            f"OpenCompass data root (the directory that contains data/) or set COMPASS_DATA_CACHE "
+            f"(layout: {LAYOUT})"
+        )
+    problems = []
+    for key in _suite_keys(suites):
+        dataset = BY_KEY[key]
+        source = dataset.opencompass.items
+        if source is None:
+            continue
+        for group in _groups(key, groups) if dataset.groups is not None else [None]:
+            name = dataset.title if dataset.groups is None else f"{dataset.title} {dataset.groups.singular} {group}"
+            path = source.file.format(g=group)
+            try:
+                count = count_items(root / path, source.reader, group)
+            except Unreadable as e:
+                problems.append(f"{name}: {path} {e}")
+                continue
+            if count == 0:
+                problems.append(f"{name} has no items ({path})")
+    if problems:
+        raise EvalkitError(
+            f"OpenCompass data under {root} would fail after inference, when OpenCompass scores it: "
+            f"{_first(problems)}; restore those files from the dataset's release (layout: {LAYOUT})"
+        )
+
+
+LAYOUT = "opencompass_configs/datasets/README.md"
+
+
+def _first(problems: list[str], sep: str = "; ", shown: int = 5) -> str:
+    return sep.join(problems[:shown]) + (f" and {len(problems) - shown} more" if len(problems) > shown else "")

@@ -2,9 +2,10 @@
 
 Owns the results record (`results`: one per run, per-item outcomes included), its provenance, the bench
 record (`bench`), published score tables read into records (`published`, with `markdown` finding the
-tables), the rule for run ids (`run_ids`), and the one atomic writer every file evalkit writes goes
-through (`io`). It imports only catalog and errors; every later stage reads and writes records through
-it.
+tables), the estimator that turns per-item outcomes into a score's value (`estimator`), strict JSON
+reading and field checks (`checks`), the rule for run ids (`run_ids`), and the one atomic writer every
+file evalkit writes goes through (`io`). It imports only catalog and errors; every later stage reads and
+writes records through it.
 """
 
 from evalkit.records.bench import BenchRecord, load_bench, save_bench

