@@ -225,7 +225,7 @@ def record_from_dict(data: Any) -> ResultsRecord:
     if kind not in ("measured", "published"):
         raise RecordError(f"kind is {shown(kind)}, expected 'measured' or 'published'")
     return ResultsRecord(
-        run_id=text(top["run_id"], "run_id", empty=False),
+        run_id=text(top["run_id"], "run_id"),  # load_record holds it to the run-id rule
         kind=kind,
         models=tuple(_model(m, f"models[{i}]") for i, m in enumerate(seq(top["models"], "models"))),
         scores=tuple(_score(s, i) for i, s in enumerate(seq(top["scores"], "scores"))),

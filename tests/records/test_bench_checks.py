@@ -82,8 +82,8 @@ def _set(data: dict, path: str, value: object) -> None:
 
 
 HOSTILE = [
-    ("run_id", "", "run_id is '', expected non-empty text"),
-    ("run_id", 3, "run_id is 3, expected non-empty text"),
+    ("run_id", "", "run_id '' is not a valid run id"),
+    ("run_id", 3, "run_id is 3, expected text"),
     ("schema_version", True, "schema_version is True, expected a whole number"),
     ("environment", [], "environment is a list, expected an object"),
     ("environment.torch", None, "environment.torch is null, expected non-empty text"),

@@ -79,7 +79,17 @@ def _import_table(tmp: Path) -> list[str]:
 
 def _junit(tmp: Path) -> list[str]:
     (tmp / "junit.xml").write_text("<old/>\n", encoding="utf-8")
-    return ["regress", "--reference", str(SMALL), "--candidate", str(SMALL), "--junit", str(tmp / "junit.xml")]
+    rerun = json.loads(SMALL.read_text(encoding="utf-8")) | {"run_id": "small-rerun"}  # not the reference itself
+    (tmp / "candidate.json").write_text(json.dumps(rerun), encoding="utf-8")
+    return [
+        "regress",
+        "--reference",
+        str(SMALL),
+        "--candidate",
+        str(tmp / "candidate.json"),
+        "--junit",
+        str(tmp / "junit.xml"),
+    ]
 
 
 def _report(tmp: Path) -> list[str]:

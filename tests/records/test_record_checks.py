@@ -60,9 +60,9 @@ def _gate(tmp_path: Path, data: dict | str | bytes, name: str = "bad.json"):
 
 HOSTILE = [
     # the record itself
-    ("run_id", None, "run_id is null, expected non-empty text"),
-    ("run_id", 7, "run_id is 7, expected non-empty text"),
-    ("run_id", "", "run_id is '', expected non-empty text"),
+    ("run_id", None, "run_id is null, expected text"),
+    ("run_id", 7, "run_id is 7, expected text"),
+    ("run_id", "", "run_id '' is not a valid run id"),
     ("kind", "draft", "kind is 'draft', expected 'measured' or 'published'"),
     ("schema_version", True, "schema_version is True, expected a whole number"),
     ("schema_version", 1.0, "schema_version is 1.0, expected a whole number"),
