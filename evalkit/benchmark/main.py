@@ -28,7 +28,7 @@ from evalkit.engine.generate import resolve_mode
 from evalkit.errors import EvalkitError
 from evalkit.load.devices import check_device, release_memory, resolve_device
 from evalkit.load.family import load_family, parse_branches
-from evalkit.load.random import random_family
+from evalkit.load.random_weights import random_family
 from evalkit.load.tiny import default_model_path
 from evalkit.records.bench import BenchRecord, BenchRow, Ratio, SharedTrunk, save_bench
 from evalkit.records.io import cannot_write

@@ -21,7 +21,7 @@ import torch
 
 from evalkit.benchmark.measure import Clock, summarize
 from evalkit.benchmark.runners import FastRunner, measure, prompts
-from evalkit.engine.trunk import Trunk, score_branch
+from evalkit.engine.shared_trunk import Trunk, score_branch
 from evalkit.load.family import Branch, Family
 from evalkit.records.bench import SharedTrunk, TrunkDecode, TrunkScoring
 

@@ -14,7 +14,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from evalkit.errors import did_you_mean
+from evalkit.errors import EvalkitError, did_you_mean
 
 
 @dataclass(frozen=True)
@@ -314,3 +314,20 @@ def parse_suites(spec: str | Sequence[str]) -> tuple[str, ...]:
         if n not in SUITES:
             raise did_you_mean("suite", n, list(SUITES))
     return tuple(s for s in SUITES if s in names)
+
+
+def dataset_of(abbr: str) -> tuple[str, str | None]:
+    """OpenCompass dataset abbr -> (canonical dataset key, group), e.g. 'bbh-navigate' -> ('bbh', 'navigate').
+
+    The group is the subject, category or task for grouped datasets and None otherwise.
+    """
+    for d in DATASETS:
+        prefix = d.opencompass.abbr
+        if d.grouped and abbr.startswith(prefix) and len(abbr) > len(prefix):
+            return d.key, abbr[len(prefix) :]
+        if not d.grouped and abbr == prefix:
+            return d.key, None
+    raise EvalkitError(
+        f"unknown OpenCompass dataset abbr {abbr!r}; evalkit reads the abbrs of its own suites "
+        f"({', '.join(d.opencompass.abbr + ('*' if d.grouped else '') for d in DATASETS)})"
+    )

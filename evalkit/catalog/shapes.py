@@ -2,7 +2,7 @@
 
 At a fixed output length, decoding speed depends on the shapes and dtype, not on the weight values,
 so `bench --shape ruyi-7b --random-weights` measures Ruyi-7B's branches (and the baselines) without a
-checkpoint (`evalkit.load.random` builds them on the device). Yi is the Llama architecture. Nothing is
+checkpoint (`evalkit.load.random_weights` builds them on the device). Yi is the Llama architecture. Nothing is
 written to disk and nothing is downloaded.
 """
 

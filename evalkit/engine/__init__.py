@@ -1,7 +1,7 @@
 """Engine stage: the model protocol and what serves it, over a loaded family.
 
 Owns the request types and the `LM` protocol (`requests`), the per-family engine that answers them
-(`lm`), batching and stop strings (`batching`), shared-trunk scoring (`trunk`), the fast decoder over
+(`family_engine`), batching and stop strings (`batching`), shared-trunk scoring (`shared_trunk`), the fast decoder over
 explicit tensors (`decode`), greedy generation with CUDA graphs (`generate`) and shared-trunk
 generation across branches (`shared_generate`). It imports load and nothing that knows OpenCompass.
 """

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from evalkit.engine.trunk import position_ids
+from evalkit.engine.shared_trunk import position_ids
 from evalkit.errors import EvalkitError
 from evalkit.load.family import Branch, Family
 

@@ -1,7 +1,7 @@
 """The model protocol every evaluator talks to: request types in, lists of the same length out.
 
 `LM` is four request-typed methods: each takes a list and returns a list of the same length, with no
-side effects. `evalkit.engine.lm.BranchLM` serves it for one branch of a loaded family.
+side effects. `evalkit.engine.family_engine.BranchLM` serves it for one branch of a loaded family.
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ def first_read(n_tokens: int, first_scored: int, max_seq_len: int, what: str) ->
 @dataclass(frozen=True)
 class EngineConfig:
     batch_size: int = 8
-    shared_trunk: bool = False  # score all of the run's branches in one trunk pass (evalkit.engine.trunk)
+    shared_trunk: bool = False  # score all of the run's branches in one trunk pass (evalkit.engine.shared_trunk)
     # The run's branches, scored together on the shared path (() = all): names in any case or exit layers,
     # which the engine settles to the family's own names when it is made.
     branches: tuple[str, ...] = ()

@@ -28,7 +28,7 @@ import torch
 
 from evalkit.engine.batching import batches, left_pad, stop_string_check
 from evalkit.engine.generate import generate_branches
-from evalkit.engine.trunk import CACHE_BYTES, ScoreCache
+from evalkit.engine.shared_trunk import CACHE_BYTES, ScoreCache
 from evalkit.load.family import Branch, Family
 
 if TYPE_CHECKING:

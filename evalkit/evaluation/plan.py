@@ -13,18 +13,19 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.catalog.baselines import BASELINES
-from evalkit.catalog.datasets import BY_KEY
-from evalkit.engine.lm import engine_for, family_identity
+from evalkit.catalog.datasets import BY_KEY, dataset_of
+from evalkit.engine.family_engine import engine_for, family_identity
 from evalkit.errors import EvalkitError
 from evalkit.evaluation.options import TINY_MAX_OUT_LEN, RunConfig, fixture_root
 from evalkit.evaluation.state import identity
 from evalkit.load.branches import parse_branches, read_branches
 from evalkit.load.family import Family
 from evalkit.load.tiny import default_model_path
-from evalkit.oc.configs import baseline_configs, familial_configs, family_slug
 from evalkit.oc.driver import dotted
 from evalkit.oc.evaluators import use_sandboxed_evaluators
-from evalkit.oc.suites import FIXTURE_GROUPS, check_data, dataset_configs, dataset_of
+from evalkit.oc.fixtures import FIXTURE_GROUPS
+from evalkit.oc.model_configs import baseline_configs, familial_configs, family_slug
+from evalkit.oc.suites import check_data, dataset_configs
 from evalkit.records.results import ModelInfo
 
 

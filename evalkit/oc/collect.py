@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from evalkit.catalog.datasets import BY_KEY
+from evalkit.catalog.datasets import BY_KEY, dataset_of
 from evalkit.errors import EvalkitError
-from evalkit.oc.suites import dataset_of, headline_score, item_outcomes
+from evalkit.oc.outcomes import headline_score, item_outcomes
 from evalkit.records.results import Item, Score
 
 

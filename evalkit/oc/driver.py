@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evalkit.engine.lm import REGISTRY
+from evalkit.engine.family_engine import REGISTRY
 from evalkit.load.devices import release_memory
 from evalkit.records.io import write_text_atomic
 

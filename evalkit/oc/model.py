@@ -1,6 +1,6 @@
 """OpenCompass model: one branch of one family (a plain checkpoint is a family with one branch).
 
-A thin adapter from OpenCompass's `BaseModel` calls onto the `evalkit.engine.lm` protocol. The checkpoint is
+A thin adapter from OpenCompass's `BaseModel` calls onto the `evalkit.engine.family_engine` protocol. The checkpoint is
 loaded through the process's engine registry, so every branch and dataset run in one process shares
 one copy of the weights. Config keys (besides OpenCompass's own abbr, batch_size, max_out_len, run_cfg):
 
@@ -18,14 +18,14 @@ from opencompass.models.base import BaseModel, LMTemplateParser
 from opencompass.models.base_api import APITemplateParser
 from opencompass.utils.prompt import PromptList
 
-from evalkit.engine.lm import (
+from evalkit.engine.family_engine import engine_for
+from evalkit.engine.requests import (
     EngineConfig,
     GenerateRequest,
     GenerationSettings,
     LoglikelihoodRequest,
     Message,
     PerplexityRequest,
-    engine_for,
 )
 from evalkit.errors import EvalkitError
 

@@ -2,7 +2,7 @@
 
 Every setting is an environment variable, read and checked here while OpenCompass loads the config
 file, so a bad value stops the command there with one line naming the variable and the fix (exit 2),
-not later inside a task. The dicts come from the functions `evalkit run` uses (`evalkit.oc.configs`,
+not later inside a task. The dicts come from the functions `evalkit run` uses (`evalkit.oc.model_configs`,
 `evalkit.oc.suites`), and branch lists mean what `run --branches` means:
 
     RUYI_7B_PATH            a familial checkpoint directory; its branches come from its own files
@@ -31,9 +31,9 @@ from evalkit.errors import EvalkitError, did_you_mean
 from evalkit.load.branches import parse_branches, read_branches
 from evalkit.load.checkpoint import TOKENIZER_VOCABS, read_checkpoint
 from evalkit.load.devices import DTYPE_NAMES, check_device, check_dtype
-from evalkit.oc.configs import baseline_configs, familial_configs, family_slug, model_config
 from evalkit.oc.driver import dotted
 from evalkit.oc.evaluators import use_sandboxed_evaluators
+from evalkit.oc.model_configs import baseline_configs, familial_configs, family_slug, model_config
 from evalkit.oc.suites import dataset_configs
 
 FAMILY_ENV = "RUYI_7B_PATH"

@@ -3,7 +3,7 @@ its results read back, all as the catalog (`evalkit.catalog.datasets`) states th
 
 The configs are OpenCompass's own (0-shot, `opencompass.configs.datasets.*`), loaded unchanged apart from
 the item range and the generation length. Nothing here imports OpenCompass until `dataset_configs` is
-called, so reports and the CI gate can use `dataset_of`, `item_outcomes` and `check_data` cheaply.
+called, so `check_data` runs before anything heavy loads.
 """
 
 from __future__ import annotations
@@ -13,40 +13,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from evalkit.catalog.datasets import BY_KEY, DATASETS, SUITES, Dataset, parse_suites
+from evalkit.catalog.datasets import BY_KEY, SUITES, Dataset, dataset_of, parse_suites
 from evalkit.errors import EvalkitError, did_you_mean
 from evalkit.oc.datacheck import Unreadable, count_items
-from evalkit.oc.fixtures import FIXTURE_GROUPS, materialise_fixture_root
-from evalkit.oc.outcomes import headline_score, item_outcomes
 
-__all__ = [
-    "FIXTURE_GROUPS",
-    "check_data",
-    "dataset_configs",
-    "dataset_of",
-    "headline_score",
-    "item_outcomes",
-    "materialise_fixture_root",
-    "max_out_len_of",
-    "required_files",
-]
-
-
-def dataset_of(abbr: str) -> tuple[str, str | None]:
-    """OpenCompass dataset abbr -> (canonical dataset key, group), e.g. 'bbh-navigate' -> ('bbh', 'navigate').
-
-    The group is the subject, category or task for grouped datasets and None otherwise.
-    """
-    for d in DATASETS:
-        prefix = d.opencompass.abbr
-        if d.grouped and abbr.startswith(prefix) and len(abbr) > len(prefix):
-            return d.key, abbr[len(prefix) :]
-        if not d.grouped and abbr == prefix:
-            return d.key, None
-    raise EvalkitError(
-        f"unknown OpenCompass dataset abbr {abbr!r}; evalkit reads the abbrs of its own suites "
-        f"({', '.join(d.opencompass.abbr + ('*' if d.grouped else '') for d in DATASETS)})"
-    )
+__all__ = ["check_data", "dataset_configs", "max_out_len_of", "required_files"]
 
 
 def _suite_keys(suites: str | Sequence[str]) -> list[str]:

@@ -16,7 +16,7 @@ from evalkit import BenchConfig, BenchRecord, EvalkitError, Family, bench, bench
 from evalkit.benchmark.measure import mbu, peak_bandwidth, summarize, traffic
 from evalkit.catalog.shapes import SHAPES, Shape
 from evalkit.engine.generate import generate_fast
-from evalkit.load.random import random_family, tensor_shapes
+from evalkit.load.random_weights import random_family, tensor_shapes
 from evalkit.records.bench import BenchRow, Environment, Ratio, SharedTrunk, Stats, TrunkDecode, save_bench
 
 STATS = Stats(median=0.01, p90=0.012, p99=0.02, mean=0.011, min=0.009, max=0.021, n=10)

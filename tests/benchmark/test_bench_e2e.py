@@ -36,7 +36,7 @@ def test_stock_models_are_the_runs_models_on_exported_checkpoints_with_shared_tr
     from mmengine.config import Config
 
     from evalkit import Branch
-    from evalkit.oc.configs import familial_configs
+    from evalkit.oc.model_configs import familial_configs
 
     branches = [Branch(0, "E3B", 11, 12, 0, 0), Branch(4, "E7B", 27, 28, 0, 0)]
     models = familial_configs("/ckpt/tiny-ruyi-x", branches, shared_trunk=True, batch_size=4, max_out_len=16)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from evalkit.engine.batching import StopStrings, cut_at_stop
-from evalkit.engine.lm import EngineRegistry, FamilyEngine
+from evalkit.engine.family_engine import EngineRegistry, FamilyEngine
 from evalkit.engine.requests import EngineConfig, GenerateRequest, LoglikelihoodRequest, PerplexityRequest
 
 PROMPTS = ["What is the capital of France?", "def add(a, b):", "Count: one, two, three,", "Hi"]
@@ -83,7 +83,7 @@ def test_results_come_back_in_input_order(engine):
 
 
 def test_chat_template_and_thinking_reach_the_prompt(engine):
-    from evalkit.engine.lm import GenerationSettings
+    from evalkit.engine.requests import GenerationSettings
 
     lm = engine.lm(engine.family.branches[0], GenerationSettings(chat_template=True))
     rendered = lm.render((({"role": "user", "content": "hello"}),))

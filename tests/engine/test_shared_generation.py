@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from evalkit import load_family
-from evalkit.engine.lm import EngineConfig, FamilyEngine, GenerateRequest, GenerationSettings
+from evalkit.engine.family_engine import FamilyEngine
+from evalkit.engine.requests import EngineConfig, GenerateRequest, GenerationSettings
 from evalkit.engine.shared_generate import SharedGenerator, greedy_blockers
-from evalkit.engine.trunk import ScoreCache
+from evalkit.engine.shared_trunk import ScoreCache
 
 # Mixed lengths, so batches are left-padded; 5 prompts in batches of 2 makes a short last batch.
 PROMPTS = [

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from evalkit import EvalkitError
-from evalkit.engine.lm import FamilyEngine
+from evalkit.engine.family_engine import FamilyEngine
 from evalkit.engine.requests import (
     EngineConfig,
     GenerateRequest,

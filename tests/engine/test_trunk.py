@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from evalkit import load_family
-from evalkit.engine.trunk import (
+from evalkit.engine.shared_trunk import (
     ScoreCache,
     SharedScorer,
     Trunk,
@@ -233,7 +233,8 @@ def test_an_unknown_branch_is_a_user_error(tiny_path):
 
 
 def test_the_engine_gives_the_same_ppl_and_loglikelihood_shared_or_not(tiny_path):
-    from evalkit.engine.lm import EngineConfig, FamilyEngine, LoglikelihoodRequest, PerplexityRequest
+    from evalkit.engine.family_engine import FamilyEngine
+    from evalkit.engine.requests import EngineConfig, LoglikelihoodRequest, PerplexityRequest
 
     family = load_family(tiny_path)
     names = tuple(b.name for b in family.branches)
@@ -255,9 +256,9 @@ def test_the_engine_gives_the_same_ppl_and_loglikelihood_shared_or_not(tiny_path
 def test_opencompass_branch_models_of_a_run_share_one_trunk_pass(tiny_path):
     """What `run` builds: one OpenCompass model per branch; the first scores all, the others read the cache."""
     pytest.importorskip("opencompass")
-    from evalkit.engine.lm import EngineRegistry
-    from evalkit.oc.configs import familial_configs
+    from evalkit.engine.family_engine import EngineRegistry
     from evalkit.oc.model import FamilialBranchModel
+    from evalkit.oc.model_configs import familial_configs
 
     branches = load_family(tiny_path).branches
     texts = ["Question: 2+2?\nAnswer: 4", "The sky is blue because of scattering.", "Hi there"]
@@ -267,7 +268,7 @@ def test_opencompass_branch_models_of_a_run_share_one_trunk_pass(tiny_path):
         registry = EngineRegistry()
         out = []
         with pytest.MonkeyPatch.context() as mp:
-            mp.setattr("evalkit.engine.lm.REGISTRY", registry)
+            mp.setattr("evalkit.engine.family_engine.REGISTRY", registry)
             for cfg in familial_configs(tiny_path, branches, shared_trunk=shared, batch_size=2):
                 kwargs = {k: v for k, v in cfg.items() if k not in ("type", "abbr", "max_out_len", "run_cfg")}
                 model = FamilialBranchModel(**kwargs)
@@ -288,14 +289,14 @@ def test_run_branches_in_any_spelling_still_share_one_trunk_pass(tiny_path):
     """Hand-written model configs may name the run's branches by exit layer, in lower case or as "all": the
     engine settles them to the family's names, so the shared path stays on and every model meets one engine."""
     pytest.importorskip("opencompass")
-    from evalkit.engine.lm import EngineRegistry
+    from evalkit.engine.family_engine import EngineRegistry
     from evalkit.oc.model import FamilialBranchModel
 
     spellings = [["2", "4", "6", "7"], ["e111k", "e186k", "e260k", "e297k"], ["all"], ["7", "E186k", "2", "e260K"]]
     texts = ["Question: 2+2?\nAnswer: 4", "The sky is blue because of scattering.", "Hi"]
     registry = EngineRegistry()
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr("evalkit.engine.lm.REGISTRY", registry)
+        mp.setattr("evalkit.engine.family_engine.REGISTRY", registry)
         for branch, run_branches in zip(("2", "e186k", "6", "E297K"), spellings, strict=True):
             model = FamilialBranchModel(
                 path=str(tiny_path), branch=branch, batch_size=2, shared_trunk=True, run_branches=run_branches
@@ -309,7 +310,8 @@ def test_run_branches_in_any_spelling_still_share_one_trunk_pass(tiny_path):
 
 def test_an_unknown_run_branch_is_a_user_error_not_a_silent_opt_out(tiny_path):
     from evalkit import EvalkitError
-    from evalkit.engine.lm import EngineConfig, FamilyEngine
+    from evalkit.engine.family_engine import FamilyEngine
+    from evalkit.engine.requests import EngineConfig
 
     family = load_family(tiny_path)
     with pytest.raises(EvalkitError, match=r"unknown branch 'E3B'; valid branches are: all, E111K \(layer 2\)"):
@@ -370,7 +372,7 @@ def test_mask_arguments_follow_the_installed_transformers_spelling():
     5.24 on inputs_embeds and cache (past_key_values warns there, and is gone in 5.40)."""
     import inspect
 
-    from evalkit.engine.trunk import mask_spelling
+    from evalkit.engine.shared_trunk import mask_spelling
 
     def v5_0(config, input_embeds, attention_mask, cache_position, past_key_values, position_ids=None): ...
     def v5_17(config, inputs_embeds, attention_mask, past_key_values, position_ids=None): ...
@@ -381,7 +383,7 @@ def test_mask_arguments_follow_the_installed_transformers_spelling():
     assert mask_spelling(v5_24) == ("inputs_embeds", "cache", False)
     from transformers.masking_utils import create_causal_mask
 
-    from evalkit.engine.trunk import mask_arguments
+    from evalkit.engine.shared_trunk import mask_arguments
 
     hidden, mask = torch.zeros(1, 3, 4), torch.ones(1, 3, dtype=torch.long)
     args = mask_arguments(object(), hidden, mask, mask.cumsum(-1) - 1)

@@ -135,7 +135,7 @@ def test_identity_differences_name_what_changed():
 
 
 def test_resume_reads_the_data_it_started_with(tmp_path, tiny_path, monkeypatch):
-    from evalkit.oc.suites import materialise_fixture_root
+    from evalkit.oc.fixtures import materialise_fixture_root
 
     data = materialise_fixture_root(tmp_path / "data")
     on_data = _run(data_dir=str(data), out=str(tmp_path / "a"))

@@ -22,7 +22,7 @@ BRANCHES = "2,7"  # the tiny family's first and last exits
 def e2e(tmp_path_factory, tiny_path):
     """One real run through the CLI, shared by the tests below: two branches, the general suite, 2 items."""
     from evalkit.cli import main
-    from evalkit.engine.lm import REGISTRY
+    from evalkit.engine.family_engine import REGISTRY
 
     out = tmp_path_factory.mktemp("run")
     REGISTRY.clear()
@@ -323,7 +323,7 @@ def test_an_unknown_branch_fails_before_the_weights_load(tmp_path, tiny_path):
     import shutil
 
     from evalkit import EvalkitError, run
-    from evalkit.engine.lm import REGISTRY
+    from evalkit.engine.family_engine import REGISTRY
 
     copy = shutil.copytree(tiny_path, tmp_path / "family")  # a checkpoint this process has not loaded
     loads = list(REGISTRY.loads)

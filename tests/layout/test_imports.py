@@ -137,5 +137,5 @@ def test_a_bad_run_flag_fails_before_torch_or_opencompass_load() -> None:
 def test_the_engine_and_benchmark_import_without_opencompass() -> None:
     # The GPU machines that run `bench` have no OpenCompass.
     assert "opencompass" not in _loaded_after(
-        "import evalkit.benchmark.main, evalkit.engine.lm, evalkit.engine.generate"
+        "import evalkit.benchmark.main, evalkit.engine.family_engine, evalkit.engine.generate"
     )

@@ -15,11 +15,12 @@ from evalkit.catalog.datasets import DATASETS
 from evalkit.errors import EvalkitError
 from evalkit.oc import suites
 from evalkit.oc.datacheck import count_items
+from evalkit.oc.fixtures import FIXTURE_GROUPS, materialise_fixture_root
 
 
 @pytest.fixture(scope="module")
 def fixtures(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return suites.materialise_fixture_root(tmp_path_factory.mktemp("compass"))
+    return materialise_fixture_root(tmp_path_factory.mktemp("compass"))
 
 
 @pytest.fixture
@@ -31,7 +32,7 @@ def root(fixtures: Path, tmp_path: Path) -> Path:
 
 def _check(root: Path, suites_: str = "all") -> str:
     with pytest.raises(EvalkitError) as caught:
-        suites.check_data(root, suites_, suites.FIXTURE_GROUPS)
+        suites.check_data(root, suites_, FIXTURE_GROUPS)
     message = str(caught.value)
     assert "\n" not in message and message.startswith(f"OpenCompass data under {root} would fail after inference")
     assert message.endswith(
@@ -53,7 +54,7 @@ def _keep_mmlu_pro_categories(root: Path, keep: set[str]) -> None:
 def test_the_fixtures_pass_without_importing_opencompass_or_datasets(fixtures):
     code = (
         "import sys\nfrom evalkit.oc import suites\n"
-        f"suites.check_data({str(fixtures)!r}, 'all', suites.FIXTURE_GROUPS)\n"
+        f"suites.check_data({str(fixtures)!r}, 'all', FIXTURE_GROUPS)\n"
         "print(sorted({m.split('.')[0] for m in sys.modules} & {'opencompass', 'datasets', 'torch'}))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -151,7 +152,7 @@ def test_many_problems_are_one_line_with_a_count(root):
 def test_missing_files_are_still_reported_first(root):
     (root / "data/gsm8k/test.jsonl").unlink()
     with pytest.raises(EvalkitError, match="OpenCompass data missing under .*data/gsm8k/test.jsonl"):
-        suites.check_data(root, "stem", suites.FIXTURE_GROUPS)
+        suites.check_data(root, "stem", FIXTURE_GROUPS)
 
 
 def test_every_dataset_but_a_scripted_loader_says_how_its_items_are_read():

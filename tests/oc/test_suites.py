@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from evalkit.catalog.datasets import DATASETS
+from evalkit.catalog.datasets import DATASETS, dataset_of
 from evalkit.errors import EvalkitError
 from evalkit.oc import suites
-from evalkit.oc.fixtures import FIXTURES
+from evalkit.oc.fixtures import FIXTURE_GROUPS, FIXTURES, materialise_fixture_root
+from evalkit.oc.outcomes import headline_score, item_outcomes
 
 OFFLINE = {"HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 TESTS = Path(__file__).resolve().parents[1]
@@ -22,7 +23,7 @@ TESTS = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return suites.materialise_fixture_root(tmp_path_factory.mktemp("compass"))
+    return materialise_fixture_root(tmp_path_factory.mktemp("compass"))
 
 
 @pytest.fixture(scope="module")
@@ -58,9 +59,9 @@ FIXTURE_SIZES = {
 def test_every_dataset_loads_from_fixtures_offline(data_root: Path, offline_env: None) -> None:
     from opencompass.utils.build import build_dataset_from_cfg
 
-    suites.check_data(data_root, "all", suites.FIXTURE_GROUPS)
-    configs = suites.dataset_configs("all", groups=suites.FIXTURE_GROUPS)
-    assert {suites.dataset_of(c["abbr"])[0] for c in configs} == {d.key for d in DATASETS}
+    suites.check_data(data_root, "all", FIXTURE_GROUPS)
+    configs = suites.dataset_configs("all", groups=FIXTURE_GROUPS)
+    assert {dataset_of(c["abbr"])[0] for c in configs} == {d.key for d in DATASETS}
     sizes = {}
     for cfg in configs:
         dataset = build_dataset_from_cfg(cfg)
@@ -83,7 +84,7 @@ def test_limit_and_max_out_len(data_root: Path, offline_env: None) -> None:
 
 
 def test_configs_are_plain_and_zero_shot() -> None:
-    configs = suites.dataset_configs("all", groups=suites.FIXTURE_GROUPS)
+    configs = suites.dataset_configs("all", groups=FIXTURE_GROUPS)
     json.dumps(configs)  # types are dotted import paths, so a config can be written, hashed and compared
     for cfg in configs:
         assert cfg["infer_cfg"]["retriever"]["type"].endswith("ZeroRetriever"), cfg["abbr"]
@@ -96,9 +97,9 @@ def test_missing_file_names_file_and_location(data_root: Path, tmp_path: Path) -
     root = tmp_path / "copy"
     shutil.copytree(data_root, root)
     (root / "data/gsm8k/test.jsonl").unlink()
-    suites.check_data(root, "general,code", suites.FIXTURE_GROUPS)
+    suites.check_data(root, "general,code", FIXTURE_GROUPS)
     with pytest.raises(EvalkitError) as err:
-        suites.check_data(root, "stem", suites.FIXTURE_GROUPS)
+        suites.check_data(root, "stem", FIXTURE_GROUPS)
     msg = str(err.value)
     assert "data/gsm8k/test.jsonl" in msg and str(root) in msg
     assert "--data-dir" in msg and "COMPASS_DATA_CACHE" in msg and "\n" not in msg
@@ -140,12 +141,12 @@ def test_unknown_group_lists_valid_ones() -> None:
     ],
 )
 def test_dataset_of(abbr: str, expected: tuple[str, str | None]) -> None:
-    assert suites.dataset_of(abbr) == expected
+    assert dataset_of(abbr) == expected
 
 
 def test_dataset_of_unknown_abbr() -> None:
     with pytest.raises(EvalkitError, match="unknown OpenCompass dataset abbr 'lukaemon_mmlu_'"):
-        suites.dataset_of("lukaemon_mmlu_")
+        dataset_of("lukaemon_mmlu_")
 
 
 # One dataset per evaluator family. The scripted model answers every other fixture item correctly.
@@ -168,7 +169,7 @@ EXPECTED = {
 
 
 def _write_run_config(path: Path, table: Path) -> None:
-    datasets = [c for c in suites.dataset_configs("all", groups=suites.FIXTURE_GROUPS) if c["abbr"] in RUN_ABBRS]
+    datasets = [c for c in suites.dataset_configs("all", groups=FIXTURE_GROUPS) if c["abbr"] in RUN_ABBRS]
     models = [
         dict(
             type="oc_scripted_model.ScriptedModel",
@@ -207,10 +208,10 @@ def test_real_opencompass_run_outcomes(data_root: Path, tmp_path: Path) -> None:
     (results,) = (tmp_path / "out").glob("*/results/scripted")
     for abbr, expected in EXPECTED.items():
         result = json.loads((results / f"{abbr}.json").read_text(encoding="utf-8"))
-        key, _ = suites.dataset_of(abbr)
-        outcomes = suites.item_outcomes(key, result)
+        key, _ = dataset_of(abbr)
+        outcomes = item_outcomes(key, result)
         assert outcomes == [(str(i), float(s)) for i, s in enumerate(expected)], abbr
-        assert suites.headline_score(key, result) == pytest.approx(100 * sum(expected) / len(expected))
+        assert headline_score(key, result) == pytest.approx(100 * sum(expected) / len(expected))
 
 
 def test_item_outcomes_shapes() -> None:
@@ -222,7 +223,7 @@ def test_item_outcomes_shapes() -> None:
             "0": {"predictions": "A", "references": "A"},
         },
     }
-    assert suites.item_outcomes("mmlu", formatted) == [("0", 1.0), ("1", 0.0)]
+    assert item_outcomes("mmlu", formatted) == [("0", 1.0), ("1", 0.0)]
     sampled = {
         "humaneval_pass@1": 50.0,
         "details": [
@@ -230,11 +231,11 @@ def test_item_outcomes_shapes() -> None:
             {"example_abbr": "openai_humaneval_1", "is_correct": [False, False]},
         ],
     }
-    assert suites.item_outcomes("humaneval", sampled) == [("0", 0.5), ("1", 0.0)]
+    assert item_outcomes("humaneval", sampled) == [("0", 0.5), ("1", 0.0)]
     with pytest.raises(EvalkitError, match="no per-item details"):
-        suites.item_outcomes("gsm8k", {"accuracy": 10.0})
+        item_outcomes("gsm8k", {"accuracy": 10.0})
     with pytest.raises(EvalkitError, match="has no 'score'"):
-        suites.headline_score("bbh", {"error": "predictions and references have different length"})
+        headline_score("bbh", {"error": "predictions and references have different length"})
 
 
 @pytest.mark.parametrize("suite", ["general", "code", "stem"])

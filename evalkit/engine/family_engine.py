@@ -1,14 +1,13 @@
-"""The model protocol every evaluator talks to, and the per-family engine that serves it.
+"""The per-family engine that serves the model protocol (`evalkit.engine.requests.LM`).
 
-`LM` is four request-typed methods: each takes a list and returns a list of the same length, with no
-side effects. `FamilyEngine` holds one loaded checkpoint (a `Family`) and answers requests for any of
+`FamilyEngine` holds one loaded checkpoint (a `Family`) and answers requests for any of
 its branches; `engine_for` returns the process's engine for a checkpoint, keyed by the family's full
 identity (weights fingerprint + dtype + device), so a checkpoint is read once for all its branches and
 datasets. `BranchLM` is one branch of an engine, as an `LM`.
 
 Every score goes through `FamilyEngine.token_logprobs`, over the tokens `evalkit.engine.spans` names.
-With `shared_trunk=False` it runs the one branch model (`evalkit.engine.trunk.score_branch`); with
-`shared_trunk=True` an `evalkit.engine.trunk.SharedScorer` scores every branch of the run in one trunk
+With `shared_trunk=False` it runs the one branch model (`evalkit.engine.shared_trunk.score_branch`); with
+`shared_trunk=True` an `evalkit.engine.shared_trunk.SharedScorer` scores every branch of the run in one trunk
 pass and keeps the other branches' answers, keyed by family identity + branch + exact token ids, in a
 byte-bounded cache for the sibling branches to read. Generation works the same way on the shared path:
 `evalkit.engine.shared_generate.SharedGenerator` decodes every branch of the run together and keeps the
@@ -36,8 +35,8 @@ from evalkit.engine.requests import (
     prompt_budget,
 )
 from evalkit.engine.shared_generate import SharedGenerator, greedy_blockers
+from evalkit.engine.shared_trunk import SharedScorer, score_branch
 from evalkit.engine.spans import Span, continuation_span, text_span
-from evalkit.engine.trunk import SharedScorer, score_branch
 from evalkit.errors import EvalkitError
 from evalkit.load.branches import parse_branches
 from evalkit.load.checkpoint import read_checkpoint
