@@ -53,7 +53,7 @@ def _keep_mmlu_pro_categories(root: Path, keep: set[str]) -> None:
 
 def test_the_fixtures_pass_without_importing_opencompass_or_datasets(fixtures):
     code = (
-        "import sys\nfrom evalkit.oc import suites\n"
+        "import sys\nfrom evalkit.oc import suites\nfrom evalkit.oc.fixtures import FIXTURE_GROUPS\n"
         f"suites.check_data({str(fixtures)!r}, 'all', FIXTURE_GROUPS)\n"
         "print(sorted({m.split('.')[0] for m in sys.modules} & {'opencompass', 'datasets', 'torch'}))"
     )
