@@ -25,8 +25,8 @@ from evalkit.catalog.datasets import parse_suites
 from evalkit.catalog.shapes import parse_shapes
 from evalkit.engine.decode import _dims, _head
 from evalkit.engine.generate import resolve_mode
-from evalkit.errors import EvalkitError
-from evalkit.load.devices import check_device, release_memory, resolve_device
+from evalkit.errors import EvalkitError, did_you_mean
+from evalkit.load.devices import release_memory, resolve_device
 from evalkit.load.family import load_family, parse_branches
 from evalkit.load.random_weights import random_family
 from evalkit.load.tiny import default_model_path
@@ -50,7 +50,12 @@ def bench(config: BenchConfig | None = None, /, **options: Any) -> tuple[BenchRe
     Returns the record and the path of the bench.json written.
     """
     config = config or BenchConfig(**options)
-    device = str(resolve_device(check_device(config.device)))
+    # bench times CUDA with CUDA events and reads peak memory per device type "cuda": one GPU, the first.
+    if config.device not in ("auto", "cuda", "cpu"):
+        raise did_you_mean("device", config.device, ["auto", "cuda", "cpu"])
+    if config.device == "cuda" and not torch.cuda.is_available():
+        raise EvalkitError("--device cuda was asked for but no CUDA device is visible; use --device cpu")
+    device = str(resolve_device(config.device))
     # The fast path at its fastest: fused kernels in a CUDA graph on a GPU (`run` keeps plain CUDA graphs,
     # whose arithmetic is stock transformers' op for op).
     asked = "compile" if config.decode_mode == "auto" and device == "cuda" else config.decode_mode

@@ -15,6 +15,8 @@ from typing import Any
 
 from evalkit.evaluation.options import OPTIONS, check_out, new_config, parse_options
 from evalkit.evaluation.state import RunResult, read_run_config
+from evalkit.load.branches import parse_branches, read_branches
+from evalkit.load.devices import resolve_device
 
 
 def run(*, resume: str | None = None, echo: Callable[[str], None] = print, **options: Any) -> RunResult:
@@ -27,6 +29,8 @@ def run(*, resume: str | None = None, echo: Callable[[str], None] = print, **opt
     """
     out = options.pop("out", None) or "."
     given = parse_options(options)
+    if given.get("device") == "auto":  # "auto" names whatever this machine has, as a stored run does
+        given["device"] = str(resolve_device("auto"))
     if resume is not None:
         stored = read_run_config(Path(out), resume)
         stored.refuse_conflicts(given)
@@ -34,7 +38,10 @@ def run(*, resume: str | None = None, echo: Callable[[str], None] = print, **opt
     else:
         check_out(Path(out))
         config, continued = new_config(given, out), None
-    from evalkit.evaluation.execute import execute  # OpenCompass and torch load here, after the checks
+        if config.model is not None:  # the checkpoint's files and branch names, read without torch
+            parse_branches(config.branches, read_branches(config.model))
+    config = replace(config, device=str(resolve_device(config.device)))  # torch, but not OpenCompass, yet
+    from evalkit.evaluation.execute import execute  # OpenCompass loads here, after the checks
 
     return execute(config, resume=continued, echo=echo)
 

@@ -13,7 +13,7 @@ import os
 import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,6 @@ from evalkit.evaluation.lock import run_lock
 from evalkit.evaluation.options import RunConfig
 from evalkit.evaluation.plan import Plan, count, make_plan
 from evalkit.evaluation.state import Progress, RunInterrupted, RunResult, StoredRun, resume_command, write_run_config
-from evalkit.load.devices import resolve_device
 from evalkit.oc.collect import collect_scores
 from evalkit.oc.driver import (
     order_tasks,
@@ -54,9 +53,6 @@ from evalkit.sandbox.runner import sandbox_capabilities
 
 def execute(config: RunConfig, *, resume: StoredRun | None = None, echo: Callable[[str], None] = print) -> RunResult:
     """Run a settled config: a new run directory, or the stored run `resume` continued in place."""
-    device = str(resolve_device(config.device))
-    if config.device == "auto":
-        config = replace(config, device=device)
     plan = make_plan(config)  # everything that can fail up front fails here, before a directory is made
     if resume is not None:
         resume.check(plan.identity)

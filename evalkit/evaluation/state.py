@@ -76,8 +76,25 @@ def identity(
             }
             for m in models
         },
-        "datasets": {d["abbr"]: _digest(d) for d in datasets},
+        "datasets": {d["abbr"]: _digest(_first_spelling(d)) for d in datasets},
     }
+
+
+# evalkit's own classes in a dataset config, under the module paths they had when run identities were first
+# stored: digests stay the same across that move, so a run started before it still resumes.
+_FIRST_PATHS = {"evalkit.oc.evaluators.": "evalkit.oc_evaluators.", "evalkit.oc.model.": "evalkit.opencompass_model."}
+
+
+def _first_spelling(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _first_spelling(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_first_spelling(v) for v in obj]
+    if isinstance(obj, str):
+        for now, first in _FIRST_PATHS.items():
+            if obj.startswith(now):
+                return first + obj[len(now) :]
+    return obj
 
 
 def _digest(obj: Any) -> str:

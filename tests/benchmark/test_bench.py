@@ -392,3 +392,10 @@ def test_bench_cli_errors_are_one_line(args, message):
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], proc.stderr
+
+
+@pytest.mark.parametrize("device", ["cuda:0", "mps", "tpu"])
+def test_bench_times_one_kind_of_device_it_can_clock(device):
+    # Its clocks and memory counters know "cuda" and "cpu"; another spelling would be timed wrongly.
+    with pytest.raises(EvalkitError, match=f"unknown device '{device}'; valid devices are: auto, cuda, cpu"):
+        bench(BenchConfig(device=device, out="unused"))

@@ -168,8 +168,8 @@ def test_resume_refuses_flags_that_differ_from_the_run(finished, tmp_path):
     assert (finished / "results.json").read_bytes() == record
     # The run's own values, spelled another way, are no conflict.
     _unfinish(finished)
-    result = _run(resume=finished.name, out=out, branches="2", suites="STEM", device="cpu", limit=1)
-    assert (result.run_dir / "results.json").is_file()
+    result = _run(resume=finished.name, out=out, branches="2", suites="STEM", device="auto", limit=1)
+    assert (result.run_dir / "results.json").is_file()  # auto is the CPU the run started on, here
 
 
 def test_resume_takes_the_run_s_branches_however_they_are_spelled(finished, tmp_path):
@@ -331,3 +331,20 @@ def test_a_resume_removes_what_a_write_killed_mid_way_left(finished, tmp_path):
     result = run(resume=finished.name, out=str(tmp_path / "out"), echo=lines.append)
     assert f"resume: removed {left}, left by a write that was killed" in lines
     assert _stray(finished) == [] and len(result.record.provenance.configs.sessions) == 2
+
+
+def test_dataset_digests_spell_evalkit_s_classes_as_first_stored():
+    """A run started before evalkit's OpenCompass classes moved (oc_evaluators -> oc.evaluators) resumes."""
+    from evalkit.evaluation.state import identity
+
+    def config(module: str) -> dict:
+        return {
+            "abbr": "openai_humaneval",
+            "eval_cfg": {"evaluator": {"type": f"{module}.SandboxedHumanEvalEvaluator"}},
+        }
+
+    now, before = (
+        identity([], [config(m)], {}, "fp32")["datasets"] for m in ("evalkit.oc.evaluators", "evalkit.oc_evaluators")
+    )
+    assert now == before
+    assert now != identity([], [config("other.evaluators")], {}, "fp32")["datasets"]
