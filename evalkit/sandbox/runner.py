@@ -14,8 +14,10 @@ a Python audit hook refusing sockets, and warns loudly.
     >>> run_program("print(2 + 2)").stdout
     '4\\n'
 
-The isolation level in force is `sandbox_capabilities()`; `EVALKIT_SANDBOX=namespaces|rlimits|auto`
-(or the `isolation` argument) requires namespaces, forces the fallback, or picks the strongest.
+`run_linked_pairs` runs pairs of programs, each in a sandbox of its own, joined by a channel (a judge
+and a contestant: see `judged`). The isolation level in force is `sandbox_capabilities()`;
+`EVALKIT_SANDBOX=namespaces|rlimits|auto` (or the `isolation` argument) requires namespaces, forces
+the fallback, or picks the strongest.
 """
 
 from __future__ import annotations
@@ -30,7 +32,16 @@ from concurrent.futures import ThreadPoolExecutor
 
 from evalkit.errors import EvalkitError, did_you_mean
 from evalkit.sandbox.cgroups import find_root
-from evalkit.sandbox.launch import Level, Limits, Outcome, SandboxCapabilities, Status, run_confined
+from evalkit.sandbox.launch import (
+    Level,
+    Limits,
+    Outcome,
+    Program,
+    SandboxCapabilities,
+    Status,
+    run_confined,
+    run_linked,
+)
 
 __all__ = [
     "ENV_VAR",
@@ -38,9 +49,11 @@ __all__ = [
     "Level",
     "Limits",
     "Outcome",
+    "Program",
     "SandboxCapabilities",
     "SandboxWarning",
     "Status",
+    "run_linked_pairs",
     "run_program",
     "run_programs",
     "sandbox_capabilities",
@@ -196,3 +209,15 @@ def run_programs(
         return list(
             pool.map(lambda pair: run_confined(pair[0], limits, pair[1], caps), zip(sources, stdins, strict=True))
         )
+
+
+def run_linked_pairs(
+    pairs: Sequence[tuple[Program, Program]], *, workers: int | None = None, isolation: str | None = None
+) -> list[tuple[Outcome, Outcome]]:
+    """Run (judge, contestant) pairs concurrently (at most `workers` pairs at once, default: the CPU
+    count), in order. The two programs of a pair run in sandboxes of their own, joined by a channel
+    (`launch.run_linked`); the contestant is stopped once its judge is done."""
+    caps = sandbox_capabilities(isolation)
+    workers = max(1, workers or os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(lambda pair: run_linked(pair[0], pair[1], caps), pairs))
