@@ -1,6 +1,7 @@
 """The sandbox's first process: confine itself, run one program, clean up, report.
 
-Run as a script (stdlib only, never imported by evalkit) with one argument, hex-encoded marshal of:
+Stdlib only, never imported by evalkit: the host runs it (from its cached bytecode) with one argument,
+hex-encoded marshal of:
     {"mode": "namespaces" | "rlimits", "workdir", "python", "limits": {...}, "uid": int | null,
      "status_fd": int, "tmpfs_mb": int, "cgroups": [leaf cgroup dirs], "reveal": [interpreter paths],
      "hide": [host paths shown empty], "secrets": [what to cover under /etc] | null (walk it),
@@ -9,7 +10,7 @@ Run as a script (stdlib only, never imported by evalkit) with one argument, hex-
 
 It first joins the sandbox's cgroups (a pids and a memory limit for everything it starts).
 
-In "namespaces" mode it is PID 1 of fresh user, mount, PID and network namespaces (started by
+In "namespaces" mode it is PID 1 of fresh user, mount, PID, network and IPC namespaces (started by
 `unshare`). It builds a minimal root on a fresh tmpfs: read-only binds of the system directories
 (/usr, /bin, /sbin, /lib*), of /etc with every file an unprivileged user could not read covered, and
 of the interpreter's prefixes and executable ("reveal"), wherever they live; a private procfs, a

@@ -39,7 +39,9 @@ _INIT_BOOT = (
     "b.SourceFileLoader(m.__name__, m.__file__).exec_module(m)\n"
     "m.main()\n"
 )
-_UNSHARE = ("--user", "--map-root-user", "--net", "--mount", "--pid", "--fork", "--kill-child")
+# A fresh IPC namespace too: SysV queues and shared memory would otherwise outlive a sandbox, and carry
+# what one program learned to the next.
+_UNSHARE = ("--user", "--map-root-user", "--net", "--mount", "--pid", "--ipc", "--fork", "--kill-child")
 _GRACE_S = 5.0  # how long past its own timeout the sandbox's init may take before the host kills it
 
 
@@ -105,7 +107,7 @@ class SandboxCapabilities:
         if self.level == "namespaces":
             lacks = f"; missing: {', '.join(self.missing)}" if self.missing else ""
             return (
-                "namespaces (user, mount, pid, net): no network, minimal read-only root, rlimits, "
+                "namespaces (user, mount, pid, net, ipc): no network, minimal read-only root, rlimits, "
                 f"timeout{cgroups}{lacks}"
             )
         return f"rlimits{cgroups} ({self.reason}); missing: {', '.join(self.missing)}"

