@@ -45,7 +45,7 @@ class Channel:
         self.budget_s, self.call_s = cfg["budget_s"], cfg.get("call_s") or cfg["budget_s"]
         self.deadline = start + self.budget_s
         self.max_bytes, self.max_depth = cfg["max_bytes"], cfg["max_depth"]
-        self.seq, self.failure = 0, None
+        self.seq, self.failure, self.load_error = 0, None, ""
         self.timeout_error: type[BaseException] = Stop
         self.call_error: type[BaseException] = Stop
         os.set_blocking(CALLS, False)
@@ -73,7 +73,8 @@ class Channel:
             self.fail("not plain data", f"the contestant's first message: {e}")
             return None
         if kind == wire.LOAD_FAILED and type(value) is str:
-            self.fail("exception", value[:600])
+            self.load_error = value[:600]
+            self.fail("exception", f"loading the completion raised {self.load_error}")
         elif kind == wire.READY and type(value) is dict and all(type(v) is str for v in value.values()):
             return value
         else:
@@ -191,9 +192,8 @@ def judge_lcb(cfg: dict, channel: Channel) -> dict:
     channel.timeout_error, channel.call_error = tu.TimeoutException, ContestantFailed
     names = channel.ready()
     if names is None:
-        kind, reason = channel.failure or ("crashed", "")
-        if kind == "exception":
-            message, _, error = reason.partition(": ")
+        if channel.load_error:
+            message, _, error = channel.load_error.partition(": ")
             message = message if message in ("Compilation Error", "Unable to extract code") else "Compilation Error"
             return {"results": [-2], "metadata": {"error": error, "error_code": -1, "error_message": message}}
         return {}

@@ -167,7 +167,9 @@ def test_oc_humaneval_evaluator_details(oc):
     assert out["humaneval_pass@1"] == 50.0 and "humaneval_pass@10" not in out  # one sample per task
     details = out["details"]
     assert [d["is_correct"] for d in details.values()] == [True, False]
-    assert details["1"]["result"] == "failed: exception: SyntaxError: 'return' outside function (solution.py, line 12)"
+    assert details["1"]["result"] == (
+        "failed: exception: loading the completion raised SyntaxError: 'return' outside function (solution.py, line 12)"
+    )
     assert details["1"]["failure"] == "exception" and details["0"]["failure"] is None
     assert details["0"]["task_id"] == "HumanEval/0" and details["0"]["prompt"] == p0["prompt"]
 
