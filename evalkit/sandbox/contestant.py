@@ -128,7 +128,7 @@ def load_testing_util(cfg: dict, runtime_module: type) -> types.ModuleType:
         sys.modules[name] = module
         exec(compile(cfg[key], module.__file__, "exec"), module.__dict__)
         loaded.append(module)
-    loaded[1].RuntimeModule = runtime_module
+    setattr(loaded[1], "RuntimeModule", runtime_module)  # noqa: B010 - testing_util imported it as a global
     return loaded[1]
 
 

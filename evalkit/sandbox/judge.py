@@ -42,10 +42,11 @@ class Channel:
     """The judge's end of the channel: one call at a time, each bounded in time and in reply size."""
 
     def __init__(self, cfg: dict, start: float) -> None:
-        self.budget_s, self.call_s = cfg["budget_s"], cfg.get("call_s") or cfg["budget_s"]
+        self.budget_s = cfg["budget_s"]  # the whole program's, shared by every call
         self.deadline = start + self.budget_s
         self.max_bytes, self.max_depth = cfg["max_bytes"], cfg["max_depth"]
-        self.seq, self.failure, self.load_error = 0, None, ""
+        self.seq, self.load_error = 0, ""
+        self.failure: tuple[str, str] | None = None
         self.timeout_error: type[BaseException] = Stop
         self.call_error: type[BaseException] = Stop
         os.set_blocking(CALLS, False)
@@ -85,37 +86,42 @@ class Channel:
         if self.failure is not None:
             raise self.stop()
         self.seq += 1
-        seq, limit = self.seq, min(self.call_s, self.deadline - time.monotonic())
+        seq, left = self.seq, max(0.0, self.deadline - time.monotonic())
         try:
             payload = wire.dumps([name, args, kwargs], 1 << 40, self.max_depth)
         except wire.NotPlain as e:
             self.fail("sandbox error", f"the tests passed {e} to {name}, which cannot cross to the contestant")
             raise self.stop() from None
+
+        def what() -> str:  # the call, described only when something went wrong
+            return _call(seq, name, args)
+
         try:
-            wire.send(CALLS, wire.CALL, seq, payload, time.monotonic() + limit)
-            kind, got, reply = wire.recv(REPLIES, self.max_bytes, time.monotonic() + max(0.0, limit))
-            value = wire.loads(reply, self.max_depth) if kind == wire.RETURN else _reason(reply, self.max_depth)
-        except wire.ChannelTimeout:
-            self.fail("timeout", f"{_call(seq, name, args)} did not return within {max(0.0, limit):.3g} s")
-        except wire.ChannelClosed:
-            self.fail("crashed", f"the contestant exited during {_call(seq, name, args)}")
-        except wire.NotPlain as e:
-            self.fail("not plain data", f"{_call(seq, name, args)} returned {e}")
-        except MemoryError:
-            self.fail("not plain data", f"{_call(seq, name, args)} returned a value too large to decode")
-        except BaseException as e:  # the tests' own timer (OpenCompass's SIGALRM), say: record it and let it through
-            timed_out = "timeout" in type(e).__name__.lower()
-            self.fail("timeout" if timed_out else "crashed", f"{_call(seq, name, args)} was interrupted ({e!r})")
-            raise
-        else:
+            wire.send(CALLS, wire.CALL, seq, payload, self.deadline)
+            kind, got, reply = wire.recv(REPLIES, self.max_bytes, self.deadline)
             if got != seq or kind not in (wire.RETURN, wire.RAISED, wire.NOT_PLAIN):
                 self.fail("crashed", f"the contestant broke the protocol (a {kind!r} frame for call {got})")
             elif kind == wire.RETURN:
-                return value
+                return wire.loads(reply, self.max_depth)
             elif kind == wire.RAISED:
-                self.fail("exception", f"{_call(seq, name, args)} raised {value}")
+                self.fail("exception", f"{what()} raised {_reason(reply, self.max_depth)}")
             else:
-                self.fail("not plain data", f"{_call(seq, name, args)} returned {value}")
+                self.fail("not plain data", f"{what()} returned {_reason(reply, self.max_depth)}")
+        except wire.ChannelTimeout:
+            self.fail(
+                "timeout", f"{what()} did not return within the {left:.3g} s left of the program's {self.budget_s:g} s"
+            )
+        except wire.ChannelClosed:
+            self.fail("crashed", f"the contestant exited during {what()}")
+        except wire.NotPlain as e:
+            self.fail("not plain data", f"{what()} returned {e}")
+        except MemoryError:
+            self.fail("not plain data", f"{what()} returned a value too large to decode")
+        except BaseException as e:  # the tests' own timer (OpenCompass's SIGALRM), say: record it and let it through
+            self.fail(
+                "timeout" if "timeout" in type(e).__name__.lower() else "crashed", f"{what()} was interrupted ({e!r})"
+            )
+            raise
         raise self.stop()
 
     def proxy(self, name: str) -> types.FunctionType:

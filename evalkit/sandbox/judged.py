@@ -214,26 +214,32 @@ def run_judged(items: Sequence[Judged], *, workers: int | None = None, isolation
 
 
 def _verdict(item: Judged, judge: Outcome, contestant: Outcome) -> Verdict:
-    ran = {"wall_s": round(judge.wall_s, 3), "exit_code": contestant.exit_code}
+    def verdict_of(status: Status, failure: str | None, reason: str, **more: Any) -> Verdict:
+        return Verdict(status, failure, reason, round(judge.wall_s, 3), exit_code=contestant.exit_code, **more)
+
     if judge.status == "error":
-        return Verdict("error", "sandbox error", f"the judge's sandbox failed: {judge.detail}", **ran)
+        return verdict_of("error", "sandbox error", f"the judge's sandbox failed: {judge.detail}")
     if judge.status == "timeout":
-        why = f"the program ran past its {item.limits.timeout_s:g} s limit ({judge.detail})"
-        return Verdict("timeout", "timeout", why, **ran)
+        return verdict_of(
+            "timeout", "timeout", f"the program ran past its {item.limits.timeout_s:g} s limit ({judge.detail})"
+        )
     verdict = _read(judge.stdout) if judge.exit_code == 0 else None
     if verdict is None:
-        why = judge.stderr.strip().splitlines()[-1:] or [judge.detail or f"exit code {judge.exit_code}"]
-        return Verdict("error", "sandbox error", f"the judge ended without a verdict: {why[0][-300:]}", **ran)
+        last = (judge.stderr.strip().splitlines() or [judge.detail or f"exit code {judge.exit_code}"])[-1]
+        return verdict_of("error", "sandbox error", f"the judge ended without a verdict: {last[-300:]}")
     failure, reason = verdict.pop("failure"), verdict.pop("reason")
-    extra = {k: v for k, v in verdict.items() if k not in ("passed", "calls")} or None
+    more = {
+        "calls": verdict["calls"],
+        "extra": {k: v for k, v in verdict.items() if k not in ("passed", "calls")} or None,
+    }
     if failure is None and verdict["passed"] is True:
-        return Verdict("passed", None, "", calls=verdict["calls"], extra=extra, **ran)
+        return verdict_of("passed", None, "", **more)
     if failure == "crashed" and contestant.status == "timeout":
         failure, reason = "timeout", f"{reason} ({contestant.detail})"
     elif failure == "crashed":
         reason = f"{reason} ({_ended(contestant)})"
     status: Status = "timeout" if failure == "timeout" else "error" if failure == "sandbox error" else "failed"
-    return Verdict(status, failure, reason, calls=verdict["calls"], extra=extra, **ran)
+    return verdict_of(status, failure, reason, **more)
 
 
 def _read(stdout: str) -> dict[str, Any] | None:

@@ -144,7 +144,7 @@ def run_linked(
     """Run two programs, each in its own sandbox, joined by two pipes: in each program fd 3 reads what
     the other writes to its fd 4. Once the judge is done, the contestant has `grace_s` to exit."""
     to_judge, to_contestant = os.pipe(), os.pipe()
-    channels = [(to_judge[0], to_contestant[1]), (to_contestant[0], to_judge[1])]
+    channels: list[tuple[int, ...]] = [(to_judge[0], to_contestant[1]), (to_contestant[0], to_judge[1])]
     judged, ran = _run([judge, contestant], caps, channels, grace_s)
     return judged, ran
 
@@ -218,6 +218,9 @@ def _etc_secrets(max_age_s: float = 60.0) -> list[str]:
         return _SECRETS[1]
 
 
+_KEEP = ("stdout", "stderr", "status")
+
+
 @dataclass
 class _Running:
     """A started sandbox: its process, what it has written so far, and when it must be done."""
@@ -240,9 +243,6 @@ class _Running:
         out["truncated"] = b"1" if any(self.seen[n] > keep for n in ("stdout", "stderr")) else b""
         out["host_killed"] = b"1" if self.killed and not self.stopped else b""
         return out
-
-
-_KEEP = ("stdout", "stderr", "status")
 
 
 def _start(

@@ -145,6 +145,8 @@ def _probe(mode: str) -> SandboxCapabilities:
         "network isolation",
         "read-only filesystem",
         "PID namespace",
+        "a judge out of the completion's reach (the judge and the contestant share a uid, and the datasets "
+        "are not hidden: code scores can be forged)",
         *(() if os.geteuid() != 0 or pids else nproc_missing),
         *memory_missing,
         *escape_missing,

@@ -70,7 +70,7 @@ class _Encoder:
             raw = v.encode("utf-8", "surrogatepass")  # type: ignore[attr-defined]
             self.put(b"s" + _COUNT.pack(len(raw)) + raw)
         elif t is bytes:
-            self.put(b"b" + _COUNT.pack(len(v)) + v)  # type: ignore[arg-type]
+            self.put(b"b" + _COUNT.pack(len(v)) + v)  # type: ignore[arg-type, operator]
         elif t in _CONTAINER_TAGS:
             if depth >= self.max_depth:
                 raise NotPlain(f"a value nested deeper than {self.max_depth} levels")
@@ -86,7 +86,7 @@ class _Encoder:
             raise NotPlain(f"a value of type {_type_name(t)}")
 
 
-_CONTAINER_TAGS = {list: b"l", tuple: b"t", set: b"S", frozenset: b"R", dict: b"d"}
+_CONTAINER_TAGS: dict[type, bytes] = {list: b"l", tuple: b"t", set: b"S", frozenset: b"R", dict: b"d"}
 
 
 def _type_name(t: type) -> str:
