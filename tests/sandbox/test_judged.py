@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -144,3 +146,45 @@ def test_every_lcb_fixture_reference_solution_passes(oc):
     )
     assert [d["correct"] for d in out["details"]] == [True] * len(items), out["details"]
     assert out["pass@1"] == 100.0
+
+
+_FALLBACK_DRIVER = """
+import sys, warnings
+sys.path.insert(0, sys.argv[1])
+warnings.simplefilter("ignore")
+from evalkit.sandbox.judged import exec_judged, run_judged
+from evalkit.sandbox.runner import Limits
+limits = Limits(timeout_s=10.0, cpu_s=5, memory_mb=512, max_procs=8)
+sources = [
+    "def f(x):\\n    return x * 2\\n",
+    "def f(x):\\n    class E:\\n        def __eq__(s, o):\\n            return True\\n    return E()\\n",
+    "import os\\ndef f(x):\\n    return os.getuid()\\n",
+]
+tests = ["assert f([1]) == [1, 1]", "assert f(2) == 4", "assert f(0) == 65534"]
+items = [exec_judged(s, setup="", tests=t, proxies=("f",), limits=limits) for s, t in zip(sources, tests)]
+print([(v.status, v.failure) for v in run_judged(items, isolation="rlimits")])
+"""
+
+
+def _system_python() -> str | None:
+    """A Python >= 3.10 outside /root, which the fallback's unprivileged uid can run; None if there is none."""
+    for path in ("/usr/bin/python3", "/usr/local/bin/python3"):
+        if os.access(path, os.X_OK) and not os.path.realpath(path).startswith("/root"):
+            ok = subprocess.run([path, "-c", "import sys; sys.exit(sys.version_info < (3, 10))"], capture_output=True)
+            if ok.returncode == 0:
+                return path
+    return None
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or _system_python() is None, reason="needs root and a system Python nobody can run"
+)
+def test_judged_programs_run_in_the_fallback_too():
+    python = _system_python()
+    assert python is not None
+    proc = subprocess.run(
+        [python, "-I", "-c", _FALLBACK_DRIVER, str(ROOT)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    verdicts = proc.stdout.strip().splitlines()[-1]
+    assert verdicts == "[('passed', None), ('failed', 'not plain data'), ('passed', None)]"  # as nobody
