@@ -193,8 +193,8 @@ def _program(main: str, *libraries: str, site: bool = False) -> str:
 def _programs(item: Judged) -> tuple[Program, Program]:
     lcb = item.judge["kind"] == "lcb"
     slack = replace(item.limits, timeout_s=item.limits.timeout_s + _SLACK_S, cpu_s=item.limits.cpu_s + int(_SLACK_S))
-    # OpenCompass's testing_util needs numpy; HumanEval's and MBPP's tests need the stdlib only.
-    judge_source = _program("judge", "wire", "contestant", site=True) if lcb else _program("judge", "wire")
+    # The judge finds what is installed, as the tests would in stock (OpenCompass's testing_util needs numpy).
+    judge_source = _program("judge", "wire", "contestant", site=True) if lcb else _program("judge", "wire", site=True)
     judge = Program(judge_source, slack, marshal.dumps(item.judge), site=False)
     contestant = Program(
         _program("contestant", "wire", site=True),
