@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from _lcb import lcb_evaluator
 
 from evalkit.sandbox.code import prompt_needed, read_humaneval_problems
 from evalkit.sandbox.judged import exec_judged, free_names, lcb_stub, run_judged
@@ -114,16 +115,6 @@ def test_every_mbpp_fixture_reference_solution_passes(oc):
     out = oc.SandboxedMBPPEvaluator().score(preds, ["\n".join(asserts) for _, _, asserts in items])
     assert [d["result"] for d in out["details"].values()] == ["pass"] * len(items), out["details"]
     assert out["score"] == 100.0
-
-
-def lcb_evaluator(oc, dataset: list[dict]):
-    """The sandboxed LiveCodeBench evaluator over `dataset` (the stock constructor loads the release from disk)."""
-    ev = object.__new__(oc.SandboxedLCBEvaluator)
-    ev.__dict__.update(
-        timeout=3, memory_limit_bytes=1 << 30, extractor_version="v1", pred_postprocessor=None, _dataset_replica_idx=0
-    )
-    ev.dataset = dataset
-    return ev
 
 
 def test_every_lcb_fixture_reference_solution_passes(oc):
