@@ -51,7 +51,9 @@ ALLOWED: dict[str, dict[str, str]] = {
     "sandbox/launch.py": {
         "mkdtemp": "the sandbox's private scratch, removed after",
         "write_text": "the program and its stdin in that scratch",
+        "write_bytes": "the program's stdin in that scratch",
     },
+    "sandbox/judge.py": {"open": "/dev/null as the judge's stdout while the tests run, inside its sandbox"},
 }
 
 
