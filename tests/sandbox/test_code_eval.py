@@ -47,7 +47,11 @@ def test_several_samples_per_task_average_pass_at_1(tmp_path):
     assert [r["failure"] for r in score.results] == [None, "wrong answer", "exception", "timeout"]
     assert score.results[1]["result"] == "failed: wrong answer: AssertionError (tests.py line 11)"
     assert score.results[2]["reason"].startswith("call 1, truncate_number(3.5) raised SystemExit: 0 (solution.py line ")
-    assert score.results[3]["result"] == "timed out" and "did not return within" in score.results[3]["reason"]
+    # The call's wall-clock limit, or its CPU limit when a loaded machine starves the judge's clock first.
+    reason = score.results[3]["reason"]
+    assert score.results[3]["result"] == "timed out" and (
+        "did not return within" in reason or "CPU time over" in reason
+    )
     assert score.pass_at_k == {"pass@1": pytest.approx(0.25)}
     assert (tmp_path / "out.jsonl").is_file()
 
