@@ -41,10 +41,12 @@ if [[ -n $shrink ]]; then
     shape=(--model "$tiny")
     sizes=(--device cpu --dtype fp32 --prompt-len 16 --gen-len 8)
     gpu_tests=(-m "gpu or not gpu" tests/engine/test_decode.py)
+    prof=(--model "$tiny" --device cpu --dtype fp32 --mode eager --prompt-len 16 --steps 2)
 else
     shape=(--shape ruyi-7b --random-weights)
     sizes=(--device cuda --dtype bf16)
     gpu_tests=(-m gpu)
+    prof=(--shape ruyi-7b --device cuda --dtype bf16 --mode compile)
 fi
 
 step env "$py" -c '
@@ -63,6 +65,12 @@ step pytest-gpu "$py" -m pytest -q -p no:cacheprovider "${gpu_tests[@]}"
 
 # 2, 3, 5. Both backends, batch 1 and the VRAM-by-batch sizes, with the attained copy bandwidth.
 step bench "$py" -m evalkit bench "${shape[@]}" "${sizes[@]}" --batch-sizes 1,4,16,32 --out "$out/bench"
+
+# Where the time of one decode step goes (kernels per step, time per kernel): read it before changing
+# code if a branch misses the bandwidth target.
+for branch in first last; do
+    step "profile-$branch" "$py" scripts/profile_step.py "${prof[@]}" --branch "$branch" --out "$out/profile-$branch"
+done
 
 # 4. Shared trunk: all five branches scored / decoded together against the last alone.
 step shared-trunk "$py" -m evalkit bench --shared-trunk "${shape[@]}" "${sizes[@]}" --out "$out/shared-trunk"
