@@ -165,6 +165,7 @@ class Ratio:
     e2e_speedup: float  # hf end-to-end latency over fast end-to-end latency (medians)
     decode_speedup_ci: tuple[float, ...] | None = None  # 95% interval [low, high]; None in version 1
     e2e_speedup_ci: tuple[float, ...] | None = None
+    comparison: str | None = None  # the name of the `Comparison` it comes from (rounds, raw values)
 
 
 @dataclass(frozen=True)
@@ -180,6 +181,7 @@ class TrunkDecode:
     decode_separate_over_last: float
     decode_shared_over_last_ci: tuple[float, ...] | None = None  # 95% interval [low, high]; None in version 1
     decode_separate_over_last_ci: tuple[float, ...] | None = None
+    comparison: str | None = None  # the name of the `Comparison` it comes from (rounds, raw values)
 
 
 @dataclass(frozen=True)
@@ -196,6 +198,7 @@ class TrunkScoring:
     scoring_separate_over_last: float
     scoring_shared_over_last_ci: tuple[float, ...] | None = None  # 95% interval [low, high]; None in version 1
     scoring_separate_over_last_ci: tuple[float, ...] | None = None
+    comparison: str | None = None  # the name of the `Comparison` it comes from (rounds, raw values)
 
 
 @dataclass(frozen=True)
