@@ -302,7 +302,9 @@ def bench_from_dict(data: Any) -> BenchRecord:
 
 # Every number in a bench record is a size, a time, a rate or a ratio, so none is negative; these count
 # things of which a measurement has at least one.
-_AT_LEAST_ONE = frozenset({"batch_size", "prompt_len", "gen_len", "n", "limit", "num_params"})
+_AT_LEAST_ONE = frozenset(
+    {"batch_size", "prompt_len", "gen_len", "n", "limit", "num_params", "rounds", "logical_cpus", "torch_threads"}
+)
 _CHOICES = {"role": ("ours", "baseline"), "backend": ("hf", "fast"), "kind": FLAG_KINDS, "stopped": STOPPED}
 
 
