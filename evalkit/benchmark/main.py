@@ -337,32 +337,33 @@ def _shared_trunk(
     if measurer.progress is not None:
         measurer.progress.expect(2 * len(setup.batch_sizes))
     trunk, comparisons = shared_trunk(src.name, family, parse_branches(config.branches, family.branches), setup)
-    return _end_to_end(config, trunk, "cuda" if clock.cuda else "cpu"), comparisons
+    if config.e2e_suite and not config.shapes and measurer.progress is not None:
+        runs = "once" if config.e2e_rounds == 1 else f"{config.e2e_rounds + 1} times"
+        measurer.progress.note(f"end to end: evalkit run and stock OpenCompass, each {runs} (minutes on a CPU)")
+    trunk, e2e = _end_to_end(config, trunk, "cuda" if clock.cuda else "cpu")
+    return trunk, comparisons + e2e
 
 
-def _end_to_end(config: BenchConfig, trunk: SharedTrunk, device: str) -> SharedTrunk:
+def _end_to_end(config: BenchConfig, trunk: SharedTrunk, device: str) -> tuple[SharedTrunk, list[Comparison]]:
     """The end-to-end part: `run --branches all` vs stock OpenCompass on the exported branches (checkpoints only)."""
     from evalkit.benchmark.e2e import E2ESetup, end_to_end  # OpenCompass, which GPU machines lack: only here
 
     if config.e2e_suite is None:
-        return trunk
+        return trunk, []
     if config.shapes:
-        return replace(
-            trunk,
-            notes=(
-                *trunk.notes,
-                "end to end: skipped, random-weight shapes have no checkpoint to run; pass --model PATH",
-            ),
-        )
+        note = "end to end: skipped, random-weight shapes have no checkpoint to run; pass --model PATH"
+        return replace(trunk, notes=(*trunk.notes, note)), []
     setup = E2ESetup(
         model=config.model,
         suite=parse_suites(config.e2e_suite)[0],
         limit=config.e2e_limit,
         max_out_len=config.e2e_max_out_len,
         device=device,
+        rounds=config.e2e_rounds,
+        seed=config.seed,
     )
-    e2e, notes = end_to_end(setup)
-    return replace(trunk, e2e=(e2e,), notes=(*trunk.notes, *notes))
+    e2e, notes, comparison = end_to_end(setup)
+    return replace(trunk, e2e=(e2e,), notes=(*trunk.notes, *notes)), [comparison] if comparison else []
 
 
 def _sources(config: BenchConfig, device: str) -> list[_Source]:
