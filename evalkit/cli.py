@@ -323,7 +323,8 @@ def score_code(dataset: str, samples: str, out: str | None, workers: int | None)
     "--batch-sizes",
     callback=_int_list,
     default=None,
-    help="Comma-separated [default on a GPU: 1,4,16,32, 1,8 with --shared-trunk; on a CPU: 1,4].",
+    help="Comma-separated [default on a GPU: 1,4,16,32, 1,8 with --shared-trunk; on a CPU: 1,4, and 1 "
+    "with --shared-trunk].",
 )
 @click.option("--prompt-len", type=int, default=None, help="[default: 256 on a GPU, 32 on a CPU]")
 @click.option(
@@ -355,7 +356,8 @@ def score_code(dataset: str, samples: str, out: str | None, workers: int | None)
     "--time-budget",
     type=float,
     default=None,
-    help="Seconds per comparison before it stops short of --ci-target [default: 60 on a GPU, 10 on a CPU].",
+    help="Seconds per comparison before it stops short of --ci-target [default: 60 on a GPU; on a CPU 10, "
+    "45 with --shared-trunk].",
 )
 @click.option(
     "--threads", type=int, default=None, help="torch CPU threads [default: 1 on a CPU, torch's own on a GPU]."

@@ -70,6 +70,7 @@ class Sizing:
     warmup: int
     dtype: str
     time_budget: float  # seconds per comparison
+    trunk_time_budget: float  # seconds per comparison with --shared-trunk (more conditions, fewer comparisons)
     e2e_suite: str | None  # `--e2e-suite auto`: the end-to-end comparison's suite, None to skip it
     threads: int | None  # torch's CPU threads; None: torch's own default
 
@@ -86,11 +87,12 @@ class Sizing:
         )
 
 
-GPU_SIZED = Sizing("GPU-sized", 256, 128, BATCH_SIZES, (1, 8), 10, 2, "bf16", 60.0, "stem", None)
-# Sized to finish a bare `bench` (8 comparisons) and `bench --shared-trunk` in under 3 minutes on 2 cores. One
-# thread: tiny matrices gain nothing from more, and on a shared machine threads that wait on each other for a
-# core another process holds make every timing swing.
-CPU_SIZED = Sizing("CPU-sized", 32, 16, (1, 4), (1, 4), 5, 1, "fp32", 10.0, None, 1)
+GPU_SIZED = Sizing("GPU-sized", 256, 128, BATCH_SIZES, (1, 8), 10, 2, "bf16", 60.0, 60.0, "stem", None)
+# Sized to finish a bare `bench` (8 comparisons of 2 conditions) and `bench --shared-trunk` (2 comparisons of 6
+# conditions on Ruyi-7B's structure) in under 3 minutes on 2 cores. One thread: tiny matrices gain nothing from
+# more, and on a shared machine threads that wait on each other for a core another process holds make every
+# timing swing.
+CPU_SIZED = Sizing("CPU-sized", 32, 16, (1, 4), (1,), 5, 1, "fp32", 10.0, 45.0, None, 1)
 _SIZED = ("prompt_len", "gen_len", "batch_sizes", "iterations", "warmup", "dtype", "time_budget", "threads")
 
 
@@ -181,6 +183,8 @@ class BenchConfig:
         fill = {k: getattr(sizing, k) for k in _SIZED if getattr(self, k) is None}
         if self.batch_sizes is None:
             fill["batch_sizes"] = sizing.trunk_batch_sizes if self.shared_trunk else sizing.batch_sizes
+        if self.time_budget is None:
+            fill["time_budget"] = sizing.trunk_time_budget if self.shared_trunk else sizing.time_budget
         suite = sizing.e2e_suite if self.e2e_suite == "auto" else self.e2e_suite
         return replace(self, **fill, e2e_suite=suite if self.shared_trunk else None, given=given), sizing
 

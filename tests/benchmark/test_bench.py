@@ -341,7 +341,7 @@ def test_bench_in_process_with_a_peak_and_shared_trunk(tiny_path, tmp_path):
     assert record.peak_bandwidth_source == "flag" and not record.ratios
     trunk_record, _ = bench(BenchConfig(**{**SMALL, "batch_sizes": None}, shared_trunk=True, out=str(tmp_path / "b")))
     trunk = trunk_record.shared_trunk
-    assert trunk is not None and [d.batch_size for d in trunk.decode] == [1, 4]  # the CPU-sized default
+    assert trunk is not None and [d.batch_size for d in trunk.decode] == [1]  # the CPU-sized default
     assert trunk_record.defaults.startswith("CPU-sized defaults (the device is a CPU): prompt 8 tokens, 4 generated")
     assert trunk_record.machine is not None and trunk_record.machine.torch_threads == 1
     by_name = {c.name: c for c in trunk_record.comparisons}
