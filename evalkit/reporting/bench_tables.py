@@ -173,7 +173,8 @@ def method_lines(record: BenchRecord) -> list[str]:
 
 
 def describe_machine(m: Machine) -> str:
-    text = f"{m.cpu_model}, {m.logical_cpus} logical CPUs, torch {m.torch_threads} threads"
+    threads = f"{m.torch_threads} thread{'s' if m.torch_threads != 1 else ''}"
+    text = f"{m.cpu_model}, {m.logical_cpus} logical CPUs, torch {threads}"
     if m.load_before or m.load_after:
         before = f"{m.load_before[0]:.2f}" if m.load_before else "?"
         after = f"{m.load_after[0]:.2f}" if m.load_after else "?"
