@@ -60,7 +60,7 @@ class SoFar:
     name: str
     rounds: int
     elapsed_s: float
-    ratios: tuple[RatioEstimate, ...]  # as of the latest interval check (after the fewest rounds, then every ~10%)
+    ratios: tuple[RatioEstimate, ...]  # as of the latest check (after the fewest rounds, then every ~10%); () before
     stopping: Stopping
 
     @property
@@ -116,7 +116,7 @@ def interleave(
     orders: list[tuple[str, ...]] = []
     values: dict[tuple[str, str], list[float]] = {}
     stopped, checked = "", 0
-    so_far = None
+    latest: tuple[RatioEstimate, ...] = ()
     while not stopped:
         order = round_order(names, seed, len(orders))
         measured = {c: _as_measures(conditions[c]()) for c in order}
@@ -124,15 +124,15 @@ def interleave(
         orders.append(order)
         elapsed = clock() - start
         n = len(orders)
-        # Each interval costs a bootstrap: recomputed after the fewest rounds, then every ~10% more rounds.
-        if so_far is None or (n >= stopping.min_rounds and n - checked >= max(1, checked // 10)):
+        # Each interval costs a bootstrap: computed after the fewest rounds, then every ~10% more rounds.
+        if n >= stopping.min_rounds and n - checked >= max(1, checked // 10):
             so_far = _comparison(name, names, orders, values, ratios, stopping, warmup, seed, elapsed, "")
-            checked = n
+            latest, checked = so_far.ratios, n
             stopped = _stop(so_far, stopping, elapsed)
         if not stopped:
             stopped = _out_of_rounds(n, stopping, elapsed)
         if on_round is not None:
-            on_round(SoFar(name, n, elapsed, so_far.ratios, stopping))
+            on_round(SoFar(name, n, elapsed, latest, stopping))
     return _comparison(name, names, orders, values, ratios, stopping, warmup, seed, clock() - start, stopped)
 
 

@@ -139,11 +139,10 @@ def test_measures_progress_and_bad_specs():
         [RatioSpec("e2e", ("hf",), ("fast",), "e2e_s"), RatioSpec("ttft", ("hf",), ("fast",), "ttft_s")],
         stopping=Stopping(min_rounds=3, budget_s=1e9),
         clock=clock,
-        on_round=lambda so_far: seen.append(so_far.rounds),
+        on_round=seen.append,
     )
     assert [r.value for r in c.ratios] == [2.0, 2.0] and c.ratios[0].ci == (2.0, 2.0)
-    assert seen == [1, 2, 3] and {(s.condition, s.measure) for s in c.series} == {
-        (x, m) for x in ("hf", "fast") for m in ("ttft_s", "e2e_s")
-    }
+    assert [s.rounds for s in seen] == [1, 2, 3] and seen[0].widest is None and seen[-1].widest == 0.0
+    assert {(s.condition, s.measure) for s in c.series} == {(x, m) for x in ("hf", "fast") for m in ("ttft_s", "e2e_s")}
     with pytest.raises(ValueError, match="not among"):
         interleave({"a": lambda: 1.0}, [RatioSpec("x", ("a",), ("b",))], stopping=Stopping(1, 1.0))
