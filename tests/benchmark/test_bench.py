@@ -409,6 +409,12 @@ def test_bench_cli_on_cpu_writes_a_valid_record(tiny_path, tmp_path):
         (["--peak-bandwidth", "nan"], "--peak-bandwidth must be a positive number"),
         (["--peak-bandwidth", "0"], "--peak-bandwidth must be a positive number"),
         (["--shared-trunk", "--e2e-max-out-len", "-5"], "--e2e-max-out-len must be >= 1"),
+        (["--ci-target", "5"], "--ci-target must be a share of the ratio between 0 and 1"),
+        (["--time-budget", "0"], "--time-budget must be a positive number of seconds"),
+        (["--time-budget", "inf"], "--time-budget must be a positive number of seconds"),
+        (["--threads", "0"], "--threads must be >= 1"),
+        (["--iterations", "0"], "--iterations and --warmup must be >= 1"),
+        (["--shared-trunk", "--e2e-rounds", "0"], "--e2e-rounds a positive number"),
         (["--shared-trunk", "--shape", "ruyi-7b,yi-6b", "--random-weights"], "yi-6b has one branch"),
         (
             ["--out", "/proc/version/x"],
