@@ -137,8 +137,9 @@ def _speed_tables(bench: BenchRecord) -> str:
         by_branch.setdefault((r.model, r.branch), []).append(r)
     parts = [
         "#### Speed per branch\n\nTTFT: time to the first token (prefill). TPOT: time per output token "
-        "after the first. Decode tok/s counts every row of the batch. fast/hf: the two backends' medians, "
-        "measured in the same run on the same prompts.\n"
+        "after the first. Decode tok/s counts every row of the batch. fast/hf: the two backends measured in "
+        "the same run on the same prompts, interleaved round by round; the median of the per-round ratios "
+        "with its 95% interval (a bare ratio of medians in records written before intervals).\n"
     ]
     for rows in by_branch.values():
         first = rows[0]
