@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from tabulate import tabulate
 
-from evalkit.records.bench import BenchRecord, BenchRow, Ratio, SharedTrunk
+from evalkit.records.bench import BenchRecord, BenchRow, Comparison, Machine, Ratio, SharedTrunk
 from evalkit.reporting.units import format_bytes, format_params
 
 Column = tuple[str, Callable[[BenchRow], str]]  # header, and the cell of a row
@@ -107,23 +107,86 @@ def bench_markdown(record: BenchRecord) -> str:
         f"Device: {env.device} · torch {env.torch} · transformers {env.transformers} · {record.dtype} · "
         f"peak bandwidth: {_gbps(record)}\nCommand: `{record.command}` · {record.created_at}"
     )
+    head += "".join(f"\n{line}" for line in method_lines(record))
     if record.rows:
         head += "\n" + _backends(record)
     parts = [head, *(f"Note: {n}" for n in record.notes)]
     if record.rows:
         parts += ["### Speed per branch", speed_table(record.rows, CONSOLE_SPEED)]
     if record.ratios:
+        by_name = {c.name: c for c in record.comparisons}
         rows = [
-            (r.model, r.branch, r.batch_size, f"{r.decode_speedup:.2f}x", f"{r.e2e_speedup:.2f}x")
+            (
+                r.model,
+                r.branch,
+                r.batch_size,
+                with_interval(r.decode_speedup, r.decode_speedup_ci),
+                with_interval(r.e2e_speedup, r.e2e_speedup_ci),
+                rounds_cell(by_name.get(r.comparison or "")),
+            )
             for r in record.ratios
         ]
-        headers = ["model", "branch", "batch", "decode tok/s", "end to end"]
-        parts += ["### fast over hf (same run)", tabulate(rows, headers=headers, tablefmt="github")]
+        headers = ["model", "branch", "batch", "decode tok/s [95% CI]", "end to end [95% CI]", "rounds"]
+        parts += [
+            "### fast over hf (same run, interleaved)",
+            tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True),
+        ]
     if any(r.peak_allocated_bytes is not None or r.error for r in record.rows):
         parts += ["### Minimum VRAM by batch size", vram_table(record.rows, CONSOLE_VRAM)]
     if record.shared_trunk is not None:
-        parts += ["### Shared trunk", trunk_tables(record.shared_trunk)]
+        parts += ["### Shared trunk", trunk_tables(record.shared_trunk, record.comparisons)]
+    parts += warnings(record)
     return "\n\n".join(parts) + "\n"
+
+
+def with_interval(value: float, ci: Sequence[float] | None) -> str:
+    """'1.52x [1.48, 1.57]'; a bare '1.52x' for a version-1 record, which has no interval."""
+    return f"{value:.2f}x" if ci is None else f"{value:.2f}x [{ci[0]:.2f}, {ci[1]:.2f}]"
+
+
+def rounds_cell(c: Comparison | None) -> str:
+    """'23 (converged)', '41 (budget: ±7.2%)': the rounds and why they stopped."""
+    if c is None:
+        return "–"
+    if c.stopped in ("budget", "max-rounds") and c.ratios:
+        widest = max(r.half_width for r in c.ratios)
+        return f"{c.rounds} ({c.stopped}: ±{widest:.1%})"
+    return f"{c.rounds} ({c.stopped})"
+
+
+def method_lines(record: BenchRecord) -> list[str]:
+    """The defaults taken, the machine's state and the measurement rule, for a record's header."""
+    lines = []
+    if record.defaults:
+        lines.append(f"Defaults: {record.defaults}")
+    if record.machine is not None:
+        lines.append(f"Machine: {describe_machine(record.machine)}")
+    p = record.protocol
+    if "ci_target" in p:
+        lines.append(
+            f"Method: conditions interleaved in rounds ({p.get('order', 'shuffled')}), at least "
+            f"{p.get('iterations')} rounds, then until every ratio's 95% interval is within "
+            f"±{float(p['ci_target']):.0%} or {float(p.get('time_budget_s', 0)):g} s per comparison; a ratio is "
+            "the median over rounds of the round's ratio, its interval a bootstrap over the rounds"
+        )
+    return lines
+
+
+def describe_machine(m: Machine) -> str:
+    threads = f"{m.torch_threads} thread{'s' if m.torch_threads != 1 else ''}"
+    text = f"{m.cpu_model}, {m.logical_cpus} logical CPUs, torch {threads}"
+    if m.load_before or m.load_after:
+        before = f"{m.load_before[0]:.2f}" if m.load_before else "?"
+        after = f"{m.load_after[0]:.2f}" if m.load_after else "?"
+        text += f", load average {before} before / {after} after (1-minute)"
+    if m.gpu_sm_mhz is not None:
+        text += f", GPU clocks SM {m.gpu_sm_mhz}/{m.gpu_max_sm_mhz or '?'} MHz"
+        text += f", memory {m.gpu_mem_mhz or '?'}/{m.gpu_max_mem_mhz or '?'} MHz (now/max)"
+    return text
+
+
+def warnings(record: BenchRecord) -> list[str]:
+    return [f"Warning ({f.kind}): {f.message}" for f in record.flags]
 
 
 def speed_table(rows: Sequence[BenchRow], layout: SpeedLayout, ratios: Sequence[Ratio] = ()) -> str:
@@ -150,7 +213,10 @@ def _timing_cells(r: BenchRow, ratio: Ratio | None) -> dict[str, str] | None:
         memory = f"{r.peak_allocated_bytes / 1e9:.2f} / {(r.peak_reserved_bytes or 0) / 1e9:.2f}"
     fast_over_hf = "–"
     if r.backend == "fast" and ratio is not None:
-        fast_over_hf = f"{ratio.decode_speedup:.2f}x ({ratio.e2e_speedup:.2f}x)"
+        fast_over_hf = (
+            f"{with_interval(ratio.decode_speedup, ratio.decode_speedup_ci)} "
+            f"({with_interval(ratio.e2e_speedup, ratio.e2e_speedup_ci)})"
+        )
     return {
         "ttft": f"{r.ttft_s.median * 1e3:.1f}",
         "tpot p50/p99": f"{tp.median * 1e3:.2f} / {tp.p99 * 1e3:.2f}",
@@ -187,7 +253,8 @@ def _vram_cell(rows: list[BenchRow]) -> str:
     return "–"
 
 
-def trunk_tables(trunk: SharedTrunk) -> str:
+def trunk_tables(trunk: SharedTrunk, comparisons: Sequence[Comparison] = ()) -> str:
+    by_name = {c.name: c for c in comparisons}
     out: list[str] = []
     if trunk.decode:
         rows = [
@@ -197,8 +264,9 @@ def trunk_tables(trunk: SharedTrunk) -> str:
                 f"{d.shared_step_s.median * 1e3:.2f}",
                 f"{d.last_step_s.median * 1e3:.2f}",
                 f"{d.separate_step_s * 1e3:.2f}",
-                f"{d.decode_shared_over_last:.2f}x",
-                f"{d.decode_separate_over_last:.2f}x",
+                with_interval(d.decode_shared_over_last, d.decode_shared_over_last_ci),
+                with_interval(d.decode_separate_over_last, d.decode_separate_over_last_ci),
+                rounds_cell(by_name.get(d.comparison or "")),
             )
             for d in trunk.decode
         ]
@@ -208,8 +276,9 @@ def trunk_tables(trunk: SharedTrunk) -> str:
             "all together ms/step",
             "last alone ms/step",
             "each alone, summed ms/step",
-            "together / last",
-            "separate / last",
+            "together / last [95% CI]",
+            "separate / last [95% CI]",
+            "rounds",
         ]
         out += [f"Decoding ({trunk.model}):", tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)]
     if trunk.scoring:
@@ -221,8 +290,9 @@ def trunk_tables(trunk: SharedTrunk) -> str:
                 f"{s.shared_s.median * 1e3:.2f}",
                 f"{s.last_s.median * 1e3:.2f}",
                 f"{s.separate_s * 1e3:.2f}",
-                f"{s.scoring_shared_over_last:.2f}x",
-                f"{s.scoring_separate_over_last:.2f}x",
+                with_interval(s.scoring_shared_over_last, s.scoring_shared_over_last_ci),
+                with_interval(s.scoring_separate_over_last, s.scoring_separate_over_last_ci),
+                rounds_cell(by_name.get(s.comparison or "")),
             )
             for s in trunk.scoring
         ]
@@ -233,16 +303,28 @@ def trunk_tables(trunk: SharedTrunk) -> str:
             "all together ms",
             "last alone ms",
             "each alone, summed ms",
-            "together / last",
-            "separate / last",
+            "together / last [95% CI]",
+            "separate / last [95% CI]",
+            "rounds",
         ]
         table = tabulate(scoring, headers=headers, tablefmt="github", disable_numparse=True)
         out += [f"Scoring ({trunk.model}):", table]
+    if trunk.decode or trunk.scoring:
+        out.append(
+            "Times are each condition's median; a ratio is the median of the per-round ratios, so it need not "
+            "equal the ratio of the medians shown."
+        )
     for e in trunk.e2e:
+        ratio = f"stock / evalkit {with_interval(e.e2e_stock_over_evalkit, e.e2e_stock_over_evalkit_ci)}"
+        runs = (
+            "a single measurement of each side, no interval (--e2e-rounds 2 or more gives one)"
+            if e.rounds == 1
+            else f"median of {e.rounds} interleaved rounds"
+        )
         out += [
             f"End to end ({trunk.model}, {e.suite} suite, {e.limit} items per dataset, {len(e.branches)} branches "
             f"x {len(e.datasets)} datasets): evalkit run {e.evalkit_s:.1f} s, stock OpenCompass {e.stock_s:.1f} s, "
-            f"stock / evalkit {e.e2e_stock_over_evalkit:.2f}x; predictions identical: "
+            f"{ratio} ({runs}); predictions identical: "
             f"{str(e.predictions_identical).lower()} ({e.items_compared} items).",
             f"Baseline: {e.baseline}.",
         ]
