@@ -348,7 +348,7 @@ def score_code(dataset: str, samples: str, out: str | None, workers: int | None)
     "--iterations",
     type=int,
     default=None,
-    help="The fewest timed rounds per comparison; more run until every ratio's 95%% interval is within "
+    help="The fewest timed rounds per comparison; more run until every ratio's 95% interval is within "
     "--ci-target or --time-budget is spent [default: 10 on a GPU, 5 on a CPU].",
 )
 @click.option("--warmup", type=int, default=None, help="Untimed runs of each condition first [default: 2 GPU, 1 CPU].")
@@ -367,7 +367,7 @@ def score_code(dataset: str, samples: str, out: str | None, workers: int | None)
     type=float,
     default=0.05,
     show_default=True,
-    help="Stop once every ratio's 95%% interval has a half-width under this share of the ratio.",
+    help="Stop once every ratio's 95% interval has a half-width under this share of the ratio.",
 )
 @click.option("--peak-bandwidth", type=float, default=None, help="GB/s for MBU [default: from the device name].")
 @click.option(
