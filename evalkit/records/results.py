@@ -358,11 +358,11 @@ def _item(data: Any, where: str, version: int = SCHEMA_VERSION) -> Item:
         id=text(i["id"], f"{where}.id", empty=False),
         score=float(score) if is_number(score) else score,
         group=text(i.get("group"), f"{where}.group", null=True, empty=False),
-        signals=None if signals is None else _signals(signals, f"{where}.signals"),
+        signals=None if signals is None else signals_from_dict(signals, f"{where}.signals"),
     )
 
 
-def _signals(data: Any, where: str) -> Signals:
+def signals_from_dict(data: Any, where: str) -> Signals:
     """An item's signals, each a number in its range (log-probs <= 0, entropy >= 0, fractions 0..1) or null."""
     s = keys(data, where, optional=SIGNAL_FIELDS)
     values: dict[str, Any] = {}
