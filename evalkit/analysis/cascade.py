@@ -68,6 +68,24 @@ class CostModel:
 
 
 @dataclass(frozen=True)
+class Timing:
+    """Measured seconds per branch (a bench at batch 1): prefill seconds per prompt token, and seconds per
+    output token after the first. Prefill is taken as linear in the prompt's length and in layers, so an
+    escalation's prefill costs the new layers' share of the branch's prefill."""
+
+    prefill_s_per_token: tuple[float, ...]
+    tpot_s: tuple[float, ...]
+
+    def steps(self, cost: CostModel, prompt: np.ndarray, answers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(familial, separate) seconds, (branches, items), that visiting each branch adds."""
+        e = np.asarray(cost.exits, dtype=float)[:, None]
+        below = np.concatenate([[0.0], cost.exits[:-1]])[:, None]
+        pre = np.asarray(self.prefill_s_per_token)[:, None] * prompt[None, :]
+        dec = np.asarray(self.tpot_s)[:, None] * np.maximum(answers - 1, 0)
+        return pre * (e - below + 1) / (e + 1) + dec, pre + dec
+
+
+@dataclass(frozen=True)
 class Data:
     """One dataset's items that every branch has: outcomes, the signal, token counts, estimator weights."""
 
@@ -81,10 +99,16 @@ class Data:
     separate: np.ndarray
     denominator: np.ndarray  # (items,)
     weights: np.ndarray  # (items,), summing to 1
+    seconds: tuple[np.ndarray, np.ndarray] | None = None  # (familial, separate) per branch visited, with a Timing
 
 
 def dataset_data(
-    record: ResultsRecord, branches: Sequence[Sized], key: str, signal: str, cost: CostModel
+    record: ResultsRecord,
+    branches: Sequence[Sized],
+    key: str,
+    signal: str,
+    cost: CostModel,
+    timing: Timing | None = None,
 ) -> Data | None:
     """The dataset's matrices, or None when a branch has no per-item outcomes there."""
     scores = [record.score(b.model.abbr, key) for b in branches]
@@ -103,7 +127,10 @@ def dataset_data(
     w = item_weights(groups) if is_grouped(key) else None
     weights = np.full(len(ids), 1.0 / len(ids)) if w is None else w / w.sum()
     labels = tuple(b.label for b in branches)
-    return Data(key, labels, tuple(ids), tuple(groups), outcomes, sig, familial, separate, denominator, weights)
+    seconds = None if timing is None or answers is None else timing.steps(cost, prompt, answers)
+    return Data(
+        key, labels, tuple(ids), tuple(groups), outcomes, sig, familial, separate, denominator, weights, seconds
+    )
 
 
 def available_signals(record: ResultsRecord, branches: Sequence[Sized], key: str) -> list[str]:
@@ -239,6 +266,7 @@ class Point:
     separate_cost: float | None = None  # the same policy run as separate models
     budget: float | None = None  # the cost budget the thresholds were chosen under, fraction of the last branch's
     share: dict[str, float] = field(default_factory=dict)  # fraction of items each branch answers
+    seconds: float | None = None  # measured seconds per item (a familial cascade), with a bench
     draws: np.ndarray | None = field(default=None, repr=False, compare=False)  # (resamples, 2): accuracy, cost
 
 
@@ -252,6 +280,7 @@ def point(
     separate: np.ndarray | None = None,
     budget: float | None = None,
     stop: np.ndarray | None = None,
+    seconds: np.ndarray | None = None,
 ) -> Point:
     """A policy's point from its per-item outcomes and costs; `resamples` (R, items) bootstrap indices."""
     w, d = data.weights, data.denominator
@@ -270,6 +299,7 @@ def point(
         None if separate is None else float(separate.sum() / d.sum()),
         budget,
         share,
+        None if seconds is None else float(seconds.mean()),
         np.stack([boot_acc, boot_cost], axis=1),
     )
 

@@ -21,6 +21,7 @@ from evalkit.analysis.cascade import (
     CostModel,
     Data,
     Point,
+    Timing,
     available_signals,
     bootstrap_indices,
     ci95,
@@ -72,16 +73,23 @@ class FamilyCascade:
 
 
 def cascades(
-    record: ResultsRecord, *, folds: int = DEFAULT_FOLDS, seed: int = DEFAULT_SEED, head: float = 0.0
+    record: ResultsRecord,
+    *,
+    folds: int = DEFAULT_FOLDS,
+    seed: int = DEFAULT_SEED,
+    head: float = 0.0,
+    timings: dict[str, Timing] | None = None,
 ) -> list[FamilyCascade]:
-    """One FamilyCascade per family of two or more branches whose exit layers the record knows."""
+    """One FamilyCascade per family of two or more branches whose exit layers the record knows; `timings`
+    (family -> measured seconds per branch) adds seconds per item to the points of generated datasets."""
     out = []
     for name, branches in families(record).items():
         exits = [b.model.exit_layer for b in branches]
         if len(branches) < 2 or any(e is None for e in exits):
             continue
         cost = CostModel(tuple(int(e) for e in exits if e is not None), head=head)
-        per = [_dataset(record, branches, k, cost, folds, seed) for k in all_dataset_keys(record)]
+        timing = (timings or {}).get(name)
+        per = [_dataset(record, branches, k, cost, folds, seed, timing) for k in all_dataset_keys(record)]
         done = tuple(d for d in per if d is not None)
         if done:
             out.append(FamilyCascade(name, tuple(branches), cost, folds, seed, done, _overall(done)))
@@ -89,21 +97,37 @@ def cascades(
 
 
 def _dataset(
-    record: ResultsRecord, branches: Sequence[Sized], key: str, cost: CostModel, folds: int, seed: int
+    record: ResultsRecord,
+    branches: Sequence[Sized],
+    key: str,
+    cost: CostModel,
+    folds: int,
+    seed: int,
+    timing: Timing | None = None,
 ) -> DatasetCascade | None:
     signals = available_signals(record, branches, key)
-    base = dataset_data(record, branches, key, signals[0] if signals else "margin", cost)
+    base = dataset_data(record, branches, key, signals[0] if signals else "margin", cost, timing)
     if base is None:
         return None
     n = base.outcomes.shape[1]
     resamples = bootstrap_indices(n, seed)
+    sep_s = None if base.seconds is None else base.seconds[1]
     fixed = tuple(
-        point(label, base.outcomes[k], base.separate[k], base, resamples) for k, label in enumerate(base.labels)
+        point(
+            label,
+            base.outcomes[k],
+            base.separate[k],
+            base,
+            resamples,
+            stop=np.full(n, k),
+            seconds=None if sep_s is None else sep_s[k],
+        )
+        for k, label in enumerate(base.labels)
     )
     oracle = _oracle(base, resamples)
     curves: dict[str, tuple[Point, ...]] = {}
     for name in signals:
-        data = dataset_data(record, branches, key, name, cost)
+        data = dataset_data(record, branches, key, name, cost, timing)
         if data is not None and data.signal is not None:
             curves[name] = _curve(data, resamples, folds, seed)
     headline_signal = next((s for s in HEADLINE_SIGNALS if s in curves), next(iter(curves), None))
@@ -116,11 +140,14 @@ def _oracle(data: Data, resamples: np.ndarray) -> Point:
     hits = data.outcomes == best[None, :]
     chosen = np.where(best > 0, hits.argmax(axis=0), len(data.labels) - 1)
     cols = np.arange(len(best))
-    return point("oracle", best, data.separate[chosen, cols], data, resamples, stop=chosen)
+    seconds = None if data.seconds is None else data.seconds[1][chosen, cols]
+    return point("oracle", best, data.separate[chosen, cols], data, resamples, stop=chosen, seconds=seconds)
 
 
 def _curve(data: Data, resamples: np.ndarray, folds: int, seed: int) -> tuple[Point, ...]:
     cv = cross_validate(data, folds=folds, seed=seed)
+    cols = np.arange(data.outcomes.shape[1])
+    fam_s = None if data.seconds is None else np.cumsum(data.seconds[0], axis=0)
     return tuple(
         point(
             "cascade",
@@ -131,6 +158,7 @@ def _curve(data: Data, resamples: np.ndarray, folds: int, seed: int) -> tuple[Po
             separate=cv.separate[j],
             budget=float(b),
             stop=cv.stop[j],
+            seconds=None if fam_s is None else fam_s[cv.stop[j], cols],
         )
         for j, b in enumerate(cv.budgets)
     )
@@ -163,6 +191,7 @@ def _mean_point(points: Sequence[Point]) -> Point:
     draws = np.mean([p.draws for p in points if p.draws is not None], axis=0)
     separate = [p.separate_cost for p in points]
     budgets = [p.budget for p in points]
+    seconds = [p.seconds for p in points]
     labels = {lab for p in points for lab in p.share}
     return Point(
         points[0].label,
@@ -173,6 +202,7 @@ def _mean_point(points: Sequence[Point]) -> Point:
         None if any(s is None for s in separate) else float(np.mean([s for s in separate if s is not None])),
         None if any(b is None for b in budgets) else float(np.mean([b for b in budgets if b is not None])),
         {lab: float(np.mean([p.share.get(lab, 0.0) for p in points])) for lab in sorted(labels)},
+        None if any(x is None for x in seconds) else float(np.mean([x for x in seconds if x is not None])),
         draws,
     )
 
