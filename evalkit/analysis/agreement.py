@@ -10,13 +10,16 @@ estimate; `bench --speculative` measures the real rate), the expected tokens per
     E[tokens | a, k] = (1 - a^(k+1)) / (1 - a)        (k + 1 when a = 1)
 
 and, counting layer weights read per token (decode at small batch is bound by memory bandwidth), a
-draft with exit e_d drafting for a target with exit e_t reads k * (e_d + 1) layers to draft and
-e_t + 1 - e_d to verify (the trunk below e_d is shared and already computed), against e_t + 1 per token
-for the target alone:
+step with a draft at exit e_d and a target at exit e_t reads k * (e_d + 1) layers to draft, the trunk's
+e_d layers once more for the last drafted token (the draft computed the trunk for the tokens before it,
+whose hidden states at e_d the target reuses), and the target's e_t + 1 - e_d layers above the exit to
+verify: k * (e_d + 1) + e_t + 1 in all, against e_t + 1 per token for the target alone:
 
-    speedup(a, k) = E[tokens | a, k] * (e_t + 1) / (k * (e_d + 1) + e_t + 1 - e_d)
+    speedup(a, k) = E[tokens | a, k] * (e_t + 1) / (k * (e_d + 1) + e_t + 1)
 
-Heads are not counted. Both are averaged over items, each with its own a.
+Sharing the trunk saves the verify's compute on the drafted tokens, not its weight reads, so at batch 1
+a draft pays only when it agrees often. Heads are not counted. Both are averaged over items, each with
+its own a.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ def expected_tokens_per_step(agreement: float | np.ndarray, k: int) -> float | n
 
 def estimated_speedup(agreement: float | np.ndarray, k: int, draft_exit: int, target_exit: int) -> float | np.ndarray:
     """Layer reads of the target alone per token over those of self-speculation per token (see module doc)."""
-    per_step = k * (draft_exit + 1) + (target_exit + 1 - draft_exit)
+    per_step = k * (draft_exit + 1) + target_exit + 1
     return expected_tokens_per_step(agreement, k) * (target_exit + 1) / per_step
 
 
