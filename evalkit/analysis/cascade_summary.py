@@ -42,8 +42,9 @@ class Headline:
 
     target: float  # the last branch's accuracy
     target_ci: tuple[float, float]
-    point: Point | None  # None: no budget up to the last branch's cost reaches it
+    point: Point | None  # None: no budget reaches it, or nothing to reach
     fraction: float | None  # the point's cost over the last branch's
+    trivial: bool = False  # the last branch answers nothing correctly: every policy "reaches" it
 
 
 @dataclass(frozen=True)
@@ -165,6 +166,8 @@ def _curve(data: Data, resamples: np.ndarray, folds: int, seed: int) -> tuple[Po
 
 
 def _headline(last: Point, curve: Sequence[Point]) -> Headline:
+    if last.accuracy <= 0.0:
+        return Headline(last.accuracy, last.accuracy_ci, None, None, trivial=True)
     reach = [p for p in curve if p.accuracy >= last.accuracy_ci[0]]
     best = min(reach, key=lambda p: p.cost) if reach else None
     return Headline(last.accuracy, last.accuracy_ci, best, None if best is None else best.cost / last.cost)

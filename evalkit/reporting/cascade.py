@@ -126,6 +126,8 @@ def _family_text(fam: FamilyCascade, plot_dir: Path, queue: plots.PlotQueue) -> 
 def _sentence(d: DatasetCascade, last: str) -> str:
     h = d.headline
     where = "overall (datasets weighted equally)" if d.dataset == "overall" else f"on {title(d.dataset)}"
+    if h is not None and h.trivial:
+        return f"**{where.capitalize()}, {last} answers no item correctly: a cascade has no accuracy to match.**\n"
     if h is None or h.point is None or h.fraction is None:
         return (
             f"**{where.capitalize()}, no cascade budget up to {MAX_BUDGET:.1f}× {last}'s compute reaches {last}'s "
@@ -146,6 +148,8 @@ def _headline_row(d: DatasetCascade, last: str) -> list[str]:
     signal = "per dataset" if d.dataset == "overall" else str(d.signal)
     base = [name, str(d.n), signal, _acc(lastp)]
     oracle = f"{d.oracle.accuracy:.1f} ({d.oracle.cost:.1f})"
+    if h is not None and h.trivial:
+        return [*base, f"nothing to match: {last} scores 0", "–", "–", "–", oracle]
     if h is None or h.point is None or h.fraction is None:
         return [*base, f"not reached by {MAX_BUDGET:.1f}×", "–", "–", "–", oracle]
     p = h.point
@@ -241,6 +245,7 @@ def _dataset_json(d: DatasetCascade) -> dict[str, Any]:
             "target_ci": list(h.target_ci),
             "point": None if h.point is None else _point_json(h.point),
             "fraction_of_last_branch_compute": h.fraction,
+            "nothing_to_match": h.trivial,
         },
     }
 
@@ -303,20 +308,15 @@ def cascade_plot(
     n = len(panels)
     cols = min(3, n)
     rows = -(-n // cols)
-    fig = plots._figure(figures, (4.4 * cols, 3.4 * rows + 0.5))
-    fig.subplots_adjust(
-        left=0.07,
-        right=0.98,
-        top=1 - 0.55 / (3.4 * rows + 0.5),
-        bottom=0.5 / (3.4 * rows + 0.5) + 0.04,
-        wspace=0.25,
-        hspace=0.45,
-    )
+    height = 3.4 * rows + 0.8
+    fig = plots._figure(figures, (4.4 * cols, height))
+    fig.subplots_adjust(left=0.07, right=0.98, top=1 - 0.35 / height, bottom=0.95 / height, wspace=0.25, hspace=0.5)
     for i, panel in enumerate(panels):
         ax = fig.add_subplot(rows, cols, i + 1)
         _draw_panel(ax, panel, last)
         if i == 0:
-            ax.legend(fontsize=7, loc="lower right", frameon=False)
+            handles, labels = ax.get_legend_handles_labels()
+            fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, frameon=False)
     return plots._save(fig, stem, formats=("png",))
 
 
@@ -338,6 +338,12 @@ def _draw_panel(ax: Any, panel: dict[str, Any], last: str) -> None:
     ax.plot(*panel["oracle"], marker="*", color=ORACLE_COLOUR, ms=11, ls="none", label="oracle (bound)", zorder=4)
     right = max([*xs, *(cascade[:, 0] if len(cascade) else [])])
     ax.set_xlim(0, right * 1.08)
+    values = [v for f in fixed for v in f[2:]] + [panel["oracle"][1]]
+    values += list(cascade[:, 1:4].ravel()) if len(cascade) else []
+    lo, hi = max(0.0, min(values) - 5), min(100.0, max(values) + 5)
+    if hi - lo < 10:  # accuracy is 0..100: never a negative axis, never a sliver
+        lo, hi = max(0.0, hi - 10), max(10.0, hi)
+    ax.set_ylim(lo, hi)
     ax.set_xlabel("layer passes per token", fontsize=8)
     ax.set_ylabel("accuracy (points)", fontsize=8)
     ax.tick_params(labelsize=7)
