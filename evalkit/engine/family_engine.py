@@ -36,7 +36,7 @@ from evalkit.engine.requests import (
 )
 from evalkit.engine.shared_generate import SharedGenerator, greedy_blockers
 from evalkit.engine.shared_trunk import SharedScorer, score_branch
-from evalkit.engine.signals import answer_signals, kept_length, step_stats
+from evalkit.engine.signals import answer_signals, confidence_processor, kept_length
 from evalkit.engine.spans import Span, continuation_span, text_span
 from evalkit.errors import EvalkitError
 from evalkit.load.branches import parse_branches
@@ -219,12 +219,13 @@ class FamilyEngine:
     def _generate_batch(
         self, branch: Branch, encoded: list[list[int]], max_out_len: int, stop: Sequence[str]
     ) -> list[tuple[str, Signals]]:
-        from transformers import StoppingCriteriaList
+        from transformers import LogitsProcessorList, StoppingCriteriaList
 
         model = self.model(branch)
         ids, mask = left_pad(encoded, self._pad_id, self.family.device)
         criteria = StoppingCriteriaList([StopStrings(self.tokenizer, stop, ids.shape[1])]) if stop else None
         eos = self._eos_ids(model)
+        confidence = confidence_processor()
         gen = model.generate(  # type: ignore[operator]  # transformers types generate loosely
             input_ids=ids,
             attention_mask=mask,
@@ -236,12 +237,10 @@ class FamilyEngine:
             pad_token_id=self._pad_id,
             eos_token_id=eos,
             stopping_criteria=criteria,
-            return_dict_in_generate=True,
-            output_scores=True,
+            logits_processor=LogitsProcessorList([confidence]),
         )
-        new = gen.sequences[:, ids.shape[1] :]
-        # The scores are the (processed) logits each greedy pick was made from.
-        stats = torch.stack([step_stats(s, new[:, t]) for t, s in enumerate(gen.scores)], dim=1).cpu()
+        new = gen[:, ids.shape[1] :]
+        stats = torch.stack(confidence.steps, dim=1).cpu()  # (rows, new tokens, 2)
         texts = self.tokenizer.batch_decode(new, skip_special_tokens=True)
         out = []
         for r, text in enumerate(texts):

@@ -14,6 +14,7 @@ draft branch's tokens the last branch would accept under self-speculative decodi
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -64,6 +65,23 @@ def step_stats(logits: Tensor, tokens: Tensor) -> Tensor:
     chosen = logp.gather(-1, tokens[:, None].to(logp.device)).squeeze(-1)
     entropy = -(logp.exp() * logp).sum(-1)
     return torch.stack([chosen, entropy], dim=-1)
+
+
+def confidence_processor() -> Any:
+    """A transformers `LogitsProcessor` that keeps each step's (rows, 2) `step_stats` of the greedy pick and
+    changes nothing: stock `generate` appends it after its own processors, so it sees the scores greedy
+    takes its argmax of. Unlike `output_scores`, no (rows, vocabulary) tensor is kept per step."""
+    from transformers import LogitsProcessor
+
+    class ConfidenceProcessor(LogitsProcessor):
+        def __init__(self) -> None:
+            self.steps: list[Tensor] = []
+
+        def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:
+            self.steps.append(step_stats(scores, scores.argmax(-1)))
+            return scores
+
+    return ConfidenceProcessor()
 
 
 @torch.inference_mode()
