@@ -13,6 +13,7 @@ draft branch's tokens the last branch would accept under self-speculative decodi
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -49,21 +50,28 @@ def answer_signals(stats: Tensor, prompt_tokens: int) -> Signals:
     stats = stats.float().cpu()
     if stats.shape[0] == 0:
         return Signals(prompt_tokens=prompt_tokens, answer_tokens=0)
-    logp = stats[:, 0].clamp(max=0.0)
+    logp = stats[:, 0].clamp(max=0.0)  # float rounding may put the top token a hair above 0
     return Signals(
-        mean_logprob=float(logp.mean()),
-        min_logprob=float(logp.min()),
-        first_entropy=max(0.0, float(stats[0, 1])),
+        mean_logprob=_finite(logp.mean()),
+        min_logprob=_finite(logp.min()),
+        first_entropy=_finite(stats[0, 1].clamp(min=0.0)),
         prompt_tokens=prompt_tokens,
         answer_tokens=int(stats.shape[0]),
     )
+
+
+def _finite(x: Tensor) -> float | None:
+    """A signal as a float; None where overflowing logits left it NaN or infinite (a record holds no NaN)."""
+    value = float(x)
+    return value if math.isfinite(value) else None
 
 
 def step_stats(logits: Tensor, tokens: Tensor) -> Tensor:
     """(rows, 2) float32: log-prob of `tokens` under `logits` (rows, V) and the distribution's entropy."""
     logp = logits.float().log_softmax(-1)
     chosen = logp.gather(-1, tokens[:, None].to(logp.device)).squeeze(-1)
-    entropy = -(logp.exp() * logp).sum(-1)
+    p = logp.exp()
+    entropy = -torch.xlogy(p, p).sum(-1)  # 0 log 0 = 0: tokens a processor set to -inf add nothing
     return torch.stack([chosen, entropy], dim=-1)
 
 

@@ -11,7 +11,7 @@ import torch
 from evalkit import load_family
 from evalkit.engine.family_engine import FamilyEngine
 from evalkit.engine.requests import EngineConfig, GenerateRequest, GenerationSettings
-from evalkit.engine.signals import kept_length
+from evalkit.engine.signals import answer_signals, kept_length, step_stats
 
 PROMPTS = ["What is the capital of France?", "def add(a, b):", "Hi", "Question: 2 + 2 = ?\nAnswer:"]
 MAX_OUT = 12
@@ -102,3 +102,13 @@ def test_kept_length_stops_at_the_token_that_completes_the_text_before_a_stop_st
     assert kept_length(decode, [1, 2, 3, 4], ("\n\n",)) == 2
     assert kept_length(decode, [1, 2, 3, 4], ("b",)) == 1  # at least one token, even when the cut is inside it
     assert kept_length(decode, [], ("x",)) == 0
+
+
+def test_signals_never_hold_nan_and_tokens_masked_to_minus_infinity_add_no_entropy():
+    logits = torch.tensor([[0.0, 0.0, float("-inf"), float("-inf")], [float("nan")] * 4])
+    stats = step_stats(logits, torch.tensor([0, 0]))
+    assert stats[0, 0] == pytest.approx(math.log(0.5)) and stats[0, 1] == pytest.approx(math.log(2))
+    sig = answer_signals(stats[1:], prompt_tokens=3)
+    assert sig.mean_logprob is None and sig.first_entropy is None and sig.answer_tokens == 1
+    ok = answer_signals(stats[:1], prompt_tokens=3)
+    assert ok.mean_logprob == pytest.approx(math.log(0.5)) and ok.first_entropy == pytest.approx(math.log(2))
