@@ -20,6 +20,7 @@ from evalkit.catalog.datasets import title
 from evalkit.records.bench import BenchRecord
 from evalkit.records.results import ResultsRecord
 from evalkit.reporting import plots
+from evalkit.reporting.perf import device_label
 from evalkit.reporting.tables import pipe_table
 
 CASCADE_COLOUR = "#d35400"
@@ -45,8 +46,9 @@ def section(
     if not fams:
         return "No family with two or more branches and per-item outcomes in these records.\n", doc
     parts = [_intro(fams[0])]
+    where = "; ".join(dict.fromkeys(f"{device_label(b)}, {b.dtype}" for _, b in benches))
     for fam in fams:
-        parts.append(_family_text(fam, plot_dir, queue))
+        parts.append(_family_text(fam, plot_dir, queue, where))
     parts.append(_agreement_text(agree))
     return "\n".join(parts), doc
 
@@ -82,7 +84,7 @@ def _intro(fam: FamilyCascade) -> str:
     )
 
 
-def _family_text(fam: FamilyCascade, plot_dir: Path, queue: plots.PlotQueue) -> str:
+def _family_text(fam: FamilyCascade, plot_dir: Path, queue: plots.PlotQueue, where: str = "") -> str:
     last = fam.branches[-1].label
     exits = "/".join(str(e) for e in fam.cost.exits)
     head = f"### {fam.family} (exits {exits})\n\n"
@@ -113,7 +115,7 @@ def _family_text(fam: FamilyCascade, plot_dir: Path, queue: plots.PlotQueue) -> 
         names = ", ".join(title(d) for d in fam.missing_signals)
         lines.append(f"\nNo signals for {names}: left out of the cascade.\n")
     if any(p.seconds is not None for d in panels for p in d.fixed):
-        lines.append("\n" + _seconds_table(panels, last))
+        lines.append("\n" + _seconds_table(panels, last, where))
     lines.append(
         f"\n![cascade](plots/{stem.name}.png)\n\nEach panel: fixed branches (blue, 95% CI), the oracle (gold star, a "
         "bound no realisable policy reaches), the out-of-sample cascade at each cost budget (orange, with its "
@@ -162,7 +164,7 @@ def _acc(p: Point) -> str:
     return f"{p.accuracy:.1f} [{p.accuracy_ci[0]:.1f}, {p.accuracy_ci[1]:.1f}]"
 
 
-def _seconds_table(panels: Sequence[DatasetCascade], last: str) -> str:
+def _seconds_table(panels: Sequence[DatasetCascade], last: str, where: str) -> str:
     rows = []
     for d in panels:
         h = d.headline
@@ -174,8 +176,8 @@ def _seconds_table(panels: Sequence[DatasetCascade], last: str) -> str:
         )
     headers = ["Dataset", *(p.label for p in panels[0].fixed), f"Cascade at {last}'s accuracy"]
     return (
-        "Measured seconds per item (bench at batch 1: prefill per prompt token and time per output token of each "
-        "branch, scaled by each item's recorded token counts; generated datasets only):\n\n"
+        f"Measured seconds per item (bench at batch 1 on {where}: prefill per prompt token and time per output "
+        "token of each branch, scaled by each item's recorded token counts; generated datasets only):\n\n"
         + pipe_table(rows, headers)
         + "\n"
     )

@@ -79,11 +79,12 @@ def _row(exit_layer, tpot, ttft, batch=1, role="ours"):
 def test_bench_seconds_join_the_table(tmp_path):
     rows = [_row(e, 0.01 * (k + 1), 0.1 * (k + 1)) for k, e in enumerate((11, 15, 19, 23, 27))]
     rows.append(_row(11, 0.001, 0.01, batch=8))  # other batch sizes are not batch-1 latency
-    bench = SimpleNamespace(rows=rows)
+    env = SimpleNamespace(device_type="cpu", device="cpu (x86_64, 2 threads)", cuda=None)
+    bench = SimpleNamespace(rows=rows, environment=env, dtype="fp32")
     timings = cascade.bench_timings([bench])
     assert timings["ruyi-7b"].tpot_s == (0.01, 0.02, 0.03, 0.04, 0.05)
     assert timings["ruyi-7b"].prefill_s_per_token[0] == pytest.approx(0.001)
     text, doc = cascade.section(signal_record(n=60), [(tmp_path / "b.json", bench)], tmp_path, PlotQueue())
-    assert "Measured seconds per item" in text
+    assert "Measured seconds per item (bench at batch 1 on CPU (x86_64, 2 threads), fp32" in text
     gsm = next(d for d in doc["families"][0]["datasets"] if d["dataset"] == "gsm8k")
     assert gsm["fixed"][0]["seconds_per_item"] > 0
