@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from evalkit.catalog.datasets import BY_KEY
 from evalkit.records.estimator import score_value
 from evalkit.records.results import Item, ModelInfo, ResultsRecord, Score, Signals
 
@@ -56,5 +57,5 @@ def signal_record(
                     )
                 items.append(Item(f"{key}/{j}", float(correct[j]), None, sig))
             value = score_value(key, [i.score for i in items], [None] * n)
-            scores.append(Score(m.abbr, key, "accuracy", value, n, tuple(items)))
+            scores.append(Score(m.abbr, key, BY_KEY[key].metric, value, n, tuple(items)))
     return ResultsRecord("signals", "measured", models, tuple(scores))

@@ -282,13 +282,14 @@ def point(
     stop: np.ndarray | None = None,
     seconds: np.ndarray | None = None,
 ) -> Point:
-    """A policy's point from its per-item outcomes and costs; `resamples` (R, items) bootstrap indices."""
+    """A policy's point from its per-item outcomes and costs; `resamples` (R, items): how many times each
+    bootstrap resample draws each item (`bootstrap_counts`), so a resample's sums are one matrix product."""
     w, d = data.weights, data.denominator
     acc = 100.0 * float((outcome * w).sum())
     per_token = float(cost.sum() / d.sum())
-    boot_w = w[resamples]
-    boot_acc = 100.0 * (outcome[resamples] * boot_w).sum(axis=1) / boot_w.sum(axis=1)
-    boot_cost = cost[resamples].sum(axis=1) / d[resamples].sum(axis=1)
+    sums = resamples @ np.stack([outcome * w, w, cost, d], axis=1)  # (R, 4)
+    boot_acc = 100.0 * sums[:, 0] / sums[:, 1]
+    boot_cost = sums[:, 2] / sums[:, 3]
     share = {} if stop is None else {lab: float(np.mean(stop == k)) for k, lab in enumerate(data.labels)}
     return Point(
         label,
@@ -309,5 +310,9 @@ def ci95(draws: np.ndarray) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
-def bootstrap_indices(n: int, seed: int = DEFAULT_SEED, resamples: int = BOOTSTRAP) -> np.ndarray:
-    return np.random.default_rng(seed + 1).integers(0, n, size=(resamples, n))
+def bootstrap_counts(n: int, seed: int = DEFAULT_SEED, resamples: int = BOOTSTRAP) -> np.ndarray:
+    """(resamples, n): how often each resample of n items drawn with replacement (seeded) holds each item."""
+    draws = np.random.default_rng(seed + 1).integers(0, n, size=(resamples, n))
+    counts = np.zeros((resamples, n))
+    np.add.at(counts, (np.repeat(np.arange(resamples), n), draws.ravel()), 1.0)
+    return counts

@@ -23,7 +23,7 @@ from evalkit.analysis.cascade import (
     Point,
     Timing,
     available_signals,
-    bootstrap_indices,
+    bootstrap_counts,
     ci95,
     cross_validate,
     dataset_data,
@@ -111,7 +111,7 @@ def _dataset(
     if base is None:
         return None
     n = base.outcomes.shape[1]
-    resamples = bootstrap_indices(n, seed)
+    resamples = bootstrap_counts(n, seed)
     sep_s = None if base.seconds is None else base.seconds[1]
     fixed = tuple(
         point(
