@@ -2,9 +2,10 @@
 
 Each item has a latent difficulty; branch k (exits of Ruyi-7B) answers it correctly when its skill beats
 the difficulty plus noise. A branch's confidence signal is its margin over the difficulty plus noise of
-scale `noise`: an informative signal with noise 0.3, no information with `informative=False` (the signal
-is then drawn independently of everything). Generated datasets carry mean/min log-prob, first-token
-entropy, token counts and agreement; choice datasets a margin.
+scale `noise` (the outcome has noise of that scale too); with `informative=False` the signal is drawn
+independently of everything. Generated datasets carry mean/min log-prob, first-token
+entropy, token counts and agreement; choice datasets a margin. With `easy`, that fraction of items is
+easy for every branch and the rest are answered by E6B and E7B only.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ def signal_record(
     seed: int = 0,
     *,
     informative: bool = True,
+    noise: float = 0.3,
+    easy: float | None = None,
     datasets: tuple[str, ...] = ("gsm8k", "arc_c"),
     agreement: tuple[float, ...] = (0.5, 0.6, 0.75, 0.9, 1.0),
 ) -> ResultsRecord:
@@ -36,11 +39,13 @@ def signal_record(
     scores = []
     for key in datasets:
         difficulty = rng.normal(0.0, 1.0, n)
+        if easy is not None:  # two kinds of item: easy for every branch, or hard for all but E6B and E7B
+            difficulty = np.where(rng.random(n) < easy, -3.0, 0.45)
         prompt = rng.integers(50, 200, n)
         for k, m in enumerate(models):
             margin = SKILL[k] - difficulty
-            correct = (margin + rng.normal(0.0, 0.3, n)) > 0
-            conf = margin + rng.normal(0.0, 0.3, n) if informative else rng.normal(0.0, 1.0, n)
+            correct = (margin + rng.normal(0.0, noise, n)) > 0
+            conf = margin + rng.normal(0.0, noise, n) if informative else rng.normal(0.0, 1.0, n)
             items = []
             for j in range(n):
                 if key == "arc_c":

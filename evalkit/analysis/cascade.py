@@ -195,13 +195,18 @@ def candidates(signal: np.ndarray, max_candidates: int = MAX_CANDIDATES) -> np.n
 
 @dataclass(frozen=True)
 class Outcomes:
-    """Out-of-sample per-item results of the cascade at each budget: (budgets, items) each."""
+    """Out-of-sample per-item results of the cascade: (budgets + 1, items) each. Row j < len(budgets) is the
+    cascade within budget j; the last row (`MATCHED`) is the cheapest cascade whose training accuracy reaches
+    the last branch's, chosen per fold like the rest."""
 
     budgets: np.ndarray  # fractions of the last branch's cost
     outcome: np.ndarray
     familial: np.ndarray
     separate: np.ndarray
     stop: np.ndarray
+
+
+MATCHED = -1  # the row of `Outcomes` that matches the last branch's accuracy
 
 
 def default_budgets(data: Data) -> np.ndarray:
@@ -223,7 +228,7 @@ def cross_validate(
     order = np.random.default_rng(seed).permutation(n)
     fam_cum, sep_cum = np.cumsum(data.familial, axis=0), np.cumsum(data.separate, axis=0)
     budgets = default_budgets(data) if budgets is None else np.asarray(budgets, dtype=float)
-    out = {name: np.zeros((len(budgets), n)) for name in ("outcome", "familial", "separate", "stop")}
+    out = {name: np.zeros((len(budgets) + 1, n)) for name in ("outcome", "familial", "separate", "stop")}
     cols = np.arange(n)
     for test in np.array_split(order, k):
         train = np.setdiff1d(cols, test)
@@ -232,13 +237,22 @@ def cross_validate(
         w = data.weights[train] / data.weights[train].sum()
         acc = (data.outcomes[s, train[None, :]] * w).sum(axis=1)
         spend = fam_cum[s, train[None, :]].sum(axis=1) / data.separate[-1, train].sum()
-        chosen = [_best(acc, spend, b) for b in budgets]
-        applied = stops(data.signal[:, test], cand[chosen])  # (budgets, test)
+        chosen = [_best(acc, spend, b) for b in budgets] + [_matched(acc, spend, data.outcomes[-1, train], w)]
+        applied = stops(data.signal[:, test], cand[chosen])  # (budgets + 1, test)
         out["stop"][:, test] = applied
         out["outcome"][:, test] = data.outcomes[applied, test[None, :]]
         out["familial"][:, test] = fam_cum[applied, test[None, :]]
         out["separate"][:, test] = sep_cum[applied, test[None, :]]
     return Outcomes(budgets, out["outcome"], out["familial"], out["separate"], out["stop"].astype(int))
+
+
+def _matched(acc: np.ndarray, spend: np.ndarray, last: np.ndarray, w: np.ndarray) -> int:
+    """The cheapest candidate whose training accuracy reaches the last branch's on the training items; the
+    most accurate if none does."""
+    reach = acc >= float((last * w).sum()) - 1e-12
+    if not reach.any():
+        return int(np.argmax(acc))
+    return int(np.argmin(np.where(reach, spend, np.inf)))
 
 
 def _best(acc: np.ndarray, spend: np.ndarray, budget: float) -> int:

@@ -11,7 +11,7 @@ of the last branch's cost); their CIs combine each dataset's bootstrap draws.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -38,13 +38,19 @@ HEADLINE_SIGNALS = ("margin", "mean_logprob")
 
 @dataclass(frozen=True)
 class Headline:
-    """The cheapest cascade point whose accuracy reaches the last branch's 95% CI."""
+    """The cascade matched to the last branch's accuracy: in each fold, the cheapest thresholds whose training
+    accuracy reaches the last branch's, applied to the held-out fold (chosen without its items, like every
+    other point). `reached`: its out-of-sample accuracy lies within or above the last branch's 95% CI."""
 
     target: float  # the last branch's accuracy
     target_ci: tuple[float, float]
-    point: Point | None  # None: no budget reaches it, or nothing to reach
+    point: Point | None  # None: nothing to match
     fraction: float | None  # the point's cost over the last branch's
-    trivial: bool = False  # the last branch answers nothing correctly: every policy "reaches" it
+    trivial: bool = False  # the last branch answers nothing correctly: there is nothing to match
+
+    @property
+    def reached(self) -> bool:
+        return self.point is not None and self.point.accuracy >= self.target_ci[0] - 1e-9
 
 
 @dataclass(frozen=True)
@@ -56,6 +62,7 @@ class DatasetCascade:
     oracle: Point
     curves: dict[str, tuple[Point, ...]]  # signal -> out-of-sample points, one per budget
     headline: Headline | None
+    matched: dict[str, Point] = field(default_factory=dict)  # signal -> the cascade matched to the last branch
 
 
 @dataclass(frozen=True)
@@ -127,13 +134,15 @@ def _dataset(
     )
     oracle = _oracle(base, resamples)
     curves: dict[str, tuple[Point, ...]] = {}
+    matched: dict[str, Point] = {}
     for name in signals:
         data = dataset_data(record, branches, key, name, cost, timing)
         if data is not None and data.signal is not None:
-            curves[name] = _curve(data, resamples, folds, seed)
+            points = _curve(data, resamples, folds, seed)
+            curves[name], matched[name] = points[:-1], points[-1]
     headline_signal = next((s for s in HEADLINE_SIGNALS if s in curves), next(iter(curves), None))
-    headline = _headline(fixed[-1], curves[headline_signal]) if headline_signal else None
-    return DatasetCascade(key, n, headline_signal, fixed, oracle, curves, headline)
+    headline = _headline(fixed[-1], matched[headline_signal]) if headline_signal else None
+    return DatasetCascade(key, n, headline_signal, fixed, oracle, curves, headline, matched)
 
 
 def _oracle(data: Data, resamples: np.ndarray) -> Point:
@@ -149,28 +158,27 @@ def _curve(data: Data, resamples: np.ndarray, folds: int, seed: int) -> tuple[Po
     cv = cross_validate(data, folds=folds, seed=seed)
     cols = np.arange(data.outcomes.shape[1])
     fam_s = None if data.seconds is None else np.cumsum(data.seconds[0], axis=0)
+    budgets = [float(b) for b in cv.budgets] + [None]  # the last row: matched to the last branch's accuracy
     return tuple(
         point(
-            "cascade",
+            "cascade" if b is not None else "cascade matched to the last branch",
             cv.outcome[j],
             cv.familial[j],
             data,
             resamples,
             separate=cv.separate[j],
-            budget=float(b),
+            budget=b,
             stop=cv.stop[j],
             seconds=None if fam_s is None else fam_s[cv.stop[j], cols],
         )
-        for j, b in enumerate(cv.budgets)
+        for j, b in enumerate(budgets)
     )
 
 
-def _headline(last: Point, curve: Sequence[Point]) -> Headline:
+def _headline(last: Point, matched: Point) -> Headline:
     if last.accuracy <= 0.0:
         return Headline(last.accuracy, last.accuracy_ci, None, None, trivial=True)
-    reach = [p for p in curve if p.accuracy >= last.accuracy_ci[0]]
-    best = min(reach, key=lambda p: p.cost) if reach else None
-    return Headline(last.accuracy, last.accuracy_ci, best, None if best is None else best.cost / last.cost)
+    return Headline(last.accuracy, last.accuracy_ci, matched, matched.cost / last.cost)
 
 
 def _overall(datasets: Sequence[DatasetCascade]) -> DatasetCascade | None:
@@ -185,8 +193,17 @@ def _overall(datasets: Sequence[DatasetCascade]) -> DatasetCascade | None:
         for j in range(len(with_curve[0].curves[with_curve[0].signal or ""]))
     )
     n = sum(d.n for d in with_curve)
+    matched = _mean_point([d.matched[d.signal] for d in with_curve if d.signal is not None])
+    headline = _headline(fixed[-1], matched)
     return DatasetCascade(
-        "overall", n, "headline signal of each dataset", fixed, oracle, {"headline": curve}, _headline(fixed[-1], curve)
+        "overall",
+        n,
+        "headline signal of each dataset",
+        fixed,
+        oracle,
+        {"headline": curve},
+        headline,
+        {"headline": matched},
     )
 
 
