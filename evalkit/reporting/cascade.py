@@ -122,8 +122,8 @@ def _family_text(fam: FamilyCascade, plot_dir: Path, queue: plots.PlotQueue, whe
     lines.append(
         f"\n![cascade](plots/{stem.name}.png)\n\nEach panel: fixed branches (blue, 95% CI), the oracle (gold star, a "
         "bound no realisable policy reaches), the out-of-sample cascade at each cost budget (orange, with its "
-        "accuracy CI shaded) and the same cascade's cost as separate models (grey, dashed); the band is the last "
-        "branch's accuracy CI.\n"
+        "accuracy CI shaded), the cascade matched to the last branch (diamond) and the same cascade's cost as "
+        "separate models (grey, dashed); the band is the last branch's accuracy CI.\n"
     )
     return "".join(lines)
 
@@ -307,6 +307,12 @@ def _panel(d: DatasetCascade) -> dict[str, Any]:
         "fixed": [(p.label, p.cost, p.accuracy, *p.accuracy_ci) for p in d.fixed],
         "oracle": (d.oracle.cost, d.oracle.accuracy),
         "cascade": [(p.cost, p.accuracy, *p.accuracy_ci, p.separate_cost) for p in curve],
+        "matched": None
+        if d.headline is None or d.headline.point is None
+        else (
+            d.headline.point.cost,
+            d.headline.point.accuracy,
+        ),
     }
 
 
@@ -345,9 +351,21 @@ def _draw_panel(ax: Any, panel: dict[str, Any], last: str) -> None:
     for label, x, y, *_ in fixed:
         ax.annotate(label, (x, y), textcoords="offset points", xytext=(-4, 6), fontsize=7, ha="right")
     ax.plot(*panel["oracle"], marker="*", color=ORACLE_COLOUR, ms=11, ls="none", label="oracle (bound)", zorder=4)
-    right = max([*xs, *(cascade[:, 0] if len(cascade) else [])])
+    if panel["matched"] is not None:
+        ax.plot(
+            *panel["matched"],
+            marker="D",
+            color=CASCADE_COLOUR,
+            mec="black",
+            ms=6,
+            ls="none",
+            label=f"cascade matched to {last}",
+            zorder=5,
+        )
+    right = max([*xs, *(cascade[:, 0] if len(cascade) else []), *(panel["matched"] or (0.0,))[:1]])
     ax.set_xlim(0, right * 1.08)
     values = [v for f in fixed for v in f[2:]] + [panel["oracle"][1]]
+    values += [panel["matched"][1]] if panel["matched"] is not None else []
     values += list(cascade[:, 1:4].ravel()) if len(cascade) else []
     lo, hi = max(0.0, min(values) - 5), min(100.0, max(values) + 5)
     if hi - lo < 10:  # accuracy is 0..100: never a negative axis, never a sliver
