@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from evalkit.analysis.cascade import cascadable
 from evalkit.analysis.family_view import all_dataset_keys, families
 from evalkit.records.results import ResultsRecord
 
@@ -78,7 +79,7 @@ def agreement_tables(record: ResultsRecord, ks: tuple[int, ...] = DRAFT_KS) -> l
     out = []
     for name, branches in families(record).items():
         exits = [b.model.exit_layer for b in branches]
-        if len(branches) < 2 or any(e is None for e in exits):
+        if not cascadable(exits):
             continue
         rows = []
         for key in all_dataset_keys(record):

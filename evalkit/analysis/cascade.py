@@ -45,6 +45,13 @@ MAX_BUDGET = 1.5
 MAX_CANDIDATES = 1024  # threshold combinations tried per fold
 
 
+def cascadable(exits: Sequence[int | None]) -> bool:
+    """Whether branches with these exit layers (smallest branch first) form a cascade: two or more, every exit
+    known, each deeper than the one before (a record from a stranger family is left out, not misread)."""
+    known = [e for e in exits if e is not None]
+    return len(exits) >= 2 and len(known) == len(exits) and all(a < b for a, b in zip(known, known[1:]))
+
+
 @dataclass(frozen=True)
 class CostModel:
     """Layer passes of one item, per branch visited. `exits` ascending; a branch with exit e has e + 1 layers."""

@@ -24,6 +24,7 @@ from evalkit.analysis.cascade import (
     Timing,
     available_signals,
     bootstrap_counts,
+    cascadable,
     ci95,
     cross_validate,
     dataset_data,
@@ -93,7 +94,7 @@ def cascades(
     out = []
     for name, branches in families(record).items():
         exits = [b.model.exit_layer for b in branches]
-        if len(branches) < 2 or any(e is None for e in exits):
+        if not cascadable(exits):
             continue
         cost = CostModel(tuple(int(e) for e in exits if e is not None), head=head)
         timing = (timings or {}).get(name)
@@ -237,7 +238,7 @@ def cascade_scores(
     last branch's cost), as a Score, for the record's first family with signals; {} when there is none."""
     for name, branches in families(record).items():
         exits = [b.model.exit_layer for b in branches]
-        if len(branches) < 2 or any(e is None for e in exits):
+        if not cascadable(exits):
             continue
         cost = CostModel(tuple(int(e) for e in exits if e is not None))
         out = {}

@@ -173,3 +173,10 @@ def test_agreement_table_reads_the_recorded_fractions():
     assert row.dataset == "gsm8k" and fam.target == "E7B"
     assert [round(row.agreement[b], 1) for b in ("E3B", "E4B", "E5B", "E6B", "E7B")] == [0.2, 0.3, 0.5, 1.0, 1.0]
     assert row.best is not None and row.best.draft == "E6B" and row.best.speedup > 1
+
+
+def test_a_family_whose_exits_do_not_rise_with_size_is_left_out():
+    record = signal_record(n=30)
+    models = tuple(dataclasses.replace(m, exit_layer=30 - m.exit_layer) for m in record.models)
+    odd = dataclasses.replace(record, models=models)
+    assert cascades(odd) == [] and agreement_tables(odd) == [] and cascade_scores(odd, 0.8) == {}
