@@ -49,7 +49,7 @@ def cascadable(exits: Sequence[int | None]) -> bool:
     """Whether branches with these exit layers (smallest branch first) form a cascade: two or more, every exit
     known, each deeper than the one before (a record from a stranger family is left out, not misread)."""
     known = [e for e in exits if e is not None]
-    return len(exits) >= 2 and len(known) == len(exits) and all(a < b for a, b in zip(known, known[1:]))
+    return len(exits) >= 2 and len(known) == len(exits) and all(a < b for a, b in zip(known, known[1:], strict=False))
 
 
 @dataclass(frozen=True)
