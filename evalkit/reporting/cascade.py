@@ -199,7 +199,7 @@ def _agreement_text(families: Sequence[FamilyAgreement]) -> str:
         "teacher-forced on that answer), and the draft branch and k with the best estimated speedup for "
         f"self-speculative decoding (k in {', '.join(map(str, DRAFT_KS))}; expected tokens per target step "
         "(1 − a^(k+1))/(1 − a), positions agreeing independently; speedup in layer weights read, heads not "
-        "counted; `bench --speculative` measures it):\n"
+        "counted; `bench --speculative` measures it; – where no draft is estimated to beat the target alone):\n"
     ]
     for fam in families:
         labels = list(fam.rows[0].agreement)
