@@ -275,12 +275,33 @@ def readme(readme_file: str, results: tuple[str, ...], check: bool) -> None:
 @click.option("--junit", type=click.Path(dir_okay=False), default=None, help="Also write JUnit XML here.")
 @click.option("--github", is_flag=True, help="Also print GitHub Actions ::error annotations.")
 @click.option("--allow-missing", is_flag=True, help="Pass even if the candidate lacks scores the reference has.")
+@click.option(
+    "--cascade-budget",
+    type=float,
+    default=None,
+    metavar="FRACTION",
+    help="Also gate the confidence cascade's accuracy at this cost: a fraction of the last branch's compute, e.g. 0.8.",
+)
 @_user_errors
 def regress(
-    reference: str, candidate: str, tolerance: float, alpha: float, junit: str | None, github: bool, allow_missing: bool
+    reference: str,
+    candidate: str,
+    tolerance: float,
+    alpha: float,
+    junit: str | None,
+    github: bool,
+    allow_missing: bool,
+    cascade_budget: float | None,
 ) -> None:
     """Exit 1 if the candidate scores significantly worse than the reference (the CI gate)."""
-    result = evalkit.regress(reference, candidate, tolerance=tolerance, alpha=alpha, allow_missing=allow_missing)
+    result = evalkit.regress(
+        reference,
+        candidate,
+        tolerance=tolerance,
+        alpha=alpha,
+        allow_missing=allow_missing,
+        cascade_budget=cascade_budget,
+    )
     click.echo(result.table())
     if junit:
         write_text_atomic(junit, result.junit_xml())
