@@ -26,8 +26,9 @@ class Protocol:
     3. fixed output length: every generation makes exactly gen_len tokens (EOS ignored on the fast
        path, min_new_tokens = max_new_tokens on stock `generate`);
     4. interleaving: the conditions compared (hf and fast for one cell; all branches together and each
-       alone) run in rounds, every condition once per round in a seeded shuffled order, so drift and
-       background load hit them alike (`evalkit.benchmark.interleave`);
+       alone) run in rounds, every condition once per round, in a seeded order rotated each round (a
+       Latin square per block of rounds), so drift and background load hit them alike and each takes
+       every position equally often (`evalkit.benchmark.interleave`);
     5. repetitions: at least `iterations` rounds, then more until every ratio's 95% interval has a
        half-width under `ci_target` of the ratio, or another round would overrun `time_budget_s` for
        that comparison, or `max_rounds`; the record says which;
@@ -53,7 +54,7 @@ class Protocol:
     max_rounds: int = 500
     confidence: float = 0.95
     resamples: int = 2000
-    order: str = "seeded shuffle per round"
+    order: str = "seeded Latin square: a random order per block of rounds, rotated each round"
     max_cv: float = 0.15
 
 
