@@ -92,8 +92,8 @@ GPU_SIZED = Sizing("GPU-sized", 256, 128, BATCH_SIZES, (1, 8), 10, 2, "bf16", 60
 # Sized to finish a bare `bench` (8 comparisons of 2 conditions) and `bench --shared-trunk` (2 comparisons of 6
 # conditions on Ruyi-7B's structure) in under 3 minutes on 2 cores. One thread: tiny matrices gain nothing from
 # more, and on a shared machine threads that wait on each other for a core another process holds make every
-# timing swing.
-CPU_SIZED = Sizing("CPU-sized", 32, 16, (1, 4), (1,), 5, 1, "fp32", 10.0, 45.0, None, 1)
+# timing swing. At least 10 rounds: a bootstrap interval of a median over fewer is too optimistic.
+CPU_SIZED = Sizing("CPU-sized", 32, 16, (1, 4), (1,), 10, 1, "fp32", 10.0, 45.0, None, 1)
 _SIZED = ("prompt_len", "gen_len", "batch_sizes", "iterations", "warmup", "dtype", "time_budget", "threads")
 
 
