@@ -370,7 +370,7 @@ def score_code(dataset: str, samples: str, out: str | None, workers: int | None)
     type=int,
     default=None,
     help="The fewest timed rounds per comparison; more run until every ratio's 95% interval is within "
-    "--ci-target or --time-budget is spent [default: 10 on a GPU, 5 on a CPU].",
+    "--ci-target or --time-budget is spent [default: 10].",
 )
 @click.option("--warmup", type=int, default=None, help="Untimed runs of each condition first [default: 2 GPU, 1 CPU].")
 @click.option(

@@ -26,8 +26,9 @@ class Protocol:
     3. fixed output length: every generation makes exactly gen_len tokens (EOS ignored on the fast
        path, min_new_tokens = max_new_tokens on stock `generate`);
     4. interleaving: the conditions compared (hf and fast for one cell; all branches together and each
-       alone) run in rounds, every condition once per round in a seeded shuffled order, so drift and
-       background load hit them alike (`evalkit.benchmark.interleave`);
+       alone) run in rounds, every condition once per round, in a seeded order rotated each round (a
+       Latin square per block of rounds), so drift and background load hit them alike and each takes
+       every position equally often (`evalkit.benchmark.interleave`);
     5. repetitions: at least `iterations` rounds, then more until every ratio's 95% interval has a
        half-width under `ci_target` of the ratio, or another round would overrun `time_budget_s` for
        that comparison, or `max_rounds`; the record says which;
@@ -53,7 +54,7 @@ class Protocol:
     max_rounds: int = 500
     confidence: float = 0.95
     resamples: int = 2000
-    order: str = "seeded shuffle per round"
+    order: str = "seeded Latin square: a random order per block of rounds, rotated each round"
     max_cv: float = 0.15
 
 
@@ -91,8 +92,8 @@ GPU_SIZED = Sizing("GPU-sized", 256, 128, BATCH_SIZES, (1, 8), 10, 2, "bf16", 60
 # Sized to finish a bare `bench` (8 comparisons of 2 conditions) and `bench --shared-trunk` (2 comparisons of 6
 # conditions on Ruyi-7B's structure) in under 3 minutes on 2 cores. One thread: tiny matrices gain nothing from
 # more, and on a shared machine threads that wait on each other for a core another process holds make every
-# timing swing.
-CPU_SIZED = Sizing("CPU-sized", 32, 16, (1, 4), (1,), 5, 1, "fp32", 10.0, 45.0, None, 1)
+# timing swing. At least 10 rounds: a bootstrap interval of a median over fewer is too optimistic.
+CPU_SIZED = Sizing("CPU-sized", 32, 16, (1, 4), (1,), 10, 1, "fp32", 10.0, 45.0, None, 1)
 _SIZED = ("prompt_len", "gen_len", "batch_sizes", "iterations", "warmup", "dtype", "time_budget", "threads")
 
 

@@ -1,9 +1,10 @@
-"""Measuring conditions against each other: interleaved rounds, ratios of medians, bootstrap intervals.
+"""Measuring conditions against each other: interleaved rounds, per-round ratios, bootstrap intervals.
 
 `interleave(conditions, ratios, stopping=...)` is the one way a benchmark compares things. Each
 condition is a named callable that does the work once and returns what it measured. Every round runs
-every condition once, in a seeded random order, so drift and background load hit each condition
-alike; rounds repeat until every ratio's 95% interval is narrow enough or the time budget is spent.
+every condition once, in a seeded order that rotates from round to round (a Latin square per block of
+rounds), so drift and background load hit each condition alike and no condition always runs first;
+rounds repeat until every ratio's 95% interval is narrow enough or the time budget is spent.
 A ratio compares the sum of some conditions with the sum of others (so "each branch alone, summed,
 over the last alone" is one ratio) within each round, where the conditions ran back to back and a
 load or drift the round shared cancels; its estimate is the median of those per-round ratios and
@@ -87,7 +88,8 @@ def interleave(
       caller can use CUDA events. It is never called concurrently.
     - ratios: which medians to compare (`RatioSpec`); a name in a spec must be a condition.
     - warm-up: each condition runs `warmup` times, untimed, in interleaved order, before round 1.
-    - order: round r runs the conditions in `random.Random(f"{seed}:{r}")`'s shuffle of them.
+    - order: `round_order`: per block of len(conditions) rounds, a seeded random order rotated by one
+      each round, so every condition takes every position once per block.
     - stopping: see `Stopping`; `clock` measures the budget (wall time by default).
     - on_round: called after every round with a `SoFar` (progress, live tables).
 
@@ -137,10 +139,18 @@ def interleave(
 
 
 def round_order(names: Sequence[str], seed: int, index: int) -> tuple[str, ...]:
-    """The order of round `index` (negative: the warm-up rounds): a seeded shuffle of `names`."""
+    """The order of round `index`: a Latin square per block of len(names) rounds. Each block draws a
+    seeded random order and rotates it by one each round, so within a block every condition runs once
+    in every position (none always first, when a cache is cold, or always last). Negative indices, the
+    warm-up, take a plain seeded shuffle."""
     order = list(names)
-    random.Random(f"{seed}:{index}").shuffle(order)
-    return tuple(order)
+    n = len(order)
+    if index < 0 or n < 2:
+        random.Random(f"{seed}:{index}").shuffle(order)
+        return tuple(order)
+    random.Random(f"{seed}:block:{index // n}").shuffle(order)
+    shift = index % n
+    return tuple(order[shift:] + order[:shift])
 
 
 def ratio_estimate(spec: RatioSpec, values: Mapping[str, Sequence[float]], seed: int = 0) -> RatioEstimate:

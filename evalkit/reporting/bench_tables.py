@@ -164,7 +164,7 @@ def method_lines(record: BenchRecord) -> list[str]:
     p = record.protocol
     if "ci_target" in p:
         lines.append(
-            f"Method: conditions interleaved in rounds ({p.get('order', 'shuffled')}), at least "
+            f"Method: conditions interleaved in rounds (order: {p.get('order', 'shuffled')}), at least "
             f"{p.get('iterations')} rounds, then until every ratio's 95% interval is within "
             f"±{float(p['ci_target']):.0%} or {float(p.get('time_budget_s', 0)):g} s per comparison; a ratio is "
             "the median over rounds of the round's ratio, its interval a bootstrap over the rounds"
