@@ -74,6 +74,7 @@ JobAcctGatherParams=OverMemoryKill
 AccountingStorageType=accounting_storage/none
 JobCompType=jobcomp/none
 InactiveLimit=0
+DefMemPerCPU=2048
 KillWait=5
 MinJobAge=60
 $node State=UNKNOWN
