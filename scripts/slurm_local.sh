@@ -76,7 +76,7 @@ JobCompType=jobcomp/none
 InactiveLimit=0
 DefMemPerCPU=2048
 KillWait=5
-MinJobAge=60
+MinJobAge=600
 $node State=UNKNOWN
 PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE:4
 EOF

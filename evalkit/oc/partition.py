@@ -36,7 +36,7 @@ from opencompass.partitioners.base import BasePartitioner
 from opencompass.registry import PARTITIONERS
 
 from evalkit.errors import EvalkitError
-from evalkit.records.io import write_json_atomic
+from evalkit.records.io import write_text_atomic
 
 _SHARD = re.compile(r"^(?P<abbr>.+)@(?P<start>\d+)-(?P<stop>\d+)$")
 
@@ -175,7 +175,7 @@ def dataset_size(dataset: dict[str, Any]) -> int:
 def merge_shards(predictions: Path, models: Sequence[str], shards: dict[str, list[Shard]]) -> list[str]:
     """Join each model's finished shard predictions into `<dataset>.json`; returns the pairs still unfinished.
 
-    The joined file holds the shards' items in order, numbered 0..n-1, as one unsharded task writes it.
+    The joined file holds the shards' items in order, numbered 0..n-1, laid out as one unsharded task writes it.
     Shard files of a joined dataset, and any left by another shard layout, are removed after the join.
     """
     unfinished = []
@@ -189,7 +189,9 @@ def merge_shards(predictions: Path, models: Sequence[str], shards: dict[str, lis
                     unfinished.append(f"{model}/{abbr}")
                     continue
                 items = [item for f in files for item in _ordered(f)]
-                write_json_atomic(whole, {str(i): item for i, item in enumerate(items)})
+                # laid out as OpenCompass's inferencers dump a predictions file, byte for byte
+                joined = json.dumps({str(i): item for i, item in enumerate(items)}, indent=4, ensure_ascii=False)
+                write_text_atomic(whole, joined)
             for stale in where.glob(f"{_glob_escape(abbr)}@*-*.json"):
                 match = _SHARD.match(stale.stem)
                 if match and match.group("abbr") == abbr:

@@ -69,8 +69,12 @@ def test_a_slurm_run_predicts_what_the_in_process_run_does(slurm, in_process, tm
     assert "on 1 worker (Slurm partition debug)" in done.stdout
     assert _predictions(tmp_path) == in_process
     jobs = subprocess.run(["scontrol", "show", "jobs", "--oneliner"], env=slurm, capture_output=True, text=True)
-    ran = re.findall(r"JobName=OpenICL(Infer|Eval)\[tiny-ruyi-e111k/\S*JobState=(\w+)", jobs.stdout.replace(" ", ""))
-    assert ("Infer", "COMPLETED") in ran and ("Eval", "COMPLETED") in ran  # the tasks really ran as Slurm jobs
+    ran = {
+        (re.search(r"JobName=OpenICL(Infer|Eval)\[", line).group(1), re.search(r"JobState=(\w+)", line).group(1))
+        for line in jobs.stdout.splitlines()
+        if f"WorkDir={tmp_path} " in line and "JobName=OpenICL" in line
+    }
+    assert ran == {("Infer", "COMPLETED"), ("Eval", "COMPLETED")}  # the tasks really ran as Slurm jobs
     assert sorted(os.listdir(tmp_path)) == ["results"]  # the runner's scratch (tmp/) is gone
 
 
