@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from evalkit.evaluation.options import OPTIONS, check_out, new_config, parse_options
+from evalkit.evaluation.options import OPTIONS, RunConfig, check_out, check_schedule, new_config, parse_options
 from evalkit.evaluation.state import RunResult, read_run_config
 from evalkit.load.branches import parse_branches, read_branches
 from evalkit.load.devices import resolve_device
@@ -25,7 +25,8 @@ def run(*, resume: str | None = None, echo: Callable[[str], None] = print, **opt
     The options are `RunConfig`'s fields. One left out (or None) takes `RunConfig`'s default in a new
     run (device: "auto", the first GPU if there is one; data_dir: $COMPASS_DATA_CACHE, else the
     embedded fixtures). With `resume`, the run under `out` continues with its stored settings, and an
-    option that differs from them is an error.
+    option that differs from them is an error, except those that only say where tasks run (runner,
+    workers, Slurm options): a resume may change those to get failed tasks through.
     """
     out = options.pop("out", None) or "."
     given = parse_options(options)
@@ -33,8 +34,9 @@ def run(*, resume: str | None = None, echo: Callable[[str], None] = print, **opt
         given["device"] = str(resolve_device("auto"))
     if resume is not None:
         stored = read_run_config(Path(out), resume)
-        stored.refuse_conflicts(given)
-        config, continued = replace(stored.config, out=out), stored
+        moved = {k: v for k, v in given.items() if OPTIONS[k].reschedules}
+        stored.refuse_conflicts({k: v for k, v in given.items() if k not in moved})
+        config, continued = _rescheduled(replace(stored.config, out=out), moved), stored
     else:
         check_out(Path(out))
         config, continued = new_config(given, out), None
@@ -44,6 +46,15 @@ def run(*, resume: str | None = None, echo: Callable[[str], None] = print, **opt
     from evalkit.evaluation.execute import execute  # OpenCompass loads here, after the checks
 
     return execute(config, resume=continued, echo=echo)
+
+
+def _rescheduled(config: RunConfig, moved: dict[str, Any]) -> RunConfig:
+    """A resumed run on other workers (a fix for the tasks that failed); leaving Slurm drops its settings."""
+    if moved.get("runner", config.runner) != "slurm":
+        config = replace(config, partition=None, quotatype=None, slurm_args=())
+    config = replace(config, **moved)
+    check_schedule(config)
+    return config
 
 
 def _signature() -> inspect.Signature:

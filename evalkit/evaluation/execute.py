@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
@@ -28,14 +28,9 @@ from evalkit.evaluation.options import RunConfig
 from evalkit.evaluation.plan import Plan, count, make_plan
 from evalkit.evaluation.state import Progress, RunInterrupted, RunResult, StoredRun, resume_command, write_run_config
 from evalkit.oc.collect import collect_scores
-from evalkit.oc.driver import (
-    order_tasks,
-    quiet_opencompass,
-    release_models,
-    repair_partial,
-    run_in_process,
-    run_with_runner,
-)
+from evalkit.oc.driver import order_tasks, quiet_opencompass, release_models, repair_partial, run_in_process
+from evalkit.oc.tasks import task_seconds
+from evalkit.oc.workers import Workers, check_slurm, run_on_workers
 from evalkit.records.io import cannot_write
 from evalkit.records.provenance import (
     RecordError,
@@ -53,6 +48,7 @@ from evalkit.sandbox.runner import sandbox_capabilities
 
 def execute(config: RunConfig, *, resume: StoredRun | None = None, echo: Callable[[str], None] = print) -> RunResult:
     """Run a settled config: a new run directory, or the stored run `resume` continued in place."""
+    check_slurm(workers(config))  # no srun, or a partition the cluster lacks: one line before anything loads
     plan = make_plan(config)  # everything that can fail up front fails here, before a directory is made
     if resume is not None:
         resume.check(plan.identity)
@@ -103,17 +99,46 @@ def _execute(
             _env("COMPASS_DATA_CACHE", str(plan.data_root)),
             _tidy_cwd(),
         ):
-            _run_tasks(config, tasks, run_dir, progress)
+            failures = _run_tasks(config, tasks, run_dir, progress, echo)
     except KeyboardInterrupt:
         done = sum(1 for t in tasks if t.done(run_dir))
         raise RunInterrupted(
             f"run {run_id} interrupted after {count(done, 'finished task')} of {len(tasks)}, all kept; finish it "
             f"with: {resume_command(Path(config.out), run_id)}"
         ) from None
+    if failures:
+        raise TasksFailed(failures, resume_command(Path(config.out), run_id))
     progress.finish()
     record = _record(config, plan, run_id, run_dir, progress, [f"{t.model_abbr}/{t.dataset_abbr}" for t in tasks])
     path = save_record(record, run_dir / "results.json")
     return RunResult(run_id, run_dir, path, record, tuple(plan.notes) + tuple(notes))
+
+
+class TasksFailed(EvalkitError):
+    """Tasks on workers that failed: one line each, then how to finish the run once the cause is fixed."""
+
+    def __init__(self, failures: list[str], resume: str):
+        self.failures = failures
+        super().__init__(
+            "\n".join(
+                [f"{count(len(failures), 'task')} on workers failed; every finished task is kept:"]
+                + [f"  {line}" for line in failures]
+                + [f"fix the cause and finish the run with: {resume}"]
+            )
+        )
+
+
+def workers(config: RunConfig) -> Workers:
+    """The run's workers, from its settings."""
+    return Workers(
+        runner=config.runner,
+        max_num_workers=config.max_num_workers,
+        group=config.group_tasks,
+        partition=config.partition,
+        quotatype=config.quotatype,
+        retries=config.slurm_retries,
+        slurm_args=config.slurm_args,
+    )
 
 
 def _new_run_dir(out: Path) -> tuple[str, Path]:
@@ -171,18 +196,25 @@ def _threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(old)
 
 
-def _run_tasks(config: RunConfig, tasks: list[Any], run_dir: Path, progress: Progress) -> None:
-    """Run every unfinished task; `progress` notes each one as it finishes (a kill loses no timing)."""
+def _run_tasks(
+    config: RunConfig, tasks: list[Any], run_dir: Path, progress: Progress, echo: Callable[[str], None]
+) -> list[str]:
+    """Run every unfinished task; `progress` notes each one as it finishes (a kill loses no timing).
+
+    Returns one line per task that failed on workers (in process, a failure raises).
+    """
     if config.runner == "slurm" or config.max_num_workers > 1:
-        release_models()  # each task's subprocess loads its own model
+        release_models()  # each task's process loads its own model
         todo = [t for t in tasks if not t.done(run_dir)]
-        run_with_runner(
-            tasks, run_dir, runner=config.runner, max_num_workers=config.max_num_workers, partition=config.partition
-        )
+        models = list({t.model_abbr: t.model for t in tasks}.values())
+        datasets = list({t.dataset_abbr: t.dataset for t in tasks}.values())
+        # the tiny family gains nothing from threads (see _threads); a worker process takes it from here
+        with _env("OMP_NUM_THREADS", "1") if config.embedded_model else nullcontext():
+            failures = run_on_workers(models, datasets, run_dir, workers(config), echo)
         for t in todo:
             if t.done(run_dir):
-                progress.ran(f"{t.model_abbr}/{t.dataset_abbr}", None)  # the runner does not say how long
-        return
+                progress.ran(f"{t.model_abbr}/{t.dataset_abbr}", task_seconds(run_dir, t.model_abbr, t.dataset_abbr))
+        return failures
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with quiet_opencompass(), Bars(*columns, transient=False) as bars:
         bar = bars.add_task("tasks", total=len(tasks))
@@ -193,6 +225,7 @@ def _run_tasks(config: RunConfig, tasks: list[Any], run_dir: Path, progress: Pro
             bars.update(bar, advance=1, description=f"{task.model_abbr} {task.dataset_abbr}")
 
         run_in_process(tasks, run_dir, on_task=on_task)
+    return []
 
 
 def _record(

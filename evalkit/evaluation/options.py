@@ -43,6 +43,8 @@ class Option:
     flag: str | None = None  # the CLI spelling when it is not --field-name
     repeatable: bool = False  # given once per value on the command line
     may_be_absent: bool = False  # an older run_config.json may lack it, since its default changes no result
+    # Where and how tasks run, not what they compute: a resume may change it (a fix for a failed task).
+    reschedules: bool = False
 
 
 def _option(default: Any, help: str, **kwargs: Any) -> Any:
@@ -61,6 +63,23 @@ def existing_data_root(raw: str, source: str) -> Path:
             "OpenCompass data root (the directory that contains data/)"
         )
     return root
+
+
+def _at_least_zero(n: int, name: str) -> int:
+    if n < 0:
+        raise EvalkitError(f"{name} must be 0 or more, got {n}; pass a whole number of retries")
+    return n
+
+
+def _srun_options(args: str | Sequence[str]) -> tuple[str, ...]:
+    values = (args,) if isinstance(args, str) else tuple(args)
+    bad = [a for a in values if not str(a).startswith("-")]
+    if bad:
+        raise EvalkitError(
+            f"--slurm-arg takes srun options such as --time=2:00:00 or --mem=64G, got {bad[0]!r}; "
+            "write the option and its value as one word (--slurm-arg=--time=2:00:00)"
+        )
+    return tuple(str(a) for a in values)
 
 
 def _baseline_names(spec: str | Sequence[str]) -> tuple[str, ...]:
@@ -115,11 +134,58 @@ class RunConfig:
         None, "Cap on every generation length, in tokens.", default_help="", unit="tokens"
     )
     out: str = _option(".", "Runs go to OUT/results/<run-id>/.", may_be_absent=True)
-    runner: str = _option("local", "", choices=RUNNERS, may_be_absent=True)
-    max_num_workers: int = _option(
-        1, "More than 1: OpenCompass's LocalRunner, one subprocess per task.", unit="workers", may_be_absent=True
+    runner: str = _option(
+        "local",
+        "local: this machine (in process, or subprocesses with --max-num-workers > 1); slurm: one srun job "
+        "per task (OpenCompass's SlurmRunner).",
+        choices=RUNNERS,
+        may_be_absent=True,
+        reschedules=True,
     )
-    partition: str | None = _option(None, "Slurm partition (needs --runner slurm).", may_be_absent=True)
+    max_num_workers: int = _option(
+        1,
+        "Tasks run at once. More than 1 (or --runner slurm): OpenCompass's runner, each task in its own "
+        "process or job.",
+        unit="workers",
+        may_be_absent=True,
+        reschedules=True,
+    )
+    group_tasks: bool = _option(
+        True,
+        "On workers, one task per family and data shard runs all its branches through the shared trunk "
+        "(the checkpoint loaded once per task); off: OpenCompass's one task per model and dataset.",
+        default_help="group-tasks",
+        may_be_absent=True,
+        reschedules=True,
+    )
+    partition: str | None = _option(
+        None, "Slurm partition (srun -p; needs --runner slurm).", may_be_absent=True, reschedules=True
+    )
+    quotatype: str | None = _option(
+        None,
+        "Slurm quota type (srun --quotatype=..., on clusters whose srun takes it).",
+        default_help="",
+        may_be_absent=True,
+        reschedules=True,
+    )
+    slurm_retries: int = _option(
+        2,
+        "Times a failed Slurm job is submitted again before its task counts as failed.",
+        parse=lambda n: _at_least_zero(n, "--slurm-retries"),
+        may_be_absent=True,
+        reschedules=True,
+    )
+    slurm_args: tuple[str, ...] = _option(
+        (),
+        "An srun option passed through as given, e.g. --slurm-arg=--time=2:00:00 --slurm-arg=--mem=64G. Repeatable.",
+        default_help="",
+        metavar="OPTION",
+        flag="--slurm-arg",
+        repeatable=True,
+        parse=lambda args: _srun_options(args),
+        may_be_absent=True,
+        reschedules=True,
+    )
     dtype: str | None = _option(None, "Default: the checkpoint's.", choices=DTYPES, default_help="", parse=check_dtype)
     device: str = _option(
         "cpu", "auto (cuda if available), cpu, cuda, cuda:1, ...", default_help="auto", parse=check_device
@@ -209,12 +275,23 @@ def new_config(given: Mapping[str, Any], out: str) -> RunConfig:
             f"--baseline-path names {', '.join(stray)}, which --baselines does not evaluate; add "
             f"{', '.join(stray)} to --baselines or drop that --baseline-path"
         )
+    check_schedule(config)
+    return config
+
+
+def check_schedule(config: RunConfig) -> None:
+    """Slurm settings need the Slurm runner."""
     if config.partition is not None and config.runner != "slurm":
         raise EvalkitError(
             f"--partition {config.partition} is a Slurm partition, but the runner is "
             f"{config.runner}; add --runner slurm or drop --partition"
         )
-    return config
+    given = [flag(n) for n in ("quotatype", "slurm_args") if getattr(config, n)]
+    if given and config.runner != "slurm":
+        raise EvalkitError(
+            f"{' and '.join(given)} {'is a Slurm option' if len(given) == 1 else 'are Slurm options'}, but the "
+            f"runner is {config.runner}; add --runner slurm or drop {' and '.join(given)}"
+        )
 
 
 def check_out(out: Path) -> None:

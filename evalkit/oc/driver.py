@@ -6,8 +6,9 @@ engine registry and each checkpoint is read once. Tasks run family by family, an
 dataset by dataset with all its branches back to back, so the shared-trunk cache hits and only one
 family is in memory at a time.
 
-With `--runner slurm` or `--max-num-workers > 1`, OpenCompass's own partitioner and runner start one
-subprocess (or Slurm job) per task instead; each imports evalkit and loads its model itself.
+With `--runner slurm` or `--max-num-workers > 1`, OpenCompass's own partitioner and runner start a
+subprocess (or Slurm job) per task instead (`evalkit.oc.workers`); by default a task is one family's
+branches on one data shard (`evalkit.oc.partition`), so the shared trunk is kept across workers.
 
 Either way a task whose predictions and results files exist is finished and is not run again, which
 is how `--resume` works; `repair_partial` first removes what a killed task may have left half-written.
@@ -161,38 +162,6 @@ def run_in_process(tasks: Sequence[Task], work_dir: Path, *, on_task: Callable[[
 def release_models() -> None:
     REGISTRY.clear()
     release_memory()
-
-
-def run_with_runner(
-    tasks: Sequence[Task], work_dir: Path, *, runner: str, max_num_workers: int, partition: str | None = None
-) -> None:
-    """OpenCompass's partitioner + LocalRunner/SlurmRunner: one subprocess or job per task."""
-    from mmengine.config import Config
-    from opencompass.partitioners import NaivePartitioner
-    from opencompass.registry import RUNNERS
-    from opencompass.tasks import OpenICLEvalTask, OpenICLInferTask
-
-    models = list({t.model_abbr: t.model for t in tasks}.values())
-    datasets = list({t.dataset_abbr: t.dataset for t in tasks}.values())
-    cfg = Config(
-        dict(
-            models=models,
-            datasets=datasets,
-            work_dir=str(work_dir),
-            eval=dict(runner=dict(task=dict(dump_details=True))),
-        )
-    )
-    for task_type, out in ((OpenICLInferTask, "predictions"), (OpenICLEvalTask, "results")):
-        partitioner = NaivePartitioner(out_dir=str(work_dir / out))
-        oc_tasks = partitioner(cfg)
-        for t in oc_tasks:
-            t["eval"] = dict(runner=dict(task=dict(dump_details=True)))
-        runner_cfg: dict[str, Any] = dict(task=dict(type=task_type), max_num_workers=max_num_workers)
-        if runner == "slurm":
-            runner_cfg.update(type="SlurmRunner", partition=partition, retry=2)
-        else:
-            runner_cfg.update(type="LocalRunner")
-        RUNNERS.build(runner_cfg)(oc_tasks)
 
 
 @contextmanager

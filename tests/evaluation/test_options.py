@@ -46,6 +46,11 @@ def test_an_unknown_option_names_the_valid_ones() -> None:
         (["--baselines", "gpt-5"], "unknown baseline 'gpt-5'"),
         (["--baseline-path", "yi-9b"], "--baseline-path 'yi-9b' must look like NAME=DIR"),
         (["--partition", "debug"], "--partition debug is a Slurm partition"),
+        (["--slurm-arg=--mem=4G"], "--slurm-arg is a Slurm option, but the runner is local; add --runner slurm"),
+        (["--quotatype", "spot", "--slurm-arg=-c4"], "--quotatype and --slurm-arg are Slurm options"),
+        (["--runner", "slurm", "--slurm-arg", "time=1"], "--slurm-arg takes srun options such as --time=2:00:00"),
+        (["--runner", "slurm", "--slurm-retries", "-1"], "--slurm-retries must be 0 or more, got -1"),
+        (["--max-num-workers", "0"], "--max-num-workers must be at least 1 (workers), got 0"),
     ],
 )
 def test_bad_flags_are_one_line_before_anything_loads(tmp_path, args, message) -> None:
@@ -58,3 +63,30 @@ def test_bad_flags_are_one_line_before_anything_loads(tmp_path, args, message) -
 def test_options_parse_in_declaration_order() -> None:
     given = parse_options({"dtype": "bf16", "limit": 2, "model": "."})
     assert list(given) == [n for n in OPTIONS if n in given]
+
+
+def test_only_scheduling_options_may_change_on_resume() -> None:
+    """Where tasks run changes no result; everything else a resume must keep."""
+    assert {n for n, o in OPTIONS.items() if o.reschedules} == {
+        "runner",
+        "max_num_workers",
+        "group_tasks",
+        "partition",
+        "quotatype",
+        "slurm_retries",
+        "slurm_args",
+    }
+    assert all(OPTIONS[n].may_be_absent for n, o in OPTIONS.items() if o.reschedules)
+
+
+def test_a_resume_may_move_the_run_to_other_workers() -> None:
+    from evalkit.evaluation.api import _rescheduled
+    from evalkit.evaluation.options import RunConfig
+
+    on_slurm = RunConfig(runner="slurm", partition="debug", slurm_args=("--mem=40M",), slurm_retries=0)
+    more_memory = _rescheduled(on_slurm, {"slurm_args": ("--mem=3G",)})
+    assert (more_memory.partition, more_memory.slurm_args, more_memory.slurm_retries) == ("debug", ("--mem=3G",), 0)
+    here = _rescheduled(on_slurm, {"runner": "local", "max_num_workers": 2})
+    assert (here.runner, here.partition, here.slurm_args, here.max_num_workers) == ("local", None, (), 2)
+    with pytest.raises(EvalkitError, match="--partition gpu is a Slurm partition, but the runner is local"):
+        _rescheduled(on_slurm, {"runner": "local", "partition": "gpu"})
