@@ -135,6 +135,7 @@ def _measure_all(
         progress.note(f"bench: {sizing.describe(config)}")
         measurer = Measurer(stopping, warmup=protocol.warmup, seed=config.seed, progress=progress)
         for src in _sources(config, device):
+            progress.note(f"{src.title}: loading its {config.dtype} weights on {env.device}")
             try:
                 family = src.load()
             except Exception as e:  # noqa: BLE001 - a model too big for the device is a result, not a crash
