@@ -135,6 +135,7 @@ def _measure_all(
         progress.note(f"bench: {sizing.describe(config)}")
         measurer = Measurer(stopping, warmup=protocol.warmup, seed=config.seed, progress=progress)
         for src in _sources(config, device):
+            progress.note(f"{src.title}: loading its {config.dtype} weights on {env.device}")
             try:
                 family = src.load()
             except Exception as e:  # noqa: BLE001 - a model too big for the device is a result, not a crash
@@ -230,6 +231,7 @@ def _cell(
     for backend in config.backends:
         mem = PeakMemory(family.device.type)
         oom = False
+        runner: Any
         try:
             with mem:
                 runner = (
@@ -285,8 +287,8 @@ def _cell(
         )
     ratio = None
     if both:
-        decode, e2e = ratio_of(c, "fast/hf decode"), ratio_of(c, "fast/hf e2e")
-        ratio = Ratio(src.name, branch.name, b, decode.value, e2e.value, decode.ci, e2e.ci, c.name)
+        speed, latency = ratio_of(c, "fast/hf decode"), ratio_of(c, "fast/hf e2e")
+        ratio = Ratio(src.name, branch.name, b, speed.value, latency.value, speed.ci, latency.ci, c.name)
     return rows, ratio, c
 
 
@@ -313,8 +315,8 @@ def _traffic(family: Any, branch: Any, config: BenchConfig) -> Any:
         num_kv_heads=dims.num_kv_heads,
         head_dim=dims.head_dim,
         dtype_bytes=embed.element_size(),
-        prompt_len=config.prompt_len,
-        gen_len=config.gen_len,
+        prompt_len=int(config.prompt_len or 0),  # set by `BenchConfig.sized` before anything is measured
+        gen_len=int(config.gen_len or 0),
     )
 
 
@@ -373,7 +375,7 @@ def _sources(config: BenchConfig, device: str) -> list[_Source]:
             _Source(
                 s.name,
                 s.title,
-                functools.partial(random_family, s, dtype=config.dtype, device=device, seed=config.seed),
+                functools.partial(random_family, s, dtype=str(config.dtype), device=device, seed=config.seed),
             )
             for s in shapes
         ]

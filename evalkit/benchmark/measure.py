@@ -7,6 +7,7 @@ import platform
 import shutil
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,7 +38,7 @@ PEAK_BANDWIDTH_GBPS: tuple[tuple[tuple[str, ...], float, str], ...] = (
 )
 
 
-def summarize(samples: list[float] | np.ndarray) -> Stats:
+def summarize(samples: Sequence[float] | np.ndarray) -> Stats:
     """Median, p90, p99 (numpy's linear interpolation), mean, min, max of at least one sample."""
     a = np.asarray(samples, dtype=np.float64)
     if a.size == 0:

@@ -8,7 +8,7 @@ target and the time against its budget. Elsewhere (a log, CI), one plain line pe
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -112,8 +112,8 @@ class Measurer:
     def compare(
         self,
         label: str,
-        conditions: dict[str, Callable[[], Measured]],
-        ratios: list[RatioSpec],
+        conditions: Mapping[str, Callable[[], Measured]],
+        ratios: Sequence[RatioSpec],
         *,
         warmup: int | None = None,
     ) -> Comparison:
