@@ -164,10 +164,18 @@ def export_branch(branch: str, out: str, model: str | None) -> None:
 @click.option("--flavour", type=click.Choice(["qwen2", "qwen3"]), default="qwen2", show_default=True)
 @click.option("--shared-heads/--per-branch-heads", default=False, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--refine",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Below 1: layers past the first exit add this fraction to the residual stream and every branch has the "
+    "first's head, so branches mostly agree, as trained ones do (e.g. 0.1, for bench --speculative).",
+)
 @_user_errors
-def make_tiny(out_dir: str, flavour: str, shared_heads: bool, seed: int) -> None:
+def make_tiny(out_dir: str, flavour: str, shared_heads: bool, seed: int, refine: float) -> None:
     """Build a tiny Ruyi-format familial checkpoint (random weights, local tokenizer)."""
-    path = evalkit.make_tiny(out_dir, flavour=flavour, shared_heads=shared_heads, seed=seed)
+    path = evalkit.make_tiny(out_dir, flavour=flavour, shared_heads=shared_heads, seed=seed, refine=refine)
     click.echo(f"wrote {path}")
 
 
@@ -341,11 +349,24 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str | None) -> 
 )
 @click.option("--e2e-limit", type=int, default=2, show_default=True, help="Items per dataset in that comparison.")
 @click.option("--e2e-max-out-len", type=int, default=None, help="Generation cap there [default: what run uses].")
+@click.option(
+    "--speculative",
+    is_flag=True,
+    help="Self-speculative decoding: the deepest of --branches verifies what a shallower branch drafts, "
+    "against that branch alone [batch sizes default: 1].",
+)
+@click.option(
+    "--draft", default="all", show_default=True, help="With --speculative: draft branches (names, exit layers or all)."
+)
+@click.option(
+    "--k", "ks", callback=_int_list, default="1,2,4,8", show_default=True, help="With --speculative: tokens per draft."
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @_user_errors
 def bench(shape: str | None, batch_sizes: tuple[int, ...] | None, **kwargs: Any) -> None:
     """Throughput, latency, memory and MBU per branch, stock generate vs the fast decoder."""
     shapes = tuple(s for s in (shape or "").split(",") if s.strip())
+
     if str(kwargs.get("e2e_suite")).lower() == "none":
         kwargs["e2e_suite"] = None
     config = evalkit.BenchConfig(

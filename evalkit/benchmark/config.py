@@ -66,6 +66,11 @@ class BenchConfig:
     e2e_limit: int = 2  # items per dataset in the end-to-end comparison
     e2e_max_out_len: int | None = None  # None: what `run` uses
     seed: int = 0
+    # Self-speculative decoding: the deepest of `branches` as the target, drafted by each of `draft`
+    # ("all": every shallower branch) with each k in `ks`, against the target alone (batch sizes default 1).
+    speculative: bool = False
+    draft: str = "all"
+    ks: tuple[int, ...] = (1, 2, 4, 8)
     command: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -91,15 +96,20 @@ class BenchConfig:
             )
         if self.peak_bandwidth is not None and not (0 < self.peak_bandwidth < math.inf):
             raise EvalkitError(f"--peak-bandwidth must be a positive number of GB/s, got {self.peak_bandwidth}")
+        if self.speculative and self.shared_trunk:
+            raise EvalkitError("--speculative and --shared-trunk are separate benchmarks; run one at a time")
+        if not self.ks or min(self.ks) < 1:
+            raise EvalkitError(f"--k takes positive numbers of drafted tokens such as 1,2,4,8, got {self.ks}")
         if self.e2e_max_out_len is not None and self.e2e_max_out_len < 1:
             raise EvalkitError(f"--e2e-max-out-len must be >= 1, got {self.e2e_max_out_len}")
         # Names and paths are checked here, before torch loads, so a typo fails at once.
         if self.shapes:
             plain = [s.name for s in parse_shapes(",".join(self.shapes)) if s.role != "ours"]
-            if self.shared_trunk and plain:
-                raise EvalkitError(
-                    f"--shared-trunk needs familial shapes; {', '.join(plain)} has one branch (use --shape ruyi-7b)"
-                )
+            for flag, on in (("--shared-trunk", self.shared_trunk), ("--speculative", self.speculative)):
+                if on and plain:
+                    raise EvalkitError(
+                        f"{flag} needs familial shapes; {', '.join(plain)} has one branch (use --shape ruyi-7b)"
+                    )
         if self.model:
             read_checkpoint(self.model)
 

@@ -3,7 +3,9 @@
 `bench(...)` times, for each model, branch, backend and batch size, prefill (time to first token),
 time per output token, decode tokens/s and end-to-end latency, with peak GPU memory, bytes read per
 token and MBU, and writes one versioned record (`bench.json`). `--shared-trunk` instead compares
-all branches of a family at once with the last branch alone and with each branch alone.
+all branches of a family at once with the last branch alone and with each branch alone;
+`--speculative` times self-speculative decoding (a shallow branch drafts, the target verifies)
+against the target alone.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import torch
 from evalkit.benchmark.config import BATCH_SIZES, BenchConfig, Protocol
 from evalkit.benchmark.measure import Clock, PeakMemory, environment, mbu, peak_bandwidth, traffic
 from evalkit.benchmark.runners import FastRunner, HFRunner, measure, prompts
+from evalkit.benchmark.speculative import SPEC_BATCH_SIZES, SpecSetup, choose, speculative
 from evalkit.benchmark.trunk import TRUNK_BATCH_SIZES, TrunkSetup, shared_trunk
 from evalkit.catalog.datasets import parse_suites
 from evalkit.catalog.shapes import parse_shapes
@@ -30,7 +33,7 @@ from evalkit.load.devices import release_memory, resolve_device
 from evalkit.load.family import load_family, parse_branches
 from evalkit.load.random_weights import random_family
 from evalkit.load.tiny import default_model_path
-from evalkit.records.bench import BenchRecord, BenchRow, Ratio, SharedTrunk, save_bench
+from evalkit.records.bench import BenchRecord, BenchRow, Ratio, SharedTrunk, SpeculativeBench, save_bench
 from evalkit.records.io import cannot_write
 from evalkit.records.provenance import command_line
 
@@ -65,6 +68,7 @@ def bench(config: BenchConfig | None = None, /, **options: Any) -> tuple[BenchRe
         device=device,
         e2e_suite=config.e2e_suite if config.shared_trunk else None,
         batch_sizes=None if config.batch_sizes is None else tuple(dict.fromkeys(config.batch_sizes)),
+        ks=tuple(dict.fromkeys(config.ks)),
     )
     now = datetime.now(timezone.utc)
     out_dir = Path(config.out) if config.out else Path("results") / f"bench-{now.strftime('%Y%m%d-%H%M%S')}"
@@ -82,6 +86,7 @@ def bench(config: BenchConfig | None = None, /, **options: Any) -> tuple[BenchRe
     clock = Clock(device)
     rows: list[BenchRow] = []
     trunk: SharedTrunk | None = None
+    spec: SpeculativeBench | None = None
     notes: list[str] = []
 
     def save() -> tuple[BenchRecord, Path]:
@@ -100,6 +105,7 @@ def bench(config: BenchConfig | None = None, /, **options: Any) -> tuple[BenchRe
             ratios=tuple(_ratios(rows)),
             shared_trunk=trunk,
             notes=tuple(notes),
+            speculative=spec,
         )
         return record, save_bench(record, out_dir / "bench.json")
 
@@ -120,6 +126,8 @@ def bench(config: BenchConfig | None = None, /, **options: Any) -> tuple[BenchRe
                 continue
             if config.shared_trunk:
                 trunk = _shared_trunk(config, src, family, clock)
+            elif config.speculative:
+                spec = _speculative(config, src, family, clock)
             else:
                 rows += list(_bench_family(config, src, family, clock, peak))
             del family
@@ -234,6 +242,24 @@ def _shared_trunk(config: BenchConfig, src: _Source, family: Any, clock: Clock) 
     )
     trunk = shared_trunk(src.name, family, parse_branches(config.branches, family.branches), setup)
     return _end_to_end(config, trunk, "cuda" if clock.cuda else "cpu")
+
+
+def _speculative(config: BenchConfig, src: _Source, family: Any, clock: Clock) -> SpeculativeBench:
+    if not family.files.is_familial:
+        raise EvalkitError(f"{src.name} has one branch; --speculative needs a familial checkpoint or --shape ruyi-7b")
+    drafts, target = choose(family, config.branches, config.draft)
+    setup = SpecSetup(
+        batch_sizes=config.batch_sizes or SPEC_BATCH_SIZES,
+        ks=config.ks,
+        prompt_len=config.prompt_len,
+        gen_len=config.gen_len,
+        warmup=config.warmup,
+        iterations=config.iterations,
+        decode_mode=config.decode_mode,
+        seed=config.seed,
+        clock=clock,
+    )
+    return speculative(src.name, family, drafts, target, setup)
 
 
 def _end_to_end(config: BenchConfig, trunk: SharedTrunk, device: str) -> SharedTrunk:

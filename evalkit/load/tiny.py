@@ -72,24 +72,49 @@ def ruyi_config(spec: TinySpec, vocab_size: int, eos_id: int, pad_id: int) -> di
     return config
 
 
-def make_tiny(out_dir: str | Path, *, flavour: str = "qwen2", shared_heads: bool = False, seed: int = 0) -> Path:
-    """Write a tiny familial checkpoint (config, safetensors, tokenizer) to `out_dir`."""
+def make_tiny(
+    out_dir: str | Path, *, flavour: str = "qwen2", shared_heads: bool = False, seed: int = 0, refine: float = 1.0
+) -> Path:
+    """Write a tiny familial checkpoint (config, safetensors, tokenizer) to `out_dir`.
+
+    `refine` below 1 makes the deeper branches refine the shallow ones instead of being unrelated
+    (`refine_deep_layers`), so branches mostly agree, as a trained family's do."""
     if flavour not in ("qwen2", "qwen3"):
         raise EvalkitError(f"unknown flavour {flavour!r}; valid flavours are qwen2, qwen3")
-    return build_checkpoint(out_dir, TinySpec(flavour=flavour, shared_heads=shared_heads, seed=seed))
+    return build_checkpoint(out_dir, TinySpec(flavour=flavour, shared_heads=shared_heads, seed=seed), refine=refine)
 
 
-def build_checkpoint(out_dir: str | Path, spec: TinySpec) -> Path:
+def build_checkpoint(out_dir: str | Path, spec: TinySpec, *, refine: float = 1.0) -> Path:
     """Write the checkpoint into `out_dir` as a whole: it appears complete, or not at all."""
+    if not 0 <= refine <= 1:
+        raise EvalkitError(f"refine must be from 0 to 1 (1: unrelated random branches), got {refine}")
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise EvalkitError(f"{out} exists and is not empty; choose a new directory")
     with atomic_directory(out) as tmp:
-        _write_checkpoint(tmp, spec)
+        _write_checkpoint(tmp, spec, refine)
     return out
 
 
-def _write_checkpoint(out: Path, spec: TinySpec) -> None:
+def refine_deep_layers(state: dict[str, Any], first_exit: int, scale: float) -> dict[str, Any]:
+    """Every layer from the first exit up (trunk and branch layers) adds `scale` times as much to the
+    residual stream, and every branch has the first branch's final norm and head: deeper branches then
+    refine the shallow ones' predictions a little, and branches agree on most tokens."""
+    out = {}
+    for name, t in state.items():
+        parts = name.split(".")
+        deep = (name.startswith("model.layers.") and int(parts[2]) >= first_exit) or name.startswith("model.eelayers.")
+        if deep and name.endswith(("o_proj.weight", "down_proj.weight")):
+            t = t * scale
+        elif name.startswith("lm_head.") and name != "lm_head.weight":
+            t = state["lm_head.0.weight"]
+        elif name.startswith("model.norms."):
+            t = state["model.norms.0.weight"]
+        out[name] = t.clone()
+    return out
+
+
+def _write_checkpoint(out: Path, spec: TinySpec, refine: float = 1.0) -> None:
     import torch
     from safetensors.torch import save
     from transformers import AutoConfig, AutoModelForCausalLM
@@ -131,6 +156,8 @@ def _write_checkpoint(out: Path, spec: TinySpec) -> None:
         name = "lm_head.weight" if spec.shared_heads else f"lm_head.{i}.weight"
         state[name] = spec.init_std * torch.randn(vocab, spec.hidden_size, generator=gen)
 
+    if refine != 1:
+        state = refine_deep_layers(state, spec.exits[0], refine)
     weights = save({k: v.contiguous() for k, v in state.items()}, metadata={"format": "pt"})
     write_bytes_atomic(out / "model.safetensors", weights)
     write_text_atomic(out / "config.json", json.dumps(config, indent=2) + "\n")

@@ -41,7 +41,9 @@ class Environment:
 
 
 SCHEMA = "evalkit.bench"
-SCHEMA_VERSION = 1
+# 2: `speculative` (self-speculative decoding against the target alone). Version 1 records still load.
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 
 
 @dataclass(frozen=True)
@@ -139,6 +141,47 @@ class SharedTrunk:
 
 
 @dataclass(frozen=True)
+class SpecBaseline:
+    """The target branch decoding alone, timed in the same interleaved rounds as every speculative cell."""
+
+    batch_size: int
+    target_s: Stats  # seconds per generation (prefill and gen_len tokens)
+    tok_s: float  # batch_size x gen_len / median seconds
+
+
+@dataclass(frozen=True)
+class SpecCell:
+    """One (draft branch, k, batch size) of self-speculative decoding against the target alone."""
+
+    draft: str
+    draft_exit: int
+    k: int  # tokens drafted per round
+    batch_size: int
+    acceptance_rate: float  # drafted tokens the target accepted, over drafted tokens
+    tokens_per_step: float  # output tokens after the first per verify pass of the target (1 to k + 1)
+    spec_s: Stats  # seconds per generation, as the target's
+    tok_s: float
+    speedup: float  # median target-alone seconds over median speculative seconds (same rounds)
+    speedup_low: float | None  # 95% interval (SpeculativeBench.interval); None with under 3 rounds
+    speedup_high: float | None
+    identical_to_target: tuple[bool, ...]  # per sequence: every token equals the target's own greedy decoding
+
+
+@dataclass(frozen=True)
+class SpeculativeBench:
+    model: str
+    target: str
+    target_exit: int
+    prompt_len: int
+    gen_len: int
+    rounds: int  # timed interleaved rounds per batch size
+    interval: str  # how the speed-up intervals were computed
+    baselines: tuple[SpecBaseline, ...] = ()
+    cells: tuple[SpecCell, ...] = ()
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class BenchRecord:
     run_id: str
     created_at: str  # ISO 8601, UTC
@@ -153,6 +196,7 @@ class BenchRecord:
     ratios: tuple[Ratio, ...] = ()
     shared_trunk: SharedTrunk | None = None
     notes: tuple[str, ...] = ()  # models not measured, and why
+    speculative: SpeculativeBench | None = None  # schema 2
     schema: str = SCHEMA
     schema_version: int = SCHEMA_VERSION
 
@@ -193,8 +237,12 @@ def bench_from_dict(data: Any) -> BenchRecord:
     if missing or "schema_version" not in data:
         raise ValueError(f"it lacks {', '.join(map(repr, missing or ['schema_version']))}")
     version = whole(data["schema_version"], "schema_version")
-    if version != SCHEMA_VERSION:
-        raise RecordError(f"schema_version {version} is not supported (this evalkit reads {SCHEMA_VERSION})")
+    if version not in READABLE_VERSIONS:
+        raise RecordError(
+            f"schema_version {version} is not supported (this evalkit reads {', '.join(map(str, READABLE_VERSIONS))})"
+        )
+    if version < 2 and "speculative" in data:
+        raise RecordError("speculative is a schema 2 field, but schema_version is 1")
     record = _build(BenchRecord, data, "")
     if record.peak_bandwidth_gbps == 0:
         raise RecordError("peak_bandwidth_gbps is 0, expected a bandwidth above 0 or null (unknown)")
@@ -203,7 +251,7 @@ def bench_from_dict(data: Any) -> BenchRecord:
 
 # Every number in a bench record is a size, a time, a rate or a ratio, so none is negative; these count
 # things of which a measurement has at least one.
-_AT_LEAST_ONE = frozenset({"batch_size", "prompt_len", "gen_len", "n", "limit", "num_params"})
+_AT_LEAST_ONE = frozenset({"batch_size", "prompt_len", "gen_len", "n", "limit", "num_params", "k", "rounds"})
 _CHOICES = {"role": ("ours", "baseline"), "backend": ("hf", "fast")}
 
 
@@ -215,6 +263,8 @@ def _build(cls: type, data: Any, where: str) -> Any:
     optional = tuple(f.name for f in fields(cls) if f.name not in required)
     entry = keys(data, where or "record", required=required, optional=optional)
     built = cls(**{k: _value(hints[k], v, f"{where}.{k}" if where else k, k) for k, v in entry.items()})
+    if isinstance(built, SpecCell):
+        _check_spec_cell(built, where)
     if isinstance(built, Stats):
         order = (built.min, built.median, built.p90, built.p99, built.max)
         if list(order) != sorted(order) or not built.min <= built.mean <= built.max:
@@ -222,6 +272,23 @@ def _build(cls: type, data: Any, where: str) -> Any:
                 f"{where} is not ordered as statistics are (min <= median <= p90 <= p99 <= max, mean within)"
             )
     return built
+
+
+def _check_spec_cell(cell: SpecCell, where: str) -> None:
+    """What a speculative cell must satisfy whatever the clock said."""
+    if cell.acceptance_rate > 1:
+        raise RecordError(f"{where}.acceptance_rate is {cell.acceptance_rate}, expected a fraction from 0 to 1")
+    if not 1 <= cell.tokens_per_step <= cell.k + 1:
+        raise RecordError(f"{where}.tokens_per_step is {cell.tokens_per_step}, expected 1 to k + 1 = {cell.k + 1}")
+    if len(cell.identical_to_target) != cell.batch_size:
+        raise RecordError(
+            f"{where}.identical_to_target has {len(cell.identical_to_target)} entries, expected one per sequence "
+            f"(batch_size {cell.batch_size})"
+        )
+    if (cell.speedup_low is None) != (cell.speedup_high is None) or (
+        cell.speedup_low is not None and cell.speedup_high is not None and cell.speedup_low > cell.speedup_high
+    ):
+        raise RecordError(f"{where}: speedup_low and speedup_high are not an interval (both null, or low <= high)")
 
 
 def _value(kind: Any, value: Any, where: str, name: str) -> Any:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from tabulate import tabulate
 
-from evalkit.records.bench import BenchRecord, BenchRow, Ratio, SharedTrunk
+from evalkit.records.bench import BenchRecord, BenchRow, Ratio, SharedTrunk, SpeculativeBench
 from evalkit.reporting.units import format_bytes, format_params
 
 Column = tuple[str, Callable[[BenchRow], str]]  # header, and the cell of a row
@@ -123,6 +123,8 @@ def bench_markdown(record: BenchRecord) -> str:
         parts += ["### Minimum VRAM by batch size", vram_table(record.rows, CONSOLE_VRAM)]
     if record.shared_trunk is not None:
         parts += ["### Shared trunk", trunk_tables(record.shared_trunk)]
+    if record.speculative is not None:
+        parts += ["### Self-speculative decoding", spec_tables(record.speculative, record.environment.device_type)]
     return "\n\n".join(parts) + "\n"
 
 
@@ -265,3 +267,50 @@ def _backends(record: BenchRecord) -> str:
         f"Backends: hf = stock transformers `generate` ({attn} attention); "
         f"fast = evalkit's static-KV-cache decoder, {graphs.get(mode, mode)}"
     )
+
+
+def spec_tables(spec: SpeculativeBench, device_type: str) -> str:
+    """The target alone, then one row per (draft, k, batch): acceptance, tokens per target step, speed, identity."""
+    where = "CPU" if device_type == "cpu" else device_type.upper()
+    out = [
+        f"Target {spec.target} (exit {spec.target_exit}) on {spec.model}; {spec.prompt_len}-token prompts, "
+        f"{spec.gen_len} tokens per sequence (EOS ignored); {spec.rounds} interleaved timed rounds; "
+        f"interval: {spec.interval}."
+    ]
+    if device_type == "cpu":
+        out.append(
+            "Timings are CPU timings: a CPU is not bound by memory bandwidth as a GPU is at small batch, so they "
+            "say nothing about a GPU's speed-up. Acceptance and identity are the point here."
+        )
+    alone = [(b.batch_size, f"{b.target_s.median * 1e3:.1f}", f"{b.tok_s:.1f}") for b in spec.baselines]
+    headers = ["batch", f"target alone ms ({where})", f"tok/s ({where})"]
+    out.append(tabulate(alone, headers=headers, tablefmt="github", disable_numparse=True))
+    rows = []
+    for c in spec.cells:
+        interval = "–" if c.speedup_low is None else f"{c.speedup_low:.2f}–{c.speedup_high:.2f}"
+        same = sum(c.identical_to_target)
+        rows.append(
+            (
+                c.draft,
+                c.k,
+                c.batch_size,
+                f"{100 * c.acceptance_rate:.1f}%",
+                f"{c.tokens_per_step:.2f}",
+                f"{c.tok_s:.1f}",
+                f"{c.speedup:.2f}x ({interval})",
+                f"{same}/{len(c.identical_to_target)}",
+            )
+        )
+    headers = [
+        "draft",
+        "k",
+        "batch",
+        "accepted",
+        "tokens / target step",
+        f"tok/s ({where})",
+        f"over target alone ({where}, 95% CI)",
+        "identical to target",
+    ]
+    out.append(tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True))
+    out += [f"Note: {n}" for n in spec.notes]
+    return "\n\n".join(out)

@@ -96,7 +96,7 @@ def test_record_round_trip_and_required_keys(tmp_path):
     path = save_bench(record, tmp_path / "bench.json")
     assert load_bench(path) == record
     data = json.loads(path.read_text())
-    assert data["schema"] == "evalkit.bench" and data["schema_version"] == 1
+    assert data["schema"] == "evalkit.bench" and data["schema_version"] == 2
     for key in ("environment", "dtype", "command", "protocol", "rows", "ratios", "peak_bandwidth_gbps"):
         assert key in data
     assert {"device", "driver", "torch", "transformers"} <= set(data["environment"])
@@ -121,7 +121,7 @@ def test_record_round_trip_and_required_keys(tmp_path):
     "edit, message",
     [
         (lambda d: d.update(schema="evalkit.results"), "is not an evalkit bench record"),
-        (lambda d: d.update(schema_version=2), "schema_version 2 is not supported"),
+        (lambda d: d.update(schema_version=3), "schema_version 3 is not supported"),
         (lambda d: d["rows"][0].update(speed=1), r"rows\[0\] has 'speed', which this evalkit does not know"),
         (lambda d: d.pop("environment"), r"is not an evalkit bench record \(it lacks 'environment'\)"),
         (lambda d: d["rows"][0].update(decode_tok_s=217.9), r"rows\[0\].decode_tok_s is 217.9, expected an object"),

@@ -1,8 +1,8 @@
 """Self-speculative decoding: a shallow branch drafts, a deeper one verifies; the output is the deeper one's.
 
 The embedded family's branches have random, unrelated heads, so they almost never agree and every
-draft is rejected. `near_twin` makes a family whose deeper layers only refine the shallow ones (as
-in a trained family): drafts are accepted in part, by different amounts per row and round, so an
+draft is rejected. `make_tiny(refine=0.1)` makes a family whose deeper layers only refine the shallow
+ones (as in a trained family): drafts are accepted in part, by different amounts per row and round, so an
 off-by-one in acceptance or in the cache rollback changes the tokens and these tests fail.
 """
 
@@ -12,45 +12,25 @@ import pytest
 import torch
 from test_decode import left_padded_batch, stock
 
-from evalkit import EvalkitError, generate_fast, load_family
+from evalkit import EvalkitError, generate_fast, load_family, make_tiny
 from evalkit.engine.speculative import SpecDecoder, accepted_lengths, generate_speculative
-from evalkit.load.family import Family
 from evalkit.load.tiny import TinySpec, build_checkpoint
 
 GEN = 24
 LENGTHS = (9, 4, 7, 2)  # mixed prompt lengths: rows accept different amounts and sit at different slots
 
 
-def near_twin(family: Family, scale: float = 0.1) -> Family:
-    """The family with every head and final norm equal to the first branch's, and every layer from the first
-    exit up (trunk and branch layers) writing `scale` times as much into the residual stream."""
-    first = family.exit_points[0]
-    tensors = {}
-    for name, t in family.tensors.items():
-        parts = name.split(".")
-        deep = (name.startswith("model.layers.") and int(parts[2]) >= first) or name.startswith("model.eelayers.")
-        if deep and name.endswith(("o_proj.weight", "down_proj.weight")):
-            t = t * scale
-        elif name.startswith("lm_head."):
-            t = family.tensors[name if name == "lm_head.weight" else "lm_head.0.weight"]
-        elif name.startswith("model.norms."):
-            t = family.tensors["model.norms.0.weight"]
-        tensors[name] = t.clone()
-    twin = Family.from_tensors(family.files.config, tensors, name="near-twin")
-    twin.__dict__["tokenizer"] = family.tokenizer  # the same vocabulary; nothing to read from disk
-    return twin
-
-
 @pytest.fixture(scope="module")
-def twin(tiny_path):
-    return near_twin(load_family(tiny_path))
+def twin(tmp_path_factory):
+    """The embedded family's shape and seed with deeper layers that refine the shallow ones (`refine=0.1`)."""
+    return load_family(make_tiny(tmp_path_factory.mktemp("twin") / "ckpt", refine=0.1))
 
 
 @pytest.fixture(scope="module")
 def deep_twin(tmp_path_factory):
-    """A deeper family (12 layers, exits 3/6/9/11) in the same near-twin form."""
+    """A deeper family (12 layers, exits 3/6/9/11) in the same form."""
     spec = TinySpec(num_layers=12, exits=(3, 6, 9, 11), seed=4)
-    return near_twin(load_family(build_checkpoint(tmp_path_factory.mktemp("deep") / "ckpt", spec)))
+    return load_family(build_checkpoint(tmp_path_factory.mktemp("deep") / "ckpt", spec, refine=0.1))
 
 
 def pairs(family):
