@@ -312,5 +312,25 @@ def spec_tables(spec: SpeculativeBench, device_type: str) -> str:
         "identical to target",
     ]
     out.append(tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True))
+    out += spec_best(spec, where)
     out += [f"Note: {n}" for n in spec.notes]
     return "\n\n".join(out)
+
+
+def spec_best(spec: SpeculativeBench, where: str) -> list[str]:
+    """Per batch size, the fastest (draft, k) among those whose every sequence equals the target's output."""
+    lines = []
+    for b in sorted({c.batch_size for c in spec.cells}):
+        cells = [c for c in spec.cells if c.batch_size == b]
+        exact = [c for c in cells if all(c.identical_to_target)]
+        if not exact:
+            lines.append(f"Batch {b}: no (draft, k) gave the target's output for every sequence.")
+            continue
+        best = max(exact, key=lambda c: c.speedup)
+        interval = "" if best.speedup_low is None else f", 95% CI {best.speedup_low:.2f}–{best.speedup_high:.2f}"
+        lines.append(
+            f"Best at batch {b}: draft {best.draft}, k = {best.k}: {best.speedup:.2f}x the target alone "
+            f"({where}{interval}), {100 * best.acceptance_rate:.0f}% of drafts accepted"
+            + ("; slower than the target alone: no draft pays for itself here." if best.speedup < 1 else ".")
+        )
+    return lines

@@ -25,6 +25,7 @@ from evalkit.reporting.bench_tables import (
     REPORT_SPEED,
     REPORT_VRAM,
     row_name,
+    spec_tables,
     speed_table,
     trunk_tables,
     vram_table,
@@ -103,7 +104,7 @@ def _protocol(bench: BenchRecord) -> str:
 
 def _bench_block(path: Path, bench: BenchRecord, record: ResultsRecord, plot_dir: Path, queue: plots.PlotQueue) -> str:
     parts = [f"### Bench {bench.run_id} (`{path.name}`)\n", _protocol(bench), *(f"Note: {n}\n" for n in bench.notes)]
-    if not bench.rows and bench.shared_trunk is None:
+    if not bench.rows and bench.shared_trunk is None and bench.speculative is None:
         parts.append("This bench record has no measurements.\n")
     if bench.rows:
         parts.append(_speed_tables(bench))
@@ -119,6 +120,13 @@ def _bench_block(path: Path, bench: BenchRecord, record: ResultsRecord, plot_dir
         parts.append(
             f"#### Shared trunk\n\n{_caption(bench, 'All branches at once vs one')}\n\n"
             + trunk_tables(bench.shared_trunk)
+            + "\n"
+        )
+    if bench.speculative is not None:
+        what = "A shallow branch drafts, the target verifies; against the target alone"
+        parts.append(
+            f"#### Self-speculative decoding\n\n{_caption(bench, what)}\n\n"
+            + spec_tables(bench.speculative, bench.environment.device_type)
             + "\n"
         )
     return "\n".join(parts)

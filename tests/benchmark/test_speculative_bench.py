@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+import evalkit
 from evalkit import BenchConfig, EvalkitError, bench, bench_markdown, load_bench, load_family, make_tiny
 from evalkit.benchmark.speculative import choose, interleaved, ratio_interval
 
@@ -17,6 +19,7 @@ def twin_path(tmp_path_factory):
     return make_tiny(tmp_path_factory.mktemp("twin") / "ckpt", refine=0.1)
 
 
+SMALL_RESULTS = Path(__file__).resolve().parents[1] / "data" / "records" / "small.json"
 SMALL = dict(device="cpu", dtype="fp32", prompt_len=8, gen_len=12, iterations=3, warmup=1)
 
 
@@ -36,6 +39,10 @@ def test_every_draft_and_k_against_the_target_alone(twin_path, tmp_path):
     text = bench_markdown(record)
     assert "### Self-speculative decoding" in text and "Timings are CPU timings" in text
     assert "tok/s (CPU)" in text and "| E111K   | 3   | 3       |" in text and "3/3" in text
+    assert "Best at batch 1: draft E" in text and "Best at batch 3: draft E" in text
+    report = Path(evalkit.report([str(SMALL_RESULTS)], str(tmp_path / "rep"), bench=[str(path)]))
+    body = (report if report.is_file() else report / "report.md").read_text()
+    assert "#### Self-speculative decoding" in body and "Timings are CPU timings" in body
 
 
 def test_drafts_and_target_are_chosen_from_the_branches(twin_path):
