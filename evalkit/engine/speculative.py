@@ -292,8 +292,8 @@ class SpeculativeGenerator:
             checked = self._stopped(rows, active, stop_check, pad_token_id)
             done = [self._done(r, max_new_tokens, eos, c) for r, c in zip(rows, checked, strict=True)]
             active = [a and not x for a, x in zip(active, done, strict=True)]
-            # Roll back: each row's next round starts just past its accepted tokens. A finished row
-            # may have run past the limit; it goes on writing (static shapes) over its own prompt.
+            # Roll back: each row's next round starts just past its accepted tokens. A finished row may
+            # have run past the limit; it goes on writing (static shapes) from its first new slot, read by nothing.
             lengths = torch.where(torch.tensor(active, device=j.device), lengths + j + 1, width)
         kept = [_cut(r, max_new_tokens, eos) for r in rows]
         return Speculative(

@@ -21,9 +21,14 @@ LENGTHS = (9, 4, 7, 2)  # mixed prompt lengths: rows accept different amounts an
 
 
 @pytest.fixture(scope="module")
-def twin(tmp_path_factory):
+def twin_path(tmp_path_factory):
     """The embedded family's shape and seed with deeper layers that refine the shallow ones (`refine=0.1`)."""
-    return load_family(make_tiny(tmp_path_factory.mktemp("twin") / "ckpt", refine=0.1))
+    return make_tiny(tmp_path_factory.mktemp("twin") / "ckpt", refine=0.1)
+
+
+@pytest.fixture(scope="module")
+def twin(twin_path):
+    return load_family(twin_path)
 
 
 @pytest.fixture(scope="module")
@@ -131,6 +136,19 @@ def test_round_traces_as_one_graph(twin):
     traced = compiled(pending, lengths)
     assert all(torch.equal(a, b) for a, b in zip(traced, eager, strict=True))
     assert eager[0].shape == eager[1].shape == (4, 4)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("mode", ["cudagraph", "compile"])
+def test_graphed_rounds_on_a_gpu_equal_the_targets_decoding(twin_path, mode):
+    family = load_family(twin_path, device="cuda")
+    ids, mask = left_padded_batch(family, lengths=LENGTHS, seed=2)
+    for draft in family.branches[:-1]:
+        ref = generate_fast(family, family.branches[-1], ids, mask, max_new_tokens=GEN, ignore_eos=True, mode="eager")
+        out = generate_speculative(
+            family, draft, family.branches[-1], ids, mask, k=3, max_new_tokens=GEN, ignore_eos=True, mode=mode
+        )
+        assert torch.equal(out.tokens.cpu(), ref.cpu()), (draft.name, mode)
 
 
 def test_bad_pairs_are_clear_errors(twin):
