@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from tabulate import tabulate
 
-from evalkit.records.bench import BenchRecord, BenchRow, Ratio, SharedTrunk, SpeculativeBench
+from evalkit.records.bench import BenchRecord, BenchRow, Ratio, SharedTrunk, SpecCell, SpeculativeBench
 from evalkit.reporting.units import format_bytes, format_params
 
 Column = tuple[str, Callable[[BenchRow], str]]  # header, and the cell of a row
@@ -330,7 +330,14 @@ def spec_best(spec: SpeculativeBench, where: str) -> list[str]:
         interval = "" if best.speedup_low is None else f", 95% CI {best.speedup_low:.2f}–{best.speedup_high:.2f}"
         lines.append(
             f"Best at batch {b}: draft {best.draft}, k = {best.k}: {best.speedup:.2f}x the target alone "
-            f"({where}{interval}), {100 * best.acceptance_rate:.0f}% of drafts accepted"
-            + ("; slower than the target alone: no draft pays for itself here." if best.speedup < 1 else ".")
+            f"({where}{interval}), {100 * best.acceptance_rate:.0f}% of drafts accepted" + _verdict(best)
         )
     return lines
+
+
+def _verdict(cell: SpecCell) -> str:
+    if cell.speedup_high is not None and cell.speedup_high < 1:
+        return "; slower than the target alone (the whole interval is below 1): no draft pays for itself here."
+    if cell.speedup < 1:
+        return "; no faster than the target alone."
+    return "."
