@@ -2,8 +2,8 @@
 the target branch decoding alone, per draft branch, k and batch size.
 
 Conditions are functions timed in interleaved rounds (`interleaved`): every round runs the target
-alone and then each (draft, k), so drift on a busy machine hits all of them alike, and each round
-gives one paired sample. A speed-up is the target's median time over the condition's, with a
+alone and each (draft, k) once, alternating the order, so drift on a busy machine hits all of them
+alike, and each round gives one paired sample. A speed-up is the target's median time over the condition's, with a
 seeded paired-bootstrap 95% interval over rounds (`ratio_interval`). Acceptance, tokens per target
 step and whether every sequence equals the target's own greedy output come from the warm-up
 generations: they do not depend on the clock.
@@ -11,6 +11,7 @@ generations: they do not depend on the clock.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -66,10 +67,12 @@ def interleaved(
     conditions: Mapping[str, Callable[[], object]], *, clock: Clock, warmup: int, rounds: int
 ) -> dict[str, list[float]]:
     """Seconds per call of each condition: `warmup` untimed rounds, then `rounds` timed ones, each round
-    calling every condition once in the given order."""
+    calling every condition once, in the given order in even rounds and in reverse in odd ones (so no
+    condition always runs first, right after another's caches)."""
     samples: dict[str, list[float]] = {name: [] for name in conditions}
     for i in range(warmup + rounds):
-        for name, run in conditions.items():
+        order = list(conditions.items())
+        for name, run in order if i % 2 == 0 else order[::-1]:
             start = clock.now()
             run()
             end = clock.now()
@@ -144,7 +147,7 @@ def _batch(
                 family, draft, target, b, setup.prompt_len + setup.gen_len + k, k, setup.decode_mode
             )
             outputs[(draft.name, k)] = gen.generate(ids, mask, setup.gen_len)
-            conditions[f"{draft.name}/{k}"] = lambda gen=gen: gen.generate(ids, mask, setup.gen_len)
+            conditions[f"{draft.name}/{k}"] = functools.partial(gen.generate, ids, mask, setup.gen_len)
     samples = interleaved(conditions, clock=setup.clock, warmup=setup.warmup, rounds=setup.iterations)
     target_s = summarize(samples["target"])
     tokens = b * setup.gen_len

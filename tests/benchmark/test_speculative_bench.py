@@ -72,7 +72,8 @@ def test_rounds_interleave_the_conditions():
 
     conditions = {name: (lambda name=name: calls.append(name)) for name in ("target", "E3B/2", "E3B/4")}
     samples = interleaved(conditions, clock=Ticks(), warmup=1, rounds=2)
-    assert calls == ["target", "E3B/2", "E3B/4"] * 3
+    forward = ["target", "E3B/2", "E3B/4"]
+    assert calls == forward + forward[::-1] + forward
     assert {k: len(v) for k, v in samples.items()} == {"target": 2, "E3B/2": 2, "E3B/4": 2}
 
 
