@@ -82,6 +82,17 @@ def test_a_deeper_family(deep_twin):
             assert 0 < out.acceptance_rate() < 1
 
 
+def test_a_draft_that_always_agrees_gives_k_plus_one_tokens_per_target_step(tmp_path):
+    """refine=0: layers past the first exit add nothing, so every branch computes the first one's tokens."""
+    family = load_family(make_tiny(tmp_path / "same", refine=0.0))
+    ids, mask = left_padded_batch(family, lengths=LENGTHS, seed=5)
+    ref = generate_fast(family, family.branches[-1], ids, mask, max_new_tokens=21, ignore_eos=True)
+    out = generate_speculative(family, 2, 7, ids, mask, k=4, max_new_tokens=21, ignore_eos=True)
+    assert torch.equal(out.tokens, ref)
+    assert out.acceptance_rate() == 1.0 and out.rounds.tolist() == [4] * len(LENGTHS)  # 1 + 4 x 5 = 21
+    assert out.tokens_per_step() == 5.0
+
+
 def test_the_embedded_family_rejects_drafts_and_stays_exact(tiny_path):
     family = load_family(tiny_path)
     ids, mask = left_padded_batch(family, lengths=LENGTHS, seed=1)
