@@ -159,11 +159,33 @@ def export_branch(branch: str, out: str, model: str | None) -> None:
     click.echo(f"wrote {path}")
 
 
+def _int_list(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, ...] | None:
+    if value is None:
+        return None
+    try:
+        return tuple(int(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers such as 1,4,16,32, got {value!r}") from None
+
+
 @main.command("make-tiny")
 @click.argument("out_dir", type=click.Path(file_okay=False))
 @click.option("--flavour", type=click.Choice(["qwen2", "qwen3"]), default="qwen2", show_default=True)
 @click.option("--shared-heads/--per-branch-heads", default=False, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--layers", type=int, default=None, help="Decoder layers [default: 8; with --like, the model's].")
+@click.option(
+    "--exits",
+    callback=_int_list,
+    default=None,
+    help="Exit layers, ascending, the last = layers - 1 [default: 2,4,6,7; with --like, the model's].",
+)
+@click.option(
+    "--like",
+    type=click.Choice(["ruyi-7b"]),
+    default=None,
+    help="A real family's layer structure at tiny width (ruyi-7b: 28 layers, exits 11,15,19,23,27).",
+)
 @click.option(
     "--refine",
     type=float,
@@ -173,9 +195,27 @@ def export_branch(branch: str, out: str, model: str | None) -> None:
     "first's head, so branches mostly agree, as trained ones do (e.g. 0.1, for bench --speculative).",
 )
 @_user_errors
-def make_tiny(out_dir: str, flavour: str, shared_heads: bool, seed: int, refine: float) -> None:
+def make_tiny(
+    out_dir: str,
+    flavour: str,
+    shared_heads: bool,
+    seed: int,
+    layers: int | None,
+    exits: tuple[int, ...] | None,
+    like: str | None,
+    refine: float,
+) -> None:
     """Build a tiny Ruyi-format familial checkpoint (random weights, local tokenizer)."""
-    path = evalkit.make_tiny(out_dir, flavour=flavour, shared_heads=shared_heads, seed=seed, refine=refine)
+    path = evalkit.make_tiny(
+        out_dir,
+        flavour=flavour,
+        shared_heads=shared_heads,
+        seed=seed,
+        layers=layers,
+        exits=exits,
+        like=like,
+        refine=refine,
+    )
     click.echo(f"wrote {path}")
 
 
@@ -284,15 +324,6 @@ def score_code(dataset: str, samples: str, out: str | None, workers: int | None)
     click.echo("\n".join(summary_lines(score)))
 
 
-def _int_list(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, ...] | None:
-    if value is None:
-        return None
-    try:
-        return tuple(int(v) for v in value.split(",") if v.strip())
-    except ValueError:
-        raise click.BadParameter(f"expected comma-separated integers such as 1,4,16,32, got {value!r}") from None
-
-
 @main.command()
 @click.option("--model", "model", type=str, default=None, help=MODEL_HELP)
 @click.option(
@@ -308,11 +339,19 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str | None) -> 
     "--batch-sizes",
     callback=_int_list,
     default=None,
-    help="Comma-separated [default: 1,4,16,32; 1,8 with --shared-trunk].",
+    help="Comma-separated [default on a GPU: 1,4,16,32, 1,8 with --shared-trunk; on a CPU: 1,4, and 1 "
+    "with --shared-trunk; 1 with --speculative].",
 )
-@click.option("--prompt-len", type=int, default=256, show_default=True)
-@click.option("--gen-len", type=int, default=128, show_default=True, help="Tokens generated per row (EOS ignored).")
-@click.option("--dtype", type=click.Choice(["bf16", "fp16", "fp32"]), default="bf16", show_default=True)
+@click.option("--prompt-len", type=int, default=None, help="[default: 256 on a GPU, 32 on a CPU]")
+@click.option(
+    "--gen-len",
+    type=int,
+    default=None,
+    help="Tokens generated per row, EOS ignored [default: 128 on a GPU, 16 on a CPU].",
+)
+@click.option(
+    "--dtype", type=click.Choice(["bf16", "fp16", "fp32"]), default=None, help="[default: bf16 on a GPU, fp32 on a CPU]"
+)
 @click.option(
     "--attn",
     type=click.Choice(["sdpa", "flash_attention_2"]),
@@ -321,8 +360,31 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str | None) -> 
     help="Attention of the stock (hf) backend; the fast path uses SDPA.",
 )
 @click.option("--backend", type=click.Choice(["hf", "fast", "both"]), default="both", show_default=True)
-@click.option("--iterations", type=int, default=10, show_default=True, help="Timed repetitions per cell.")
-@click.option("--warmup", type=int, default=2, show_default=True, help="Untimed repetitions first.")
+@click.option(
+    "--iterations",
+    type=int,
+    default=None,
+    help="The fewest timed rounds per comparison; more run until every ratio's 95%% interval is within "
+    "--ci-target or --time-budget is spent [default: 10 on a GPU, 5 on a CPU].",
+)
+@click.option("--warmup", type=int, default=None, help="Untimed runs of each condition first [default: 2 GPU, 1 CPU].")
+@click.option(
+    "--time-budget",
+    type=float,
+    default=None,
+    help="Seconds per comparison before it stops short of --ci-target [default: 60 on a GPU; on a CPU 10, "
+    "45 with --shared-trunk or --speculative].",
+)
+@click.option(
+    "--threads", type=int, default=None, help="torch CPU threads [default: 1 on a CPU, torch's own on a GPU]."
+)
+@click.option(
+    "--ci-target",
+    type=float,
+    default=0.05,
+    show_default=True,
+    help="Stop once every ratio's 95%% interval has a half-width under this share of the ratio.",
+)
 @click.option("--peak-bandwidth", type=float, default=None, help="GB/s for MBU [default: from the device name].")
 @click.option(
     "--out",
@@ -342,10 +404,17 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str | None) -> 
 @click.option("--shared-trunk", is_flag=True, help="Compare all branches at once vs the last alone vs each alone.")
 @click.option(
     "--e2e-suite",
-    default="stem",
+    default="auto",
     show_default=True,
     help="With --shared-trunk: `run --branches all` on this suite vs stock OpenCompass on the exported "
-    "branches; 'none' skips it.",
+    "branches; 'none' skips it; auto: stem on a GPU, skipped on a CPU (it takes minutes there).",
+)
+@click.option(
+    "--e2e-rounds",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Timed runs of each side, interleaved; 1 is a single measurement, 2 or more give an interval.",
 )
 @click.option("--e2e-limit", type=int, default=2, show_default=True, help="Items per dataset in that comparison.")
 @click.option("--e2e-max-out-len", type=int, default=None, help="Generation cap there [default: what run uses].")
@@ -366,7 +435,6 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str | None) -> 
 def bench(shape: str | None, batch_sizes: tuple[int, ...] | None, **kwargs: Any) -> None:
     """Throughput, latency, memory and MBU per branch, stock generate vs the fast decoder."""
     shapes = tuple(s for s in (shape or "").split(",") if s.strip())
-
     if str(kwargs.get("e2e_suite")).lower() == "none":
         kwargs["e2e_suite"] = None
     config = evalkit.BenchConfig(

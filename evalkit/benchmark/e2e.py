@@ -18,7 +18,9 @@ The predictions files of the two runs are then compared model by model, item by 
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
 import os
 import subprocess
 import sys
@@ -27,14 +29,16 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from statistics import median
 from typing import Any
 
+from evalkit.benchmark.interleave import RatioSpec, Stopping, interleave, values_of
 from evalkit.errors import EvalkitError
 from evalkit.evaluation import data_root
 from evalkit.load.family import load_family
 from evalkit.load.tiny import default_model_path
 from evalkit.oc.model import chat_messages
-from evalkit.records.bench import TrunkE2E
+from evalkit.records.bench import Comparison, TrunkE2E
 from evalkit.records.io import write_text_atomic
 from evalkit.records.results import load_record
 
@@ -58,10 +62,17 @@ class E2ESetup:
     device: str = "cpu"
     batch_size: int = 8
     work_dir: str | None = None  # keep both runs' files here; None: a temporary directory, removed after
+    rounds: int = 1  # 1: one run of each side, a single measurement; more: that run, then `rounds` interleaved
+    seed: int = 0
 
 
-def end_to_end(setup: E2ESetup) -> tuple[TrunkE2E, list[str]]:
-    """Run both sides, compare their predictions, and return the timings and the verdict."""
+def end_to_end(setup: E2ESetup) -> tuple[TrunkE2E, list[str], Comparison | None]:
+    """Run both sides, compare their predictions, and return the timings, notes and the verdict.
+
+    With `rounds` >= 2 the first run of each side (which sets up the stock config and warms the file
+    cache) is not timed into the figure: `rounds` more runs of each, interleaved in seeded order
+    (`evalkit.benchmark.interleave`), give the medians and the interval, returned as a comparison.
+    """
     if setup.work_dir:
         Path(setup.work_dir).mkdir(parents=True, exist_ok=True)
         return _end_to_end(setup, Path(setup.work_dir))
@@ -69,7 +80,7 @@ def end_to_end(setup: E2ESetup) -> tuple[TrunkE2E, list[str]]:
         return _end_to_end(setup, Path(tmp))
 
 
-def _end_to_end(setup: E2ESetup, work: Path) -> tuple[TrunkE2E, list[str]]:
+def _end_to_end(setup: E2ESetup, work: Path) -> tuple[TrunkE2E, list[str], Comparison | None]:
     env = _env(setup)
     ours_cmd = _evalkit_command(setup, work / "evalkit")
     ours_s = _timed(ours_cmd, env, "evalkit run")
@@ -89,6 +100,13 @@ def _end_to_end(setup: E2ESetup, work: Path) -> tuple[TrunkE2E, list[str]]:
     notes = [f"end to end: {m.describe()}" for m in mismatches[:3]]
     if mismatches:
         notes += tokenizer_notes(setup.model, next(iter(exported.values())), run_dir, abbrs[0], ds, mismatches)
+    comparison = None
+    ratio, ci = stock_s / ours_s, None
+    if setup.rounds >= 2:
+        comparison = _repeated(setup, work, env, stock_cmd)
+        ours_s, stock_s = median(values_of(comparison, "evalkit")), median(values_of(comparison, "stock"))
+        estimate = comparison.ratios[0]
+        ratio, ci = estimate.value, estimate.ci
     result = TrunkE2E(
         suite=setup.suite,
         limit=setup.limit,
@@ -96,15 +114,37 @@ def _end_to_end(setup: E2ESetup, work: Path) -> tuple[TrunkE2E, list[str]]:
         datasets=tuple(ds),
         evalkit_s=round(ours_s, 3),
         stock_s=round(stock_s, 3),
-        e2e_stock_over_evalkit=stock_s / ours_s,
+        e2e_stock_over_evalkit=ratio,
         predictions_identical=not mismatches and compared > 0,
         items_compared=compared,
         export_s=round(export_s, 3),
         evalkit_command=_shell(ours_cmd),
         stock_command=_shell(stock_cmd),
         baseline=BASELINE,
+        rounds=setup.rounds,
+        e2e_stock_over_evalkit_ci=ci,
     )
-    return result, notes
+    return result, notes, comparison
+
+
+def _repeated(setup: E2ESetup, work: Path, env: dict[str, str], stock_cmd: list[str]) -> Comparison:
+    """`rounds` more runs of each side, interleaved, each into a directory of its own."""
+    runs = itertools.count(1)
+
+    def evalkit_once() -> float:
+        return _timed(_evalkit_command(setup, work / f"evalkit-{next(runs)}"), env, "evalkit run")
+
+    def stock_once() -> float:
+        return _timed([*stock_cmd[:-1], str(work / f"stock-{next(runs)}")], env, "stock OpenCompass")
+
+    return interleave(
+        {"evalkit": evalkit_once, "stock": stock_once},
+        [RatioSpec("stock/evalkit", ("stock",), ("evalkit",))],
+        stopping=Stopping(min_rounds=setup.rounds, budget_s=math.inf, max_rounds=setup.rounds),
+        name=f"end to end {setup.suite} limit {setup.limit}",
+        warmup=0,
+        seed=setup.seed,
+    )
 
 
 def export_branches(model: str | None, branches: Sequence[str], out: Path) -> dict[str, Path]:

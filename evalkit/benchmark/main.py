@@ -19,11 +19,15 @@ from typing import Any
 
 import torch
 
-from evalkit.benchmark.config import BATCH_SIZES, BenchConfig, Protocol
-from evalkit.benchmark.measure import Clock, PeakMemory, environment, mbu, peak_bandwidth, traffic
-from evalkit.benchmark.runners import FastRunner, HFRunner, measure, prompts
-from evalkit.benchmark.speculative import SPEC_BATCH_SIZES, SpecSetup, choose, speculative
-from evalkit.benchmark.trunk import TRUNK_BATCH_SIZES, TrunkSetup, shared_trunk
+from evalkit.benchmark.config import BenchConfig, Protocol, Sizing
+from evalkit.benchmark.interleave import CONFIDENCE, RESAMPLES, RatioSpec, Stopping, ratio_of, values_of
+from evalkit.benchmark.machine import machine_after, machine_before
+from evalkit.benchmark.measure import Clock, PeakMemory, environment, mbu, peak_bandwidth, summarize, traffic
+from evalkit.benchmark.plausible import all_flags
+from evalkit.benchmark.progress import BenchProgress, Measurer
+from evalkit.benchmark.runners import FastRunner, HFRunner, prompts
+from evalkit.benchmark.speculative import SpecSetup, choose, speculative
+from evalkit.benchmark.trunk import TrunkSetup, shared_trunk
 from evalkit.catalog.datasets import parse_suites
 from evalkit.catalog.shapes import parse_shapes
 from evalkit.engine.decode import _dims, _head
@@ -33,11 +37,21 @@ from evalkit.load.devices import release_memory, resolve_device
 from evalkit.load.family import load_family, parse_branches
 from evalkit.load.random_weights import random_family
 from evalkit.load.tiny import default_model_path
-from evalkit.records.bench import BenchRecord, BenchRow, Ratio, SharedTrunk, SpeculativeBench, save_bench
+from evalkit.records.bench import (
+    BenchRecord,
+    BenchRow,
+    Comparison,
+    Ratio,
+    SharedTrunk,
+    SpeculativeBench,
+    save_bench,
+)
 from evalkit.records.io import cannot_write
 from evalkit.records.provenance import command_line
 
 __all__ = ["BenchConfig", "Protocol", "bench"]
+
+MAX_ROUNDS = 500
 
 
 @dataclass(frozen=True)
@@ -50,7 +64,7 @@ class _Source:
 def bench(config: BenchConfig | None = None, /, **options: Any) -> tuple[BenchRecord, Path]:
     """Run the benchmark described by `config` (or by keyword options) and write its record.
 
-    Returns the record and the path of the bench.json written.
+    Returns the record and the path of the bench.json written. Progress goes to stderr.
     """
     config = config or BenchConfig(**options)
     # bench times CUDA with CUDA events and reads peak memory per device type "cuda": one GPU, the first.
@@ -59,6 +73,8 @@ def bench(config: BenchConfig | None = None, /, **options: Any) -> tuple[BenchRe
     if config.device == "cuda" and not torch.cuda.is_available():
         raise EvalkitError("--device cuda was asked for but no CUDA device is visible; use --device cpu")
     device = str(resolve_device(config.device))
+    asked_e2e = config.e2e_suite
+    config, sizing = config.sized(device)
     # The fast path at its fastest: fused kernels in a CUDA graph on a GPU (`run` keeps plain CUDA graphs,
     # whose arithmetic is stock transformers' op for op).
     asked = "compile" if config.decode_mode == "auto" and device == "cuda" else config.decode_mode
@@ -66,50 +82,80 @@ def bench(config: BenchConfig | None = None, /, **options: Any) -> tuple[BenchRe
         config,
         decode_mode=resolve_mode(asked, device),
         device=device,
-        e2e_suite=config.e2e_suite if config.shared_trunk else None,
-        batch_sizes=None if config.batch_sizes is None else tuple(dict.fromkeys(config.batch_sizes)),
+        batch_sizes=tuple(dict.fromkeys(config.batch_sizes or ())),
         ks=tuple(dict.fromkeys(config.ks)),
     )
     now = datetime.now(timezone.utc)
     out_dir = Path(config.out) if config.out else Path("results") / f"bench-{now.strftime('%Y%m%d-%H%M%S')}"
     _writable(out_dir)
+    threads = torch.get_num_threads()
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    try:
+        return _measure_all(config, sizing, asked_e2e, device, out_dir, now)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _measure_all(
+    config: BenchConfig, sizing: Sizing, asked_e2e: str | None, device: str, out_dir: Path, now: datetime
+) -> tuple[BenchRecord, Path]:
     env = environment(device)
     peak, source = (config.peak_bandwidth, "flag") if config.peak_bandwidth else peak_bandwidth(env.device)
     if device == "cpu" and not config.peak_bandwidth:
         peak, source = None, "unknown"
-    protocol = Protocol(
-        warmup=config.warmup,
-        iterations=config.iterations,
-        timer="cuda-events" if device == "cuda" else "perf_counter",
-        decode_mode=config.decode_mode,
-    )
+    protocol = _protocol(config, device)
+    machine = machine_before(device)
     clock = Clock(device)
     rows: list[BenchRow] = []
+    ratios: list[Ratio] = []
+    comparisons: list[Comparison] = []
     trunk: SharedTrunk | None = None
     spec: SpeculativeBench | None = None
     notes: list[str] = []
+    if config.shared_trunk and asked_e2e == "auto" and config.e2e_suite is None:
+        notes.append(
+            f"end to end: skipped by the {sizing.name} defaults (stock OpenCompass takes minutes on a CPU); "
+            "pass --e2e-suite stem to run it"
+        )
 
     def save() -> tuple[BenchRecord, Path]:
         """The record so far, written after every model: a later failure loses nothing measured."""
+        state = machine_after(machine)
         record = BenchRecord(
             run_id=now.strftime("%Y%m%d-%H%M%S"),
             created_at=now.isoformat(timespec="seconds"),
             command=config.command or _command(),
             environment=env,
-            dtype=config.dtype,
+            dtype=config.dtype or "",
             config=_jsonable(asdict(config)),
             protocol=_jsonable(asdict(protocol)),
             peak_bandwidth_gbps=peak,
             peak_bandwidth_source=source,
             rows=tuple(rows),
-            ratios=tuple(_ratios(rows)),
+            ratios=tuple(ratios),
             shared_trunk=trunk,
             notes=tuple(notes),
+            machine=state,
+            defaults=sizing.describe(config),
+            comparisons=tuple(comparisons),
+            flags=all_flags(
+                machine=state,
+                comparisons=comparisons,
+                ratios=ratios,
+                trunk=trunk,
+                max_cv=protocol.max_cv,
+                speculative=spec,
+                dtype=config.dtype or "",
+            ),
             speculative=spec,
         )
         return record, save_bench(record, out_dir / "bench.json")
 
-    with torch.no_grad():
+    stopping = Stopping(protocol.iterations, protocol.time_budget_s, protocol.max_rounds, protocol.ci_target)
+    with torch.no_grad(), BenchProgress() as progress:
+        progress.note(f"bench: {sizing.describe(config)}")
+        measurer = Measurer(stopping, warmup=protocol.warmup, seed=config.seed, progress=progress)
         for src in _sources(config, device):
             try:
                 family = src.load()
@@ -125,87 +171,157 @@ def bench(config: BenchConfig | None = None, /, **options: Any) -> tuple[BenchRe
                 save()
                 continue
             if config.shared_trunk:
-                trunk = _shared_trunk(config, src, family, clock)
+                trunk, measured = _shared_trunk(config, src, family, clock, measurer)
+                comparisons += measured
             elif config.speculative:
-                spec = _speculative(config, src, family, clock)
+                spec, measured = _speculative(config, src, family, clock, measurer)
+                comparisons += measured
             else:
-                rows += list(_bench_family(config, src, family, clock, peak))
+                for cell_rows, ratio, comparison in _bench_family(config, src, family, clock, peak, measurer):
+                    rows += cell_rows
+                    ratios += [ratio] if ratio is not None else []
+                    comparisons += [comparison] if comparison is not None else []
             del family
             release_memory()
             save()
     return save()
 
 
+def _protocol(config: BenchConfig, device: str) -> Protocol:
+    return Protocol(
+        warmup=config.warmup or 1,
+        iterations=config.iterations or 1,
+        timer="cuda-events" if device == "cuda" else "perf_counter",
+        decode_mode=config.decode_mode,
+        time_budget_s=config.time_budget or 1.0,
+        ci_target=config.ci_target,
+        max_rounds=MAX_ROUNDS,
+        confidence=CONFIDENCE,
+        resamples=RESAMPLES,
+    )
+
+
+Cell = tuple[list[BenchRow], Ratio | None, Comparison | None]
+
+
 def _bench_family(
-    config: BenchConfig, src: _Source, family: Any, clock: Clock, peak: float | None
-) -> Iterator[BenchRow]:
+    config: BenchConfig, src: _Source, family: Any, clock: Clock, peak: float | None, measurer: Measurer
+) -> Iterator[Cell]:
     if family.files.is_quantized:
         raise EvalkitError(
             f"{src.name} is a quantized checkpoint; bench measures bf16/fp16/fp32 weights "
             "(pass the unquantized checkpoint)"
         )
     chosen = parse_branches(config.branches, family.branches) if family.files.is_familial else family.branches
-    role = "ours" if family.files.is_familial else "baseline"
-    resident = sum(t.numel() * t.element_size() for t in {t.data_ptr(): t for t in family.tensors.values()}.values())
+    batch_sizes = config.batch_sizes or ()
+    if measurer.progress is not None:
+        measurer.progress.expect(len(chosen) * len(batch_sizes))
     for branch in chosen:
-        bytes_read = _traffic(family, branch, config)
-        for backend in config.backends:
-            for b in config.batch_sizes or BATCH_SIZES:
-                base = dict(
-                    model=src.name,
-                    title=src.title,
-                    role=role,
-                    branch=branch.name,
-                    exit_layer=branch.exit_layer,
-                    num_params=branch.num_params,
-                    backend=backend,
-                    batch_size=b,
-                    prompt_len=config.prompt_len,
-                    gen_len=config.gen_len,
-                    weight_bytes=bytes_read.weight_bytes,
-                    kv_bytes_per_row=bytes_read.kv_bytes_per_row,
-                    bytes_per_token=bytes_read.per_token(b),
+        for b in batch_sizes:
+            yield _cell(config, src, family, branch, b, clock, peak, measurer)
+
+
+def _cell(
+    config: BenchConfig,
+    src: _Source,
+    family: Any,
+    branch: Any,
+    b: int,
+    clock: Clock,
+    peak: float | None,
+    measurer: Measurer,
+) -> Cell:
+    """One (branch, batch size): each backend built and warmed up alone (its peak memory read there), then
+    the backends timed in interleaved rounds."""
+    assert config.prompt_len is not None and config.gen_len is not None
+    bytes_read = _traffic(family, branch, config)
+    base = dict(
+        model=src.name,
+        title=src.title,
+        role="ours" if family.files.is_familial else "baseline",
+        branch=branch.name,
+        exit_layer=branch.exit_layer,
+        num_params=branch.num_params,
+        batch_size=b,
+        prompt_len=config.prompt_len,
+        gen_len=config.gen_len,
+        weight_bytes=bytes_read.weight_bytes,
+        kv_bytes_per_row=bytes_read.kv_bytes_per_row,
+        bytes_per_token=bytes_read.per_token(b),
+    )
+    ids, mask = prompts(family, b, config.prompt_len, config.seed)
+    runners: dict[str, Any] = {}
+    memory: dict[str, PeakMemory] = {}
+    for backend in config.backends:
+        mem = PeakMemory(family.device.type)
+        oom = False
+        try:
+            with mem:
+                runner = (
+                    FastRunner(family, [branch], ids, mask, config.gen_len, config.decode_mode)
+                    if backend == "fast"
+                    else HFRunner(family, branch, ids, mask, config.gen_len, config.attn)
                 )
-                memory = PeakMemory(family.device.type)
-                runner: Any = None
-                try:
-                    with memory:
-                        ids, mask = prompts(family, b, config.prompt_len, config.seed)
-                        runner = (
-                            FastRunner(family, [branch], ids, mask, config.gen_len, config.decode_mode)
-                            if backend == "fast"
-                            else HFRunner(family, branch, ids, mask, config.gen_len, config.attn)
-                        )
-                        t = measure(
-                            runner,
-                            clock=clock,
-                            warmup=config.warmup,
-                            iterations=config.iterations,
-                            batch_size=b,
-                            gen_len=config.gen_len,
-                        )
-                        runner = None
-                except Exception as e:  # noqa: BLE001 - only out-of-memory is a result; anything else is re-raised
-                    if not _is_oom(e):
-                        raise
-                    t = None
-                if t is None:  # out of the except block: its traceback no longer holds the runner's frames
-                    runner = None  # free its cache and graph before the next cell's peak is taken
-                    release_memory()
-                    yield BenchRow(**base, error="out of memory")
-                    continue
-                own = branch.num_params * family.tensors["model.embed_tokens.weight"].element_size()
-                yield BenchRow(
-                    **base,
-                    ttft_s=t.ttft_s,
-                    tpot_s=t.tpot_s,
-                    decode_tok_s=t.decode_tok_s,
-                    e2e_s=t.e2e_s,
-                    mbu=mbu(bytes_read.per_token(b), t.decode_tok_s.median, peak),
-                    peak_allocated_bytes=memory.allocated,
-                    peak_reserved_bytes=memory.reserved,
-                    min_vram_bytes=None if memory.allocated is None else memory.allocated - resident + own,
-                )
+                for _ in range(config.warmup or 1):
+                    runner.once(clock)
+                runners[backend], memory[backend] = runner, mem
+        except Exception as e:  # noqa: BLE001 - only out-of-memory is a result; anything else is re-raised
+            if not _is_oom(e):
+                raise
+            oom = True
+        runner = None  # out of the except block: its traceback no longer holds the runner's frames
+        if oom:
+            release_memory()  # free its cache and graph before the next backend's peak is taken
+    if not runners:
+        return [BenchRow(**base, backend=k, error="out of memory") for k in config.backends], None, None
+    both = "hf" in runners and "fast" in runners
+    specs = [
+        RatioSpec("fast/hf decode", ("hf",), ("fast",), "decode_s"),
+        RatioSpec("fast/hf e2e", ("hf",), ("fast",), "e2e_s"),
+    ]
+    label = f"{src.name} {branch.name} batch {b} " + ("hf vs fast" if both else next(iter(runners)))
+    conditions = {k: functools.partial(_generation_seconds, r, clock) for k, r in runners.items()}
+    c = measurer.compare(label, conditions, specs if both else [], warmup=0)
+    c = replace(c, warmup=config.warmup or 1)  # warmed up above, each backend alone, under its memory counter
+    runners.clear()
+    steps = config.gen_len - 1
+    rows = []
+    for backend in config.backends:
+        if backend not in memory:
+            rows.append(BenchRow(**base, backend=backend, error="out of memory"))
+            continue
+        decode = values_of(c, backend, "decode_s")
+        tok_s = summarize([b * steps / d for d in decode])
+        allocated = memory[backend].allocated
+        own = branch.num_params * family.tensors["model.embed_tokens.weight"].element_size()
+        rows.append(
+            BenchRow(
+                **base,
+                backend=backend,
+                ttft_s=summarize(values_of(c, backend, "ttft_s")),
+                tpot_s=summarize([d / steps for d in decode]),
+                decode_tok_s=tok_s,
+                e2e_s=summarize(values_of(c, backend, "e2e_s")),
+                mbu=mbu(bytes_read.per_token(b), tok_s.median, peak),
+                peak_allocated_bytes=allocated,
+                peak_reserved_bytes=memory[backend].reserved,
+                min_vram_bytes=None if allocated is None else allocated - _resident(family) + own,
+            )
+        )
+    ratio = None
+    if both:
+        decode, e2e = ratio_of(c, "fast/hf decode"), ratio_of(c, "fast/hf e2e")
+        ratio = Ratio(src.name, branch.name, b, decode.value, e2e.value, decode.ci, e2e.ci, c.name)
+    return rows, ratio, c
+
+
+def _generation_seconds(runner: Any, clock: Clock) -> dict[str, float]:
+    first, total = runner.once(clock)
+    return {"ttft_s": first, "decode_s": total - first, "e2e_s": total}
+
+
+def _resident(family: Any) -> int:
+    return sum(t.numel() * t.element_size() for t in {t.data_ptr(): t for t in family.tensors.values()}.values())
 
 
 def _traffic(family: Any, branch: Any, config: BenchConfig) -> Any:
@@ -227,64 +343,75 @@ def _traffic(family: Any, branch: Any, config: BenchConfig) -> Any:
     )
 
 
-def _shared_trunk(config: BenchConfig, src: _Source, family: Any, clock: Clock) -> SharedTrunk:
+def _shared_trunk(
+    config: BenchConfig, src: _Source, family: Any, clock: Clock, measurer: Measurer
+) -> tuple[SharedTrunk, list[Comparison]]:
     if not family.files.is_familial:
         raise EvalkitError(f"{src.name} has one branch; --shared-trunk needs a familial checkpoint or --shape ruyi-7b")
+    assert config.prompt_len is not None and config.gen_len is not None
     setup = TrunkSetup(
-        batch_sizes=config.batch_sizes or TRUNK_BATCH_SIZES,
+        batch_sizes=config.batch_sizes or (),
         prompt_len=config.prompt_len,
         gen_len=config.gen_len,
-        warmup=config.warmup,
-        iterations=config.iterations,
         decode_mode=config.decode_mode,
         seed=config.seed,
         clock=clock,
+        measurer=measurer,
+        model=src.name,
     )
-    trunk = shared_trunk(src.name, family, parse_branches(config.branches, family.branches), setup)
-    return _end_to_end(config, trunk, "cuda" if clock.cuda else "cpu")
+    if measurer.progress is not None:
+        measurer.progress.expect(2 * len(setup.batch_sizes))
+    trunk, comparisons = shared_trunk(src.name, family, parse_branches(config.branches, family.branches), setup)
+    if config.e2e_suite and not config.shapes and measurer.progress is not None:
+        runs = "once" if config.e2e_rounds == 1 else f"{config.e2e_rounds + 1} times"
+        measurer.progress.note(f"end to end: evalkit run and stock OpenCompass, each {runs} (minutes on a CPU)")
+    trunk, e2e = _end_to_end(config, trunk, "cuda" if clock.cuda else "cpu")
+    return trunk, comparisons + e2e
 
 
-def _speculative(config: BenchConfig, src: _Source, family: Any, clock: Clock) -> SpeculativeBench:
+def _speculative(
+    config: BenchConfig, src: _Source, family: Any, clock: Clock, measurer: Measurer
+) -> tuple[SpeculativeBench, list[Comparison]]:
     if not family.files.is_familial:
         raise EvalkitError(f"{src.name} has one branch; --speculative needs a familial checkpoint or --shape ruyi-7b")
+    assert config.prompt_len is not None and config.gen_len is not None
     drafts, target = choose(family, config.branches, config.draft)
     setup = SpecSetup(
-        batch_sizes=config.batch_sizes or SPEC_BATCH_SIZES,
+        batch_sizes=config.batch_sizes or (),
         ks=config.ks,
         prompt_len=config.prompt_len,
         gen_len=config.gen_len,
-        warmup=config.warmup,
-        iterations=config.iterations,
         decode_mode=config.decode_mode,
         seed=config.seed,
         clock=clock,
+        measurer=measurer,
+        model=src.name,
     )
-    return speculative(src.name, family, drafts, target, setup)
+    if measurer.progress is not None:
+        measurer.progress.expect(len(setup.batch_sizes))
+    return speculative(family, drafts, target, setup)
 
 
-def _end_to_end(config: BenchConfig, trunk: SharedTrunk, device: str) -> SharedTrunk:
+def _end_to_end(config: BenchConfig, trunk: SharedTrunk, device: str) -> tuple[SharedTrunk, list[Comparison]]:
     """The end-to-end part: `run --branches all` vs stock OpenCompass on the exported branches (checkpoints only)."""
     from evalkit.benchmark.e2e import E2ESetup, end_to_end  # OpenCompass, which GPU machines lack: only here
 
     if config.e2e_suite is None:
-        return trunk
+        return trunk, []
     if config.shapes:
-        return replace(
-            trunk,
-            notes=(
-                *trunk.notes,
-                "end to end: skipped, random-weight shapes have no checkpoint to run; pass --model PATH",
-            ),
-        )
+        note = "end to end: skipped, random-weight shapes have no checkpoint to run; pass --model PATH"
+        return replace(trunk, notes=(*trunk.notes, note)), []
     setup = E2ESetup(
         model=config.model,
         suite=parse_suites(config.e2e_suite)[0],
         limit=config.e2e_limit,
         max_out_len=config.e2e_max_out_len,
         device=device,
+        rounds=config.e2e_rounds,
+        seed=config.seed,
     )
-    e2e, notes = end_to_end(setup)
-    return replace(trunk, e2e=(e2e,), notes=(*trunk.notes, *notes))
+    e2e, notes, comparison = end_to_end(setup)
+    return replace(trunk, e2e=(e2e,), notes=(*trunk.notes, *notes)), [comparison] if comparison else []
 
 
 def _sources(config: BenchConfig, device: str) -> list[_Source]:
@@ -301,22 +428,6 @@ def _sources(config: BenchConfig, device: str) -> list[_Source]:
     path = Path(config.model) if config.model else default_model_path()
     name = path.name if config.model else "tiny-ruyi"
     return [_Source(name, name, functools.partial(load_family, path, dtype=config.dtype, device=device))]
-
-
-def _ratios(rows: list[BenchRow]) -> Iterator[Ratio]:
-    cells = {(r.model, r.branch, r.batch_size, r.backend): r for r in rows if r.error is None}
-    for (model, branch, b, backend), fast in cells.items():
-        hf = cells.get((model, branch, b, "hf"))
-        if backend != "fast" or hf is None or fast.decode_tok_s is None or hf.decode_tok_s is None:
-            continue
-        assert fast.e2e_s is not None and hf.e2e_s is not None
-        yield Ratio(
-            model=model,
-            branch=branch,
-            batch_size=b,
-            decode_speedup=fast.decode_tok_s.median / hf.decode_tok_s.median,
-            e2e_speedup=hf.e2e_s.median / fast.e2e_s.median,
-        )
 
 
 def _is_oom(e: Exception) -> bool:

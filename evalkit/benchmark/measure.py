@@ -133,7 +133,8 @@ def environment(device_type: str) -> Environment:
     if device_type == "cuda":
         name, cuda = torch.cuda.get_device_name(), torch.version.cuda
     else:
-        name, cuda = f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)", None
+        n = torch.get_num_threads()
+        name, cuda = f"cpu ({platform.processor() or platform.machine()}, {n} thread{'s' if n != 1 else ''})", None
     return Environment(
         device=name,
         device_type=device_type,

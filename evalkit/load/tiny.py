@@ -1,7 +1,8 @@
 """The embedded default: a tiny Ruyi-format familial checkpoint built from a seed, with a local tokenizer.
 
 Same config keys and tensor layout as AI-Flow-Ruyi-7B (`model.eelayers.*`, `model.norms.*`,
-`lm_head.{i}.*`), 8 layers with exits at 2/4/6/7, random weights. Nothing comes from a hub.
+`lm_head.{i}.*`), 8 layers with exits at 2/4/6/7 (or another structure, `make_tiny(layers=, exits=)`,
+`like="ruyi-7b"`), random weights. Nothing comes from a hub.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -72,22 +73,61 @@ def ruyi_config(spec: TinySpec, vocab_size: int, eos_id: int, pad_id: int) -> di
     return config
 
 
+# Real families' layer structures, built at tiny width: (layers, exits).
+LIKE = {"ruyi-7b": (28, (11, 15, 19, 23, 27))}
+
+
 def make_tiny(
-    out_dir: str | Path, *, flavour: str = "qwen2", shared_heads: bool = False, seed: int = 0, refine: float = 1.0
+    out_dir: str | Path,
+    *,
+    flavour: str = "qwen2",
+    shared_heads: bool = False,
+    seed: int = 0,
+    layers: int | None = None,
+    exits: tuple[int, ...] | list[int] | None = None,
+    like: str | None = None,
+    refine: float = 1.0,
 ) -> Path:
     """Write a tiny familial checkpoint (config, safetensors, tokenizer) to `out_dir`.
 
-    `refine` below 1 makes the deeper branches refine the shallow ones instead of being unrelated
-    (`refine_deep_layers`), so branches mostly agree, as a trained family's do."""
+    `layers` and `exits` set its structure (default 8 layers, exits 2/4/6/7; exits alone imply
+    layers = last exit + 1); `like="ruyi-7b"` takes Ruyi-7B's 28 layers and exits 11/15/19/23/27, at
+    the tiny width, so structure-dependent costs (how much of the work a shared trunk saves) can be
+    measured on a CPU. `refine` below 1 makes the deeper branches refine the shallow ones instead of
+    being unrelated (`refine_deep_layers`), so branches mostly agree, as a trained family's do.
+    """
     if flavour not in ("qwen2", "qwen3"):
         raise EvalkitError(f"unknown flavour {flavour!r}; valid flavours are qwen2, qwen3")
-    return build_checkpoint(out_dir, TinySpec(flavour=flavour, shared_heads=shared_heads, seed=seed), refine=refine)
+    spec = TinySpec(flavour=flavour, shared_heads=shared_heads, seed=seed)
+    if like is not None:
+        if like not in LIKE:
+            raise EvalkitError(f"unknown structure {like!r} for --like; valid: {', '.join(LIKE)}")
+        layers, exits = layers or LIKE[like][0], exits or LIKE[like][1]
+    if layers is not None or exits is not None:
+        spec = replace(spec, **_structure(layers, exits))
+    return build_checkpoint(out_dir, spec, refine=refine)
+
+
+def _structure(layers: int | None, exits: tuple[int, ...] | list[int] | None) -> dict[str, Any]:
+    """num_layers and exits, checked: exits distinct, ascending, >= 0, the last one the last layer."""
+    if exits is None:
+        if layers != TinySpec.num_layers:
+            raise EvalkitError(f"--layers {layers} needs --exits too (e.g. --exits ...,{(layers or 1) - 1})")
+        return {}
+    got = tuple(exits)
+    n = got[-1] + 1 if layers is None and got else layers
+    if n is None or n < 1 or not got or list(got) != sorted(set(got)) or got[0] < 0 or got[-1] != n - 1:
+        raise EvalkitError(
+            f"--exits {','.join(map(str, got)) or '(none)'} with --layers {n}: exits must be distinct, ascending, "
+            f">= 0 and end at the last layer ({(n or 1) - 1}); e.g. --layers 28 --exits 11,15,19,23,27"
+        )
+    return {"num_layers": n, "exits": got}
 
 
 def build_checkpoint(out_dir: str | Path, spec: TinySpec, *, refine: float = 1.0) -> Path:
     """Write the checkpoint into `out_dir` as a whole: it appears complete, or not at all."""
     if not 0 <= refine <= 1:
-        raise EvalkitError(f"refine must be from 0 to 1 (1: unrelated random branches), got {refine}")
+        raise EvalkitError(f"--refine must be from 0 to 1 (1: unrelated random branches), got {refine}")
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise EvalkitError(f"{out} exists and is not empty; choose a new directory")

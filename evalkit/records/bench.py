@@ -10,7 +10,19 @@ from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
 from evalkit.errors import EvalkitError
-from evalkit.records.checks import RecordError, finite, flag, keys, number, obj, read_json, seq, text, whole
+from evalkit.records.checks import (
+    RecordError,
+    finite,
+    flag,
+    interval,
+    keys,
+    number,
+    obj,
+    read_json,
+    seq,
+    text,
+    whole,
+)
 from evalkit.records.io import write_json_atomic
 from evalkit.records.run_ids import check_run_id
 
@@ -40,10 +52,88 @@ class Environment:
     git_revision: str | None
 
 
+@dataclass(frozen=True)
+class Machine:
+    """The state of the machine around the measurement: what shares it and how fast it may run."""
+
+    cpu_model: str  # /proc/cpuinfo's "model name", or platform's processor where that is absent
+    logical_cpus: int
+    torch_threads: int
+    load_before: tuple[float, ...] = ()  # /proc/loadavg's 1, 5 and 15-minute load; () where unreadable
+    load_after: tuple[float, ...] = ()
+    gpu_sm_mhz: int | None = None  # nvidia-smi's current and maximum SM and memory clocks, where present
+    gpu_max_sm_mhz: int | None = None
+    gpu_mem_mhz: int | None = None
+    gpu_max_mem_mhz: int | None = None
+
+
+@dataclass(frozen=True)
+class Series:
+    """One condition's measurements of one kind, one value per round, in round order."""
+
+    condition: str
+    measure: str  # e.g. "s", "decode_s", "e2e_s"
+    values: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class RatioEstimate:
+    """The median over rounds of sum(numerator) / sum(denominator) in the round, with its 95% interval
+    from a bootstrap over the rounds."""
+
+    name: str
+    measure: str
+    numerator: tuple[str, ...]
+    denominator: tuple[str, ...]
+    value: float
+    ci: tuple[float, ...]  # [low, high]
+    half_width: float  # (high - low) / 2 / value
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Conditions measured in interleaved rounds (`evalkit.benchmark.interleave`): every round runs every
+    condition once, in the order recorded; the raw values, the ratios and why the rounds stopped."""
+
+    name: str
+    conditions: tuple[str, ...]
+    orders: tuple[tuple[str, ...], ...]  # the order the conditions ran in, per round
+    series: tuple[Series, ...]
+    ratios: tuple[RatioEstimate, ...]
+    rounds: int
+    warmup: int  # untimed runs of each condition before the first round
+    stopped: str  # "converged" | "budget" | "max-rounds" | "no-ratio"
+    elapsed_s: float
+    budget_s: float
+    target: float  # the relative half-width every interval had to reach
+    seed: int
+
+
+@dataclass(frozen=True)
+class Flag:
+    """A plausibility check that failed: the figure it names should not be trusted as it stands."""
+
+    kind: str  # one of FLAG_KINDS
+    where: str  # which figure, e.g. "decode batch 1" or "tiny-ruyi E111K batch 4"
+    message: str
+
+
+FLAG_KINDS = (
+    "shared-below-one",
+    "shared-above-separate",
+    "fast-slower-than-hf",
+    "high-cv",
+    "machine-loaded",
+    "speculative-differs",
+    "speculative-above-bound",
+)
+STOPPED = ("converged", "budget", "max-rounds", "no-ratio")
+
 SCHEMA = "evalkit.bench"
-# 2: `speculative` (self-speculative decoding against the target alone). Version 1 records still load.
-SCHEMA_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+SCHEMA_VERSION = 3
+# Version 1 records (no intervals, raw timings, machine state or flags) and version 2 records (no
+# `speculative`) still load.
+READS = (1, 2, 3)
 
 
 @dataclass(frozen=True)
@@ -83,6 +173,9 @@ class Ratio:
     batch_size: int
     decode_speedup: float  # fast decode tokens/s over hf decode tokens/s (medians)
     e2e_speedup: float  # hf end-to-end latency over fast end-to-end latency (medians)
+    decode_speedup_ci: tuple[float, ...] | None = None  # 95% interval [low, high]; None in version 1
+    e2e_speedup_ci: tuple[float, ...] | None = None
+    comparison: str | None = None  # the name of the `Comparison` it comes from (rounds, raw values)
 
 
 @dataclass(frozen=True)
@@ -96,6 +189,9 @@ class TrunkDecode:
     separate_step_s: float  # sum over branches of each one's median step time, decoded alone
     decode_shared_over_last: float
     decode_separate_over_last: float
+    decode_shared_over_last_ci: tuple[float, ...] | None = None  # 95% interval [low, high]; None in version 1
+    decode_separate_over_last_ci: tuple[float, ...] | None = None
+    comparison: str | None = None  # the name of the `Comparison` it comes from (rounds, raw values)
 
 
 @dataclass(frozen=True)
@@ -110,6 +206,9 @@ class TrunkScoring:
     separate_s: float
     scoring_shared_over_last: float
     scoring_separate_over_last: float
+    scoring_shared_over_last_ci: tuple[float, ...] | None = None  # 95% interval [low, high]; None in version 1
+    scoring_separate_over_last_ci: tuple[float, ...] | None = None
+    comparison: str | None = None  # the name of the `Comparison` it comes from (rounds, raw values)
 
 
 @dataclass(frozen=True)
@@ -129,6 +228,8 @@ class TrunkE2E:
     evalkit_command: str
     stock_command: str
     baseline: str  # what the stock side ran, in words
+    rounds: int = 1  # timed runs of each side; 1: a single measurement, with no interval
+    e2e_stock_over_evalkit_ci: tuple[float, ...] | None = None  # 95% interval with two rounds or more
 
 
 @dataclass(frozen=True)
@@ -160,22 +261,22 @@ class SpecCell:
     acceptance_rate: float  # drafted tokens the target accepted, over drafted tokens
     tokens_per_step: float  # output tokens after the first per verify pass of the target (1 to k + 1)
     spec_s: Stats  # seconds per generation, as the target's
-    tok_s: float
-    speedup: float  # median target-alone seconds over median speculative seconds (same rounds)
-    speedup_low: float | None  # 95% interval (SpeculativeBench.interval); None with under 3 rounds
-    speedup_high: float | None
+    tok_s: float  # batch_size x gen_len / median seconds
+    speedup: float  # target alone over speculative: the median over rounds of the round's ratio of seconds
+    speedup_ci: tuple[float, ...]  # its 95% interval [low, high]
     identical_to_target: tuple[bool, ...]  # per sequence: every token equals the target's own greedy decoding
+    comparison: str  # the name of the `Comparison` it comes from (rounds, raw values)
 
 
 @dataclass(frozen=True)
 class SpeculativeBench:
+    """Self-speculative decoding (a shallow branch drafts, the target verifies) against the target alone."""
+
     model: str
     target: str
     target_exit: int
     prompt_len: int
     gen_len: int
-    rounds: int  # timed interleaved rounds per batch size
-    interval: str  # how the speed-up intervals were computed
     baselines: tuple[SpecBaseline, ...] = ()
     cells: tuple[SpecCell, ...] = ()
     notes: tuple[str, ...] = ()
@@ -196,7 +297,11 @@ class BenchRecord:
     ratios: tuple[Ratio, ...] = ()
     shared_trunk: SharedTrunk | None = None
     notes: tuple[str, ...] = ()  # models not measured, and why
-    speculative: SpeculativeBench | None = None  # schema 2
+    machine: Machine | None = None  # None in version 1
+    defaults: str | None = None  # which defaults the run took, e.g. "CPU-sized" (None in version 1)
+    comparisons: tuple[Comparison, ...] = ()  # every interleaved measurement, raw values included
+    flags: tuple[Flag, ...] = ()  # plausibility checks that failed
+    speculative: SpeculativeBench | None = None  # version 3
     schema: str = SCHEMA
     schema_version: int = SCHEMA_VERSION
 
@@ -237,12 +342,12 @@ def bench_from_dict(data: Any) -> BenchRecord:
     if missing or "schema_version" not in data:
         raise ValueError(f"it lacks {', '.join(map(repr, missing or ['schema_version']))}")
     version = whole(data["schema_version"], "schema_version")
-    if version not in READABLE_VERSIONS:
+    if version not in READS:
         raise RecordError(
-            f"schema_version {version} is not supported (this evalkit reads {', '.join(map(str, READABLE_VERSIONS))})"
+            f"schema_version {version} is not supported (this evalkit reads {', '.join(map(str, READS))})"
         )
-    if version < 2 and "speculative" in data:
-        raise RecordError("speculative is a schema 2 field, but schema_version is 1")
+    if version < 3 and "speculative" in data:
+        raise RecordError(f"speculative is a version 3 field, but schema_version is {version}")
     record = _build(BenchRecord, data, "")
     if record.peak_bandwidth_gbps == 0:
         raise RecordError("peak_bandwidth_gbps is 0, expected a bandwidth above 0 or null (unknown)")
@@ -251,8 +356,10 @@ def bench_from_dict(data: Any) -> BenchRecord:
 
 # Every number in a bench record is a size, a time, a rate or a ratio, so none is negative; these count
 # things of which a measurement has at least one.
-_AT_LEAST_ONE = frozenset({"batch_size", "prompt_len", "gen_len", "n", "limit", "num_params", "k", "rounds"})
-_CHOICES = {"role": ("ours", "baseline"), "backend": ("hf", "fast")}
+_AT_LEAST_ONE = frozenset(
+    {"batch_size", "prompt_len", "gen_len", "n", "limit", "num_params", "rounds", "logical_cpus", "torch_threads", "k"}
+)
+_CHOICES = {"role": ("ours", "baseline"), "backend": ("hf", "fast"), "kind": FLAG_KINDS, "stopped": STOPPED}
 
 
 def _build(cls: type, data: Any, where: str) -> Any:
@@ -263,6 +370,8 @@ def _build(cls: type, data: Any, where: str) -> Any:
     optional = tuple(f.name for f in fields(cls) if f.name not in required)
     entry = keys(data, where or "record", required=required, optional=optional)
     built = cls(**{k: _value(hints[k], v, f"{where}.{k}" if where else k, k) for k, v in entry.items()})
+    if isinstance(built, Comparison):
+        _check_comparison(built, where)
     if isinstance(built, SpecCell):
         _check_spec_cell(built, where)
     if isinstance(built, Stats):
@@ -272,6 +381,20 @@ def _build(cls: type, data: Any, where: str) -> Any:
                 f"{where} is not ordered as statistics are (min <= median <= p90 <= p99 <= max, mean within)"
             )
     return built
+
+
+def _check_comparison(c: Comparison, where: str) -> None:
+    """Every round ran every condition once; every series has one value per round and names a condition."""
+    if len(c.orders) != c.rounds or any(sorted(o) != sorted(c.conditions) for o in c.orders):
+        raise RecordError(f"{where}.orders must hold {c.rounds} rounds, each running every condition once")
+    for i, s in enumerate(c.series):
+        if s.condition not in c.conditions or len(s.values) != c.rounds:
+            raise RecordError(
+                f"{where}.series[{i}] must name one of the conditions and hold one value per round ({c.rounds})"
+            )
+    for i, r in enumerate(c.ratios):
+        if not set(r.numerator + r.denominator) <= set(c.conditions):
+            raise RecordError(f"{where}.ratios[{i}] names a condition the comparison does not have")
 
 
 def _check_spec_cell(cell: SpecCell, where: str) -> None:
@@ -285,10 +408,6 @@ def _check_spec_cell(cell: SpecCell, where: str) -> None:
             f"{where}.identical_to_target has {len(cell.identical_to_target)} entries, expected one per sequence "
             f"(batch_size {cell.batch_size})"
         )
-    if (cell.speedup_low is None) != (cell.speedup_high is None) or (
-        cell.speedup_low is not None and cell.speedup_high is not None and cell.speedup_low > cell.speedup_high
-    ):
-        raise RecordError(f"{where}: speedup_low and speedup_high are not an interval (both null, or low <= high)")
 
 
 def _value(kind: Any, value: Any, where: str, name: str) -> Any:
@@ -308,6 +427,13 @@ def _value(kind: Any, value: Any, where: str, name: str) -> Any:
         return whole(value, where, null=null, low=1 if name in _AT_LEAST_ONE else 0)
     if kind is float:
         return float(number(value, where, null=null, low=0))
+    if name == "ci" or name.endswith("_ci"):
+        return interval(value, where)
+    if name.startswith("load_"):
+        values = tuple(float(number(v, f"{where}[{i}]", low=0)) for i, v in enumerate(seq(value, where)))
+        if len(values) not in (0, 3):
+            raise RecordError(f"{where} has {len(values)} values, expected the 1, 5 and 15-minute load or none")
+        return values
     if is_dataclass(kind):
         return _build(kind, value, where)
     if get_origin(kind) is tuple:

@@ -132,6 +132,17 @@ def whole(value: Any, where: str, *, null: bool = False, low: int | None = None)
     return value
 
 
+def interval(value: Any, where: str) -> tuple[float, float]:
+    """A confidence interval: [low, high], two finite numbers >= 0 with low <= high."""
+    items = seq(value, where)
+    if len(items) != 2:
+        raise RecordError(f"{where} has {len(items)} values, expected an interval [low, high]")
+    low, high = (float(number(v, f"{where}[{i}]", low=0)) for i, v in enumerate(items))
+    if low > high:
+        raise RecordError(f"{where} is [{low:g}, {high:g}], expected low <= high")
+    return low, high
+
+
 def flag(value: Any, where: str, *, null: bool = False) -> Any:
     if isinstance(value, bool) or (null and value is None):
         return value

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 
 from tabulate import tabulate
 
-from evalkit.records.bench import BenchRecord, BenchRow, Ratio, SharedTrunk, SpecCell, SpeculativeBench
+from evalkit.records.bench import BenchRecord, BenchRow, Comparison, Machine, Ratio, SharedTrunk
+from evalkit.reporting.intervals import rounds_cell, with_interval
+from evalkit.reporting.spec_tables import spec_tables
 from evalkit.reporting.units import format_bytes, format_params
 
 Column = tuple[str, Callable[[BenchRow], str]]  # header, and the cell of a row
@@ -107,25 +109,74 @@ def bench_markdown(record: BenchRecord) -> str:
         f"Device: {env.device} · torch {env.torch} · transformers {env.transformers} · {record.dtype} · "
         f"peak bandwidth: {_gbps(record)}\nCommand: `{record.command}` · {record.created_at}"
     )
+    head += "".join(f"\n{line}" for line in method_lines(record))
     if record.rows:
         head += "\n" + _backends(record)
     parts = [head, *(f"Note: {n}" for n in record.notes)]
     if record.rows:
         parts += ["### Speed per branch", speed_table(record.rows, CONSOLE_SPEED)]
     if record.ratios:
+        by_name = {c.name: c for c in record.comparisons}
         rows = [
-            (r.model, r.branch, r.batch_size, f"{r.decode_speedup:.2f}x", f"{r.e2e_speedup:.2f}x")
+            (
+                r.model,
+                r.branch,
+                r.batch_size,
+                with_interval(r.decode_speedup, r.decode_speedup_ci),
+                with_interval(r.e2e_speedup, r.e2e_speedup_ci),
+                rounds_cell(by_name.get(r.comparison or "")),
+            )
             for r in record.ratios
         ]
-        headers = ["model", "branch", "batch", "decode tok/s", "end to end"]
-        parts += ["### fast over hf (same run)", tabulate(rows, headers=headers, tablefmt="github")]
+        headers = ["model", "branch", "batch", "decode tok/s [95% CI]", "end to end [95% CI]", "rounds"]
+        parts += [
+            "### fast over hf (same run, interleaved)",
+            tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True),
+        ]
     if any(r.peak_allocated_bytes is not None or r.error for r in record.rows):
         parts += ["### Minimum VRAM by batch size", vram_table(record.rows, CONSOLE_VRAM)]
     if record.shared_trunk is not None:
-        parts += ["### Shared trunk", trunk_tables(record.shared_trunk)]
+        parts += ["### Shared trunk", trunk_tables(record.shared_trunk, record.comparisons)]
     if record.speculative is not None:
-        parts += ["### Self-speculative decoding", spec_tables(record.speculative, record.environment.device_type)]
+        table = spec_tables(record.speculative, record.environment.device_type, record.comparisons)
+        parts += ["### Self-speculative decoding", table]
+    parts += warnings(record)
     return "\n\n".join(parts) + "\n"
+
+
+def method_lines(record: BenchRecord) -> list[str]:
+    """The defaults taken, the machine's state and the measurement rule, for a record's header."""
+    lines = []
+    if record.defaults:
+        lines.append(f"Defaults: {record.defaults}")
+    if record.machine is not None:
+        lines.append(f"Machine: {describe_machine(record.machine)}")
+    p = record.protocol
+    if "ci_target" in p:
+        lines.append(
+            f"Method: conditions interleaved in rounds ({p.get('order', 'shuffled')}), at least "
+            f"{p.get('iterations')} rounds, then until every ratio's 95% interval is within "
+            f"±{float(p['ci_target']):.0%} or {float(p.get('time_budget_s', 0)):g} s per comparison; a ratio is "
+            "the median over rounds of the round's ratio, its interval a bootstrap over the rounds"
+        )
+    return lines
+
+
+def describe_machine(m: Machine) -> str:
+    threads = f"{m.torch_threads} thread{'s' if m.torch_threads != 1 else ''}"
+    text = f"{m.cpu_model}, {m.logical_cpus} logical CPUs, torch {threads}"
+    if m.load_before or m.load_after:
+        before = f"{m.load_before[0]:.2f}" if m.load_before else "?"
+        after = f"{m.load_after[0]:.2f}" if m.load_after else "?"
+        text += f", load average {before} before / {after} after (1-minute)"
+    if m.gpu_sm_mhz is not None:
+        text += f", GPU clocks SM {m.gpu_sm_mhz}/{m.gpu_max_sm_mhz or '?'} MHz"
+        text += f", memory {m.gpu_mem_mhz or '?'}/{m.gpu_max_mem_mhz or '?'} MHz (now/max)"
+    return text
+
+
+def warnings(record: BenchRecord) -> list[str]:
+    return [f"Warning ({f.kind}): {f.message}" for f in record.flags]
 
 
 def speed_table(rows: Sequence[BenchRow], layout: SpeedLayout, ratios: Sequence[Ratio] = ()) -> str:
@@ -152,7 +203,10 @@ def _timing_cells(r: BenchRow, ratio: Ratio | None) -> dict[str, str] | None:
         memory = f"{r.peak_allocated_bytes / 1e9:.2f} / {(r.peak_reserved_bytes or 0) / 1e9:.2f}"
     fast_over_hf = "–"
     if r.backend == "fast" and ratio is not None:
-        fast_over_hf = f"{ratio.decode_speedup:.2f}x ({ratio.e2e_speedup:.2f}x)"
+        fast_over_hf = (
+            f"{with_interval(ratio.decode_speedup, ratio.decode_speedup_ci)} "
+            f"({with_interval(ratio.e2e_speedup, ratio.e2e_speedup_ci)})"
+        )
     return {
         "ttft": f"{r.ttft_s.median * 1e3:.1f}",
         "tpot p50/p99": f"{tp.median * 1e3:.2f} / {tp.p99 * 1e3:.2f}",
@@ -189,7 +243,8 @@ def _vram_cell(rows: list[BenchRow]) -> str:
     return "–"
 
 
-def trunk_tables(trunk: SharedTrunk) -> str:
+def trunk_tables(trunk: SharedTrunk, comparisons: Sequence[Comparison] = ()) -> str:
+    by_name = {c.name: c for c in comparisons}
     out: list[str] = []
     if trunk.decode:
         rows = [
@@ -199,8 +254,9 @@ def trunk_tables(trunk: SharedTrunk) -> str:
                 f"{d.shared_step_s.median * 1e3:.2f}",
                 f"{d.last_step_s.median * 1e3:.2f}",
                 f"{d.separate_step_s * 1e3:.2f}",
-                f"{d.decode_shared_over_last:.2f}x",
-                f"{d.decode_separate_over_last:.2f}x",
+                with_interval(d.decode_shared_over_last, d.decode_shared_over_last_ci),
+                with_interval(d.decode_separate_over_last, d.decode_separate_over_last_ci),
+                rounds_cell(by_name.get(d.comparison or "")),
             )
             for d in trunk.decode
         ]
@@ -210,8 +266,9 @@ def trunk_tables(trunk: SharedTrunk) -> str:
             "all together ms/step",
             "last alone ms/step",
             "each alone, summed ms/step",
-            "together / last",
-            "separate / last",
+            "together / last [95% CI]",
+            "separate / last [95% CI]",
+            "rounds",
         ]
         out += [f"Decoding ({trunk.model}):", tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)]
     if trunk.scoring:
@@ -223,8 +280,9 @@ def trunk_tables(trunk: SharedTrunk) -> str:
                 f"{s.shared_s.median * 1e3:.2f}",
                 f"{s.last_s.median * 1e3:.2f}",
                 f"{s.separate_s * 1e3:.2f}",
-                f"{s.scoring_shared_over_last:.2f}x",
-                f"{s.scoring_separate_over_last:.2f}x",
+                with_interval(s.scoring_shared_over_last, s.scoring_shared_over_last_ci),
+                with_interval(s.scoring_separate_over_last, s.scoring_separate_over_last_ci),
+                rounds_cell(by_name.get(s.comparison or "")),
             )
             for s in trunk.scoring
         ]
@@ -235,16 +293,28 @@ def trunk_tables(trunk: SharedTrunk) -> str:
             "all together ms",
             "last alone ms",
             "each alone, summed ms",
-            "together / last",
-            "separate / last",
+            "together / last [95% CI]",
+            "separate / last [95% CI]",
+            "rounds",
         ]
         table = tabulate(scoring, headers=headers, tablefmt="github", disable_numparse=True)
         out += [f"Scoring ({trunk.model}):", table]
+    if trunk.decode or trunk.scoring:
+        out.append(
+            "Times are each condition's median; a ratio is the median of the per-round ratios, so it need not "
+            "equal the ratio of the medians shown."
+        )
     for e in trunk.e2e:
+        ratio = f"stock / evalkit {with_interval(e.e2e_stock_over_evalkit, e.e2e_stock_over_evalkit_ci)}"
+        runs = (
+            "a single measurement of each side, no interval (--e2e-rounds 2 or more gives one)"
+            if e.rounds == 1
+            else f"median of {e.rounds} interleaved rounds"
+        )
         out += [
             f"End to end ({trunk.model}, {e.suite} suite, {e.limit} items per dataset, {len(e.branches)} branches "
             f"x {len(e.datasets)} datasets): evalkit run {e.evalkit_s:.1f} s, stock OpenCompass {e.stock_s:.1f} s, "
-            f"stock / evalkit {e.e2e_stock_over_evalkit:.2f}x; predictions identical: "
+            f"{ratio} ({runs}); predictions identical: "
             f"{str(e.predictions_identical).lower()} ({e.items_compared} items).",
             f"Baseline: {e.baseline}.",
         ]
@@ -267,77 +337,3 @@ def _backends(record: BenchRecord) -> str:
         f"Backends: hf = stock transformers `generate` ({attn} attention); "
         f"fast = evalkit's static-KV-cache decoder, {graphs.get(mode, mode)}"
     )
-
-
-def spec_tables(spec: SpeculativeBench, device_type: str) -> str:
-    """The target alone, then one row per (draft, k, batch): acceptance, tokens per target step, speed, identity."""
-    where = "CPU" if device_type == "cpu" else device_type.upper()
-    out = [
-        f"Target {spec.target} (exit {spec.target_exit}) on {spec.model}; {spec.prompt_len}-token prompts, "
-        f"{spec.gen_len} tokens per sequence (EOS ignored); {spec.rounds} interleaved timed rounds; "
-        f"interval: {spec.interval}."
-    ]
-    if device_type == "cpu":
-        out.append(
-            "Timings are CPU timings: a CPU is not bound by memory bandwidth as a GPU is at small batch, so they "
-            "say nothing about a GPU's speed-up. Acceptance and identity are the point here."
-        )
-    alone = [(b.batch_size, f"{b.target_s.median * 1e3:.1f}", f"{b.tok_s:.1f}") for b in spec.baselines]
-    headers = ["batch", f"target alone ms ({where})", f"tok/s ({where})"]
-    out.append(tabulate(alone, headers=headers, tablefmt="github", disable_numparse=True))
-    rows = []
-    for c in spec.cells:
-        interval = "–" if c.speedup_low is None else f"{c.speedup_low:.2f}–{c.speedup_high:.2f}"
-        same = sum(c.identical_to_target)
-        rows.append(
-            (
-                c.draft,
-                c.k,
-                c.batch_size,
-                f"{100 * c.acceptance_rate:.1f}%",
-                f"{c.tokens_per_step:.2f}",
-                f"{c.tok_s:.1f}",
-                f"{c.speedup:.2f}x ({interval})",
-                f"{same}/{len(c.identical_to_target)}",
-            )
-        )
-    headers = [
-        "draft",
-        "k",
-        "batch",
-        "accepted",
-        "tokens / target step",
-        f"tok/s ({where})",
-        f"over target alone ({where}, 95% CI)",
-        "identical to target",
-    ]
-    out.append(tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True))
-    out += spec_best(spec, where)
-    out += [f"Note: {n}" for n in spec.notes]
-    return "\n\n".join(out)
-
-
-def spec_best(spec: SpeculativeBench, where: str) -> list[str]:
-    """Per batch size, the fastest (draft, k) among those whose every sequence equals the target's output."""
-    lines = []
-    for b in sorted({c.batch_size for c in spec.cells}):
-        cells = [c for c in spec.cells if c.batch_size == b]
-        exact = [c for c in cells if all(c.identical_to_target)]
-        if not exact:
-            lines.append(f"Batch {b}: no (draft, k) gave the target's output for every sequence.")
-            continue
-        best = max(exact, key=lambda c: c.speedup)
-        interval = "" if best.speedup_low is None else f", 95% CI {best.speedup_low:.2f}–{best.speedup_high:.2f}"
-        lines.append(
-            f"Best at batch {b}: draft {best.draft}, k = {best.k}: {best.speedup:.2f}x the target alone "
-            f"({where}{interval}), {100 * best.acceptance_rate:.0f}% of drafts accepted" + _verdict(best)
-        )
-    return lines
-
-
-def _verdict(cell: SpecCell) -> str:
-    if cell.speedup_high is not None and cell.speedup_high < 1:
-        return "; slower than the target alone (the whole interval is below 1): no draft pays for itself here."
-    if cell.speedup < 1:
-        return "; no faster than the target alone."
-    return "."

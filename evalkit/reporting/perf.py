@@ -24,12 +24,14 @@ from evalkit.reporting import plots
 from evalkit.reporting.bench_tables import (
     REPORT_SPEED,
     REPORT_VRAM,
+    method_lines,
     row_name,
-    spec_tables,
     speed_table,
     trunk_tables,
     vram_table,
+    warnings,
 )
+from evalkit.reporting.spec_tables import spec_tables
 from evalkit.reporting.tables import row_average
 from evalkit.reporting.units import format_params
 
@@ -80,9 +82,10 @@ def _protocol(bench: BenchRecord) -> str:
     lines = [
         f"Device: **{device_label(bench)}** · {bench.dtype} · torch {env.torch} · transformers {env.transformers}"
         + (f" · git {_short(env.git_revision)}" if env.git_revision else ""),
-        f"Protocol: {p.get('warmup', '?')} warm-up and {p.get('iterations', '?')} timed runs per cell "
+        f"Protocol: {p.get('warmup', '?')} warm-up and at least {p.get('iterations', '?')} timed runs per cell "
         f"({p.get('timer', '?')}); prompt {c.get('prompt_len', '?')} tokens, {c.get('gen_len', '?')} generated "
         "(fixed length). Times are medians unless a percentile is named.",
+        *method_lines(bench),
     ]
     if bench.peak_bandwidth_gbps is None:
         lines.append("Peak memory bandwidth: unknown, so no MBU (pass `--peak-bandwidth` to `evalkit bench`).")
@@ -104,6 +107,7 @@ def _protocol(bench: BenchRecord) -> str:
 
 def _bench_block(path: Path, bench: BenchRecord, record: ResultsRecord, plot_dir: Path, queue: plots.PlotQueue) -> str:
     parts = [f"### Bench {bench.run_id} (`{path.name}`)\n", _protocol(bench), *(f"Note: {n}\n" for n in bench.notes)]
+    parts += [f"**{w}**\n" for w in warnings(bench)]
     if not bench.rows and bench.shared_trunk is None and bench.speculative is None:
         parts.append("This bench record has no measurements.\n")
     if bench.rows:
@@ -119,14 +123,14 @@ def _bench_block(path: Path, bench: BenchRecord, record: ResultsRecord, plot_dir
     if bench.shared_trunk is not None:
         parts.append(
             f"#### Shared trunk\n\n{_caption(bench, 'All branches at once vs one')}\n\n"
-            + trunk_tables(bench.shared_trunk)
+            + trunk_tables(bench.shared_trunk, bench.comparisons)
             + "\n"
         )
     if bench.speculative is not None:
         what = "A shallow branch drafts, the target verifies; against the target alone"
         parts.append(
             f"#### Self-speculative decoding\n\n{_caption(bench, what)}\n\n"
-            + spec_tables(bench.speculative, bench.environment.device_type)
+            + spec_tables(bench.speculative, bench.environment.device_type, bench.comparisons)
             + "\n"
         )
     return "\n".join(parts)
@@ -141,8 +145,9 @@ def _speed_tables(bench: BenchRecord) -> str:
         by_branch.setdefault((r.model, r.branch), []).append(r)
     parts = [
         "#### Speed per branch\n\nTTFT: time to the first token (prefill). TPOT: time per output token "
-        "after the first. Decode tok/s counts every row of the batch. fast/hf: the two backends' medians, "
-        "measured in the same run on the same prompts.\n"
+        "after the first. Decode tok/s counts every row of the batch. fast/hf: the two backends measured in "
+        "the same run on the same prompts, interleaved round by round; the median of the per-round ratios "
+        "with its 95% interval (a bare ratio of medians in records written before intervals).\n"
     ]
     for rows in by_branch.values():
         first = rows[0]

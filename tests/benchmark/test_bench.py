@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -19,8 +20,9 @@ from evalkit.engine.generate import generate_fast
 from evalkit.load.random_weights import random_family, tensor_shapes
 from evalkit.records.bench import BenchRow, Environment, Ratio, SharedTrunk, Stats, TrunkDecode, save_bench
 
+DATA = Path(__file__).resolve().parents[1] / "data" / "records"
 STATS = Stats(median=0.01, p90=0.012, p99=0.02, mean=0.011, min=0.009, max=0.021, n=10)
-SMALL = dict(batch_sizes=(1, 2), prompt_len=8, gen_len=4, iterations=2, warmup=1, dtype="fp32")
+SMALL = dict(batch_sizes=(1, 2), prompt_len=8, gen_len=4, iterations=2, warmup=1, dtype="fp32", time_budget=1.0)
 
 
 def hand_record() -> BenchRecord:
@@ -96,7 +98,7 @@ def test_record_round_trip_and_required_keys(tmp_path):
     path = save_bench(record, tmp_path / "bench.json")
     assert load_bench(path) == record
     data = json.loads(path.read_text())
-    assert data["schema"] == "evalkit.bench" and data["schema_version"] == 2
+    assert data["schema"] == "evalkit.bench" and data["schema_version"] == 3
     for key in ("environment", "dtype", "command", "protocol", "rows", "ratios", "peak_bandwidth_gbps"):
         assert key in data
     assert {"device", "driver", "torch", "transformers"} <= set(data["environment"])
@@ -121,7 +123,7 @@ def test_record_round_trip_and_required_keys(tmp_path):
     "edit, message",
     [
         (lambda d: d.update(schema="evalkit.results"), "is not an evalkit bench record"),
-        (lambda d: d.update(schema_version=3), "schema_version 3 is not supported"),
+        (lambda d: d.update(schema_version=4), r"schema_version 4 is not supported \(this evalkit reads 1, 2, 3\)"),
         (lambda d: d["rows"][0].update(speed=1), r"rows\[0\] has 'speed', which this evalkit does not know"),
         (lambda d: d.pop("environment"), r"is not an evalkit bench record \(it lacks 'environment'\)"),
         (lambda d: d["rows"][0].update(decode_tok_s=217.9), r"rows\[0\].decode_tok_s is 217.9, expected an object"),
@@ -138,6 +140,27 @@ def test_bad_records_are_one_clear_error(tmp_path, edit, message):
         load_bench(path)
     with pytest.raises(EvalkitError, match="does not exist"):
         load_bench(tmp_path / "missing.json")
+
+
+@pytest.mark.parametrize("name", ["bench_v1_rows.json", "bench_v1_trunk.json"])
+def test_version_1_records_still_load_and_render(name):
+    # Written by `evalkit bench` before intervals existed (schema version 1).
+    record = load_bench(DATA / name)
+    assert record.schema_version == 1 and record.machine is None and not record.comparisons
+    text = bench_markdown(record)
+    assert "[95% CI]" in text and "Warning" not in text and "Defaults:" not in text
+    if record.ratios:
+        assert record.ratios[0].decode_speedup_ci is None and f"| {record.ratios[0].decode_speedup:.2f}x  " in text
+    else:
+        d = record.shared_trunk.decode[0]
+        assert d.decode_shared_over_last_ci is None and f"| {d.decode_shared_over_last:.2f}x  " in text
+
+
+def test_version_2_records_still_load_and_render():
+    # Written by `evalkit bench` with intervals, before the speculative section (schema version 2).
+    record = load_bench(DATA / "bench_v2_rows.json")
+    assert record.schema_version == 2 and record.speculative is None and record.comparisons and record.ratios
+    assert "[95% CI]" in bench_markdown(record) and "Self-speculative" not in bench_markdown(record)
 
 
 def test_percentiles():
@@ -325,10 +348,17 @@ def test_bench_in_process_with_a_peak_and_shared_trunk(tiny_path, tmp_path):
     assert record.peak_bandwidth_source == "flag" and not record.ratios
     trunk_record, _ = bench(BenchConfig(**{**SMALL, "batch_sizes": None}, shared_trunk=True, out=str(tmp_path / "b")))
     trunk = trunk_record.shared_trunk
-    assert trunk is not None and [d.batch_size for d in trunk.decode] == [1, 8]
+    assert trunk is not None and [d.batch_size for d in trunk.decode] == [1]  # the CPU-sized default
+    assert trunk_record.defaults.startswith("CPU-sized defaults (the device is a CPU): prompt 8 tokens, 4 generated")
+    assert trunk_record.machine is not None and trunk_record.machine.torch_threads == 1
+    by_name = {c.name: c for c in trunk_record.comparisons}
     for d in trunk.decode:
         assert d.decode_shared_over_last > 0 and d.decode_separate_over_last > 1
         assert len(d.branches) == 4
+        assert d.decode_shared_over_last_ci[0] <= d.decode_shared_over_last <= d.decode_shared_over_last_ci[1]
+        c = by_name[d.comparison]
+        assert set(c.conditions) == {"shared", *d.branches} and c.rounds >= 2 and len(c.orders) == c.rounds
+        assert d.shared_step_s.n == c.rounds
     assert trunk.scoring or any("scoring" in n for n in trunk.notes)
     data = json.loads((tmp_path / "b" / "bench.json").read_text())
     assert {"decode_shared_over_last", "decode_separate_over_last"} <= set(data["shared_trunk"]["decode"][0])
@@ -349,6 +379,8 @@ def test_bench_cli_on_cpu_writes_a_valid_record(tiny_path, tmp_path):
         "1",
         "--dtype",
         "fp32",
+        "--time-budget",
+        "1",
         "--branches",
         "E111K,E297K",
         "--out",
@@ -362,6 +394,10 @@ def test_bench_cli_on_cpu_writes_a_valid_record(tiny_path, tmp_path):
     assert len(record.rows) == 8 and {r.backend for r in record.rows} == {"hf", "fast"}
     assert all(r.mbu is None and r.peak_allocated_bytes is None for r in record.rows)
     assert len(record.ratios) == 4 and all(r.decode_speedup > 0 for r in record.ratios)
+    assert all(r.decode_speedup_ci[0] <= r.decode_speedup <= r.decode_speedup_ci[1] for r in record.ratios)
+    assert len(record.comparisons) == 4 and all(c.conditions == ("hf", "fast") for c in record.comparisons)
+    assert "decode tok/s [95% CI]" in proc.stdout and "] x" not in proc.stdout
+    assert "[4/4] tiny-ruyi E297K batch 2 hf vs fast: fast/hf decode" in proc.stderr  # a progress line per cell
     assert record.command.startswith("evalkit bench --batch-sizes 1,2")
     assert "fast over hf" in proc.stdout and "cpu" in proc.stdout
     assert record.protocol["decode_mode"] == "eager" and "static-KV-cache decoder, eager" in proc.stdout
@@ -380,6 +416,12 @@ def test_bench_cli_on_cpu_writes_a_valid_record(tiny_path, tmp_path):
         (["--peak-bandwidth", "nan"], "--peak-bandwidth must be a positive number"),
         (["--peak-bandwidth", "0"], "--peak-bandwidth must be a positive number"),
         (["--shared-trunk", "--e2e-max-out-len", "-5"], "--e2e-max-out-len must be >= 1"),
+        (["--ci-target", "5"], "--ci-target must be a share of the ratio between 0 and 1"),
+        (["--time-budget", "0"], "--time-budget must be a positive number of seconds"),
+        (["--time-budget", "inf"], "--time-budget must be a positive number of seconds"),
+        (["--threads", "0"], "--threads must be >= 1"),
+        (["--iterations", "0"], "--iterations and --warmup must be >= 1"),
+        (["--shared-trunk", "--e2e-rounds", "0"], "--e2e-rounds a positive number"),
         (["--shared-trunk", "--shape", "ruyi-7b,yi-6b", "--random-weights"], "yi-6b has one branch"),
         (
             ["--out", "/proc/version/x"],

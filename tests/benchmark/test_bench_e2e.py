@@ -116,3 +116,26 @@ def test_bad_end_to_end_options_are_user_errors(suite, limit):
     with pytest.raises(EvalkitError):
         BenchConfig(e2e_suite=suite, e2e_limit=limit)
     assert BenchConfig(e2e_suite=None).e2e_suite is None
+
+
+def test_repeated_end_to_end_runs_interleave_into_their_own_directories(tmp_path, monkeypatch):
+    import evalkit.benchmark.e2e as e2e
+
+    calls = []
+
+    def timed(cmd, env, what):
+        calls.append((what, cmd[-1] if what == "stock OpenCompass" else cmd[cmd.index("--out") + 1]))
+        return 50.0 + len(calls) % 3 if what == "stock OpenCompass" else 10.0
+
+    monkeypatch.setattr(e2e, "_timed", timed)
+    setup = e2e.E2ESetup(model=None, rounds=4, seed=3)
+    c = e2e._repeated(setup, tmp_path, {}, ["python", "-m", "opencompass.cli.main", "cfg.py", "-w", "first"])
+    assert c.rounds == 4 and [w for w, _ in calls] == [
+        {"evalkit": "evalkit run", "stock": "stock OpenCompass"}[k] for o in c.orders for k in o
+    ]
+    assert len({d for _, d in calls}) == 8  # every run writes a directory of its own
+    ratio = c.ratios[0]
+    assert ratio.name == "stock/evalkit" and 5.0 <= ratio.ci[0] <= ratio.value <= ratio.ci[1] <= 5.2
+    text = trunk_tables(SharedTrunk("m", e2e=(e2e_record(rounds=4, e2e_stock_over_evalkit_ci=ratio.ci),)))
+    assert "median of 4 interleaved rounds" in text and "stock / evalkit 5.00x [" in text
+    assert "a single measurement of each side" in trunk_tables(SharedTrunk("m", e2e=(e2e_record(),)))

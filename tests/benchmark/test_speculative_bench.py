@@ -12,7 +12,7 @@ import pytest
 
 import evalkit
 from evalkit import BenchConfig, EvalkitError, bench, bench_markdown, load_bench, load_family, make_tiny
-from evalkit.benchmark.speculative import choose, interleaved, ratio_interval
+from evalkit.benchmark.speculative import choose
 
 
 @pytest.fixture(scope="module")
@@ -21,23 +21,27 @@ def twin_path(tmp_path_factory):
 
 
 SMALL_RESULTS = Path(__file__).resolve().parents[1] / "data" / "records" / "small.json"
-SMALL = dict(device="cpu", dtype="fp32", prompt_len=8, gen_len=12, iterations=3, warmup=1)
+SMALL = dict(device="cpu", dtype="fp32", prompt_len=8, gen_len=12, iterations=3, warmup=1, time_budget=1.0)
 
 
 def test_every_draft_and_k_against_the_target_alone(twin_path, tmp_path):
     config = BenchConfig(model=str(twin_path), speculative=True, ks=(1, 3), batch_sizes=(1, 3), out=str(tmp_path / "b"))
     record, path = bench(replace(config, **SMALL))
-    assert load_bench(path) == record and record.schema_version == 2
+    assert load_bench(path) == record and record.schema_version == 3
     spec = record.speculative
-    assert spec is not None and spec.target == "E297K" and spec.rounds == 3 and not record.rows
+    assert spec is not None and spec.target == "E297K" and not record.rows
     assert [b.batch_size for b in spec.baselines] == [1, 3]
     cells = [(c.draft, c.k, c.batch_size) for c in spec.cells]
     assert cells == [(d, k, b) for b in (1, 3) for d in ("E111K", "E186K", "E260K") for k in (1, 3)]
+    comparisons = {c.name: c for c in record.comparisons}
+    assert len(comparisons) == 2  # one per batch size, every condition in every round
     for c in spec.cells:
         assert len(c.identical_to_target) == c.batch_size and all(c.identical_to_target)
         assert 0 < c.acceptance_rate < 1 and 1 < c.tokens_per_step <= c.k + 1
-        assert c.speedup_low is not None and c.speedup_high is not None and c.speedup_low <= c.speedup_high
+        assert c.speedup_ci[0] <= c.speedup <= c.speedup_ci[1]
         assert c.tok_s == pytest.approx(c.batch_size * 12 / c.spec_s.median)
+        rounds = comparisons[c.comparison]
+        assert rounds.rounds >= 3 and set(rounds.conditions) == {"target", *(f"{d} k={k}" for d, k, _ in cells)}
     text = bench_markdown(record)
     assert "### Self-speculative decoding" in text and "Timings are CPU timings" in text
     assert "tok/s (CPU)" in text and "| E111K   | 3   | 3       |" in text and "3/3" in text
@@ -57,35 +61,6 @@ def test_drafts_and_target_are_chosen_from_the_branches(twin_path):
         choose(family, "E260K", "E111K,E297K")
     with pytest.raises(EvalkitError, match="the target E111K is the shallowest branch"):
         choose(family, "E111K", "all")
-
-
-def test_rounds_interleave_the_conditions():
-    calls: list[str] = []
-
-    class Ticks:
-        t = 0.0
-
-        def now(self):
-            self.t += 1.0
-            return self.t
-
-        def seconds(self, start, end):
-            return end - start
-
-    conditions = {name: (lambda name=name: calls.append(name)) for name in ("target", "E3B/2", "E3B/4")}
-    samples = interleaved(conditions, clock=Ticks(), warmup=1, rounds=2)
-    forward = ["target", "E3B/2", "E3B/4"]
-    assert calls == forward + forward[::-1] + forward
-    assert {k: len(v) for k, v in samples.items()} == {"target": 2, "E3B/2": 2, "E3B/4": 2}
-
-
-def test_the_interval_is_of_the_ratio_of_medians_and_seeded():
-    base, other = [2.0, 2.2, 1.9, 2.1, 2.0, 2.05], [1.0, 1.1, 0.95, 1.0, 1.02, 0.98]
-    low, high = ratio_interval(base, other, seed=0)
-    assert low is not None and high is not None and low <= 2.0 / 1.0 <= high and high - low < 0.5
-    assert ratio_interval(base, other, seed=0) == (low, high)
-    assert ratio_interval([2.0] * 5, [1.0] * 5, seed=1) == (2.0, 2.0)
-    assert ratio_interval([1.0, 2.0], [1.0, 1.0], seed=0) == (None, None)  # two rounds give no interval
 
 
 @pytest.mark.parametrize(

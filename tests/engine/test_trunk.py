@@ -337,7 +337,7 @@ def test_in_memory_families_with_one_config_never_share_answers(tiny_path):
 
 
 def test_the_scoring_benchmark_protocol(tiny_path):
-    """Warm-up rounds untimed, every configuration timed each round, ratios of medians; fields of the record."""
+    """Warm-up rounds untimed, every configuration timed each round, ratios with intervals; fields of the record."""
     from dataclasses import fields
 
     from evalkit.benchmark.trunk import shared_scoring
@@ -357,8 +357,11 @@ def test_the_scoring_benchmark_protocol(tiny_path):
     family = load_family(tiny_path)
     chosen = [b.name for b in family.branches[1:]]
     clock = Ticks()
-    got = shared_scoring(family, chosen, batch=2, seq_len=6, iterations=3, warmup=2, clock=clock)
+    got, comparison = shared_scoring(family, chosen, batch=2, seq_len=6, iterations=3, warmup=2, clock=clock)
     assert clock.t == 0.5 * 2 * (2 + 3) * (1 + len(chosen))  # two reads per region, every round, every config
+    assert comparison.rounds == 3 and comparison.warmup == 2 and got["comparison"] == comparison.name
+    assert all(sorted(o) == sorted(["shared", *chosen]) for o in comparison.orders)  # interleaved, all each round
+    assert got["scoring_shared_over_last_ci"] == (1.0, 1.0)
     assert got["shared_s"].n == got["last_s"].n == 3
     assert got["separate_s"] == pytest.approx(0.5 * len(chosen))
     assert got["scoring_shared_over_last"] == pytest.approx(1.0)

@@ -351,3 +351,23 @@ def test_a_plain_checkpoint_with_tied_embeddings_loads(tiny_path, tmp_path):
     model.generation_config.eos_token_id = None
     stock = model.generate(PROMPT, max_new_tokens=5, do_sample=False, pad_token_id=0)[:, PROMPT.shape[1] :]
     assert torch.equal(generate_fast(family, branch, PROMPT, max_new_tokens=5, ignore_eos=True), stock)
+
+
+def test_make_tiny_with_a_real_family_structure(tmp_path):
+    run = lambda *a: subprocess.run([sys.executable, "-m", "evalkit", *a], capture_output=True, text=True)  # noqa: E731
+    made = run("make-tiny", str(tmp_path / "like"), "--like", "ruyi-7b")
+    assert made.returncode == 0, made.stderr
+    family = load_family(tmp_path / "like")
+    assert family.files.config["num_hidden_layers"] == 28 and family.files.config["hidden_size"] == 64
+    assert [b.exit_layer for b in family.branches] == [11, 15, 19, 23, 27]
+    assert [b.num_layers for b in family.branches] == [12, 16, 20, 24, 28]
+    own = evalkit.make_tiny(tmp_path / "own", exits=(1, 3))  # layers follow from the last exit
+    assert json.loads((own / "config.json").read_text())["num_hidden_layers"] == 4
+    for args, message in [
+        (["--layers", "10"], "--layers 10 needs --exits too"),
+        (["--exits", "3,2"], "exits must be distinct, ascending, >= 0 and end at the last layer (2)"),
+        (["--layers", "10", "--exits", "3,5"], "end at the last layer (9)"),
+        (["--exits", "a,b"], "expected comma-separated integers"),
+    ]:
+        bad = run("make-tiny", str(tmp_path / "bad"), *args)
+        assert bad.returncode == 2 and message in bad.stderr and not (tmp_path / "bad").exists(), bad.stderr

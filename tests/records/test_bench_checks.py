@@ -14,8 +14,13 @@ from evalkit.cli import main
 from evalkit.records.bench import (
     BenchRecord,
     BenchRow,
+    Comparison,
     Environment,
+    Flag,
+    Machine,
     Ratio,
+    RatioEstimate,
+    Series,
     SharedTrunk,
     Stats,
     TrunkDecode,
@@ -50,7 +55,22 @@ def record() -> BenchRecord:
         decode_tok_s=STATS,
         mbu=0.85,
     )
-    decode = TrunkDecode(1, ("E3B", "E7B"), STATS, STATS, 0.02, 1.0, 2.0)
+    decode = TrunkDecode(1, ("E3B", "E7B"), STATS, STATS, 0.02, 1.1, 2.0, (1.05, 1.2), (1.9, 2.1), "d1")
+    comparison = Comparison(
+        name="d1",
+        conditions=("shared", "E7B"),
+        orders=(("shared", "E7B"), ("E7B", "shared")),
+        series=(Series("shared", "s", (1.1, 1.2)), Series("E7B", "s", (1.0, 1.05))),
+        ratios=(RatioEstimate("shared/last", "s", ("shared",), ("E7B",), 1.1, (1.05, 1.2), 0.07),),
+        rounds=2,
+        warmup=1,
+        stopped="budget",
+        elapsed_s=3.0,
+        budget_s=3.0,
+        target=0.05,
+        seed=0,
+    )
+    machine = Machine("AMD EPYC", 2, 1, (2.5, 1.0, 0.5), (3.0, 1.5, 0.6))
     e2e = TrunkE2E("stem", 2, ("E3B",), ("gsm8k",), 10.0, 50.0, 5.0, True, 4, 1.0, "a", "b", "stock")
     return BenchRecord(
         run_id="r1",
@@ -66,6 +86,10 @@ def record() -> BenchRecord:
         ratios=(Ratio("ruyi-7b", "E3B", 1, 3.5, 3.0),),
         shared_trunk=SharedTrunk(model="ruyi-7b", decode=(decode,), e2e=(e2e,)),
         notes=("x",),
+        machine=machine,
+        defaults="CPU-sized defaults",
+        comparisons=(comparison,),
+        flags=(Flag("machine-loaded", "machine", "load average 3.00 is above the 2 logical CPUs"),),
     )
 
 
@@ -125,6 +149,25 @@ HOSTILE = [
     ("shared_trunk.e2e.0.limit", 0, "shared_trunk.e2e[0].limit is 0, expected a whole number >= 1"),
     ("shared_trunk.notes", [None], "shared_trunk.notes[0] is null, expected non-empty text"),
     ("notes", "x", "notes is 'x', expected a list"),
+    ("ratios.0.decode_speedup_ci", [1.0], "ratios[0].decode_speedup_ci has 1 values, expected an interval"),
+    ("ratios.0.decode_speedup_ci", [2.0, 1.0], "ratios[0].decode_speedup_ci is [2, 1], expected low <= high"),
+    ("ratios.0.decode_speedup_ci", [NAN, 1.0], "ratios[0].decode_speedup_ci[0] is NaN, expected a number"),
+    (
+        "shared_trunk.decode.0.decode_shared_over_last_ci",
+        "1.05-1.2",
+        "shared_trunk.decode[0].decode_shared_over_last_ci is",
+    ),
+    ("machine.load_before", [1.0, 2.0], "machine.load_before has 2 values, expected the 1, 5 and 15-minute load"),
+    ("machine.logical_cpus", 0, "machine.logical_cpus is 0, expected a whole number >= 1"),
+    ("machine.gpu_sm_mhz", "1980", "machine.gpu_sm_mhz is '1980', expected a whole number or null"),
+    ("flags.0.kind", "looks-odd", "flags[0].kind is 'looks-odd', expected one of shared-below-one"),
+    ("comparisons.0.stopped", "bored", "comparisons[0].stopped is 'bored', expected one of converged"),
+    ("comparisons.0.rounds", 3, "comparisons[0].orders must hold 3 rounds, each running every condition once"),
+    ("comparisons.0.orders.1", ["E7B", "E7B"], "comparisons[0].orders must hold 2 rounds, each running every"),
+    ("comparisons.0.series.0.values", [1.0], "comparisons[0].series[0] must name one of the conditions and hold"),
+    ("comparisons.0.series.0.condition", "E3B", "comparisons[0].series[0] must name one of the conditions"),
+    ("comparisons.0.ratios.0.denominator", ["E5B"], "comparisons[0].ratios[0] names a condition the comparison"),
+    ("comparisons.0.ratios.0.ci", [1.0, 2.0, 3.0], "comparisons[0].ratios[0].ci has 3 values, expected an interval"),
 ]
 
 
