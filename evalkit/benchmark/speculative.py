@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
-from evalkit.benchmark.interleave import RatioSpec, ratio_of, values_of
+from evalkit.benchmark.interleave import Measured, RatioSpec, ratio_of, values_of
 from evalkit.benchmark.measure import Clock, summarize
 from evalkit.benchmark.progress import Measurer
 from evalkit.benchmark.runners import prompts
@@ -108,17 +108,19 @@ def _batch(
             name = condition(draft, k)
             outputs[name] = gen.generate(ids, mask, setup.gen_len)
             runs[name] = functools.partial(gen.generate, ids, mask, setup.gen_len)
-    conditions = {name: functools.partial(_seconds, run, setup.clock) for name, run in runs.items()}
+    conditions: dict[str, Callable[[], Measured]] = {
+        name: functools.partial(_seconds, run, setup.clock) for name, run in runs.items()
+    }
     ratios = [RatioSpec(name, (TARGET,), (name,)) for name in outputs]
     label = f"{setup.model} speculative {target.name} batch {b}"
     c = setup.measurer.compare(label, conditions, ratios)
     tokens = b * setup.gen_len
-    target_s = summarize(values_of(c, TARGET))
+    target_s = summarize(list(values_of(c, TARGET)))
     cells = []
     for draft in drafts:
         for k in setup.ks:
             name = condition(draft, k)
-            out, spec_s, ratio = outputs[name], summarize(values_of(c, name)), ratio_of(c, name)
+            out, spec_s, ratio = outputs[name], summarize(list(values_of(c, name))), ratio_of(c, name)
             cells.append(
                 SpecCell(
                     draft=draft.name,
