@@ -76,3 +76,14 @@ def test_bad_speculative_options_are_one_line(args, message):
     proc = subprocess.run([sys.executable, "-m", "evalkit", "bench", *args], capture_output=True, text=True)
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1 and message in lines[0], proc.stderr
+
+
+def test_the_cli_runs_one_draft_and_k(twin_path, tmp_path):
+    args = ["--speculative", "--model", str(twin_path), "--draft", "E186K", "--k", "2,2", "--batch-sizes", "2"]
+    args += ["--prompt-len", "8", "--gen-len", "6", "--iterations", "2", "--time-budget", "1", "--out", str(tmp_path)]
+    proc = subprocess.run([sys.executable, "-m", "evalkit", "bench", *args], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    record = load_bench(tmp_path / "bench.json")
+    assert record.config["ks"] == [2] and record.config["speculative"] is True
+    assert [(c.draft, c.k, c.batch_size) for c in record.speculative.cells] == [("E186K", 2, 2)]
+    assert "### Self-speculative decoding" in proc.stdout and "| E186K   | 2   | 2       |" in proc.stdout
