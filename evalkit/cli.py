@@ -291,12 +291,33 @@ def readme(readme_file: str, results: tuple[str, ...], check: bool) -> None:
 @click.option("--junit", type=click.Path(dir_okay=False), default=None, help="Also write JUnit XML here.")
 @click.option("--github", is_flag=True, help="Also print GitHub Actions ::error annotations.")
 @click.option("--allow-missing", is_flag=True, help="Pass even if the candidate lacks scores the reference has.")
+@click.option(
+    "--cascade-budget",
+    type=float,
+    default=None,
+    metavar="FRACTION",
+    help="Also gate the confidence cascade's accuracy at this cost: a fraction of the last branch's compute, e.g. 0.8.",
+)
 @_user_errors
 def regress(
-    reference: str, candidate: str, tolerance: float, alpha: float, junit: str | None, github: bool, allow_missing: bool
+    reference: str,
+    candidate: str,
+    tolerance: float,
+    alpha: float,
+    junit: str | None,
+    github: bool,
+    allow_missing: bool,
+    cascade_budget: float | None,
 ) -> None:
     """Exit 1 if the candidate scores significantly worse than the reference (the CI gate)."""
-    result = evalkit.regress(reference, candidate, tolerance=tolerance, alpha=alpha, allow_missing=allow_missing)
+    result = evalkit.regress(
+        reference,
+        candidate,
+        tolerance=tolerance,
+        alpha=alpha,
+        allow_missing=allow_missing,
+        cascade_budget=cascade_budget,
+    )
     click.echo(result.table())
     if junit:
         write_text_atomic(junit, result.junit_xml())
@@ -364,7 +385,7 @@ def score_code(dataset: str, samples: str, out: str | None, workers: int | None)
     "--iterations",
     type=int,
     default=None,
-    help="The fewest timed rounds per comparison; more run until every ratio's 95%% interval is within "
+    help="The fewest timed rounds per comparison; more run until every ratio's 95% interval is within "
     "--ci-target or --time-budget is spent [default: 10 on a GPU, 5 on a CPU].",
 )
 @click.option("--warmup", type=int, default=None, help="Untimed runs of each condition first [default: 2 GPU, 1 CPU].")
@@ -383,7 +404,7 @@ def score_code(dataset: str, samples: str, out: str | None, workers: int | None)
     type=float,
     default=0.05,
     show_default=True,
-    help="Stop once every ratio's 95%% interval has a half-width under this share of the ratio.",
+    help="Stop once every ratio's 95% interval has a half-width under this share of the ratio.",
 )
 @click.option("--peak-bandwidth", type=float, default=None, help="GB/s for MBU [default: from the device name].")
 @click.option(

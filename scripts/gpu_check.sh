@@ -63,8 +63,13 @@ cat "$out/env.log"
 # 1. CUDA-graph and compiled decoding equal eager, on the device.
 step pytest-gpu "$py" -m pytest -q -p no:cacheprovider "${gpu_tests[@]}"
 
-# 2, 3, 5. Both backends, batch 1 and the VRAM-by-batch sizes, with the attained copy bandwidth.
-step bench "$py" -m evalkit bench "${shape[@]}" "${sizes[@]}" --batch-sizes 1,4,16,32 --out "$out/bench"
+# 2, 5. Both backends at batch 1, interleaved, with the attained copy bandwidth.
+step bench-b1 "$py" -m evalkit bench "${shape[@]}" "${sizes[@]}" --batch-sizes 1 --iterations 5 --time-budget 20 \
+    --out "$out/bench-b1"
+
+# 3. The same at the VRAM-by-batch sizes.
+step bench-batches "$py" -m evalkit bench "${shape[@]}" "${sizes[@]}" --batch-sizes 4,16,32 --iterations 3 \
+    --time-budget 10 --out "$out/bench-batches"
 
 # Where the time of one decode step goes (kernels per step, time per kernel): read it before changing
 # code if a branch misses the bandwidth target.
@@ -73,7 +78,8 @@ for branch in first last; do
 done
 
 # 4. Shared trunk: all five branches scored / decoded together against the last alone.
-step shared-trunk "$py" -m evalkit bench --shared-trunk "${shape[@]}" "${sizes[@]}" --out "$out/shared-trunk"
+step shared-trunk "$py" -m evalkit bench --shared-trunk "${shape[@]}" "${sizes[@]}" --iterations 5 \
+    --time-budget 30 --out "$out/shared-trunk"
 
 # Self-speculative decoding: each shallower branch drafts for the last, against the last alone. Random
 # weights make the branches disagree, so this times the draft-and-verify machinery at its worst case.
@@ -88,7 +94,7 @@ if [[ -z $shrink ]]; then
             continue
         fi
         step "baseline-$base" "$py" -m evalkit bench --shape "$base" --random-weights "${sizes[@]}" \
-            --batch-sizes 1 --backend fast --out "$out/baseline-$base"
+            --batch-sizes 1 --backend fast --iterations 3 --time-budget 10 --out "$out/baseline-$base"
     done
 fi
 

@@ -13,6 +13,11 @@ The gate fails on:
   crashed (`allow_missing` turns this off, for a candidate run on purpose on fewer datasets);
 - nothing tested: no pair could be tested (n unknown on both sides), so the gate would vouch for
   nothing.
+With `cascade_budget`, each record's confidence cascade at that cost (a fraction of its last branch's
+compute; `evalkit.analysis.cascade_summary.cascade_scores`: out-of-sample per-item outcomes) is one more
+model, `cascade@<budget>`, compared per dataset like any other score and Holm-corrected with them. A
+budget asked for where neither record has signals is an error; where only the reference has them, the
+cascade's scores count as missing from the candidate.
 Pairs that cannot be tested never fail on their own; they are reported as untested. A reference and
 candidate that are one run (the same file, or the same run_id and content) are refused as bad input
 (exit 2): the gate would vouch for a candidate it never saw.
@@ -28,11 +33,13 @@ from xml.etree import ElementTree as ET
 
 from tabulate import tabulate
 
+from evalkit.analysis.cascade import MAX_BUDGET
+from evalkit.analysis.cascade_summary import cascade_scores
 from evalkit.analysis.monotonic import Inversion, find_inversions
 from evalkit.analysis.stats import Comparison, compare, format_p, holm
 from evalkit.catalog.datasets import title
 from evalkit.errors import EvalkitError
-from evalkit.records.results import ResultsRecord, load_record
+from evalkit.records.results import ResultsRecord, Score, load_record
 
 DEFAULT_TOLERANCE = 1.0
 DEFAULT_ALPHA = 0.05
@@ -185,15 +192,23 @@ def regress(
     tolerance: float = DEFAULT_TOLERANCE,
     alpha: float = DEFAULT_ALPHA,
     allow_missing: bool = False,
+    cascade_budget: float | None = None,
 ) -> RegressResult:
     """Compare a candidate record with a reference record; see the module docstring for the rule."""
     if not (tolerance >= 0 and math.isfinite(tolerance)) or not 0 < alpha < 1:
         raise EvalkitError(f"--tolerance must be a number >= 0 and --alpha in (0, 1); got {tolerance} and {alpha}")
+    if cascade_budget is not None and not (math.isfinite(cascade_budget) and 0 < cascade_budget <= MAX_BUDGET):
+        raise EvalkitError(
+            f"--cascade-budget must be a fraction of the last branch's compute in (0, {MAX_BUDGET}], e.g. 0.8; "
+            f"got {cascade_budget}"
+        )
     ref = reference if isinstance(reference, ResultsRecord) else load_record(reference)
     cand = candidate if isinstance(candidate, ResultsRecord) else load_record(candidate)
     _refuse_same_run(reference, candidate, ref, cand)
     ref_keys, cand_keys = _keys(ref), _keys(cand)
     pairs, missing = [], []
+    if cascade_budget is not None:
+        pairs, missing = _cascade_pairs(ref, cand, cascade_budget)
     for key, ref_abbr in ref_keys.items():
         for s in ref.scores:
             if s.model != ref_abbr:
@@ -224,6 +239,21 @@ def regress(
     return RegressResult(
         rows, _new_inversions(ref, cand, alpha), tuple(missing), tuple(added), tolerance, alpha, allow_missing
     )
+
+
+def _cascade_pairs(
+    ref: ResultsRecord, cand: ResultsRecord, budget: float
+) -> tuple[list[tuple[str, Score, Score, Comparison]], list[tuple[str, str]]]:
+    """The cascade at `budget` in both records, paired by dataset: (pairs, missing from the candidate)."""
+    key = f"cascade@{budget:g}"
+    ref_scores, cand_scores = cascade_scores(ref, budget), cascade_scores(cand, budget)
+    if not ref_scores and not cand_scores:
+        raise EvalkitError(
+            "--cascade-budget needs confidence signals on per-item outcomes of a family's branches, and neither "
+            "record has them; rerun with this evalkit (schema version 2) or leave the flag out"
+        )
+    pairs = [(key, s, cand_scores[d], compare(s, cand_scores[d])) for d, s in ref_scores.items() if d in cand_scores]
+    return pairs, [(key, d) for d in ref_scores if d not in cand_scores]
 
 
 def _refuse_same_run(

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from evalkit.engine.shared_trunk import position_ids
+from evalkit.engine.signals import step_stats
 from evalkit.errors import EvalkitError
 from evalkit.load.family import Branch, Family
 
@@ -286,8 +287,13 @@ class Decoder(nn.Module):
     slots: Tensor
     valid: Tensor  # (rows, max_len): False at prompt padding
 
-    def __init__(self, family: Family, branches: Sequence[Branch], batch_size: int, max_len: int) -> None:
+    confidence: Tensor  # (rows, 2) float32: the last chosen token's log-prob and its distribution's entropy
+
+    def __init__(
+        self, family: Family, branches: Sequence[Branch], batch_size: int, max_len: int, *, confidence: bool = False
+    ) -> None:
         super().__init__()
+        self.track = confidence  # also write `confidence` at every step, from the logits the step computed
         self.branch_list = tuple(sorted({b.exit_layer: b for b in branches}.values(), key=lambda b: b.exit_layer))
         if not self.branch_list:
             raise EvalkitError("no branches to decode; pass at least one branch")
@@ -318,6 +324,10 @@ class Decoder(nn.Module):
         self.register_buffer(
             "valid", torch.ones(n * batch_size, max_len, dtype=torch.bool, device=like.device), persistent=False
         )
+        self.register_buffer(
+            "confidence", torch.zeros(n * batch_size, 2, dtype=torch.float32, device=like.device), persistent=False
+        )
+        self._stats: list[Tensor] = []
 
     @property
     def rows(self) -> int:
@@ -350,6 +360,7 @@ class Decoder(nn.Module):
                 j += 1
             out = head.layer(x, cos, sin, cache, mask, None)
             firsts.append(self._next(head, out))
+        self._keep_stats()
         return torch.cat(firsts)
 
     def step(self, tokens: Tensor, positions: Tensor, slot: Tensor, kernels: Kernels = EAGER) -> Tensor:
@@ -368,6 +379,7 @@ class Decoder(nn.Module):
             out = head.layer(mine, cos[lo : lo + b], sin[lo : lo + b], cache, mask[lo : lo + b], slot, kernels)
             nexts.append(self._next(head, out))
             lo += b
+        self._keep_stats()
         return torch.cat(nexts)
 
     def _exits(self) -> list[tuple[BranchHead, KVCache]]:
@@ -378,7 +390,17 @@ class Decoder(nn.Module):
 
     def _next(self, head: BranchHead, hidden: Tensor) -> Tensor:
         last = rms_norm(hidden[:, -1], head.norm, self.dims.eps)
-        return F.linear(last, head.head).argmax(-1)
+        logits = F.linear(last, head.head)
+        token = logits.argmax(-1)  # from the logits themselves, so tracking never changes a token
+        if self.track:
+            self._stats.append(step_stats(logits, token))
+        return token
+
+    def _keep_stats(self) -> None:
+        """Write this pass's per-row (log-prob, entropy) into the static `confidence` buffer (graph-safe)."""
+        if self.track:
+            self.confidence.copy_(torch.cat(self._stats))
+            self._stats = []
 
 
 def _dims(config: object) -> Dims:

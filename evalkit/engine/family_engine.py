@@ -36,11 +36,13 @@ from evalkit.engine.requests import (
 )
 from evalkit.engine.shared_generate import SharedGenerator, greedy_blockers
 from evalkit.engine.shared_trunk import SharedScorer, score_branch
+from evalkit.engine.signals import answer_signals, confidence_processor, kept_length
 from evalkit.engine.spans import Span, continuation_span, text_span
 from evalkit.errors import EvalkitError
 from evalkit.load.branches import parse_branches
 from evalkit.load.checkpoint import read_checkpoint
 from evalkit.load.family import Branch, Family, checkpoint_identity, load_family, stored_dtype
+from evalkit.records.results import Signals
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -181,14 +183,21 @@ class FamilyEngine:
 
     # Generation.
 
-    @torch.no_grad()
     def generate(
         self, branch: Branch, prompts: Sequence[str], max_out_len: int, stop: Sequence[str], max_seq_len: int
     ) -> list[str]:
-        """Greedy continuations of already-rendered prompts, cut at the first stop string.
+        """Greedy continuations of already-rendered prompts, cut at the first stop string."""
+        return [text for text, _ in self.generate_scored(branch, prompts, max_out_len, stop, max_seq_len)]
+
+    @torch.no_grad()
+    def generate_scored(
+        self, branch: Branch, prompts: Sequence[str], max_out_len: int, stop: Sequence[str], max_seq_len: int
+    ) -> list[tuple[str, Signals | None]]:
+        """`generate`, each text with its answer's confidence signals (`evalkit.engine.signals`).
 
         With shared_trunk on, a branch of the run gets its tokens from the shared generator (all the
-        run's branches decoded together, siblings served from its cache); the texts are the same.
+        run's branches decoded together, siblings served from its cache) and its signals include its
+        agreement with the last branch's answer; the texts are the same either way.
         """
         keep = prompt_budget(max_seq_len, max_out_len)  # the truncation rule: the prompt's last tokens
         encoded = [self.tokenizer(p, add_special_tokens=False)["input_ids"][-keep:] for p in prompts]
@@ -196,25 +205,27 @@ class FamilyEngine:
             raise EvalkitError("cannot generate from an empty prompt: the model needs at least one token to continue")
         shared = self.generator if self.config.shared_trunk else None
         if shared is not None and branch.name in shared.names:
-            rows = shared.generate(branch, encoded, max_out_len, stop, self.config.batch_size)
-            texts = self.tokenizer.batch_decode([r.tolist() for r in rows], skip_special_tokens=True)
-            return [cut_at_stop(t, stop) for t in texts]
-        out: list[str] = [""] * len(prompts)
+            rows = shared.generate_scored(branch, encoded, max_out_len, stop, self.config.batch_size)
+            texts = self.tokenizer.batch_decode([r.tolist() for r, _ in rows], skip_special_tokens=True)
+            return [(cut_at_stop(t, stop), s) for t, (_, s) in zip(texts, rows, strict=True)]
+        out: list[tuple[str, Signals | None]] = [("", None)] * len(prompts)
         order = list(range(len(prompts)))
         for chunk in batches(order, [len(e) for e in encoded], self.config.batch_size):
-            texts = self._generate_batch(branch, [encoded[i] for i in chunk], max_out_len, stop)
-            for i, text in zip(chunk, texts, strict=True):
-                out[i] = text
+            answers = self._generate_batch(branch, [encoded[i] for i in chunk], max_out_len, stop)
+            for i, answer in zip(chunk, answers, strict=True):
+                out[i] = answer
         return out
 
     def _generate_batch(
         self, branch: Branch, encoded: list[list[int]], max_out_len: int, stop: Sequence[str]
-    ) -> list[str]:
-        from transformers import StoppingCriteriaList
+    ) -> list[tuple[str, Signals]]:
+        from transformers import LogitsProcessorList, StoppingCriteriaList
 
         model = self.model(branch)
         ids, mask = left_pad(encoded, self._pad_id, self.family.device)
         criteria = StoppingCriteriaList([StopStrings(self.tokenizer, stop, ids.shape[1])]) if stop else None
+        eos = self._eos_ids(model)
+        confidence = confidence_processor()
         gen = model.generate(  # type: ignore[operator]  # transformers types generate loosely
             input_ids=ids,
             attention_mask=mask,
@@ -224,11 +235,22 @@ class FamilyEngine:
             top_p=None,
             top_k=None,
             pad_token_id=self._pad_id,
-            eos_token_id=self._eos_ids(model),
+            eos_token_id=eos,
             stopping_criteria=criteria,
+            logits_processor=LogitsProcessorList([confidence]),
         )
-        texts = self.tokenizer.batch_decode(gen[:, ids.shape[1] :], skip_special_tokens=True)
-        return [cut_at_stop(t, stop) for t in texts]
+        new = gen[:, ids.shape[1] :]
+        stats = torch.stack(confidence.steps, dim=1).cpu()  # (rows, new tokens, 2)
+        texts = self.tokenizer.batch_decode(new, skip_special_tokens=True)
+        out = []
+        for r, text in enumerate(texts):
+            row = _until_eos(new[r].tolist(), eos)
+            n = kept_length(self._decode_text, row, stop)
+            out.append((cut_at_stop(text, stop), answer_signals(stats[r, :n], len(encoded[r]))))
+        return out
+
+    def _decode_text(self, tokens: list[int]) -> str:
+        return str(self.tokenizer.decode(tokens, skip_special_tokens=True))
 
     def _eos_ids(self, model: PreTrainedModel) -> list[int]:
         ids = model.generation_config.eos_token_id
@@ -250,15 +272,19 @@ class BranchLM:
     settings: GenerationSettings = GenerationSettings()
 
     def generate(self, requests: Sequence[GenerateRequest]) -> list[str]:
-        out: list[str] = [""] * len(requests)
+        return [text for text, _ in self.generate_scored(requests)]
+
+    def generate_scored(self, requests: Sequence[GenerateRequest]) -> list[tuple[str, Signals | None]]:
+        """`generate`, each text with its answer's confidence signals (and, on the shared path, agreement)."""
+        out: list[tuple[str, Signals | None]] = [("", None)] * len(requests)
         groups: dict[tuple[int, tuple[str, ...]], list[int]] = {}
         for i, r in enumerate(requests):
             groups.setdefault((r.max_out_len, tuple(dict.fromkeys(r.stop + self.settings.stop))), []).append(i)
         for (max_out_len, stop), idx in groups.items():
             prompts = [self.render(requests[i].prompt) for i in idx]
-            texts = self.engine.generate(self.branch, prompts, max_out_len, stop, self.settings.max_seq_len)
-            for i, t in zip(idx, texts, strict=True):
-                out[i] = t
+            answers = self.engine.generate_scored(self.branch, prompts, max_out_len, stop, self.settings.max_seq_len)
+            for i, answer in zip(idx, answers, strict=True):
+                out[i] = answer
         return out
 
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[float]:
@@ -338,6 +364,14 @@ def family_identity(path: str | Path, *, dtype: str | None = None, device: str =
 
 
 # --- helpers -----------------------------------------------------------------------------------
+
+
+def _until_eos(tokens: list[int], eos: Sequence[int]) -> list[int]:
+    """The tokens up to and including the first EOS (stock `generate` pads finished rows after it)."""
+    for i, t in enumerate(tokens):
+        if t in eos:
+            return tokens[: i + 1]
+    return tokens
 
 
 def _layer_types(config: object) -> list[str]:

@@ -40,10 +40,19 @@ class Generator:
     """
 
     def __init__(
-        self, family: Family, branches: Sequence[Branch], batch_size: int, max_len: int, mode: str = "auto"
+        self,
+        family: Family,
+        branches: Sequence[Branch],
+        batch_size: int,
+        max_len: int,
+        mode: str = "auto",
+        *,
+        confidence: bool = False,
     ) -> None:
         self.mode = resolve_mode(mode, family.device.type)
-        self.decoder = Decoder(family, branches, batch_size, max_len)
+        self.decoder = Decoder(family, branches, batch_size, max_len, confidence=confidence)
+        # With `confidence`, (rows, 2) per generated token: its log-prob and its distribution's entropy.
+        self.trace: list[Tensor] = []
         kernels = compiled_kernels() if self.mode == "compile" else EAGER
         self._step: StepFn = functools.partial(self.decoder.step, kernels=kernels)
         self._graphed = family.device.type == "cuda" and self.mode != "eager"
@@ -54,7 +63,9 @@ class Generator:
         return self.decoder.branch_list
 
     def prefill(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
-        return self.decoder.prefill(input_ids, attention_mask)
+        first = self.decoder.prefill(input_ids, attention_mask)
+        self.trace = [self.decoder.confidence.clone()] if self.decoder.track else []
+        return first
 
     @torch.no_grad()
     def decode(self, first: Tensor, attention_mask: Tensor, steps: int, stop: Stop | None = None) -> Tensor:
@@ -71,6 +82,8 @@ class Generator:
             if finished is not None and bool(finished.all()):
                 break
             tokens = self._call(tokens[:, None], positions + t, slots[t : t + 1])
+            if d.track:
+                self.trace.append(d.confidence.clone())
             if stop is not None and finished is not None:
                 tokens = torch.where(finished, stop.pad_token_id, tokens)
                 finished = finished | stop.finished(tokens)
@@ -160,6 +173,39 @@ def generate_branches(
     `stop_check` (see `Stop`) also ends rows, every `check_every` tokens, e.g. at stop strings; the
     tokens up to the point it ended a row are the stock ones, later ones are pad or past that point.
     """
+    tokens, _ = decode_branches(
+        family,
+        branches,
+        input_ids,
+        attention_mask,
+        max_new_tokens=max_new_tokens,
+        eos_token_ids=eos_token_ids,
+        ignore_eos=ignore_eos,
+        pad_token_id=pad_token_id,
+        mode=mode,
+        stop_check=stop_check,
+        check_every=check_every,
+    )
+    return tokens
+
+
+def decode_branches(
+    family: Family,
+    branches: str | Sequence[str | int | Branch],
+    input_ids: Tensor,
+    attention_mask: Tensor | None = None,
+    *,
+    max_new_tokens: int,
+    eos_token_ids: Sequence[int] = (),
+    ignore_eos: bool = False,
+    pad_token_id: int | None = None,
+    mode: str = "auto",
+    stop_check: StopCheck | None = None,
+    check_every: int = 8,
+    confidence: bool = False,
+) -> tuple[dict[str, Tensor], dict[str, Tensor] | None]:
+    """`generate_branches`, and with `confidence` each branch's (rows, n, 2) per-token log-prob of the chosen
+    token and entropy of its distribution (nats), from the logits the decode computed anyway."""
     chosen = (
         parse_branches(branches, family.branches)
         if isinstance(branches, str)
@@ -169,17 +215,24 @@ def generate_branches(
         raise EvalkitError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     input_ids = input_ids.to(family.device)
     mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask.to(family.device)
-    gen = Generator(family, chosen, input_ids.shape[0], input_ids.shape[1] + max_new_tokens, mode)
+    gen = Generator(
+        family, chosen, input_ids.shape[0], input_ids.shape[1] + max_new_tokens, mode, confidence=confidence
+    )
     if check_every < 1:
         raise EvalkitError(f"check_every must be >= 1, got {check_every}")
     eos = () if ignore_eos else tuple(eos_token_ids)
     stop = None if not eos and stop_check is None else _stop(family, eos, pad_token_id, stop_check, check_every)
     tokens = gen.decode(gen.prefill(input_ids, mask), mask, max_new_tokens - 1, stop)
-    out, b = {}, input_ids.shape[0]
+    trace = torch.stack(gen.trace, dim=1) if confidence else None  # (rows, n, 2)
+    out, stats, b = {}, {}, input_ids.shape[0]
     for k, branch in enumerate(gen.branches):
         rows = tokens[k * b : (k + 1) * b]
-        out[branch.name] = rows[:, : _length(rows, stop)]
-    return {family.branch(x).name: out[family.branch(x).name] for x in chosen}
+        n = _length(rows, stop)
+        out[branch.name] = rows[:, :n]
+        if trace is not None:
+            stats[branch.name] = trace[k * b : (k + 1) * b, :n]
+    names = [family.branch(x).name for x in chosen]
+    return {name: out[name] for name in names}, ({name: stats[name] for name in names} if confidence else None)
 
 
 def generate_fast(

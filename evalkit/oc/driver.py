@@ -26,6 +26,7 @@ from typing import Any
 
 from evalkit.engine.family_engine import REGISTRY
 from evalkit.load.devices import release_memory
+from evalkit.oc.signals import recording, signals_path
 from evalkit.records.io import write_text_atomic
 
 
@@ -149,7 +150,8 @@ def run_in_process(tasks: Sequence[Task], work_dir: Path, *, on_task: Callable[[
             )
         )
         if not task.prediction(work_dir).is_file():
-            OpenICLInferTask(cfg).run()
+            with recording(signals_path(work_dir, task.model_abbr, task.dataset_abbr)):
+                OpenICLInferTask(cfg).run()
         if not task.result(work_dir).is_file():
             OpenICLEvalTask(cfg).run()
         on_task(task, "ran", time.perf_counter() - start)

@@ -28,6 +28,7 @@ from evalkit.engine.requests import (
     PerplexityRequest,
 )
 from evalkit.errors import EvalkitError
+from evalkit.oc.signals import record_signals
 
 _ROLES = {"HUMAN": "user", "BOT": "assistant", "SYSTEM": "system"}
 # Chat prompts arrive as role lists: HUMAN/BOT/SYSTEM, the BOT turn being the one to generate.
@@ -92,7 +93,10 @@ class FamilialBranchModel(BaseModel):
         self, inputs: list, max_out_len: int, stopping_criteria: Sequence[str] = (), **kwargs: Any
     ) -> list[str]:
         stop = tuple(stopping_criteria or ())
-        return self.lm.generate([GenerateRequest(chat_messages(p), max_out_len, stop) for p in inputs])
+        answers = self.lm.generate_scored([GenerateRequest(chat_messages(p), max_out_len, stop) for p in inputs])
+        for prompt, (_, signals) in zip(inputs, answers, strict=True):
+            record_signals(prompt, signals)  # into the running task's signal sink, if it has one
+        return [text for text, _ in answers]
 
     def get_ppl(self, inputs: list, mask_length: list[int] | None = None) -> np.ndarray:
         """Mean negative log-likelihood per token of each text, its first `mask_length` tokens unscored.

@@ -78,7 +78,7 @@ def command_line() -> str:
 
 # --- the configs section of a results record ------------------------------------------------------
 
-SCHEMA_VERSIONS = (1,)  # the results record schema versions whose `configs` layout RunProvenance reads
+SCHEMA_VERSIONS = (1, 2)  # the results record schema versions whose `configs` layout RunProvenance reads
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,10 @@ from evalkit.records.provenance import RunProvenance
 from evalkit.records.run_ids import check_run_id
 
 SCHEMA = "evalkit.results"
-SCHEMA_VERSION = 1
+# 2: items may carry `signals` (confidence signals and agreement with the last branch). Version 1 records,
+# which have none, still load.
+SCHEMA_VERSION = 2
+SCHEMA_VERSIONS = (1, 2)
 
 Role = Literal["ours", "baseline"]
 Kind = Literal["measured", "published"]
@@ -42,12 +45,45 @@ class ModelInfo:
 
 
 @dataclass(frozen=True)
+class Signals:
+    """What a model's own pass says about its confidence in one item's answer; every field may be absent.
+
+    Generated answers: the mean and minimum log-probability of the answer's tokens and the entropy (nats)
+    of the first token's distribution, from the logits the decode already computed, with the answer's and
+    prompt's token counts (the cascade's cost accounting reads them). Choice datasets scored by perplexity
+    or loglikelihood: the margin between the chosen candidate's probability and the runner-up's, the
+    probabilities being the softmax of the candidates' scores. `agreement`: the fraction of the last
+    branch's answer tokens on which this branch's next-token prediction equals the last branch's token
+    (one teacher-forced shared-trunk pass over that answer).
+    """
+
+    mean_logprob: float | None = None
+    min_logprob: float | None = None
+    first_entropy: float | None = None
+    margin: float | None = None
+    agreement: float | None = None
+    prompt_tokens: int | None = None
+    answer_tokens: int | None = None
+
+
+SIGNAL_FIELDS = tuple(f.name for f in fields(Signals))
+_SIGNAL_RANGES: dict[str, tuple[float | None, float | None]] = {
+    "mean_logprob": (None, 0.0),
+    "min_logprob": (None, 0.0),
+    "first_entropy": (0.0, None),
+    "margin": (0.0, 1.0),
+    "agreement": (0.0, 1.0),
+}
+
+
+@dataclass(frozen=True)
 class Item:
     """The outcome of one dataset item: score 1.0 correct, 0.0 wrong (fractions allowed)."""
 
     id: str
     score: float
     group: str | None = None  # subject or task of a grouped dataset (its score averages the groups)
+    signals: Signals | None = None  # None in records before schema version 2, and where none was measured
 
 
 @dataclass(frozen=True)
@@ -106,13 +142,33 @@ class ResultsRecord:
         return None
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "provenance": self.provenance.to_dict()}
+        scores = [
+            {**asdict(s), "items": None if s.items is None else [_item_dict(i) for i in s.items]} for s in self.scores
+        ]
+        return {**asdict(self), "scores": scores, "provenance": self.provenance.to_dict()}
+
+    @property
+    def has_signals(self) -> bool:
+        """Whether any item carries confidence signals (records before schema version 2 never do)."""
+        return any(i.signals is not None for s in self.scores for i in s.items or ())
+
+
+def _item_dict(item: Item) -> dict[str, Any]:
+    """An item as JSON: no `signals` key when it has none, and only the signals that were measured."""
+    out: dict[str, Any] = {"id": item.id, "score": item.score, "group": item.group}
+    if item.signals is not None:
+        out["signals"] = {k: v for k, v in asdict(item.signals).items() if v is not None}
+    return out
 
 
 def _check_consistent(record: ResultsRecord) -> None:
     """Refuse, with a RecordError naming the model and dataset, what would let two stages read one record
     differently: a model or a score listed twice, a score for a model or dataset nobody knows, a value
     outside 0..100, a negative n, or per-item outcomes that disagree with the value or n beside them."""
+    if record.schema_version not in SCHEMA_VERSIONS:
+        raise RecordError(f"schema_version {record.schema_version} is not one this evalkit writes")
+    if record.schema_version < 2 and record.has_signals:
+        raise RecordError("items carry signals, which schema_version 1 has no place for; write schema_version 2")
     abbrs: set[str] = set()
     for m in record.models:
         if m.abbr in abbrs:
@@ -219,8 +275,10 @@ def record_from_dict(data: Any) -> ResultsRecord:
         raise ValueError(f"it lacks {', '.join(map(repr, missing))}")
     top = keys(data, "record", required=_TOP_KEYS, optional=("provenance",))
     version = whole(top["schema_version"], "schema_version")
-    if version != SCHEMA_VERSION:
-        raise RecordError(f"schema_version {version} is not supported (this evalkit reads {SCHEMA_VERSION})")
+    if version not in SCHEMA_VERSIONS:
+        raise RecordError(
+            f"schema_version {version} is not supported (this evalkit reads {', '.join(map(str, SCHEMA_VERSIONS))})"
+        )
     kind = top["kind"]
     if kind not in ("measured", "published"):
         raise RecordError(f"kind is {shown(kind)}, expected 'measured' or 'published'")
@@ -228,8 +286,9 @@ def record_from_dict(data: Any) -> ResultsRecord:
         run_id=text(top["run_id"], "run_id"),  # load_record holds it to the run-id rule
         kind=kind,
         models=tuple(_model(m, f"models[{i}]") for i, m in enumerate(seq(top["models"], "models"))),
-        scores=tuple(_score(s, i) for i, s in enumerate(seq(top["scores"], "scores"))),
+        scores=tuple(_score(s, i, version) for i, s in enumerate(seq(top["scores"], "scores"))),
         provenance=_provenance(top.get("provenance", {}), version),
+        schema_version=version,  # written back as it was read: a version 1 record stays one
     )
 
 
@@ -253,7 +312,7 @@ def _model(data: Any, where: str) -> ModelInfo:
     )
 
 
-def _score(data: Any, index: int) -> Score:
+def _score(data: Any, index: int, version: int = SCHEMA_VERSION) -> Score:
     where = f"scores[{index}]"
     named = obj(data, where)
     if isinstance(named.get("model"), str) and isinstance(named.get("dataset"), str):
@@ -261,7 +320,7 @@ def _score(data: Any, index: int) -> Score:
     s = keys(named, where, required=("model", "dataset", "metric", "value", "n"), optional=("items",))
     items = s.get("items")
     if items is not None:
-        items = _items(seq(items, f"{where}.items"), f"{where}.items")
+        items = _items(seq(items, f"{where}.items"), f"{where}.items", version)
     value = number(s["value"], f"{where}.value")
     return Score(
         model=text(s["model"], f"{where}.model", empty=False),
@@ -276,7 +335,7 @@ def _score(data: Any, index: int) -> Score:
 _ITEM_KEYS = frozenset({"id", "score", "group"})
 
 
-def _items(data: list[Any] | tuple[Any, ...], where: str) -> tuple[Item, ...]:
+def _items(data: list[Any] | tuple[Any, ...], where: str, version: int = SCHEMA_VERSION) -> tuple[Item, ...]:
     """The items of a score. A record holds up to about 10^6 of them, so the common well-formed item takes
     a fast path; any other goes through `_item`, which names what is wrong with it."""
     out = []
@@ -286,18 +345,35 @@ def _items(data: list[Any] | tuple[Any, ...], where: str) -> tuple[Item, ...]:
             if type(item_id) is str and item_id.strip() and (group is None or (type(group) is str and group.strip())):
                 out.append(Item(item_id, float(score) if type(score) in (float, int) else score, group))
                 continue
-        out.append(_item(i, f"{where}[{k}]"))
+        out.append(_item(i, f"{where}[{k}]", version))
     return tuple(out)
 
 
-def _item(data: Any, where: str) -> Item:
-    i = keys(data, where, required=("id", "score"), optional=("group",))
+def _item(data: Any, where: str, version: int = SCHEMA_VERSION) -> Item:
+    optional = ("group", "signals") if version >= 2 else ("group",)
+    i = keys(data, where, required=("id", "score"), optional=optional)
     score = i["score"]  # checked with the score's other items, naming the score (`_check_score`)
+    signals = i.get("signals")
     return Item(
         id=text(i["id"], f"{where}.id", empty=False),
         score=float(score) if is_number(score) else score,
         group=text(i.get("group"), f"{where}.group", null=True, empty=False),
+        signals=None if signals is None else signals_from_dict(signals, f"{where}.signals"),
     )
+
+
+def signals_from_dict(data: Any, where: str) -> Signals:
+    """An item's signals, each a number in its range (log-probs <= 0, entropy >= 0, fractions 0..1) or null."""
+    s = keys(data, where, optional=SIGNAL_FIELDS)
+    values: dict[str, Any] = {}
+    for name in SIGNAL_FIELDS:
+        if name.endswith("_tokens"):
+            values[name] = whole(s.get(name), f"{where}.{name}", null=True, low=0)
+        else:
+            low, high = _SIGNAL_RANGES[name]
+            value = number(s.get(name), f"{where}.{name}", null=True, low=low, high=high)
+            values[name] = None if value is None else float(value)
+    return Signals(**values)
 
 
 def _provenance(data: Any, version: int) -> Provenance:

@@ -4,8 +4,10 @@ It reads records only (no model, no GPU). Every number comes from a record; noth
 
     reports/<name>/
       report.md            provenance, score tables, branch tables, monotonicity, deltas, routing,
-                           performance (with --bench: speed tables, minimum VRAM, Pareto plot)
+                           cascade, performance (with --bench: speed tables, minimum VRAM, Pareto plot)
       monotonicity.json    every inversion with its test
+      routing.json         every cascade point (fixed branches, oracle, each signal's cascade), the
+                           headline, the agreement table
       plots/*.png, *.svg   monotonicity per dataset and average (PNG and SVG); agreement heatmaps;
                            with bench records: speed against size, accuracy against speed (PNG and SVG)
 """
@@ -24,6 +26,7 @@ from evalkit.records.bench import load_bench
 from evalkit.records.io import write_json_atomic, write_text_atomic
 from evalkit.records.results import ResultsRecord, load_record, merge_records
 from evalkit.records.run_ids import run_path
+from evalkit.reporting import cascade as cascade
 from evalkit.reporting import perf as perf
 from evalkit.reporting import sections as sections
 from evalkit.reporting.plots import PlotQueue
@@ -61,6 +64,8 @@ def report(
             "inversions": [i.to_json() for i in inversions],
         },
     )
+    cascade_text, routing_doc = cascade.section(merged, benches, plot_dir, queue)
+    write_json_atomic(out_dir / "routing.json", routing_doc)
     text = "\n".join(
         [
             f"# Evaluation report: {merged.run_id}\n",
@@ -69,6 +74,7 @@ def report(
             "## Monotonicity across branches\n\n" + sections.monotonicity(merged, inversions, plot_dir, queue),
             "## Branches against baselines\n\n" + sections.versus_baselines(merged),
             "## Routing headroom\n\n" + sections.routing(merged, plot_dir, queue),
+            "## Cascade\n\n" + cascade_text,
             perf.performance(benches, merged, plot_dir, queue),
         ]
     )

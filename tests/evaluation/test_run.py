@@ -81,6 +81,26 @@ def test_record_is_complete(e2e):
     assert p.duration_s and p.started_at and p.finished_at
 
 
+def test_every_item_carries_its_signals_and_agreement(e2e):
+    """Both branches on the shared trunk: each generated answer's signals, and agreement with the last branch."""
+    from evalkit.records.results import load_record
+
+    record = load_record(e2e["run_dir"] / "results.json")
+    assert record.schema_version == 2
+    first, last = (m.abbr for m in record.models if m.role == "ours")
+    for abbr in (first, last):
+        for s in (x for x in record.scores if x.model == abbr):
+            for item in s.items:
+                sig = item.signals
+                assert sig is not None and sig.answer_tokens and sig.prompt_tokens, (abbr, s.dataset, item.id)
+                assert sig.min_logprob <= sig.mean_logprob <= 0 and sig.first_entropy >= 0
+                assert sig.agreement is not None and 0 <= sig.agreement <= 1
+                if abbr == last:
+                    assert sig.agreement == pytest.approx(1.0)  # the last branch agrees with its own answer
+    files = sorted(p.relative_to(e2e["run_dir"]).as_posix() for p in (e2e["run_dir"] / "signals").rglob("*.json"))
+    assert f"signals/{first}/ARC-c.json" in files and f"signals/{last}/hellaswag.json" in files
+
+
 def test_run_leaves_nothing_but_results_in_the_working_directory(e2e):
     assert sorted(p.name for p in e2e["out"].iterdir()) == ["results"]
 

@@ -66,7 +66,7 @@ HOSTILE = [
     ("kind", "draft", "kind is 'draft', expected 'measured' or 'published'"),
     ("schema_version", True, "schema_version is True, expected a whole number"),
     ("schema_version", 1.0, "schema_version is 1.0, expected a whole number"),
-    ("schema_version", 2, "schema_version 2 is not supported"),
+    ("schema_version", 3, "schema_version 3 is not supported"),
     ("models", {}, "models is an object, expected a list"),
     ("scores", "none", "scores is 'none', expected a list"),
     ("extra", 1, "record has 'extra', which this evalkit does not know"),
