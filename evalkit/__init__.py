@@ -40,6 +40,7 @@ _PUBLIC = {
     # engine
     "generate_fast": "evalkit.engine.generate",
     "generate_branches": "evalkit.engine.generate",
+    "generate_speculative": "evalkit.engine.speculative",
     # records
     "ResultsRecord": "evalkit.records.results",
     "load_record": "evalkit.records.results",
@@ -80,6 +81,7 @@ __all__ = [
     "export_branch",
     "generate_branches",
     "generate_fast",
+    "generate_speculative",
     "import_table",
     "load_bench",
     "load_family",
@@ -102,6 +104,7 @@ if TYPE_CHECKING:
     from evalkit.benchmark.config import BenchConfig
     from evalkit.benchmark.main import bench
     from evalkit.engine.generate import generate_branches, generate_fast
+    from evalkit.engine.speculative import generate_speculative
     from evalkit.errors import EvalkitError
     from evalkit.evaluation.api import run
     from evalkit.evaluation.options import RunConfig

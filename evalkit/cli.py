@@ -186,6 +186,14 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str | None) -> 
     default=None,
     help="A real family's layer structure at tiny width (ruyi-7b: 28 layers, exits 11,15,19,23,27).",
 )
+@click.option(
+    "--refine",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Below 1: layers past the first exit add this fraction to the residual stream and every branch has the "
+    "first's head, so branches mostly agree, as trained ones do (e.g. 0.1, for bench --speculative).",
+)
 @_user_errors
 def make_tiny(
     out_dir: str,
@@ -195,10 +203,18 @@ def make_tiny(
     layers: int | None,
     exits: tuple[int, ...] | None,
     like: str | None,
+    refine: float,
 ) -> None:
     """Build a tiny Ruyi-format familial checkpoint (random weights, local tokenizer)."""
     path = evalkit.make_tiny(
-        out_dir, flavour=flavour, shared_heads=shared_heads, seed=seed, layers=layers, exits=exits, like=like
+        out_dir,
+        flavour=flavour,
+        shared_heads=shared_heads,
+        seed=seed,
+        layers=layers,
+        exits=exits,
+        like=like,
+        refine=refine,
     )
     click.echo(f"wrote {path}")
 
@@ -345,7 +361,7 @@ def score_code(dataset: str, samples: str, out: str | None, workers: int | None)
     callback=_int_list,
     default=None,
     help="Comma-separated [default on a GPU: 1,4,16,32, 1,8 with --shared-trunk; on a CPU: 1,4, and 1 "
-    "with --shared-trunk].",
+    "with --shared-trunk; 1 with --speculative].",
 )
 @click.option("--prompt-len", type=int, default=None, help="[default: 256 on a GPU, 32 on a CPU]")
 @click.option(
@@ -378,7 +394,7 @@ def score_code(dataset: str, samples: str, out: str | None, workers: int | None)
     type=float,
     default=None,
     help="Seconds per comparison before it stops short of --ci-target [default: 60 on a GPU; on a CPU 10, "
-    "45 with --shared-trunk].",
+    "45 with --shared-trunk or --speculative].",
 )
 @click.option(
     "--threads", type=int, default=None, help="torch CPU threads [default: 1 on a CPU, torch's own on a GPU]."
@@ -423,6 +439,18 @@ def score_code(dataset: str, samples: str, out: str | None, workers: int | None)
 )
 @click.option("--e2e-limit", type=int, default=2, show_default=True, help="Items per dataset in that comparison.")
 @click.option("--e2e-max-out-len", type=int, default=None, help="Generation cap there [default: what run uses].")
+@click.option(
+    "--speculative",
+    is_flag=True,
+    help="Self-speculative decoding: the deepest of --branches verifies what a shallower branch drafts, "
+    "against that branch alone [batch sizes default: 1].",
+)
+@click.option(
+    "--draft", default="all", show_default=True, help="With --speculative: draft branches (names, exit layers or all)."
+)
+@click.option(
+    "--k", "ks", callback=_int_list, default="1,2,4,8", show_default=True, help="With --speculative: tokens per draft."
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @_user_errors
 def bench(shape: str | None, batch_sizes: tuple[int, ...] | None, **kwargs: Any) -> None:

@@ -81,6 +81,11 @@ done
 step shared-trunk "$py" -m evalkit bench --shared-trunk "${shape[@]}" "${sizes[@]}" --iterations 5 \
     --time-budget 30 --out "$out/shared-trunk"
 
+# Self-speculative decoding: each shallower branch drafts for the last, against the last alone. Random
+# weights make the branches disagree, so this times the draft-and-verify machinery at its worst case.
+step speculative "$py" -m evalkit bench --speculative "${shape[@]}" "${sizes[@]}" --k 2,4 --iterations 5 --time-budget 30 \
+    --out "$out/speculative"
+
 # 6. The baseline shapes at batch 1, while the budget lasts.
 if [[ -z $shrink ]]; then
     for base in qwen2.5-7b llama-3.1-8b qwen3-8b yi-6b yi-9b yi-34b; do

@@ -14,6 +14,7 @@ from evalkit.load.checkpoint import read_checkpoint
 
 BACKENDS = ("hf", "fast")
 BATCH_SIZES = (1, 4, 16, 32)
+SPEC_BATCH_SIZES = (1,)  # --speculative: the batch where speculation pays on a GPU
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,11 @@ class BenchConfig:
     e2e_max_out_len: int | None = None  # None: what `run` uses
     e2e_rounds: int = 1  # timed runs of each side; 1 is a single measurement, 2 or more give an interval
     seed: int = 0
+    # Self-speculative decoding: the deepest of `branches` as the target, drafted by each of `draft`
+    # ("all": every shallower branch) with each k in `ks`, against the target alone (batch sizes default 1).
+    speculative: bool = False
+    draft: str = "all"
+    ks: tuple[int, ...] = (1, 2, 4, 8)
     command: str = field(default="", compare=False)
     given: tuple[str, ...] = field(default=(), compare=False)  # the sized fields the user set (for the header)
 
@@ -165,15 +171,20 @@ class BenchConfig:
             raise did_you_mean("dtype", self.dtype, ["bf16", "fp16", "fp32"])
         if self.peak_bandwidth is not None and not (0 < self.peak_bandwidth < math.inf):
             raise EvalkitError(f"--peak-bandwidth must be a positive number of GB/s, got {self.peak_bandwidth}")
+        if self.speculative and self.shared_trunk:
+            raise EvalkitError("--speculative and --shared-trunk are separate benchmarks; run one at a time")
+        if not self.ks or min(self.ks) < 1:
+            raise EvalkitError(f"--k takes positive numbers of drafted tokens such as 1,2,4,8, got {self.ks}")
         if self.e2e_max_out_len is not None and self.e2e_max_out_len < 1:
             raise EvalkitError(f"--e2e-max-out-len must be >= 1, got {self.e2e_max_out_len}")
         # Names and paths are checked here, before torch loads, so a typo fails at once.
         if self.shapes:
             plain = [s.name for s in parse_shapes(",".join(self.shapes)) if s.role != "ours"]
-            if self.shared_trunk and plain:
-                raise EvalkitError(
-                    f"--shared-trunk needs familial shapes; {', '.join(plain)} has one branch (use --shape ruyi-7b)"
-                )
+            for flag, on in (("--shared-trunk", self.shared_trunk), ("--speculative", self.speculative)):
+                if on and plain:
+                    raise EvalkitError(
+                        f"{flag} needs familial shapes; {', '.join(plain)} has one branch (use --shape ruyi-7b)"
+                    )
         if self.model:
             read_checkpoint(self.model)
 
@@ -184,8 +195,12 @@ class BenchConfig:
         fill = {k: getattr(sizing, k) for k in _SIZED if getattr(self, k) is None}
         if self.batch_sizes is None:
             fill["batch_sizes"] = sizing.trunk_batch_sizes if self.shared_trunk else sizing.batch_sizes
+            if self.speculative:
+                fill["batch_sizes"] = SPEC_BATCH_SIZES
         if self.time_budget is None:
-            fill["time_budget"] = sizing.trunk_time_budget if self.shared_trunk else sizing.time_budget
+            # --shared-trunk and --speculative compare many conditions at once, in fewer comparisons.
+            many = self.shared_trunk or self.speculative
+            fill["time_budget"] = sizing.trunk_time_budget if many else sizing.time_budget
         suite = sizing.e2e_suite if self.e2e_suite == "auto" else self.e2e_suite
         return replace(self, **fill, e2e_suite=suite if self.shared_trunk else None, given=given), sizing
 

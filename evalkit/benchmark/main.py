@@ -3,7 +3,9 @@
 `bench(...)` times, for each model, branch, backend and batch size, prefill (time to first token),
 time per output token, decode tokens/s and end-to-end latency, with peak GPU memory, bytes read per
 token and MBU, and writes one versioned record (`bench.json`). `--shared-trunk` instead compares
-all branches of a family at once with the last branch alone and with each branch alone.
+all branches of a family at once with the last branch alone and with each branch alone;
+`--speculative` times self-speculative decoding (a shallow branch drafts, the target verifies)
+against the target alone.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from evalkit.benchmark.measure import Clock, PeakMemory, environment, mbu, peak_
 from evalkit.benchmark.plausible import all_flags
 from evalkit.benchmark.progress import BenchProgress, Measurer
 from evalkit.benchmark.runners import FastRunner, HFRunner, prompts
+from evalkit.benchmark.speculative import SpecSetup, choose, speculative
 from evalkit.benchmark.trunk import TrunkSetup, shared_trunk
 from evalkit.catalog.datasets import parse_suites
 from evalkit.catalog.shapes import parse_shapes
@@ -34,7 +37,15 @@ from evalkit.load.devices import release_memory, resolve_device
 from evalkit.load.family import load_family, parse_branches
 from evalkit.load.random_weights import random_family
 from evalkit.load.tiny import default_model_path
-from evalkit.records.bench import BenchRecord, BenchRow, Comparison, Ratio, SharedTrunk, save_bench
+from evalkit.records.bench import (
+    BenchRecord,
+    BenchRow,
+    Comparison,
+    Ratio,
+    SharedTrunk,
+    SpeculativeBench,
+    save_bench,
+)
 from evalkit.records.io import cannot_write
 from evalkit.records.provenance import command_line
 
@@ -72,6 +83,7 @@ def bench(config: BenchConfig | None = None, /, **options: Any) -> tuple[BenchRe
         decode_mode=resolve_mode(asked, device),
         device=device,
         batch_sizes=tuple(dict.fromkeys(config.batch_sizes or ())),
+        ks=tuple(dict.fromkeys(config.ks)),
     )
     now = datetime.now(timezone.utc)
     out_dir = Path(config.out) if config.out else Path("results") / f"bench-{now.strftime('%Y%m%d-%H%M%S')}"
@@ -99,6 +111,7 @@ def _measure_all(
     ratios: list[Ratio] = []
     comparisons: list[Comparison] = []
     trunk: SharedTrunk | None = None
+    spec: SpeculativeBench | None = None
     notes: list[str] = []
     if config.shared_trunk and asked_e2e == "auto" and config.e2e_suite is None:
         notes.append(
@@ -126,7 +139,16 @@ def _measure_all(
             machine=state,
             defaults=sizing.describe(config),
             comparisons=tuple(comparisons),
-            flags=all_flags(machine=state, comparisons=comparisons, ratios=ratios, trunk=trunk, max_cv=protocol.max_cv),
+            flags=all_flags(
+                machine=state,
+                comparisons=comparisons,
+                ratios=ratios,
+                trunk=trunk,
+                max_cv=protocol.max_cv,
+                speculative=spec,
+                dtype=config.dtype or "",
+            ),
+            speculative=spec,
         )
         return record, save_bench(record, out_dir / "bench.json")
 
@@ -151,6 +173,9 @@ def _measure_all(
                 continue
             if config.shared_trunk:
                 trunk, measured = _shared_trunk(config, src, family, clock, measurer)
+                comparisons += measured
+            elif config.speculative:
+                spec, measured = _speculative(config, src, family, clock, measurer)
                 comparisons += measured
             else:
                 for cell_rows, ratio, comparison in _bench_family(config, src, family, clock, peak, measurer):
@@ -344,6 +369,29 @@ def _shared_trunk(
         measurer.progress.note(f"end to end: evalkit run and stock OpenCompass, each {runs} (minutes on a CPU)")
     trunk, e2e = _end_to_end(config, trunk, "cuda" if clock.cuda else "cpu")
     return trunk, comparisons + e2e
+
+
+def _speculative(
+    config: BenchConfig, src: _Source, family: Any, clock: Clock, measurer: Measurer
+) -> tuple[SpeculativeBench, list[Comparison]]:
+    if not family.files.is_familial:
+        raise EvalkitError(f"{src.name} has one branch; --speculative needs a familial checkpoint or --shape ruyi-7b")
+    assert config.prompt_len is not None and config.gen_len is not None
+    drafts, target = choose(family, config.branches, config.draft)
+    setup = SpecSetup(
+        batch_sizes=config.batch_sizes or (),
+        ks=config.ks,
+        prompt_len=config.prompt_len,
+        gen_len=config.gen_len,
+        decode_mode=config.decode_mode,
+        seed=config.seed,
+        clock=clock,
+        measurer=measurer,
+        model=src.name,
+    )
+    if measurer.progress is not None:
+        measurer.progress.expect(len(setup.batch_sizes))
+    return speculative(family, drafts, target, setup)
 
 
 def _end_to_end(config: BenchConfig, trunk: SharedTrunk, device: str) -> tuple[SharedTrunk, list[Comparison]]:

@@ -8,7 +8,11 @@ Each check returns `Flag`s, which the record keeps and the tables print as warni
   than it saved: overhead, or a disturbed measurement);
 - fast-slower-than-hf: the fast decoder's interval lies wholly below 1x stock `generate`;
 - high-cv: a condition's values vary across rounds by more than `max_cv` of their mean;
-- machine-loaded: the 1-minute load average before or after the measurement exceeded the logical CPUs.
+- machine-loaded: the 1-minute load average before or after the measurement exceeded the logical CPUs;
+- speculative-differs: a speculative sequence is not the target's own greedy output (in fp32 a bug;
+  in bf16 or fp16 a near-tie the verify pass rounded the other way);
+- speculative-above-bound: a speculative speed-up's interval lies wholly above its tokens per target
+  step, which bounds it (a round runs every layer of the target at least once).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from evalkit.records.bench import Comparison, Flag, Machine, Ratio, SharedTrunk
+from evalkit.records.bench import Comparison, Flag, Machine, Ratio, SharedTrunk, SpeculativeBench
 
 MAX_CV = 0.15
 
@@ -93,6 +97,34 @@ def cv_flags(comparisons: Sequence[Comparison], max_cv: float = MAX_CV) -> list[
     return flags
 
 
+def spec_flags(spec: SpeculativeBench, dtype: str) -> list[Flag]:
+    flags = []
+    for c in spec.cells:
+        where = f"{spec.model} {c.draft} k={c.k} batch {c.batch_size}"
+        differ = len(c.identical_to_target) - sum(c.identical_to_target)
+        if differ:
+            why = "a bug in fp32" if dtype == "fp32" else f"in {dtype} a near-tie rounded the other way, or a bug"
+            flags.append(
+                Flag(
+                    "speculative-differs",
+                    where,
+                    f"{where}: {differ} of {len(c.identical_to_target)} sequences differ from {spec.target}'s own "
+                    f"greedy output ({why})",
+                )
+            )
+        if c.speedup_ci[0] > c.tokens_per_step:
+            flags.append(
+                Flag(
+                    "speculative-above-bound",
+                    where,
+                    f"{where}: {c.speedup:.2f}x [{c.speedup_ci[0]:.2f}, {c.speedup_ci[1]:.2f}] over {spec.target} "
+                    f"alone exceeds its {c.tokens_per_step:.2f} tokens per target step, which bounds it; "
+                    "the timing was disturbed",
+                )
+            )
+    return flags
+
+
 def load_flags(machine: Machine) -> list[Flag]:
     loads = [m[0] for m in (machine.load_before, machine.load_after) if m]
     if not loads or max(loads) <= machine.logical_cpus:
@@ -115,8 +147,12 @@ def all_flags(
     ratios: Sequence[Ratio] = (),
     trunk: SharedTrunk | None = None,
     max_cv: float = MAX_CV,
+    speculative: SpeculativeBench | None = None,
+    dtype: str = "",
 ) -> tuple[Flag, ...]:
     flags = load_flags(machine) + speed_flags(ratios) + cv_flags(comparisons, max_cv)
+    if speculative is not None:
+        flags = spec_flags(speculative, dtype) + flags
     if trunk is not None:
         flags = trunk_flags(trunk) + flags
     return tuple(flags)

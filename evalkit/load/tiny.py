@@ -86,13 +86,15 @@ def make_tiny(
     layers: int | None = None,
     exits: tuple[int, ...] | list[int] | None = None,
     like: str | None = None,
+    refine: float = 1.0,
 ) -> Path:
     """Write a tiny familial checkpoint (config, safetensors, tokenizer) to `out_dir`.
 
     `layers` and `exits` set its structure (default 8 layers, exits 2/4/6/7; exits alone imply
     layers = last exit + 1); `like="ruyi-7b"` takes Ruyi-7B's 28 layers and exits 11/15/19/23/27, at
     the tiny width, so structure-dependent costs (how much of the work a shared trunk saves) can be
-    measured on a CPU.
+    measured on a CPU. `refine` below 1 makes the deeper branches refine the shallow ones instead of
+    being unrelated (`refine_deep_layers`), so branches mostly agree, as a trained family's do.
     """
     if flavour not in ("qwen2", "qwen3"):
         raise EvalkitError(f"unknown flavour {flavour!r}; valid flavours are qwen2, qwen3")
@@ -103,7 +105,7 @@ def make_tiny(
         layers, exits = layers or LIKE[like][0], exits or LIKE[like][1]
     if layers is not None or exits is not None:
         spec = replace(spec, **_structure(layers, exits))
-    return build_checkpoint(out_dir, spec)
+    return build_checkpoint(out_dir, spec, refine=refine)
 
 
 def _structure(layers: int | None, exits: tuple[int, ...] | list[int] | None) -> dict[str, Any]:
@@ -122,17 +124,37 @@ def _structure(layers: int | None, exits: tuple[int, ...] | list[int] | None) ->
     return {"num_layers": n, "exits": got}
 
 
-def build_checkpoint(out_dir: str | Path, spec: TinySpec) -> Path:
+def build_checkpoint(out_dir: str | Path, spec: TinySpec, *, refine: float = 1.0) -> Path:
     """Write the checkpoint into `out_dir` as a whole: it appears complete, or not at all."""
+    if not 0 <= refine <= 1:
+        raise EvalkitError(f"--refine must be from 0 to 1 (1: unrelated random branches), got {refine}")
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise EvalkitError(f"{out} exists and is not empty; choose a new directory")
     with atomic_directory(out) as tmp:
-        _write_checkpoint(tmp, spec)
+        _write_checkpoint(tmp, spec, refine)
     return out
 
 
-def _write_checkpoint(out: Path, spec: TinySpec) -> None:
+def refine_deep_layers(state: dict[str, Any], first_exit: int, scale: float) -> dict[str, Any]:
+    """Every layer from the first exit up (trunk and branch layers) adds `scale` times as much to the
+    residual stream, and every branch has the first branch's final norm and head: deeper branches then
+    refine the shallow ones' predictions a little, and branches agree on most tokens."""
+    out = {}
+    for name, t in state.items():
+        parts = name.split(".")
+        deep = (name.startswith("model.layers.") and int(parts[2]) >= first_exit) or name.startswith("model.eelayers.")
+        if deep and name.endswith(("o_proj.weight", "down_proj.weight")):
+            t = t * scale
+        elif name.startswith("lm_head.") and name != "lm_head.weight":
+            t = state["lm_head.0.weight"]
+        elif name.startswith("model.norms."):
+            t = state["model.norms.0.weight"]
+        out[name] = t.clone()
+    return out
+
+
+def _write_checkpoint(out: Path, spec: TinySpec, refine: float = 1.0) -> None:
     import torch
     from safetensors.torch import save
     from transformers import AutoConfig, AutoModelForCausalLM
@@ -174,6 +196,8 @@ def _write_checkpoint(out: Path, spec: TinySpec) -> None:
         name = "lm_head.weight" if spec.shared_heads else f"lm_head.{i}.weight"
         state[name] = spec.init_std * torch.randn(vocab, spec.hidden_size, generator=gen)
 
+    if refine != 1:
+        state = refine_deep_layers(state, spec.exits[0], refine)
     weights = save({k: v.contiguous() for k, v in state.items()}, metadata={"format": "pt"})
     write_bytes_atomic(out / "model.safetensors", weights)
     write_text_atomic(out / "config.json", json.dumps(config, indent=2) + "\n")

@@ -118,12 +118,22 @@ class Flag:
     message: str
 
 
-FLAG_KINDS = ("shared-below-one", "shared-above-separate", "fast-slower-than-hf", "high-cv", "machine-loaded")
+FLAG_KINDS = (
+    "shared-below-one",
+    "shared-above-separate",
+    "fast-slower-than-hf",
+    "high-cv",
+    "machine-loaded",
+    "speculative-differs",
+    "speculative-above-bound",
+)
 STOPPED = ("converged", "budget", "max-rounds", "no-ratio")
 
 SCHEMA = "evalkit.bench"
-SCHEMA_VERSION = 2
-READS = (1, 2)  # version 1 records (no intervals, raw timings, machine state or flags) still load
+SCHEMA_VERSION = 3
+# Version 1 records (no intervals, raw timings, machine state or flags) and version 2 records (no
+# `speculative`) still load.
+READS = (1, 2, 3)
 
 
 @dataclass(frozen=True)
@@ -232,6 +242,47 @@ class SharedTrunk:
 
 
 @dataclass(frozen=True)
+class SpecBaseline:
+    """The target branch decoding alone, timed in the same interleaved rounds as every speculative cell."""
+
+    batch_size: int
+    target_s: Stats  # seconds per generation (prefill and gen_len tokens)
+    tok_s: float  # batch_size x gen_len / median seconds
+
+
+@dataclass(frozen=True)
+class SpecCell:
+    """One (draft branch, k, batch size) of self-speculative decoding against the target alone."""
+
+    draft: str
+    draft_exit: int
+    k: int  # tokens drafted per round
+    batch_size: int
+    acceptance_rate: float  # drafted tokens the target accepted, over drafted tokens
+    tokens_per_step: float  # output tokens after the first per verify pass of the target (1 to k + 1)
+    spec_s: Stats  # seconds per generation, as the target's
+    tok_s: float  # batch_size x gen_len / median seconds
+    speedup: float  # target alone over speculative: the median over rounds of the round's ratio of seconds
+    speedup_ci: tuple[float, ...]  # its 95% interval [low, high]
+    identical_to_target: tuple[bool, ...]  # per sequence: every token equals the target's own greedy decoding
+    comparison: str  # the name of the `Comparison` it comes from (rounds, raw values)
+
+
+@dataclass(frozen=True)
+class SpeculativeBench:
+    """Self-speculative decoding (a shallow branch drafts, the target verifies) against the target alone."""
+
+    model: str
+    target: str
+    target_exit: int
+    prompt_len: int
+    gen_len: int
+    baselines: tuple[SpecBaseline, ...] = ()
+    cells: tuple[SpecCell, ...] = ()
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class BenchRecord:
     run_id: str
     created_at: str  # ISO 8601, UTC
@@ -250,6 +301,7 @@ class BenchRecord:
     defaults: str | None = None  # which defaults the run took, e.g. "CPU-sized" (None in version 1)
     comparisons: tuple[Comparison, ...] = ()  # every interleaved measurement, raw values included
     flags: tuple[Flag, ...] = ()  # plausibility checks that failed
+    speculative: SpeculativeBench | None = None  # version 3
     schema: str = SCHEMA
     schema_version: int = SCHEMA_VERSION
 
@@ -294,6 +346,8 @@ def bench_from_dict(data: Any) -> BenchRecord:
         raise RecordError(
             f"schema_version {version} is not supported (this evalkit reads {', '.join(map(str, READS))})"
         )
+    if version < 3 and "speculative" in data:
+        raise RecordError(f"speculative is a version 3 field, but schema_version is {version}")
     record = _build(BenchRecord, data, "")
     if record.peak_bandwidth_gbps == 0:
         raise RecordError("peak_bandwidth_gbps is 0, expected a bandwidth above 0 or null (unknown)")
@@ -303,7 +357,7 @@ def bench_from_dict(data: Any) -> BenchRecord:
 # Every number in a bench record is a size, a time, a rate or a ratio, so none is negative; these count
 # things of which a measurement has at least one.
 _AT_LEAST_ONE = frozenset(
-    {"batch_size", "prompt_len", "gen_len", "n", "limit", "num_params", "rounds", "logical_cpus", "torch_threads"}
+    {"batch_size", "prompt_len", "gen_len", "n", "limit", "num_params", "rounds", "logical_cpus", "torch_threads", "k"}
 )
 _CHOICES = {"role": ("ours", "baseline"), "backend": ("hf", "fast"), "kind": FLAG_KINDS, "stopped": STOPPED}
 
@@ -318,6 +372,8 @@ def _build(cls: type, data: Any, where: str) -> Any:
     built = cls(**{k: _value(hints[k], v, f"{where}.{k}" if where else k, k) for k, v in entry.items()})
     if isinstance(built, Comparison):
         _check_comparison(built, where)
+    if isinstance(built, SpecCell):
+        _check_spec_cell(built, where)
     if isinstance(built, Stats):
         order = (built.min, built.median, built.p90, built.p99, built.max)
         if list(order) != sorted(order) or not built.min <= built.mean <= built.max:
@@ -339,6 +395,19 @@ def _check_comparison(c: Comparison, where: str) -> None:
     for i, r in enumerate(c.ratios):
         if not set(r.numerator + r.denominator) <= set(c.conditions):
             raise RecordError(f"{where}.ratios[{i}] names a condition the comparison does not have")
+
+
+def _check_spec_cell(cell: SpecCell, where: str) -> None:
+    """What a speculative cell must satisfy whatever the clock said."""
+    if cell.acceptance_rate > 1:
+        raise RecordError(f"{where}.acceptance_rate is {cell.acceptance_rate}, expected a fraction from 0 to 1")
+    if not 1 <= cell.tokens_per_step <= cell.k + 1:
+        raise RecordError(f"{where}.tokens_per_step is {cell.tokens_per_step}, expected 1 to k + 1 = {cell.k + 1}")
+    if len(cell.identical_to_target) != cell.batch_size:
+        raise RecordError(
+            f"{where}.identical_to_target has {len(cell.identical_to_target)} entries, expected one per sequence "
+            f"(batch_size {cell.batch_size})"
+        )
 
 
 def _value(kind: Any, value: Any, where: str, name: str) -> Any:

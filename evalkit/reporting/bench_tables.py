@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from tabulate import tabulate
 
 from evalkit.records.bench import BenchRecord, BenchRow, Comparison, Machine, Ratio, SharedTrunk
+from evalkit.reporting.intervals import rounds_cell, with_interval
+from evalkit.reporting.spec_tables import spec_tables
 from evalkit.reporting.units import format_bytes, format_params
 
 Column = tuple[str, Callable[[BenchRow], str]]  # header, and the cell of a row
@@ -135,23 +137,11 @@ def bench_markdown(record: BenchRecord) -> str:
         parts += ["### Minimum VRAM by batch size", vram_table(record.rows, CONSOLE_VRAM)]
     if record.shared_trunk is not None:
         parts += ["### Shared trunk", trunk_tables(record.shared_trunk, record.comparisons)]
+    if record.speculative is not None:
+        table = spec_tables(record.speculative, record.environment.device_type, record.comparisons)
+        parts += ["### Self-speculative decoding", table]
     parts += warnings(record)
     return "\n\n".join(parts) + "\n"
-
-
-def with_interval(value: float, ci: Sequence[float] | None) -> str:
-    """'1.52x [1.48, 1.57]'; a bare '1.52x' for a version-1 record, which has no interval."""
-    return f"{value:.2f}x" if ci is None else f"{value:.2f}x [{ci[0]:.2f}, {ci[1]:.2f}]"
-
-
-def rounds_cell(c: Comparison | None) -> str:
-    """'23 (converged)', '41 (budget: ±7.2%)': the rounds and why they stopped."""
-    if c is None:
-        return "–"
-    if c.stopped in ("budget", "max-rounds") and c.ratios:
-        widest = max(r.half_width for r in c.ratios)
-        return f"{c.rounds} ({c.stopped}: ±{widest:.1%})"
-    return f"{c.rounds} ({c.stopped})"
 
 
 def method_lines(record: BenchRecord) -> list[str]:

@@ -31,6 +31,7 @@ from evalkit.reporting.bench_tables import (
     vram_table,
     warnings,
 )
+from evalkit.reporting.spec_tables import spec_tables
 from evalkit.reporting.tables import row_average
 from evalkit.reporting.units import format_params
 
@@ -107,7 +108,7 @@ def _protocol(bench: BenchRecord) -> str:
 def _bench_block(path: Path, bench: BenchRecord, record: ResultsRecord, plot_dir: Path, queue: plots.PlotQueue) -> str:
     parts = [f"### Bench {bench.run_id} (`{path.name}`)\n", _protocol(bench), *(f"Note: {n}\n" for n in bench.notes)]
     parts += [f"**{w}**\n" for w in warnings(bench)]
-    if not bench.rows and bench.shared_trunk is None:
+    if not bench.rows and bench.shared_trunk is None and bench.speculative is None:
         parts.append("This bench record has no measurements.\n")
     if bench.rows:
         parts.append(_speed_tables(bench))
@@ -123,6 +124,13 @@ def _bench_block(path: Path, bench: BenchRecord, record: ResultsRecord, plot_dir
         parts.append(
             f"#### Shared trunk\n\n{_caption(bench, 'All branches at once vs one')}\n\n"
             + trunk_tables(bench.shared_trunk, bench.comparisons)
+            + "\n"
+        )
+    if bench.speculative is not None:
+        what = "A shallow branch drafts, the target verifies; against the target alone"
+        parts.append(
+            f"#### Self-speculative decoding\n\n{_caption(bench, what)}\n\n"
+            + spec_tables(bench.speculative, bench.environment.device_type, bench.comparisons)
             + "\n"
         )
     return "\n".join(parts)

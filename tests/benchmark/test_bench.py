@@ -98,7 +98,7 @@ def test_record_round_trip_and_required_keys(tmp_path):
     path = save_bench(record, tmp_path / "bench.json")
     assert load_bench(path) == record
     data = json.loads(path.read_text())
-    assert data["schema"] == "evalkit.bench" and data["schema_version"] == 2
+    assert data["schema"] == "evalkit.bench" and data["schema_version"] == 3
     for key in ("environment", "dtype", "command", "protocol", "rows", "ratios", "peak_bandwidth_gbps"):
         assert key in data
     assert {"device", "driver", "torch", "transformers"} <= set(data["environment"])
@@ -123,7 +123,7 @@ def test_record_round_trip_and_required_keys(tmp_path):
     "edit, message",
     [
         (lambda d: d.update(schema="evalkit.results"), "is not an evalkit bench record"),
-        (lambda d: d.update(schema_version=3), r"schema_version 3 is not supported \(this evalkit reads 1, 2\)"),
+        (lambda d: d.update(schema_version=4), r"schema_version 4 is not supported \(this evalkit reads 1, 2, 3\)"),
         (lambda d: d["rows"][0].update(speed=1), r"rows\[0\] has 'speed', which this evalkit does not know"),
         (lambda d: d.pop("environment"), r"is not an evalkit bench record \(it lacks 'environment'\)"),
         (lambda d: d["rows"][0].update(decode_tok_s=217.9), r"rows\[0\].decode_tok_s is 217.9, expected an object"),
@@ -154,6 +154,13 @@ def test_version_1_records_still_load_and_render(name):
     else:
         d = record.shared_trunk.decode[0]
         assert d.decode_shared_over_last_ci is None and f"| {d.decode_shared_over_last:.2f}x  " in text
+
+
+def test_version_2_records_still_load_and_render():
+    # Written by `evalkit bench` with intervals, before the speculative section (schema version 2).
+    record = load_bench(DATA / "bench_v2_rows.json")
+    assert record.schema_version == 2 and record.speculative is None and record.comparisons and record.ratios
+    assert "[95% CI]" in bench_markdown(record) and "Self-speculative" not in bench_markdown(record)
 
 
 def test_percentiles():
