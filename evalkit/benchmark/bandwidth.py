@@ -11,27 +11,15 @@ any cache (1 GiB on a GPU; on a CPU 256 MiB, past every last-level cache of a se
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
+
+from evalkit.records.bench import AttainedBandwidth
 
 GPU_COPY_BYTES = 1 << 30
 CPU_COPY_BYTES = 256 << 20
 
 
-@dataclass(frozen=True)
-class Attained:
-    """Attained copy bandwidth: the median of `repeats` timed copies, with their min and max."""
-
-    gbps: float
-    low_gbps: float
-    high_gbps: float
-    nbytes: int  # bytes copied each time (2x this moved)
-    repeats: int
-    method: str
-
-
-def copy_bandwidth(device: str, *, nbytes: int | None = None, repeats: int = 20, warmup: int = 3) -> Attained:
+def copy_bandwidth(device: str, *, nbytes: int | None = None, repeats: int = 20, warmup: int = 3) -> AttainedBandwidth:
     """Time `repeats` copies of one buffer into another on `device` ("cuda" or "cpu")."""
     import torch
 
@@ -55,7 +43,7 @@ def copy_bandwidth(device: str, *, nbytes: int | None = None, repeats: int = 20,
     if cuda:
         torch.cuda.empty_cache()
     rates = 2 * nbytes / np.asarray(seconds) / 1e9
-    return Attained(
+    return AttainedBandwidth(
         gbps=float(np.median(rates)),
         low_gbps=float(rates.min()),
         high_gbps=float(rates.max()),

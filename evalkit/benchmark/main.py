@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from evalkit.benchmark.bandwidth import copy_bandwidth
 from evalkit.benchmark.config import BenchConfig, Protocol, Sizing
 from evalkit.benchmark.interleave import CONFIDENCE, RESAMPLES, RatioSpec, Stopping, ratio_of, values_of
 from evalkit.benchmark.machine import machine_after, machine_before
@@ -38,6 +39,7 @@ from evalkit.load.family import load_family, parse_branches
 from evalkit.load.random_weights import random_family
 from evalkit.load.tiny import default_model_path
 from evalkit.records.bench import (
+    AttainedBandwidth,
     BenchRecord,
     BenchRow,
     Comparison,
@@ -97,6 +99,14 @@ def bench(config: BenchConfig | None = None, /, **options: Any) -> tuple[BenchRe
         torch.set_num_threads(threads)
 
 
+@dataclass(frozen=True)
+class Peaks:
+    """The two bandwidths MBU is reported against, GB/s: the datasheet's, and what a copy attained here."""
+
+    datasheet: float | None
+    attained: float | None
+
+
 def _measure_all(
     config: BenchConfig, sizing: Sizing, asked_e2e: str | None, device: str, out_dir: Path, now: datetime
 ) -> tuple[BenchRecord, Path]:
@@ -112,6 +122,7 @@ def _measure_all(
     comparisons: list[Comparison] = []
     trunk: SharedTrunk | None = None
     spec: SpeculativeBench | None = None
+    attained: AttainedBandwidth | None = None
     notes: list[str] = []
     if config.shared_trunk and asked_e2e == "auto" and config.e2e_suite is None:
         notes.append(
@@ -149,6 +160,7 @@ def _measure_all(
                 dtype=config.dtype or "",
             ),
             speculative=spec,
+            attained_bandwidth=attained,
         )
         return record, save_bench(record, out_dir / "bench.json")
 
@@ -156,6 +168,11 @@ def _measure_all(
     with torch.no_grad(), BenchProgress() as progress:
         progress.note(f"bench: {sizing.describe(config)}")
         measurer = Measurer(stopping, warmup=protocol.warmup, seed=config.seed, progress=progress)
+        if not (config.shared_trunk or config.speculative):
+            progress.note(f"attained bandwidth: timing a large copy on {env.device}")
+            attained = copy_bandwidth(device)
+            progress.note(f"attained bandwidth: {attained.gbps:.0f} GB/s ({attained.method})")
+        peaks = Peaks(peak, attained.gbps if attained else None)
         for src in _sources(config, device):
             progress.note(f"{src.title}: loading its {config.dtype} weights on {env.device}")
             try:
@@ -178,7 +195,7 @@ def _measure_all(
                 spec, measured = _speculative(config, src, family, clock, measurer)
                 comparisons += measured
             else:
-                for cell_rows, ratio, comparison in _bench_family(config, src, family, clock, peak, measurer):
+                for cell_rows, ratio, comparison in _bench_family(config, src, family, clock, peaks, measurer):
                     rows += cell_rows
                     ratios += [ratio] if ratio is not None else []
                     comparisons += [comparison] if comparison is not None else []
@@ -206,7 +223,7 @@ Cell = tuple[list[BenchRow], Ratio | None, Comparison | None]
 
 
 def _bench_family(
-    config: BenchConfig, src: _Source, family: Any, clock: Clock, peak: float | None, measurer: Measurer
+    config: BenchConfig, src: _Source, family: Any, clock: Clock, peaks: Peaks, measurer: Measurer
 ) -> Iterator[Cell]:
     if family.files.is_quantized:
         raise EvalkitError(
@@ -219,7 +236,7 @@ def _bench_family(
         measurer.progress.expect(len(chosen) * len(batch_sizes))
     for branch in chosen:
         for b in batch_sizes:
-            yield _cell(config, src, family, branch, b, clock, peak, measurer)
+            yield _cell(config, src, family, branch, b, clock, peaks, measurer)
 
 
 def _cell(
@@ -229,7 +246,7 @@ def _cell(
     branch: Any,
     b: int,
     clock: Clock,
-    peak: float | None,
+    peaks: Peaks,
     measurer: Measurer,
 ) -> Cell:
     """One (branch, batch size): each backend built and warmed up alone (its peak memory read there), then
@@ -304,7 +321,8 @@ def _cell(
                 tpot_s=summarize([d / steps for d in decode]),
                 decode_tok_s=tok_s,
                 e2e_s=summarize(values_of(c, backend, "e2e_s")),
-                mbu=mbu(bytes_read.per_token(b), tok_s.median, peak),
+                mbu=mbu(bytes_read.per_token(b), tok_s.median, peaks.datasheet),
+                mbu_attained=mbu(bytes_read.per_token(b), tok_s.median, peaks.attained),
                 peak_allocated_bytes=allocated,
                 peak_reserved_bytes=memory[backend].reserved,
                 min_vram_bytes=None if allocated is None else allocated - _resident(family) + own,

@@ -68,6 +68,19 @@ class Machine:
 
 
 @dataclass(frozen=True)
+class AttainedBandwidth:
+    """The memory bandwidth a plain copy attains on the bench's device, in the same run: the yardstick
+    for MBU next to the datasheet peak (`evalkit.benchmark.bandwidth`)."""
+
+    gbps: float  # median over the timed copies
+    low_gbps: float
+    high_gbps: float
+    nbytes: int  # bytes copied each time; a copy moves twice this
+    repeats: int
+    method: str
+
+
+@dataclass(frozen=True)
 class Series:
     """One condition's measurements of one kind, one value per round, in round order."""
 
@@ -132,7 +145,7 @@ STOPPED = ("converged", "budget", "max-rounds", "no-ratio")
 SCHEMA = "evalkit.bench"
 SCHEMA_VERSION = 3
 # Version 1 records (no intervals, raw timings, machine state or flags) and version 2 records (no
-# `speculative`) still load.
+# `speculative`, no attained bandwidth) still load.
 READS = (1, 2, 3)
 
 
@@ -158,6 +171,7 @@ class BenchRow:
     decode_tok_s: Stats | None = None  # batch_size * (gen_len - 1) / decode time
     e2e_s: Stats | None = None  # prefill plus every decode step
     mbu: float | None = None  # at the median decode tokens/s; None without a peak bandwidth
+    mbu_attained: float | None = None  # the same against the attained copy bandwidth (version 3)
     peak_allocated_bytes: int | None = None
     peak_reserved_bytes: int | None = None
     min_vram_bytes: int | None = None  # peak allocated less the family's tensors this branch does not use
@@ -302,6 +316,7 @@ class BenchRecord:
     comparisons: tuple[Comparison, ...] = ()  # every interleaved measurement, raw values included
     flags: tuple[Flag, ...] = ()  # plausibility checks that failed
     speculative: SpeculativeBench | None = None  # version 3
+    attained_bandwidth: AttainedBandwidth | None = None  # version 3; None where not measured
     schema: str = SCHEMA
     schema_version: int = SCHEMA_VERSION
 
@@ -346,8 +361,9 @@ def bench_from_dict(data: Any) -> BenchRecord:
         raise RecordError(
             f"schema_version {version} is not supported (this evalkit reads {', '.join(map(str, READS))})"
         )
-    if version < 3 and "speculative" in data:
-        raise RecordError(f"speculative is a version 3 field, but schema_version is {version}")
+    for later in ("speculative", "attained_bandwidth"):  # null is the same as absent
+        if version < 3 and data.get(later) is not None:
+            raise RecordError(f"{later} is a version 3 field, but schema_version is {version}")
     record = _build(BenchRecord, data, "")
     if record.peak_bandwidth_gbps == 0:
         raise RecordError("peak_bandwidth_gbps is 0, expected a bandwidth above 0 or null (unknown)")
@@ -357,7 +373,20 @@ def bench_from_dict(data: Any) -> BenchRecord:
 # Every number in a bench record is a size, a time, a rate or a ratio, so none is negative; these count
 # things of which a measurement has at least one.
 _AT_LEAST_ONE = frozenset(
-    {"batch_size", "prompt_len", "gen_len", "n", "limit", "num_params", "rounds", "logical_cpus", "torch_threads", "k"}
+    {
+        "batch_size",
+        "prompt_len",
+        "gen_len",
+        "n",
+        "limit",
+        "num_params",
+        "rounds",
+        "logical_cpus",
+        "torch_threads",
+        "k",
+        "repeats",
+        "nbytes",
+    }
 )
 _CHOICES = {"role": ("ours", "baseline"), "backend": ("hf", "fast"), "kind": FLAG_KINDS, "stopped": STOPPED}
 
@@ -374,6 +403,8 @@ def _build(cls: type, data: Any, where: str) -> Any:
         _check_comparison(built, where)
     if isinstance(built, SpecCell):
         _check_spec_cell(built, where)
+    if isinstance(built, AttainedBandwidth) and not built.low_gbps <= built.gbps <= built.high_gbps:
+        raise RecordError(f"{where} is not ordered as a median within its range is (low_gbps <= gbps <= high_gbps)")
     if isinstance(built, Stats):
         order = (built.min, built.median, built.p90, built.p99, built.max)
         if list(order) != sorted(order) or not built.min <= built.mean <= built.max:

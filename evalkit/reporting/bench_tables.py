@@ -76,7 +76,8 @@ CONSOLE_SPEED = SpeedLayout(
         ("TPOT ms (p50 / p99)", "tpot p50/p99"),
         ("decode tok/s", "decode"),
         ("e2e s", "e2e"),
-        ("MBU", "mbu"),
+        ("MBU datasheet", "mbu"),
+        ("MBU attained", "mbu attained"),
     ),
     not_run=lambda r: r.error or "–",
     style=CONSOLE,
@@ -90,7 +91,8 @@ REPORT_SPEED = SpeedLayout(
         ("E2E s", "e2e"),
         ("Peak GB alloc / reserved", "memory"),
         ("Bytes/token", "bytes"),
-        ("MBU", "mbu"),
+        ("MBU datasheet", "mbu"),
+        ("MBU attained", "mbu attained"),
         ("fast/hf decode (e2e)", "fast/hf"),
     ),
     not_run=lambda r: f"did not run: {r.error or 'no timings'}",
@@ -107,7 +109,7 @@ def bench_markdown(record: BenchRecord) -> str:
     env = record.environment
     head = (
         f"Device: {env.device} · torch {env.torch} · transformers {env.transformers} · {record.dtype} · "
-        f"peak bandwidth: {_gbps(record)}\nCommand: `{record.command}` · {record.created_at}"
+        f"memory bandwidth: {_gbps(record)}\nCommand: `{record.command}` · {record.created_at}"
     )
     head += "".join(f"\n{line}" for line in method_lines(record))
     if record.rows:
@@ -216,6 +218,7 @@ def _timing_cells(r: BenchRow, ratio: Ratio | None) -> dict[str, str] | None:
         "memory": memory,
         "bytes": format_bytes(r.bytes_per_token),
         "mbu": "–" if r.mbu is None else f"{100 * r.mbu:.1f}%",
+        "mbu attained": "–" if r.mbu_attained is None else f"{100 * r.mbu_attained:.1f}%",
         "fast/hf": fast_over_hf,
     }
 
@@ -324,8 +327,13 @@ def trunk_tables(trunk: SharedTrunk, comparisons: Sequence[Comparison] = ()) -> 
 
 def _gbps(record: BenchRecord) -> str:
     if record.peak_bandwidth_gbps is None:
-        return "unknown (MBU not reported; pass --peak-bandwidth)"
-    return f"{record.peak_bandwidth_gbps:g} GB/s ({record.peak_bandwidth_source})"
+        datasheet = "datasheet peak unknown (MBU datasheet not reported; pass --peak-bandwidth)"
+    else:
+        datasheet = f"datasheet peak {record.peak_bandwidth_gbps:g} GB/s ({record.peak_bandwidth_source})"
+    a = record.attained_bandwidth
+    if a is None:
+        return datasheet
+    return f"{datasheet}; attained {a.gbps:.0f} GB/s (range {a.low_gbps:.0f}-{a.high_gbps:.0f}; {a.method})"
 
 
 def _backends(record: BenchRecord) -> str:

@@ -88,11 +88,16 @@ def _protocol(bench: BenchRecord) -> str:
         *method_lines(bench),
     ]
     if bench.peak_bandwidth_gbps is None:
-        lines.append("Peak memory bandwidth: unknown, so no MBU (pass `--peak-bandwidth` to `evalkit bench`).")
+        lines.append("Datasheet memory bandwidth: unknown, so no datasheet MBU (pass `--peak-bandwidth`).")
     else:
         lines.append(
-            f"Peak memory bandwidth: {bench.peak_bandwidth_gbps:g} GB/s ({bench.peak_bandwidth_source}); "
-            "MBU = bytes per token × tokens/s ÷ peak."
+            f"Datasheet memory bandwidth: {bench.peak_bandwidth_gbps:g} GB/s ({bench.peak_bandwidth_source}); "
+            "MBU = bytes per token × tokens/s ÷ that peak."
+        )
+    if (a := bench.attained_bandwidth) is not None:
+        lines.append(
+            f"Attained memory bandwidth: {a.gbps:.0f} GB/s, measured in the same run ({a.method}); "
+            "MBU attained = bytes per token × tokens/s ÷ that figure."
         )
     if c.get("shapes"):
         lines.append(

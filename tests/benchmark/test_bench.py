@@ -18,7 +18,16 @@ from evalkit.benchmark.measure import mbu, peak_bandwidth, summarize, traffic
 from evalkit.catalog.shapes import SHAPES, Shape
 from evalkit.engine.generate import generate_fast
 from evalkit.load.random_weights import random_family, tensor_shapes
-from evalkit.records.bench import BenchRow, Environment, Ratio, SharedTrunk, Stats, TrunkDecode, save_bench
+from evalkit.records.bench import (
+    AttainedBandwidth,
+    BenchRow,
+    Environment,
+    Ratio,
+    SharedTrunk,
+    Stats,
+    TrunkDecode,
+    save_bench,
+)
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "records"
 STATS = Stats(median=0.01, p90=0.012, p99=0.02, mean=0.011, min=0.009, max=0.021, n=10)
@@ -55,6 +64,7 @@ def hand_record() -> BenchRecord:
         decode_tok_s=STATS,
         e2e_s=STATS,
         mbu=0.85,
+        mbu_attained=0.95,
         peak_allocated_bytes=24 * 10**9,
         peak_reserved_bytes=25 * 10**9,
         min_vram_bytes=9 * 10**9,
@@ -75,7 +85,15 @@ def hand_record() -> BenchRecord:
         notes=("scoring not measured: x",),
     )
     oom = replace(
-        row, backend="hf", error="out of memory", ttft_s=None, tpot_s=None, decode_tok_s=None, e2e_s=None, mbu=None
+        row,
+        backend="hf",
+        error="out of memory",
+        ttft_s=None,
+        tpot_s=None,
+        decode_tok_s=None,
+        e2e_s=None,
+        mbu=None,
+        mbu_attained=None,
     )
     return BenchRecord(
         run_id="r1",
@@ -90,6 +108,7 @@ def hand_record() -> BenchRecord:
         rows=(row, oom),
         ratios=(Ratio("ruyi-7b", "E3B", 1, 3.5, 3.0),),
         shared_trunk=trunk,
+        attained_bandwidth=AttainedBandwidth(3000.0, 2900.0, 3050.0, 1 << 30, 20, "device-to-device copy"),
     )
 
 
@@ -106,14 +125,15 @@ def test_record_round_trip_and_required_keys(tmp_path):
     assert data["shared_trunk"]["decode"][0]["decode_shared_over_last"] == 1.0
     text = bench_markdown(record)
     assert "85.0%" in text and "3.50x" in text and "> device" in text and "9.0 GB" in text
+    assert "datasheet peak 3350 GB/s (table: H100 SXM); attained 3000 GB/s (range 2900-3050" in text
     lines = text.splitlines()
     assert (
         "| ruyi-7b | E3B      | 3.90B    | fast      | 1       | 10.0          | 10.00 / 20.00         "
-        "| 0.0            | 0.010   | 85.0% |"
+        "| 0.0            | 0.010   | 85.0%           | 95.0%          |"
     ) in lines
     assert (
         "| ruyi-7b | E3B      | 3.90B    | hf        | 1       | out of memory |                       "
-        "|                |         |       |"
+        "|                |         |                 |                |"
     ) in lines
     assert "| ruyi-7b | E3B      | fast      | 9.0 GB    |" in lines
     assert "| ruyi-7b | E3B      | hf        | > device  |" in lines

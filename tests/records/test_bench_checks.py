@@ -4,7 +4,7 @@ NaN and infinity are not numbers, no measurement is negative, and containers are
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from evalkit.cli import main
 from evalkit.records.bench import (
+    AttainedBandwidth,
     BenchRecord,
     BenchRow,
     Comparison,
@@ -25,9 +26,11 @@ from evalkit.records.bench import (
     Stats,
     TrunkDecode,
     TrunkE2E,
+    bench_from_dict,
     load_bench,
     save_bench,
 )
+from evalkit.records.checks import RecordError
 
 ROOT = Path(__file__).resolve().parents[2]
 SMALL = ROOT / "tests" / "data" / "records" / "small.json"
@@ -197,3 +200,14 @@ def test_a_file_that_is_no_bench_record_is_one_line(tmp_path, content, message):
     res = CliRunner().invoke(main, ["report", str(SMALL), "--bench", str(path), "--out", str(tmp_path / "rep")])
     lines = res.stderr.strip().splitlines()
     assert res.exit_code == 2 and len(lines) == 1 and message in lines[0], res.output
+
+
+def test_attained_bandwidth_out_of_its_range_or_in_an_old_version_is_refused():
+    attained = AttainedBandwidth(3000.0, 2900.0, 3050.0, 1 << 30, 20, "device-to-device copy")
+    data = json.loads(json.dumps(asdict(replace(record(), attained_bandwidth=attained))))
+    assert bench_from_dict(data).attained_bandwidth == attained
+    with pytest.raises(RecordError, match=r"attained_bandwidth is not ordered .*low_gbps <= gbps <= high_gbps"):
+        bench_from_dict({**data, "attained_bandwidth": {**data["attained_bandwidth"], "gbps": 4000.0}})
+    old = data | {"schema_version": 2}
+    with pytest.raises(RecordError, match="attained_bandwidth is a version 3 field, but schema_version is 2"):
+        bench_from_dict(old)

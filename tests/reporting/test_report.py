@@ -228,7 +228,8 @@ def test_performance_from_a_real_cpu_bench(tiny_path, tmp_path):
     assert "**CPU (" in perf and "These are CPU timings" in perf and "GPU:" not in perf
     assert _tables_have_device(text, "**CPU (") == 2  # one speed table per branch
     assert "tiny-ruyi E111K, 209.73K parameters" in perf and "tiny-ruyi E297K" in perf
-    assert "Not measured: the bench ran on a CPU" in perf and "no MBU" in perf
+    assert "Not measured: the bench ran on a CPU" in perf and "no datasheet MBU" in perf
+    assert "Attained memory bandwidth: " in perf and "host copy of 256 MiB" in perf
     assert "average over the 2 datasets" in perf and "left out" not in perf
     run_id = load_bench(bench_path).run_id
     for name in (f"pareto_{run_id}.png", f"pareto_{run_id}.svg", f"speed_size_{run_id}.png"):
@@ -315,7 +316,7 @@ def test_performance_from_a_gpu_bench_matches_branches_and_baselines(tmp_path):
     text = performance([(path, load_bench(path))], synth_record(n_items=40), tmp_path / "plots", queue)
     queue.run()
     assert _tables_have_device(text, "**GPU: NVIDIA H100 80GB HBM3 (CUDA 12.4)**") == 5 + 2 + 1  # + VRAM
-    assert "CPU" not in text and "no MBU" not in text
+    assert "CPU" not in text and "no datasheet MBU" not in text
     vram = text[text.index("#### Minimum VRAM") : text.index("#### Speed against size")]
     assert "| AI-Flow-Ruyi-7B E3B |" in vram and "|   batch=32 |" in vram
     assert "6.76 GB" not in vram and "6.8 GB" in vram  # E3B at batch 1: the smaller backend (fast), 1 decimal
@@ -323,7 +324,7 @@ def test_performance_from_a_gpu_bench_matches_branches_and_baselines(tmp_path):
     assert "2.00x (1.80x)" in text and "50.0%" in text
     assert (  # E3B, fast at batch 1: every column of the report's speed table
         "| fast      |       1 |       1.7 |        1.67 / 1.83 / 2.16 |          600.6 |   0.002 "
-        "|                6.76 / 6.86 |       6.66 GB | 50.0% |          2.00x (1.80x) |"
+        "|                6.76 / 6.86 |       6.66 GB |           50.0% |              – |          2.00x (1.80x) |"
     ) in text
     assert "| Yi-6B               |   12.2 GB |   > device |" in vram
     pareto = text[text.index("#### Accuracy against speed") :]
