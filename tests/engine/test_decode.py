@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 
 from evalkit import EvalkitError, load_family
 from evalkit.engine.decode import Decoder
-from evalkit.engine.generate import Generator, generate_branches, generate_fast
+from evalkit.engine.generate import Generator, decode_branches, generate_branches, generate_fast
 
 GEN = 10
 
@@ -151,3 +153,19 @@ def test_cuda_graph_and_compiled_steps_equal_eager(tiny_path):
         fast = generate_branches(family, "all", ids, mask, max_new_tokens=GEN, ignore_eos=True, mode=mode)
         for name in eager:
             assert torch.equal(fast[name], eager[name]), (mode, name)
+
+
+@pytest.mark.gpu
+def test_graphed_and_compiled_confidence_equal_eager(tiny_path):
+    """Each step's log-prob and entropy are copied out of the graph's static buffers, step by step."""
+    family = load_family(tiny_path, dtype="fp32", device="cuda")
+    ids, mask = left_padded_batch(family)
+    ids, mask = ids.cuda(), mask.cuda()
+    run = functools.partial(decode_branches, family, "all", ids, mask, max_new_tokens=GEN, ignore_eos=True)
+    tokens, eager = run(mode="eager", confidence=True)
+    for mode in ("cudagraph", "compile"):
+        fast_tokens, fast = run(mode=mode, confidence=True)
+        for name in eager:
+            assert torch.equal(fast_tokens[name], tokens[name]), (mode, name)
+            torch.testing.assert_close(fast[name], eager[name], rtol=1e-4, atol=1e-5, msg=f"{mode} {name}")
+        assert len({round(float(v), 6) for v in eager[name][..., 0].flatten()}) > 1  # not one step repeated
