@@ -131,7 +131,8 @@ def _stage_line(stage: str, tasks: list[Any], workers: Workers) -> str:
     where = f"Slurm partition {workers.partition}" if workers.partition else workers.runner
     what = "inference" if stage == "infer" else "evaluation"
     return (
-        f"{what}: {len(tasks)} tasks ({how}; {pairs} model x data pairs) on {workers.max_num_workers} "
+        f"{what}: {len(tasks)} {'task' if len(tasks) == 1 else 'tasks'} ({how}; {pairs} model x data pairs) on "
+        f"{workers.max_num_workers} "
         f"{'worker' if workers.max_num_workers == 1 else 'workers'} ({where}); logs under "
         f"logs/{stage}/ in the run directory"
     )

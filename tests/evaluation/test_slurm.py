@@ -16,6 +16,7 @@ pytest.importorskip("opencompass")
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "slurm_local.sh"
 RUN = ["--suites", "stem", "--limit", "2", "--branches", "2,7", "--batch-size", "2"]  # 2 branches x 3 datasets
+SMALL = dict(suites="stem", limit=2, branches="2,7", batch_size=2)  # the same, as evalkit.run's arguments
 
 
 @pytest.fixture(scope="module")
@@ -52,12 +53,23 @@ def _predictions(out: Path) -> dict[str, str]:
     return {str(p.relative_to(root)): p.read_text(encoding="utf-8") for p in sorted(root.rglob("*.json"))}
 
 
+def _quiet(_: str) -> None:
+    pass
+
+
 @pytest.fixture(scope="module")
 def in_process(tmp_path_factory) -> dict[str, str]:
+    from evalkit import run
+
     out = tmp_path_factory.mktemp("in-process")
-    done = _evalkit([*RUN, "--out", str(out)], out, dict(os.environ))
-    assert done.returncode == 0, done.stderr
+    run(**SMALL, out=str(out), echo=_quiet)
     return _predictions(out)
+
+
+@pytest.fixture
+def on_cluster(slurm, monkeypatch) -> None:
+    """evalkit.run in this process, its srun jobs on the local cluster."""
+    monkeypatch.setenv("SLURM_CONF", slurm["SLURM_CONF"])
 
 
 @pytest.mark.slurm
@@ -80,32 +92,37 @@ def test_a_slurm_run_predicts_what_the_in_process_run_does(slurm, in_process, tm
 
 @pytest.mark.slurm
 @pytest.mark.slow
-def test_a_job_slurm_kills_is_one_line_and_resume_finishes_the_run(slurm, in_process, tmp_path):
-    starved = ["--slurm-arg=--mem=40M", "--slurm-retries", "0"]
-    args = [*RUN, "--runner", "slurm", "--partition", "debug", "--max-num-workers", "2", "--out", str(tmp_path)]
-    done = _evalkit([*args, *starved], tmp_path, slurm)
+def test_a_job_slurm_kills_is_one_line_and_resume_finishes_the_run(on_cluster, in_process, tmp_path):
+    from evalkit import run
+    from evalkit.evaluation.execute import TasksFailed
 
-    assert done.returncode == 2, done.stdout[-3000:] + done.stderr[-3000:]
-    failed = [line for line in done.stderr.splitlines() if " failed: " in line]
-    assert len(failed) == 2  # both inference tasks (the family's 3 datasets on 2 workers)
-    assert all("Slurm killed it for exceeding its memory limit" in line for line in failed), failed
+    slurm = dict(runner="slurm", partition="debug", max_num_workers=2, out=str(tmp_path), echo=_quiet)
+    with pytest.raises(TasksFailed) as failed:
+        run(**SMALL, **slurm, slurm_args=["--mem=40M"], slurm_retries=0)
+
+    assert len(failed.value.failures) == 2  # both inference tasks (the family's 3 datasets on 2 workers)
+    assert all("Slurm killed it for exceeding its memory limit" in line for line in failed.value.failures)
     (run_dir,) = (tmp_path / "results").iterdir()
-    assert f"finish the run with: python -m evalkit run --out {tmp_path} --resume {run_dir.name}" in done.stderr
+    assert str(failed.value).endswith(
+        f"finish the run with: python -m evalkit run --out {tmp_path} --resume {run_dir.name}"
+    )
     assert not (run_dir / "results.json").exists()
 
-    resumed = _evalkit(["--out", str(tmp_path), "--resume", run_dir.name, "--slurm-arg=--mem=3G"], tmp_path, slurm)
+    resumed = run(resume=run_dir.name, out=str(tmp_path), slurm_args=["--mem=3G"], echo=_quiet)
 
-    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert _predictions(tmp_path) == in_process
+    assert list(resumed.record.provenance.configs.run["slurm_args"]) == ["--mem=3G"]
 
 
 @pytest.mark.slurm
-def test_an_unknown_partition_is_one_line_before_anything_runs(slurm, tmp_path):
-    done = _evalkit([*RUN, "--runner", "slurm", "--partition", "gpu-a100", "--out", str(tmp_path)], tmp_path, slurm)
+def test_an_unknown_partition_is_one_line_before_anything_runs(on_cluster, tmp_path):
+    from evalkit import run
+    from evalkit.errors import EvalkitError
 
-    assert done.returncode == 2
-    assert done.stderr.strip() == (
-        "error: Slurm has no partition 'gpu-a100' (its partitions: debug); pass one of them to --partition"
+    with pytest.raises(EvalkitError) as error:
+        run(**SMALL, runner="slurm", partition="gpu-a100", out=str(tmp_path), echo=_quiet)
+    assert (
+        str(error.value) == "Slurm has no partition 'gpu-a100' (its partitions: debug); pass one of them to --partition"
     )
     assert not (tmp_path / "results").exists()
 
@@ -118,5 +135,5 @@ def test_slurm_without_srun_is_one_line_before_anything_runs(tmp_path, monkeypat
     with pytest.raises(
         EvalkitError, match=r"^--runner slurm starts each task with Slurm's srun, which is not on the PATH"
     ):
-        run(suites="stem", limit=2, runner="slurm", out=str(tmp_path), echo=lambda s: None)
+        run(**SMALL, runner="slurm", out=str(tmp_path), echo=_quiet)
     assert not (tmp_path / "results").exists()
