@@ -81,7 +81,7 @@ done
 
 # 4. Shared trunk: all five branches scored / decoded together against the last alone.
 step shared-trunk "$py" -m evalkit bench --shared-trunk "${shape[@]}" "${sizes[@]}" --iterations 5 \
-    --time-budget 30 --out "$out/shared-trunk"
+    --time-budget 30 --e2e-suite none --out "$out/shared-trunk"
 
 # Self-speculative decoding: each shallower branch drafts for the last, against the last alone. Random
 # weights make the branches disagree, so this times the draft-and-verify machinery at its worst case.

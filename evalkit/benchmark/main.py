@@ -11,6 +11,7 @@ against the target alone.
 from __future__ import annotations
 
 import functools
+import importlib.util
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
@@ -77,6 +78,15 @@ def bench(config: BenchConfig | None = None, /, **options: Any) -> tuple[BenchRe
     device = str(resolve_device(config.device))
     asked_e2e = config.e2e_suite
     config, sizing = config.sized(device)
+    without_oc = config.e2e_suite is not None and importlib.util.find_spec("opencompass") is None
+    if without_oc and asked_e2e not in (None, "auto"):
+        raise EvalkitError(
+            f"--e2e-suite {asked_e2e} runs stock OpenCompass, which is not installed here; install evalkit with "
+            "its dependencies (pip install -e .) or pass --e2e-suite none"
+        )
+    if without_oc:
+        config = replace(config, e2e_suite=None)
+        asked_e2e = "no-opencompass"
     # The fast path at its fastest: fused kernels in a CUDA graph on a GPU (`run` keeps plain CUDA graphs,
     # whose arithmetic is stock transformers' op for op).
     asked = "compile" if config.decode_mode == "auto" and device == "cuda" else config.decode_mode
@@ -124,6 +134,8 @@ def _measure_all(
     spec: SpeculativeBench | None = None
     attained: AttainedBandwidth | None = None
     notes: list[str] = []
+    if config.shared_trunk and asked_e2e == "no-opencompass":
+        notes.append("end to end: skipped, since OpenCompass is not installed here; the rest needs only torch")
     if config.shared_trunk and asked_e2e == "auto" and config.e2e_suite is None:
         notes.append(
             f"end to end: skipped by the {sizing.name} defaults (stock OpenCompass takes minutes on a CPU); "

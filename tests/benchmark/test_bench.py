@@ -461,3 +461,14 @@ def test_bench_times_one_kind_of_device_it_can_clock(device):
     # Its clocks and memory counters know "cuda" and "cpu"; another spelling would be timed wrongly.
     with pytest.raises(EvalkitError, match=f"unknown device '{device}'; valid devices are: auto, cuda, cpu"):
         bench(BenchConfig(device=device, out="unused"))
+
+
+def test_end_to_end_asked_for_without_opencompass_is_one_line_before_anything_is_measured(monkeypatch, tmp_path):
+    """A GPU machine may have torch and transformers but no OpenCompass: only the stock comparison needs it."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "opencompass" else real(name, *a))
+    with pytest.raises(EvalkitError, match="--e2e-suite stem runs stock OpenCompass, which is not installed here"):
+        bench(shared_trunk=True, e2e_suite="stem", device="cpu", out=str(tmp_path / "b"))
+    assert not (tmp_path / "b" / "bench.json").exists()
