@@ -36,6 +36,7 @@ from opencompass.partitioners.base import BasePartitioner
 from opencompass.registry import PARTITIONERS
 
 from evalkit.errors import EvalkitError
+from evalkit.oc.signals import join_shards, signals_path
 from evalkit.records.io import write_text_atomic
 
 _SHARD = re.compile(r"^(?P<abbr>.+)@(?P<start>\d+)-(?P<stop>\d+)$")
@@ -193,10 +194,18 @@ def merge_shards(predictions: Path, models: Sequence[str], shards: dict[str, lis
                 joined = json.dumps({str(i): item for i, item in enumerate(items)}, indent=4, ensure_ascii=False)
                 write_text_atomic(whole, joined)
             for stale in where.glob(f"{_glob_escape(abbr)}@*-*.json"):
-                match = _SHARD.match(stale.stem)
-                if match and match.group("abbr") == abbr:
+                if _shard_of(stale, abbr):
                     stale.unlink()
+            # the shards' confidence signals, written by each shard's task to its own file
+            signals = signals_path(predictions.parent, model, abbr)
+            parts = [p for p in signals.parent.glob(f"{_glob_escape(abbr)}@*-*.json") if _shard_of(p, abbr)]
+            join_shards(signals, parts)
     return unfinished
+
+
+def _shard_of(path: Path, abbr: str) -> bool:
+    match = _SHARD.match(path.stem)
+    return match is not None and match.group("abbr") == abbr
 
 
 def _ordered(path: Path) -> list[Any]:

@@ -6,8 +6,9 @@ of the exact prompt it was given; the in-process driver opens a sink around each
 writes it, atomically, to `signals/<model>/<dataset>.json` beside OpenCompass's predictions. Collection
 reads each item's prompt back from the predictions file (`origin_prompt`, the prompt the model was
 given) and looks its signals up by the same digest. A resumed task adds to the signals its earlier
-session wrote. Runs through OpenCompass's own runners (one subprocess per task) have no sink, and
-their records carry no generation signals.
+session wrote. On workers each task opens its own sink the same way (`evalkit.oc.tasks`); a shard of a
+dataset writes `signals/<model>/<dataset>@<start>-<stop>.json`, and the shards' files are joined into
+the dataset's when its predictions are (`join_shards`), so tasks running at once never share a file.
 
 Choice datasets scored by perplexity or loglikelihood need no sink: OpenCompass's predictions file
 keeps every candidate's score, and the margin is read from them (`choice_margin`).
@@ -67,6 +68,19 @@ def recording(path: Path) -> Iterator[None]:
         _SINK.reset(token)
         if len(sink) != before or (sink and not path.is_file()):
             write_json_atomic(path, {"signals": sink})
+
+
+def join_shards(whole: Path, shards: list[Path]) -> None:
+    """Add the signals of a dataset's shard files to its own file, then remove the shard files."""
+    present = [p for p in shards if p.is_file()]
+    if not present:
+        return
+    joined: dict[str, Any] = dict(_read(whole)) if whole.is_file() else {}
+    for part in present:
+        joined.update(_read(part))
+    write_json_atomic(whole, {"signals": joined})
+    for part in present:
+        part.unlink()
 
 
 def load_signals(path: Path) -> dict[str, Signals]:

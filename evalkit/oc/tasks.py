@@ -21,6 +21,7 @@ from typing import Any
 
 from opencompass.tasks import OpenICLEvalTask, OpenICLInferTask
 
+from evalkit.oc.signals import recording, signals_path
 from evalkit.records.io import write_json_atomic
 
 STAGES = ("infer", "eval")
@@ -45,7 +46,9 @@ class TimedInferTask(OpenICLInferTask):
 
     def _inference(self) -> None:
         start = time.perf_counter()
-        super()._inference()
+        # each answer's confidence signals, from the model into this task's own file (a shard's: its own)
+        with recording(signals_path(Path(self.work_dir), str(self.model_cfg["abbr"]), str(self.dataset_cfg["abbr"]))):
+            super()._inference()
         _note(self, "infer", time.perf_counter() - start)
 
 

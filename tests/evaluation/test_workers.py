@@ -44,6 +44,15 @@ def test_grouped_workers_predict_what_the_in_process_run_does(runs):
     ]
 
 
+def test_grouped_workers_record_each_answers_signals_as_the_in_process_run_does(runs):
+    def signals(result):
+        return {(s.model, s.dataset, i.id): i.signals for s in result.record.scores for i in s.items or ()}
+
+    grouped, inproc = signals(runs["grouped"]), signals(runs["inproc"])
+    assert len(grouped) == 12 and all(v is not None and v.mean_logprob is not None for v in grouped.values())
+    assert grouped == inproc
+
+
 def test_each_worker_task_runs_the_whole_family(runs):
     run_dir = runs["grouped"].run_dir
     logs = sorted(run_dir.glob("logs/infer/*/*.out"))

@@ -170,3 +170,25 @@ SLURM = Workers(runner="slurm", partition="debug")
 )
 def test_a_failed_task_says_why(log, code, cause):
     assert failure_cause(log, code, SLURM) == cause
+
+
+def test_shards_signals_are_joined_with_their_predictions_and_only_then(tmp_path):
+    from evalkit.oc.signals import load_signals, signals_path
+
+    preds, shards = tmp_path / "predictions", {"big": [Shard("big", 0, 2), Shard("big", 2, 3)]}
+    sig = {"mean_logprob": -0.5, "min_logprob": -1.0, "first_entropy": 0.25}
+    for model, parts in (("m1", ("big@0-2", "big@2-3")), ("m2", ("big@0-2",))):
+        for i, name in enumerate(parts):
+            _write(preds / model / f"{name}.json", [{"prediction": name}])
+            path = signals_path(tmp_path, model, name)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({"signals": {f"{name}-prompt": {**sig, "answer_tokens": i + 1}}}))
+
+    merge_shards(preds, ["m1", "m2"], shards)
+
+    joined = load_signals(signals_path(tmp_path, "m1", "big"))
+    assert sorted(joined) == ["big@0-2-prompt", "big@2-3-prompt"]
+    assert joined["big@2-3-prompt"].answer_tokens == 2 and joined["big@0-2-prompt"].mean_logprob == -0.5
+    assert sorted(p.name for p in signals_path(tmp_path, "m1", "big").parent.iterdir()) == ["big.json"]
+    # m2 is unfinished: its shard's signals stay where its task wrote them
+    assert signals_path(tmp_path, "m2", "big@0-2").is_file() and not signals_path(tmp_path, "m2", "big").exists()
