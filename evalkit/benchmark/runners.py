@@ -3,30 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 from typing import Protocol as TypingProtocol
 
 import torch
 
-from evalkit.benchmark.measure import Clock, summarize
+from evalkit.benchmark.measure import Clock
 from evalkit.engine.generate import Generator
 from evalkit.load.family import Branch, Family
-from evalkit.records.bench import Stats
 
 
 class Runner(TypingProtocol):
     def once(self, clock: Clock) -> tuple[float, float]:
         """Generate gen_len tokens for the batch once; (seconds to the first token, seconds end to end)."""
         ...
-
-
-@dataclass(frozen=True)
-class Timings:
-    ttft_s: Stats
-    tpot_s: Stats
-    decode_tok_s: Stats
-    e2e_s: Stats
 
 
 def prompts(family: Family, batch_size: int, prompt_len: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -110,22 +100,3 @@ class _FirstToken:
         if self.mark is None:
             self.mark = self.clock.now()
         return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
-
-
-def measure(runner: Runner, *, clock: Clock, warmup: int, iterations: int, batch_size: int, gen_len: int) -> Timings:
-    """Warm up, then time `iterations` runs; decode = end-to-end less prefill, over gen_len - 1 tokens."""
-    for _ in range(warmup):
-        runner.once(clock)
-    ttft, e2e = [], []
-    for _ in range(iterations):
-        first, total = runner.once(clock)
-        ttft.append(first)
-        e2e.append(total)
-    decode = [t - f for f, t in zip(ttft, e2e, strict=True)]
-    steps = gen_len - 1
-    return Timings(
-        ttft_s=summarize(ttft),
-        tpot_s=summarize([d / steps for d in decode]),
-        decode_tok_s=summarize([batch_size * steps / d for d in decode]),
-        e2e_s=summarize(e2e),
-    )
