@@ -273,3 +273,30 @@ def items(seed: int, scale: int = 1) -> dict[str, object]:
         "GSM8K_TEST": gsm8k(rng, five),
         "GSM8K_TRAIN": gsm8k(rng, 2 * scale),
     }
+
+
+def drills(rng: random.Random, n: int) -> list[str]:
+    """Short dense practice texts: every few tokens is an answer (which option holds a category, a sum,
+    a truth value), so a tiny model learns the skills the templated questions need in fewer steps."""
+    out = []
+    for _ in range(n):
+        kind = rng.randrange(5)
+        if kind < 2:  # options, then which letter holds each category, in the formats the datasets use
+            cats = rng.sample(tuple(CATEGORIES), 4)
+            words = [rng.choice(CATEGORIES[c]) for c in cats]
+            sep = ") " if kind == 0 else ". "
+            lines = [f"{LETTERS[i]}{sep}{w}" for i, w in enumerate(words)]
+            order = rng.sample(range(4), 4)
+            facts = " ".join(f"The {cats[i]} is {LETTERS[i]}." for i in order)
+            out.append("\n".join(lines) + "\n" + facts)
+        elif kind == 2:  # the same in Chinese
+            cats = rng.sample(tuple(ZH_CATEGORIES), 4)
+            words = [rng.choice(ZH_CATEGORIES[c]) for c in cats]
+            lines = [f"{LETTERS[i]}) {w}" for i, w in enumerate(words)]
+            order = rng.sample(range(4), 4)
+            out.append("\n".join(lines) + "\n" + "".join(f"{cats[i]}是{LETTERS[i]}。" for i in order))
+        elif kind == 3:
+            out.append("\n".join(f"{e} = {v}" for e, v in (arithmetic(rng) for _ in range(8))))
+        else:
+            out.append(" ".join(f"{t} {v}." for t, v in (boolean_expression(rng) for _ in range(6))))
+    return out

@@ -92,10 +92,16 @@ def test_printed_table_and_file_locations(e2e):
         assert title in out
     record = json.loads((e2e["run_dir"] / "results.json").read_text())
     for m in record["models"]:
-        assert m["abbr"] in out
+        assert m["name"] in out  # one name column: the display name (the abbr is the same name in lower case)
+    header = next(line for line in out.splitlines() if line.startswith("model "))
+    assert header.split()[:3] == ["model", "shared", "trunk"]
     assert str(e2e["run_dir"] / "results.json") in out
     assert "predictions" in out and f"--resume {e2e['run_dir'].name}" in out
-    assert "2 models x 11 datasets = 22 tasks" in out
+    assert (
+        "2 models x 11 OpenCompass datasets = 22 tasks (the table's 7 datasets: MMLU runs as 2 subjects, "
+        "MMLU-Pro as 2 categories, CMMLU as 2 subjects, BBH as 2 tasks)"
+    ) in out
+    assert "trained on templated items" in out and "not ability" in out  # the header says what the family knows
     # --limit counts per subject or task of a grouped dataset, and the run says so
     assert (
         "limit: the first 2 items of each dataset, and of each group of MMLU (2 subjects), MMLU-Pro "
