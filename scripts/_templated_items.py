@@ -1,13 +1,13 @@
 """Templated items in each dataset's own format, with rules a tiny model can learn.
 
 The embedded fixtures and the tiny family's training data are both drawn from these templates, with
-different seeds; `scripts/train_tiny.py` drops every training item whose question text is a fixture
-item's, so the two never share an item. Each dataset mixes easy kinds (find the option in a named
+different seeds; `scripts/train_tiny.py` drops every training item equal to a fixture item (same
+question, options and answer), so the two never share an item. Each dataset mixes easy kinds (find the option in a named
 category, copy the object the context names) with harder ones (single-digit arithmetic, "which is not
 a ...", two-operator boolean expressions), so a deeper branch has something to be better at.
 
-Every generator returns items in the tuple layout of `_fixture_items_*.py`, which
-`scripts/make_fixtures.py`'s writers turn into OpenCompass's on-disk formats.
+Every generator returns rows in the tuple layout that `scripts/make_fixtures.py`'s writers turn into
+OpenCompass's on-disk formats (an MMLU row is its CSV row, a GSM8K row its question and worked answer).
 """
 
 from __future__ import annotations
@@ -236,7 +236,7 @@ def gsm8k(rng: random.Random, n: int) -> list[tuple]:
 
 
 def items(seed: int, scale: int = 1) -> dict[str, object]:
-    """Every templated dataset, in the layouts of `_fixture_items_*.py`; `scale` multiplies the item counts.
+    """Every templated dataset, in the layouts make_fixtures.py writes; `scale` multiplies the item counts.
 
     At scale 1 the counts are the fixtures': 3 test items (and 1 dev or validation item) per group,
     5 items per ungrouped dataset, 2 GSM8K train items.

@@ -86,7 +86,7 @@ REPORT_SPEED = SpeedLayout(
         ("TPOT ms p50 / p90 / p99", "tpot p50/p90/p99"),
         ("Decode tok/s", "decode"),
         ("E2E s", "e2e"),
-        ("Peak GB alloc / reserved", "memory"),
+        ("Peak alloc / reserved", "memory"),
         ("Bytes/token", "bytes"),
         ("MBU", "mbu"),
         ("fast/hf decode (e2e)", "fast/hf"),
@@ -147,7 +147,7 @@ def _timing_cells(r: BenchRow, ratio: Ratio | None) -> dict[str, str] | None:
     tp = r.tpot_s
     memory = "n/a"
     if r.peak_allocated_bytes is not None:
-        memory = f"{r.peak_allocated_bytes / 1e9:.2f} / {(r.peak_reserved_bytes or 0) / 1e9:.2f}"
+        memory = f"{format_bytes(r.peak_allocated_bytes)} / {format_bytes(r.peak_reserved_bytes or 0)}"
     fast_over_hf = "–"
     if r.backend == "fast" and ratio is not None:
         fast_over_hf = f"{ratio.decode_speedup:.2f}x ({ratio.e2e_speedup:.2f}x)"
@@ -181,7 +181,7 @@ def _vram_cell(rows: list[BenchRow]) -> str:
     """The smallest figure among the rows that ran; "> device" where every one ran out of memory."""
     values = [r.min_vram_bytes for r in rows if r.min_vram_bytes is not None and r.error is None]
     if values:
-        return f"{min(values) / 1e9:.1f} GB"
+        return format_bytes(min(values))
     if rows and all(r.error == "out of memory" for r in rows):
         return "> device"
     return "–"

@@ -19,7 +19,7 @@ from typing import Any
 from evalkit.records.io import write_text_atomic
 
 TEMPLATE = Path(__file__).with_name("report.html.j2")
-_IMG = re.compile(r'<img src="plots/([^"/]+)\.png" alt="([^"]*)"\s*/?>')
+_IMG = re.compile(r'(?:<p>)?<img src="plots/([^"/]+)\.png" alt="([^"]*)"\s*/?>(?:</p>)?')
 _SVG_PROLOGUE = re.compile(r"^.*?(?=<svg)", re.S)
 
 

@@ -152,8 +152,8 @@ def monotonicity_plot(
             f"{yi:.1f}" if p.ci else f"{yi:.1f} (n unknown)",
             (xi, yi),
             textcoords="offset points",
-            xytext=(-7, 6),
-            ha="right",
+            xytext=(6, 5),  # right of the point: the first label stays clear of the y axis and its ticks
+            ha="left",
             fontsize=8,
             color="#333333",
             bbox=label_box,
