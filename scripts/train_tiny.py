@@ -60,9 +60,9 @@ RESPONSES = {
 @dataclass(frozen=True)
 class TrainConfig:
     seed: int = 1
-    steps: int = 1500
+    steps: int = 1200
     batch_size: int = 16
-    lr: float = 2e-3
+    lr: float = 1e-3
     warmup: int = 50
     weight_decay: float = 0.01
     scale: int = 80  # training items per template slot (the fixtures have scale 1)

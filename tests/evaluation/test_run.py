@@ -306,7 +306,7 @@ def _out_under_a_file(tmp_path, tiny_path):
             r"--runner slurm",
         ),
         (_no_tokenizer, r"bare has no tokenizer files"),
-        (_vocab_mismatch, r"tensor model.embed_tokens.weight has shape \[768, 64\], but config.json"),
+        (_vocab_mismatch, r"tensor model.embed_tokens.weight has shape \[1024, 64\], but config.json"),
         (_out_under_a_file, r"cannot write .*a-file/runs/results \(.*a-file is not a directory\)"),
     ],
 )

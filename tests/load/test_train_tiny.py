@@ -15,7 +15,7 @@ sys.path.insert(0, str(SCRIPTS))
 import make_fixtures  # noqa: E402
 import train_tiny  # noqa: E402
 
-from evalkit.load import load_family  # noqa: E402
+from evalkit import load_family  # noqa: E402
 from evalkit.load.tiny import TRAINED_DIR, training_summary  # noqa: E402
 
 
