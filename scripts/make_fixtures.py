@@ -81,8 +81,10 @@ def write_mmlu(data: Path, answers: dict, items: dict) -> None:
         dev, test = _files(data, "mmlu", subject)
         for path, rows in ((dev, splits["dev"]), (test, splits["test"])):
             _csv(path, [list(r) for r in rows])
-        for q, *_, gold in splits["test"]:
-            answers["mmlu"].append({"match": q, "response": f"The correct option is {gold}.\nANSWER: {gold}"})
+        for q, a, *_, gold in splits["test"]:  # with the first option: templated questions repeat
+            answers["mmlu"].append(
+                {"match": f"{q}\n\nA) {a}", "response": f"The correct option is {gold}.\nANSWER: {gold}"}
+            )
 
 
 def write_cmmlu(data: Path, answers: dict, items: dict) -> None:
@@ -91,8 +93,8 @@ def write_cmmlu(data: Path, answers: dict, items: dict) -> None:
         for path, rows in ((dev, splits["dev"]), (test, splits["test"])):
             body = [[i, *r] for i, r in enumerate(rows)]
             _csv(path, body, header=["", "Question", "A", "B", "C", "D", "Answer"])
-        for q, *_, gold in splits["test"]:
-            answers["cmmlu"].append({"match": q, "response": f"逐一分析选项后可以确定。\n答案: {gold}"})
+        for q, a, *_, gold in splits["test"]:
+            answers["cmmlu"].append({"match": f"{q}\n\nA) {a}", "response": f"逐一分析选项后可以确定。\n答案: {gold}"})
 
 
 def write_mmlu_pro(data: Path, answers: dict, items: dict) -> None:
@@ -116,7 +118,8 @@ def write_mmlu_pro(data: Path, answers: dict, items: dict) -> None:
                     )
                 )
                 if split == "test":
-                    answers["mmlu_pro"].append({"match": question, "response": f"ANSWER: {gold}"})
+                    match = f"{question}\n\nOptions:\n\nA. {options[0]}"
+                    answers["mmlu_pro"].append({"match": match, "response": f"ANSWER: {gold}"})
         out = repo / "data" / f"{split}-00000-of-00001.parquet"
         out.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(pa.Table.from_pylist(rows), out)
@@ -137,7 +140,8 @@ def write_arc_c(data: Path, answers: dict, items: dict) -> None:
     for n, (stem, texts, labels, key) in enumerate(items["ARC_C"], 1):
         choices = [{"text": t, "label": lab} for t, lab in zip(texts, labels, strict=True)]
         rows.append({"id": f"Fixture_ARC_{n}", "question": {"stem": stem, "choices": choices}, "answerKey": key})
-        answers["arc_c"].append({"match": stem, "response": "ABCD"[labels.index(key)]})
+        # with its first option: templated questions repeat, so the stem alone is not unique
+        answers["arc_c"].append({"match": f"{stem}\nA. {texts[0]}", "response": "ABCD"[labels.index(key)]})
     (path,) = _files(data, "arc_c")
     _jsonl(path, rows)
 
@@ -231,10 +235,12 @@ def write_gpqa(data: Path, answers: dict, items: dict) -> None:
     rows = []
     for n, (q, right, *wrong) in enumerate(items["GPQA"], 1):
         rows.append([q, right, *wrong, "", "", q, right, *wrong, "Written for evalkit's tests.", f"fixture{n}"])
-        # GPQADataset rotates the options by the row number (1-based): pattern 'ABCD','BCDA',... picks them.
+        # GPQADataset rotates the options by the row number (1-based): option i shows pattern[i] of the file's.
         pattern = ["ABCD", "BCDA", "CDAB", "DABC"][n % 4]
-        gold = "ABCD"[pattern.index("A")]
-        answers["gpqa"].append({"match": q, "response": f"ANSWER: {gold}"})
+        shown = [[right, *wrong]["ABCD".index(c)] for c in pattern]
+        gold = "ABCD"[shown.index(right)]
+        # the question and its first option: templated questions repeat, so the question alone is not unique
+        answers["gpqa"].append({"match": f"{q}\n\nA) {shown[0]}", "response": f"ANSWER: {gold}"})
     (path,) = _files(data, "gpqa")
     _csv(path, rows, header=header)
 

@@ -44,7 +44,7 @@ class Plan:
 def _trained_on() -> str:
     """What the embedded family was trained on, from its training.json."""
     summary = training_summary(default_model_path())
-    return summary or "no training.json beside its weights, so what it learned is unknown"
+    return summary.rstrip(".") if summary else "no training.json beside its weights, so what it learned is unknown"
 
 
 def make_plan(config: RunConfig) -> Plan:
