@@ -86,7 +86,7 @@ REPORT_SPEED = SpeedLayout(
         ("TPOT ms p50 / p90 / p99", "tpot p50/p90/p99"),
         ("Decode tok/s", "decode"),
         ("E2E s", "e2e"),
-        ("Peak alloc / reserved", "memory"),
+        ("Peak GB alloc / reserved", "memory"),
         ("Bytes/token", "bytes"),
         ("MBU", "mbu"),
         ("fast/hf decode (e2e)", "fast/hf"),
@@ -147,7 +147,7 @@ def _timing_cells(r: BenchRow, ratio: Ratio | None) -> dict[str, str] | None:
     tp = r.tpot_s
     memory = "n/a"
     if r.peak_allocated_bytes is not None:
-        memory = f"{format_bytes(r.peak_allocated_bytes)} / {format_bytes(r.peak_reserved_bytes or 0)}"
+        memory = f"{r.peak_allocated_bytes / 1e9:.2f} / {(r.peak_reserved_bytes or 0) / 1e9:.2f}"
     fast_over_hf = "–"
     if r.backend == "fast" and ratio is not None:
         fast_over_hf = f"{ratio.decode_speedup:.2f}x ({ratio.e2e_speedup:.2f}x)"
@@ -181,7 +181,8 @@ def _vram_cell(rows: list[BenchRow]) -> str:
     """The smallest figure among the rows that ran; "> device" where every one ran out of memory."""
     values = [r.min_vram_bytes for r in rows if r.min_vram_bytes is not None and r.error is None]
     if values:
-        return format_bytes(min(values))
+        least = min(values)
+        return f"{least / 1e9:.1f} GB" if least >= 1e9 else format_bytes(least)  # a tiny model is not 0.0 GB
     if rows and all(r.error == "out of memory" for r in rows):
         return "> device"
     return "–"
