@@ -20,6 +20,8 @@ from evalkit.records.io import write_text_atomic
 
 TEMPLATE = Path(__file__).with_name("report.html.j2")
 _IMG = re.compile(r'(?:<p>)?<img src="plots/([^"/]+)\.png" alt="([^"]*)"\s*/?>(?:</p>)?')
+_DETAILS = re.compile(r"<p>&lt;details&gt;&lt;summary&gt;([\w ]+)&lt;/summary&gt;</p>")
+_END_DETAILS = "<p>&lt;/details&gt;</p>"
 _SVG_PROLOGUE = re.compile(r"^.*?(?=<svg)", re.S)
 
 
@@ -28,13 +30,17 @@ def render_html(markdown_text: str, plot_dir: Path, payload: dict[str, Any], tit
     from jinja2 import Environment, select_autoescape
     from markdown_it import MarkdownIt
 
-    body = MarkdownIt("commonmark", {"html": True}).enable("table").render(markdown_text)
+    # Raw HTML stays text: report.md carries names from records (an imported table's model names), which
+    # must not become markup. Only the collapsible sections the report writes itself are turned back.
+    body = MarkdownIt("commonmark", {"html": False}).enable("table").render(markdown_text)
+    body = _DETAILS.sub(r"<details><summary>\1</summary>", body).replace(_END_DETAILS, "</details>")
     body = _IMG.sub(lambda m: _inline(plot_dir, m.group(1), m.group(2)), body)
     env = Environment(autoescape=select_autoescape(default=True), keep_trailing_newline=True)
     template = env.from_string(TEMPLATE.read_text(encoding="utf-8"))
     data = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
-    # Inside <script>, only "</" can end the element early; JSON allows "<\/" for it.
-    data = data.replace("</", "<\\/")
+    # Inside <script>, "</script" ends the element and "<!--" changes how it is parsed: no "<" at all
+    # (it occurs only inside JSON strings, where \u003c means the same character).
+    data = data.replace("<", "\\u003c")
     return template.render(title=title, body=body, data=data)
 
 

@@ -65,7 +65,7 @@ def test_the_page_is_self_contained(built):
     arc = next(d for d in data["datasets"] if d["key"] == "arc_c")
     first = arc["items"][0]
     assert first["prompt"].startswith("HUMAN: Question")
-    assert "</script>" in first["prompt"]  # kept as text; the page escapes it inside its script element
+    assert "</script>" in first["prompt"]  # kept as text; the page escapes every "<" inside its script element
     assert first["answers"]["ruyi-7b-e3b"]["prediction"].endswith("from ruyi-7b-e3b")
     assert data["families"] == [[f"ruyi-7b-e{n}b" for n in range(3, 8)]]
 
@@ -166,3 +166,18 @@ def test_in_chromium_a_14000_item_run_shows_one_page_at_a_time(tmp_path):
     last, _ = _dom(tmp_path / "report" / "report.html", "dataset=mmlu&page=281")  # the last of 281 pages
     assert last.count('<tr class="item">') == n - 280 * 50 == 42
     assert "page 281 of 281" in _status(last)
+
+
+def test_names_from_a_record_stay_text(tmp_path):
+    """An imported table's model name is data, not markup, in the report and in the browser."""
+    record = synth_record(n_items=5)
+    hostile = "<script>alert(1)</script><img src=x onerror=alert(2)>"
+    models = tuple(
+        replace(m, name=hostile) if m.role == "baseline" and i == 0 else m for i, m in enumerate(record.models)
+    )
+    path = save_record(replace(record, models=models, run_id="hostile"), tmp_path / "run" / "results.json")
+    report([path], out=tmp_path / "report")
+    text = (tmp_path / "report" / "report.html").read_text(encoding="utf-8")
+    assert "<script>alert(1)" not in text and "<img src=x" not in text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text  # shown in the tables as the text it is
+    assert text.count("<details><summary>Per dataset</summary>") >= 1  # the report's own sections still fold
