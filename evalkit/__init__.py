@@ -6,7 +6,7 @@ before it, see docs/architecture.md):
     catalog    datasets, baselines and model shapes evalkit knows (pure data)
     records    the typed, versioned results and bench records, and atomic writes
     analysis   statistics, monotonicity, routing headroom and the CI gate, over records
-    reporting  report.md, plots and README tables, from records
+    reporting  report.md, report.html, plots and README tables, from records
     load       checkpoint -> Family of branch models; devices, dtypes, the embedded tiny family
     engine     the model protocol, shared-trunk scoring, batched and fast greedy decoding
     sandbox    running generated code confined, and scoring it

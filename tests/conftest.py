@@ -29,8 +29,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="session", autouse=True)
 def _session_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Every test (and every subprocess a test starts) builds the embedded default into this session's
-    cache, never into the user's home. Subprocesses (the CLI under test) run tiny models too: one thread
+    """Every test (and every subprocess a test starts) keeps its caches (the fixture data) in this
+    session's directory, never in the user's home. Subprocesses (the CLI under test) run tiny models too: one thread
     each avoids contention on small CI machines."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("EVALKIT_HOME", str(tmp_path_factory.mktemp("evalkit-home")))
@@ -49,7 +49,7 @@ def _deterministic(_session_env: None) -> None:
 
 @pytest.fixture(scope="session")
 def tiny_path() -> Path:
-    """The embedded default: qwen2 flavour, one head per branch."""
+    """The embedded default, trained and shipped in the package: qwen2 flavour, one head per branch."""
     from evalkit.load.tiny import default_model_path
 
     return default_model_path()

@@ -92,6 +92,34 @@ def standard_error(score: Score) -> float | None:
     return binomial_se(score.value, score.n)
 
 
+def score_interval(score: Score, level: float = 0.95) -> tuple[float, float] | None:
+    """The score's confidence interval in points, within 0..100; None when n is unknown (0).
+
+    The Wilson score interval (scipy's `binomtest(...).proportion_ci`) of a proportion: a plain
+    dataset's k of n, an aggregate-only score's value of n. A grouped dataset's score, a mean of group
+    means, counts as a proportion of its effective number of items (Kish: 1 / sum of the squared
+    item weights, which is n when the groups are the same size).
+    """
+    from scipy.stats import binomtest
+
+    n = score.n
+    if score.items and is_grouped(score.dataset):
+        w = item_weights([i.group for i in score.items])
+        n = int(round(1.0 / float(np.sum(w**2)))) if w is not None else len(score.items)
+    if n <= 0:
+        return None
+    k = min(n, max(0, int(round(score.value / 100.0 * n))))
+    ci = binomtest(k, n).proportion_ci(confidence_level=level, method="wilson")
+    return 100.0 * float(ci.low), 100.0 * float(ci.high)
+
+
+def clipped_interval(value: float, se: float | None, z: float = Z95) -> tuple[float, float] | None:
+    """value ± z·se, cut to 0..100 (for a mean of scores, which cannot leave that range); None without an SE."""
+    if se is None:
+        return None
+    return max(0.0, value - z * se), min(100.0, value + z * se)
+
+
 # --- multiple comparisons ----------------------------------------------------------------------
 
 

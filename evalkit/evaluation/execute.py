@@ -22,6 +22,7 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from rich.progress import Progress as Bars
 
+from evalkit.catalog.datasets import BY_KEY, dataset_of, title
 from evalkit.errors import EvalkitError
 from evalkit.evaluation.lock import run_lock
 from evalkit.evaluation.options import RunConfig
@@ -89,10 +90,7 @@ def _execute(
     for line in notes:
         echo(f"resume: {line}")
     tasks = order_tasks(plan.models, plan.datasets)
-    echo(
-        f"run {run_id}: {count(len(plan.models), 'model')} x {count(len(plan.datasets), 'dataset')} = "
-        f"{count(len(tasks), 'task')} -> {run_dir}"
-    )
+    echo(f"run {run_id}: {task_count(len(plan.models), [d['abbr'] for d in plan.datasets])} -> {run_dir}")
     try:
         with (
             _threads(1 if config.embedded_model else None),
@@ -194,6 +192,26 @@ def _threads(n: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(old)
+
+
+def task_count(models: int, abbrs: list[str]) -> str:
+    """'4 models x 17 OpenCompass datasets = 68 tasks', saying how 17 configs make the table's 13 columns."""
+    keys = [dataset_of(a)[0] for a in abbrs]
+    canonical = list(dict.fromkeys(keys))
+    line = (
+        f"{count(models, 'model')} x {count(len(abbrs), 'OpenCompass dataset')} = {count(models * len(abbrs), 'task')}"
+    )
+    split = [k for k in canonical if keys.count(k) > 1]
+    if not split:
+        return line
+    parts = [f"{title(k)} as {keys.count(k)} {_noun(k, keys.count(k))}" for k in split]
+    parts[0] = parts[0].replace(" as ", " runs as ", 1)
+    return f"{line} (the table's {len(canonical)} datasets: {', '.join(parts)})"
+
+
+def _noun(key: str, n: int) -> str:
+    groups = BY_KEY[key].groups
+    return groups.noun(n) if groups is not None else "configs"
 
 
 def _run_tasks(

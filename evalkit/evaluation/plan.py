@@ -20,7 +20,7 @@ from evalkit.evaluation.options import TINY_MAX_OUT_LEN, RunConfig, fixture_root
 from evalkit.evaluation.state import identity
 from evalkit.load.branches import parse_branches, read_branches
 from evalkit.load.family import Family
-from evalkit.load.tiny import default_model_path
+from evalkit.load.tiny import default_model_path, training_summary
 from evalkit.oc.driver import dotted
 from evalkit.oc.evaluators import use_sandboxed_evaluators
 from evalkit.oc.fixtures import FIXTURE_GROUPS
@@ -41,6 +41,12 @@ class Plan:
     notes: list[str]
 
 
+def _trained_on() -> str:
+    """What the embedded family was trained on, from its training.json."""
+    summary = training_summary(default_model_path())
+    return summary.rstrip(".") if summary else "no training.json beside its weights, so what it learned is unknown"
+
+
 def make_plan(config: RunConfig) -> Plan:
     """Everything a run needs, settled up front: whatever can fail fails here, before a directory is made."""
     notes: list[str] = []
@@ -51,9 +57,8 @@ def make_plan(config: RunConfig) -> Plan:
     if config.embedded_model and max_out is None:
         max_out = TINY_MAX_OUT_LEN
         notes.append(
-            "embedded tiny family (random weights): most of its answers cannot be parsed and score 0, below "
-            f"chance; the scores show the pipeline works, not a model's ability; generation capped at {max_out} "
-            "tokens; pass --max-out-len to change"
+            f"embedded tiny family: {_trained_on()}; generation capped at {max_out} tokens; "
+            "pass --max-out-len to change"
         )
     common: dict[str, Any] = dict(
         dtype=config.dtype, device=config.device, batch_size=config.batch_size, max_out_len=max_out
@@ -117,7 +122,8 @@ def _data(config: RunConfig, notes: list[str]) -> tuple[Path, str, dict[str, Any
         return root, f"OpenCompass data at {root}", None
     root = fixture_root()
     notes.append(
-        "data: the embedded fixtures (a few hand-written items per dataset); pass --data-dir for real OpenCompass data"
+        "data: the embedded fixtures (a few templated items per dataset, HumanEval's real 164 problems); "
+        "pass --data-dir for real OpenCompass data"
     )
     return root, "embedded fixtures", dict(FIXTURE_GROUPS)
 

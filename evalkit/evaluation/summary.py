@@ -23,9 +23,9 @@ def summary(result: RunResult) -> str:
             s = record.score(m.abbr, k)
             cells.append("-" if s is None else f"{s.value:.1f} ({s.n})")
         on = shared.get(m.abbr)
-        rows.append([m.abbr, m.name, "-" if on is None else "on" if on else "off", *cells])
+        rows.append([model_label(m.name, m.abbr), "-" if on is None else "on" if on else "off", *cells])
     titles = [f"{DATASETS[[d.key for d in DATASETS].index(k)].title}" for k in keys]
-    table = tabulate(rows, headers=["model", "name", "shared trunk", *titles], disable_numparse=True)
+    table = tabulate(rows, headers=["model", "shared trunk", *titles], disable_numparse=True)
     d = result.run_dir
     tasks = record.provenance.configs.tasks or {}
     ran = sum(1 for t in tasks.values() if t.status == "ran")
@@ -41,6 +41,12 @@ def summary(result: RunResult) -> str:
         f"run config:   {d / 'run_config.json'}  (resume with {_resume_flags(result)})",
     ]
     return f"{done}; scores in points (items)\n" + table + "\n\n" + "\n".join(files)
+
+
+def model_label(name: str, abbr: str) -> str:
+    """One name per model: its display name, with the abbr that names its files when that is not the same
+    name in other letter case (`tiny-ruyi-E297K`, but `Qwen2.5-7B-Instruct (qwen2.5-7b-instruct)`)."""
+    return name if name.lower() == abbr.lower() else f"{name} ({abbr})"
 
 
 def _resume_flags(result: RunResult) -> str:

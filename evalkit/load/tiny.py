@@ -1,16 +1,18 @@
-"""The embedded default: a tiny Ruyi-format familial checkpoint built from a seed, with a local tokenizer.
+"""The tiny Ruyi-format familial checkpoint: built from a seed with a local tokenizer, and the trained one.
 
 Same config keys and tensor layout as AI-Flow-Ruyi-7B (`model.eelayers.*`, `model.norms.*`,
 `lm_head.{i}.*`), 8 layers with exits at 2/4/6/7 (or another structure, `make_tiny(layers=, exits=)`,
-`like="ruyi-7b"`), random weights. Nothing comes from a hub.
+`like="ruyi-7b"`). `make_tiny` writes one with random weights (tests use it); the embedded default is
+one of these trained by `scripts/train_tiny.py` on templated items and shipped in the package
+(`TRAINED_DIR`, with `training.json` saying what it was trained on). Nothing comes from a hub.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +21,8 @@ from evalkit.load.checkpoint import FAMILIAL_KEYS
 from evalkit.load.tokenizer import build_tokenizer
 from evalkit.records.io import atomic_directory, write_bytes_atomic, write_text_atomic
 
-# Bump when what build_checkpoint writes changes, so cached copies of the default are rebuilt.
-FORMAT_VERSION = 2
+# The trained tiny family shipped in the package (written by scripts/train_tiny.py).
+TRAINED_DIR = Path(__file__).resolve().parent.parent / "fixtures" / "tiny-ruyi"
 
 
 @dataclass(frozen=True)
@@ -124,15 +126,19 @@ def _structure(layers: int | None, exits: tuple[int, ...] | list[int] | None) ->
     return {"num_layers": n, "exits": got}
 
 
-def build_checkpoint(out_dir: str | Path, spec: TinySpec, *, refine: float = 1.0) -> Path:
-    """Write the checkpoint into `out_dir` as a whole: it appears complete, or not at all."""
+def build_checkpoint(
+    out_dir: str | Path, spec: TinySpec, *, refine: float = 1.0, tokenizer_corpus: Sequence[str] = ()
+) -> Path:
+    """Write the checkpoint into `out_dir` as a whole: it appears complete, or not at all.
+
+    `tokenizer_corpus` adds lines to the tokenizer's training text (see `build_tokenizer`)."""
     if not 0 <= refine <= 1:
         raise EvalkitError(f"--refine must be from 0 to 1 (1: unrelated random branches), got {refine}")
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise EvalkitError(f"{out} exists and is not empty; choose a new directory")
     with atomic_directory(out) as tmp:
-        _write_checkpoint(tmp, spec, refine)
+        _write_checkpoint(tmp, spec, refine, tokenizer_corpus)
     return out
 
 
@@ -154,12 +160,12 @@ def refine_deep_layers(state: dict[str, Any], first_exit: int, scale: float) -> 
     return out
 
 
-def _write_checkpoint(out: Path, spec: TinySpec, refine: float = 1.0) -> None:
+def _write_checkpoint(out: Path, spec: TinySpec, refine: float, tokenizer_corpus: Sequence[str]) -> None:
     import torch
     from safetensors.torch import save
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    tokenizer_dir = build_tokenizer(out, vocab_size=spec.vocab_size)
+    tokenizer_dir = build_tokenizer(out, vocab_size=spec.vocab_size, extra_corpus=tokenizer_corpus)
     tok = json.loads((tokenizer_dir / "tokenizer.json").read_text())
     vocab = len(tok["model"]["vocab"]) + sum(t["id"] >= len(tok["model"]["vocab"]) for t in tok["added_tokens"])
     ids = {t["content"]: t["id"] for t in tok["added_tokens"]}
@@ -209,21 +215,25 @@ def cache_root() -> Path:
     return Path(os.environ.get("EVALKIT_HOME", Path.home() / ".cache" / "evalkit"))
 
 
-def embedded_path(spec: TinySpec = TinySpec()) -> Path:
-    """Where the embedded tiny family lives in the cache, whether or not it has been built yet."""
-    key = {"format": FORMAT_VERSION, **asdict(spec)}
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
-    return cache_root() / f"tiny-ruyi-{spec.flavour}-{digest}"
+def embedded_path() -> Path:
+    """Where the embedded (trained) tiny family lives: in the package, written by scripts/train_tiny.py."""
+    return TRAINED_DIR
 
 
-def default_model_path(spec: TinySpec = TinySpec()) -> Path:
-    """The embedded tiny family, built on first use into the cache (atomically, so runs can race)."""
-    path = embedded_path(spec)
-    if (path / "config.json").is_file():
-        return path
-    try:
-        build_checkpoint(path, spec)
-    except EvalkitError:
-        if not (path / "config.json").is_file():  # lost a race is fine; anything else is not
-            raise
+def default_model_path() -> Path:
+    """The embedded tiny family, shipped trained in the package; nothing is built or downloaded at run time."""
+    path = embedded_path()
+    if not all((path / f).is_file() for f in ("config.json", "model.safetensors", "tokenizer.json")):
+        raise EvalkitError(
+            f"the embedded tiny family is missing from {path}; reinstall evalkit, or rebuild it with "
+            "`python scripts/train_tiny.py` from a source checkout"
+        )
     return path
+
+
+def training_summary(path: Path) -> str | None:
+    """What a trained tiny family was trained on (its training.json), or None for any other checkpoint."""
+    try:
+        return str(json.loads((Path(path) / "training.json").read_text(encoding="utf-8"))["summary"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

@@ -10,6 +10,7 @@ every text exactly as the family does.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 from evalkit.records.io import write_text_atomic
@@ -83,8 +84,11 @@ True or False: not ( True ) and False is False. Sentence: The trophy does not fi
 )
 
 
-def build_tokenizer(out_dir: str | Path, vocab_size: int = 768) -> Path:
+def build_tokenizer(out_dir: str | Path, vocab_size: int = 768, extra_corpus: Sequence[str] = ()) -> Path:
     """Train the tokenizer and save it in transformers' format (tokenizer.json + tokenizer_config.json).
+
+    `extra_corpus` adds lines to the built-in corpus (the trained tiny family adds its prompts, so that
+    their boilerplate costs fewer tokens).
 
     transformers writes the files in place: `out_dir` is the temporary directory of a checkpoint that
     `build_checkpoint` publishes as a whole.
@@ -108,7 +112,7 @@ def build_tokenizer(out_dir: str | Path, vocab_size: int = 768) -> Path:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(_CORPUS.splitlines(keepends=True), trainer=trainer)
+    tok.train_from_iterator([*_CORPUS.splitlines(keepends=True), *extra_corpus], trainer=trainer)
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         eos_token="<|im_end|>",

@@ -1,4 +1,7 @@
-"""The embedded fixture data: a few hand-written items per dataset in OpenCompass's on-disk layout.
+"""The embedded fixture data: a few items per dataset in OpenCompass's on-disk layout.
+
+Templated items in each dataset's own format (scripts/_templated_items.py), hand-written code problems
+for MBPP and LiveCodeBench (scripts/make_fixtures.py writes them all).
 
 The package ships `fixtures/data/...` read-only. `materialise_fixture_root` copies it into a cache
 directory that can serve as COMPASS_DATA_CACHE, and adds HumanEval's real 164 problems from the

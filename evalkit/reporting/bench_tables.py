@@ -240,7 +240,8 @@ def _vram_cell(rows: list[BenchRow]) -> str:
     """The smallest figure among the rows that ran; "> device" where every one ran out of memory."""
     values = [r.min_vram_bytes for r in rows if r.min_vram_bytes is not None and r.error is None]
     if values:
-        return f"{min(values) / 1e9:.1f} GB"
+        least = min(values)
+        return f"{least / 1e9:.1f} GB" if least >= 1e9 else format_bytes(least)  # a tiny model is not 0.0 GB
     if rows and all(r.error == "out of memory" for r in rows):
         return "> device"
     return "–"

@@ -3,6 +3,7 @@
 It reads records only (no model, no GPU). Every number comes from a record; nothing is retyped.
 
     reports/<name>/
+      report.html          the same in one self-contained file (plots inline), with a per-item browser
       report.md            provenance, score tables, branch tables, monotonicity, deltas, routing,
                            cascade, performance (with --bench: speed tables, minimum VRAM, Pareto plot)
       monotonicity.json    every inversion with its test
@@ -29,6 +30,8 @@ from evalkit.records.run_ids import run_path
 from evalkit.reporting import cascade as cascade
 from evalkit.reporting import perf as perf
 from evalkit.reporting import sections as sections
+from evalkit.reporting.html import write_html
+from evalkit.reporting.items import browser_payload
 from evalkit.reporting.plots import PlotQueue
 from evalkit.reporting.tables import named_table
 
@@ -79,7 +82,10 @@ def report(
         ]
     )
     queue.run()
-    return write_text_atomic(out_dir / "report.md", text.rstrip("\n") + "\n")
+    text = text.rstrip("\n") + "\n"
+    payload = browser_payload(merged, [(Path(p), r) for p, r in zip(records, loaded, strict=True)])
+    write_html(out_dir, text, payload, f"Evaluation report: {merged.run_id}")
+    return write_text_atomic(out_dir / "report.md", text)
 
 
 def _default_out(run_ids: Sequence[str]) -> Path:

@@ -44,7 +44,7 @@ class Point:
     label: str  # branch name, e.g. "E3B"
     params: float  # parameters (count)
     value: float  # score, points
-    se: float | None  # standard error, points
+    ci: tuple[float, float] | None  # 95% confidence interval, points, within 0..100; None when n is unknown
 
 
 @dataclass(frozen=True)
@@ -132,11 +132,12 @@ def monotonicity_plot(
     scale, _, word = axis_scale(max(p.params for p in points))
     x = np.array([p.params for p in points]) / scale
     y = np.array([p.value for p in points])
-    err = np.array([1.96 * p.se if p.se is not None else 0.0 for p in points])
+    lows = np.array([p.ci[0] if p.ci else p.value for p in points])
+    highs = np.array([p.ci[1] if p.ci else p.value for p in points])
     ax.errorbar(
         x,
         y,
-        yerr=err,
+        yerr=np.vstack([y - lows, highs - y]),
         color=BRANCH_COLOUR,
         marker="o",
         markersize=6,
@@ -146,13 +147,13 @@ def monotonicity_plot(
         zorder=3,
     )
     label_box = {"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none"}
-    for xi, yi in zip(x, y, strict=True):
+    for xi, yi, p in zip(x, y, points, strict=True):
         ax.annotate(
-            f"{yi:.1f}",
+            f"{yi:.1f}" if p.ci else f"{yi:.1f} (n unknown)",
             (xi, yi),
             textcoords="offset points",
-            xytext=(-7, 6),
-            ha="right",
+            xytext=(6, 5),  # right of the point: the first label stays clear of the y axis and its ticks
+            ha="left",
             fontsize=8,
             color="#333333",
             bbox=label_box,
@@ -187,7 +188,20 @@ def monotonicity_plot(
         )
     ticks = [p.label if nominal else f"{p.label}\n{format_params(p.params)}" for p in points]
     ax.set_xticks(x, ticks)
+    ax.set_ylim(*_score_limits([*lows, *highs, *baselines.values()]))
     ax.yaxis.set_major_locator(MaxNLocator(nbins=5))
+    if not y.any() and not any(baselines.values()):
+        ax.text(
+            0.5,
+            0.55,
+            "every model scores 0 here: no answer was right",
+            transform=ax.transAxes,
+            ha="center",
+            fontsize=9,
+            color="#555555",
+            bbox={"boxstyle": "round,pad=0.3", "fc": "white", "ec": "#cccccc"},
+            zorder=6,
+        )
     ax.set_xlabel("branch size (nominal, from the branch name)" if nominal else f"branch parameters ({word})")
     ax.set_ylabel("score (points), 95% CI")
     # Fixed label positions: matplotlib otherwise measures every tick label to place them, each draw.
@@ -196,9 +210,21 @@ def monotonicity_plot(
     _title(ax, title)
     ax.margins(x=0.07)
     _tidy(ax)
-    if ringed:  # the rest is said by the axis labels and the report's caption
-        ax.legend(loc="lower right", fontsize=8, frameon=False)
+    if ringed:  # the rest is said by the axis labels and the report's caption; outside, so it covers no point
+        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.1), fontsize=8, frameon=False)
     return _save(fig, stem)
+
+
+def _score_limits(values: Sequence[float]) -> tuple[float, float]:
+    """y limits for scores: the data with a margin, at least 10 points tall, never outside 0..100 (+ room
+    above 0 for the value labels, which sit above their points)."""
+    lo, hi = min(values), max(values)
+    pad = max(2.0, 0.08 * (hi - lo))
+    lo, hi = max(0.0, lo - pad), min(100.0, hi + pad)
+    if hi - lo < 10.0:
+        hi = min(100.0, lo + 10.0)
+        lo = max(0.0, hi - 10.0)
+    return lo - 0.02 * (hi - lo) if lo == 0.0 else lo, hi + 0.06 * (hi - lo)
 
 
 def _floor_tenth(values: np.ndarray) -> float:
@@ -233,10 +259,11 @@ def agreement_heatmap(
 def agreement_grid(
     matrices: Mapping[str, np.ndarray], labels: Sequence[str], *, stem: Path, figures: Figures | None = None
 ) -> list[Path]:
-    """Small multiples: one agreement heatmap per dataset, on a shared colour scale (PNG).
+    """Small multiples: one agreement heatmap per dataset, on a shared colour scale, values written in.
 
     The heatmaps are tiles of one image on one axes (a blank cell between tiles), which draws in a
-    fraction of the time of one axes per dataset; branch labels sit on the outer edges.
+    fraction of the time of one axes per dataset; branch labels sit on the left edge and under the last
+    tile of each column, so a short last row leaves no labelled empty slots.
     """
     n, k = len(matrices), len(labels)
     cols = min(4, n)
@@ -250,10 +277,20 @@ def agreement_grid(
     ax = fig.add_axes((0.07, 0.04, 0.8, 0.92))
     vmin = min(_floor_tenth(m) for m in matrices.values())
     im = ax.imshow(mosaic, vmin=vmin, vmax=1.0, cmap="Blues", interpolation="nearest")
-    for i, title in enumerate(matrices):
+    mid = (vmin + 1.0) / 2
+    for i, (title, m) in enumerate(matrices.items()):
         r, c = divmod(i, cols)
         ax.text(c * step + (k - 1) / 2, r * step - 0.65, title, ha="center", va="bottom", fontsize=9)
-    ax.set_xticks([c * step + j for c in range(cols) for j in range(k)], list(labels) * cols, fontsize=7)
+        for a in range(k):
+            for b in range(k):
+                colour = "white" if m[a, b] > mid else "black"
+                ax.text(
+                    c * step + b, r * step + a, f"{m[a, b]:.2f}", ha="center", va="center", fontsize=6, color=colour
+                )
+        if r == (n - 1 - c) // cols:  # the last tile of its column: branch names under it, not under a gap
+            for j, label in enumerate(labels):
+                ax.text(c * step + j, r * step + k - 0.4, label, ha="center", va="top", fontsize=7, rotation=90)
+    ax.set_xticks([])
     ax.set_yticks([r * step + j for r in range(rows) for j in range(k)], list(labels) * rows, fontsize=7)
     ax.tick_params(length=0)
     ax.spines[:].set_visible(False)
@@ -297,7 +334,7 @@ def pareto_plot(
     for name in names:
         ax.annotate(name, (tokens_per_s[name], accuracy[name]), textcoords="offset points", xytext=(6, 4), fontsize=8)
     fs = sorted((tokens_per_s[b], accuracy[b]) for b in frontier)
-    if fs:
+    if len(fs) > 1:  # one point that beats the rest is no trade-off: no frontier to draw or name
         # Accuracy attainable at each speed: a step down just after each frontier point's speed.
         ax.step(
             [p[0] for p in fs],
@@ -308,8 +345,17 @@ def pareto_plot(
             linestyle=":",
             label="Pareto frontier",
         )
-    if names:
+    if len(fs) > 1 or (baselines and len(names) > len([b for b in names if b in baselines])):
         ax.legend(loc="best", fontsize=8, frameon=False)
+    elif len(fs) == 1 and len(names) > 1:
+        ax.text(
+            0.02,
+            0.02,
+            f"{frontier[0]} is fastest and most accurate: no trade-off",
+            transform=ax.transAxes,
+            fontsize=8,
+            color="#555555",
+        )
     ax.margins(x=0.12, y=0.1)
     ax.set_xlabel("decode speed (tokens/s)")
     ax.set_ylabel("accuracy (points)")

@@ -9,7 +9,16 @@ import numpy as np
 from evalkit.analysis.family_view import Sized, all_dataset_keys, baselines, common_datasets, families
 from evalkit.analysis.monotonic import Inversion
 from evalkit.analysis.routing import Headroom, agreement, headroom, outcome_matrix
-from evalkit.analysis.stats import Comparison, compare, format_p, mean_comparison, mean_se, standard_error
+from evalkit.analysis.stats import (
+    Comparison,
+    clipped_interval,
+    compare,
+    format_p,
+    mean_comparison,
+    mean_se,
+    score_interval,
+    standard_error,
+)
 from evalkit.catalog.datasets import AVERAGE, title
 from evalkit.records.results import ResultsRecord
 from evalkit.reporting import plots
@@ -93,7 +102,9 @@ def _plots(
     note = " Sizes are nominal (from the branch names)." if nominal else ""
     note += f" The average is over the {len(complete)} datasets every branch has."
     return (
-        f"### {family}\n\nScore against branch size, 95% CI bars; baselines dashed; red rings mark "
+        f"### {family}\n\nScore against branch size. Bars are 95% CIs: Wilson intervals per dataset (for "
+        "MMLU, MMLU-Pro, CMMLU and BBH on their effective number of items), ±1.96 SE cut to 0–100 for the "
+        'average; a point with no bar says "n unknown". Baselines dashed; red rings mark '
         f"significant inversions.{note} SVGs sit next to the PNGs.\n\n{avg}\n\n"
         "<details><summary>Per dataset</summary>\n\n" + "\n".join(images.values()) + "\n\n</details>\n"
     )
@@ -107,12 +118,13 @@ def _points(record: ResultsRecord, branches: list[Sized], keys: list[str], key: 
             if value is None:
                 continue
             se = mean_se([standard_error(s) for k in keys if (s := record.score(b.model.abbr, k)) is not None])
+            ci = clipped_interval(value, se)
         else:
             s = record.score(b.model.abbr, key)
             if s is None:
                 continue
-            value, se = s.value, standard_error(s)
-        out.append(plots.Point(b.label, float(b.params or 0), value, se))
+            value, ci = s.value, score_interval(s)
+        out.append(plots.Point(b.label, float(b.params or 0), value, ci))
     return out
 
 

@@ -55,7 +55,9 @@ def test_results_do_not_change_with_batch_size(engine, tiny_path):
     assert engine.lm(branch).loglikelihood(ll) == pytest.approx(one.lm(branch).loglikelihood(ll), abs=1e-5)
 
 
-def test_generate_stops_at_stop_strings(engine):
+def test_generate_stops_at_stop_strings(make_checkpoint):
+    # random weights: they talk on for 16 tokens, where the trained family answers and stops
+    engine = EngineRegistry().engine(make_checkpoint(), config=EngineConfig(batch_size=3))
     lm = engine.lm(engine.family.branches[-1])
     free = lm.generate([GenerateRequest(PROMPTS[0], max_out_len=16)])[0]
     stop = free[4:6]

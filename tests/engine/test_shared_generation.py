@@ -112,8 +112,11 @@ def test_a_branch_never_reads_its_own_or_another_settings_answer(tiny_path):
     assert shared.shared_decodes == 4
 
 
-def test_two_checkpoints_never_share_answers(tiny_path, make_checkpoint):
-    one, two = load_family(tiny_path), load_family(make_checkpoint("qwen2", False))
+def test_two_checkpoints_never_share_answers(make_checkpoint, tmp_path):
+    from evalkit.load.tiny import make_tiny
+
+    # two checkpoints alike in everything (shape, names, tokenizer) but their weights
+    one, two = load_family(make_checkpoint("qwen2", False)), load_family(make_tiny(tmp_path / "two", seed=2))
     assert one.identity != two.identity and [b.name for b in one.branches] == [b.name for b in two.branches]
     cache = ScoreCache(2**20)  # one cache for both, as a process-wide one would be
 

@@ -23,8 +23,10 @@ PATHS = ["per-branch", "shared-trunk"]
 
 
 @pytest.fixture(scope="module")
-def family(tiny_path) -> Family:
-    return load_family(tiny_path)
+def family(make_checkpoint) -> Family:
+    """A tiny family with the built-in tokenizer: the spans below are its encodings (the embedded family's
+    tokenizer was trained on its templates too, and splits general English differently)."""
+    return load_family(make_checkpoint())
 
 
 def engine(family: Family, path: str) -> FamilyEngine:
@@ -53,7 +55,7 @@ SPANS = [
 
 
 @pytest.mark.parametrize("path", PATHS)
-def test_loglikelihood_scores_lm_evals_span(family, tiny_path, path):
+def test_loglikelihood_scores_lm_evals_span(family, path):
     eng = engine(family, path)
     tok = eng.tokenizer
     requests = [LoglikelihoodRequest(c, x) for c, x, _, _ in SPANS]

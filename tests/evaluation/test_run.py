@@ -112,10 +112,16 @@ def test_printed_table_and_file_locations(e2e):
         assert title in out
     record = json.loads((e2e["run_dir"] / "results.json").read_text())
     for m in record["models"]:
-        assert m["abbr"] in out
+        assert m["name"] in out  # one name column: the display name (the abbr is the same name in lower case)
+    header = next(line for line in out.splitlines() if line.startswith("model "))
+    assert header.split()[:3] == ["model", "shared", "trunk"]
     assert str(e2e["run_dir"] / "results.json") in out
     assert "predictions" in out and f"--resume {e2e['run_dir'].name}" in out
-    assert "2 models x 11 datasets = 22 tasks" in out
+    assert (
+        "2 models x 11 OpenCompass datasets = 22 tasks (the table's 7 datasets: MMLU runs as 2 subjects, "
+        "MMLU-Pro as 2 categories, CMMLU as 2 subjects, BBH as 2 tasks)"
+    ) in out
+    assert "trained on templated items" in out and "not ability" in out  # the header says what the family knows
     # --limit counts per subject or task of a grouped dataset, and the run says so
     assert (
         "limit: the first 2 items of each dataset, and of each group of MMLU (2 subjects), MMLU-Pro "
@@ -320,7 +326,7 @@ def _out_under_a_file(tmp_path, tiny_path):
             r"--runner slurm",
         ),
         (_no_tokenizer, r"bare has no tokenizer files"),
-        (_vocab_mismatch, r"tensor model.embed_tokens.weight has shape \[768, 64\], but config.json"),
+        (_vocab_mismatch, r"tensor model.embed_tokens.weight has shape \[1024, 64\], but config.json"),
         (_out_under_a_file, r"cannot write .*a-file/runs/results \(.*a-file is not a directory\)"),
     ],
 )

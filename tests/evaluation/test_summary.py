@@ -24,7 +24,16 @@ def test_the_table_says_which_models_ran_on_the_shared_trunk(tmp_path):
     lines = summary(RunResult("small", run_dir, run_dir / "results.json", record)).splitlines()
     header = next(line for line in lines if line.startswith("model "))
     column = header.index("shared trunk")
-    cells = {line.split()[0]: line[column:].split()[0] for line in lines if line.startswith(("qwen", "ruyi"))}
-    assert cells == {"qwen2.5-7b-instruct": "off", "ruyi-7b-e3b": "on", "ruyi-7b-e5b": "on", "ruyi-7b-e7b": "on"}
+    cells = {line.split()[0]: line[column:].split()[0] for line in lines if line.startswith(("Qwen", "AI-Flow"))}
+    assert cells == {
+        "Qwen2.5-7B-Instruct": "off",
+        "AI-Flow-Ruyi-7B-E3B": "on",
+        "AI-Flow-Ruyi-7B-E5B": "on",
+        "AI-Flow-Ruyi-7B-E7B": "on",
+    }
+    assert header.split()[:3] == ["model", "shared", "trunk"]  # one name column
+    # the abbr that names the files follows a display name only where it is not the same name in lower case
+    assert any(line.startswith("AI-Flow-Ruyi-7B-E3B (ruyi-7b-e3b) ") for line in lines)
+    assert not any("(qwen2.5-7b-instruct)" in line for line in lines)
     unknown = summary(RunResult("small", run_dir, run_dir / "results.json", load_record(SMALL)))
     assert "shared trunk" in unknown and " - " in unknown  # a record without model configs cannot say

@@ -204,10 +204,10 @@ def _write_config(path: Path, **overrides) -> Path:
         ("garbage", "cannot read .*model.safetensors \\(.*\\); the file is truncated or not safetensors"),
         (
             "vocab_mismatch",
-            "tensor model.embed_tokens.weight has shape \\[768, 64\\], but config.json "
+            "tensor model.embed_tokens.weight has shape \\[1024, 64\\], but config.json "
             "\\(hidden_size 64, vocab_size 1000, .*\\) implies \\[1000, 64\\]",
         ),
-        ("hidden_mismatch", "tensor model.embed_tokens.weight has shape \\[768, 64\\], .* implies \\[768, 32\\]"),
+        ("hidden_mismatch", "tensor model.embed_tokens.weight has shape \\[1024, 64\\], .* implies \\[1024, 32\\]"),
         (
             "branch_layer_mismatch",
             "tensor model.eelayers.0.mlp.up_proj.weight has shape \\[96, 64\\], .* implies \\[128, 64\\]",

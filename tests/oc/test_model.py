@@ -10,6 +10,13 @@ pytest.importorskip("opencompass")
 
 
 @pytest.fixture(scope="module")
+def tiny_path(make_checkpoint):
+    """A random tiny family with the built-in tokenizer: it talks on where the trained one stops, and the
+    spans checked below are its encodings."""
+    return make_checkpoint()
+
+
+@pytest.fixture(scope="module")
 def model(tiny_path):
     from evalkit.oc.model import FamilialBranchModel
 
