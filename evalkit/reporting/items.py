@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import fields
+from dataclasses import asdict, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ def browser_payload(merged: ResultsRecord, sources: Sequence[tuple[Path | None, 
     models = sorted(merged.models, key=lambda m: (m.abbr not in order, order.index(m.abbr) if m.abbr in order else 0))
     datasets: dict[str, dict[str, Any]] = {}
     extra = [f.name for f in fields(Item) if f.name not in _BASE_FIELDS]
+    shown: dict[str, None] = {}  # the extra fields some item has, in order of first sight
     for score in merged.scores:
         if score.items is None:
             continue
@@ -48,19 +49,29 @@ def browser_payload(merged: ResultsRecord, sources: Sequence[tuple[Path | None, 
             if "prediction" in text:
                 answer["prediction"] = text["prediction"]
             for name in extra:
-                value = getattr(item, name)
-                if value is not None:
-                    answer[name] = value
+                for key, value in _flat(name, getattr(item, name)).items():
+                    answer[key] = value
+                    shown[key] = None
             row["answers"][score.model] = answer
     return {
         "models": [{"abbr": m.abbr, "name": m.name, "role": m.role} for m in models],
         "families": [[b.model.abbr for b in bs] for bs in fams.values()],
-        "extra_fields": extra,
+        "extra_fields": list(shown),
         "datasets": [
             {"key": k, "title": v["title"], "items": list(v["items"].values())}
             for k, v in sorted(datasets.items(), key=lambda kv: list(BY_KEY).index(kv[0]))
         ],
     }
+
+
+def _flat(name: str, value: Any) -> dict[str, Any]:
+    """An item field as the browser shows it: a record of several values (an answer's confidence signals)
+    as one entry per value it holds, floats to 4 decimals; absent values not at all."""
+    if value is None:
+        return {}
+    if not is_dataclass(value):
+        return {name: value}
+    return {k: round(v, 4) if isinstance(v, float) else v for k, v in asdict(value).items() if v is not None}
 
 
 def _texts(sources: Sequence[tuple[Path | None, ResultsRecord]]) -> dict[tuple[str, str, str], dict[str, str]]:

@@ -88,3 +88,15 @@ def test_bench_seconds_join_the_table(tmp_path):
     assert "Measured seconds per item (bench at batch 1 on CPU (x86_64, 2 threads), fp32" in text
     gsm = next(d for d in doc["families"][0]["datasets"] if d["dataset"] == "gsm8k")
     assert gsm["fixed"][0]["seconds_per_item"] > 0
+
+
+def test_the_item_browser_shows_each_answers_signals(built):
+    page = (built / "report.html").read_text(encoding="utf-8")
+    data = json.loads(
+        page[page.index("{", page.index('id="item-data"')) : page.index("</script>", page.index('id="item-data"'))]
+    )
+    assert {"mean_logprob", "margin", "agreement"} <= set(data["extra_fields"]) and "signals" not in data[
+        "extra_fields"
+    ]
+    answers = [a for d in data["datasets"] for item in d["items"] for a in item["answers"].values()]
+    assert any(isinstance(a.get("margin"), float) for a in answers)
