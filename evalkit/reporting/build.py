@@ -135,10 +135,20 @@ def _shared_trunk(record: ResultsRecord, *, named: bool) -> str:
     return (
         f"\nShared trunk{where}: on for {', '.join(shared)}"
         + (f"; off for {', '.join(alone)}" if alone else "")
-        + ". The branches on it were scored and decoded together; in bf16 about 1 generation in 6 differs "
-        "from per-branch decoding, as often as stock transformers' own outputs differ across batch shapes "
-        "(README, shared-trunk evaluation).\n"
+        + ". The branches on it were scored and decoded together; "
+        + (
+            "in bf16 about 1 generation in 6 differs from per-branch decoding, as often as stock transformers' "
+            "own outputs differ across batch shapes"
+            if _half(record.provenance.dtype)
+            else "in fp32 its scores equal per-branch evaluation within 1e-5 and its greedy outputs each branch's own"
+        )
+        + " (README, shared-trunk evaluation).\n"
     )
+
+
+def _half(dtype: str | None) -> bool:
+    """Whether a record's dtype is a 16-bit one; unknown counts as one, the cautious reading."""
+    return dtype is None or "16" in dtype
 
 
 def _packages(records: Sequence[ResultsRecord]) -> str:
