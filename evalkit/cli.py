@@ -21,7 +21,7 @@ from evalkit.evaluation import value_type
 from evalkit.records import UnwritableError, cannot_write, parse_sizes, write_text_atomic
 from evalkit.sandbox import summary_lines
 
-MODEL_HELP = "Checkpoint directory (default: the embedded tiny family, shipped trained in the package)."
+MODEL_HELP = "Checkpoint directory (default: the embedded tiny family, shipped trained)."
 
 
 # Parameters that name an output path, and how the user spells them.

@@ -95,7 +95,7 @@ class RunConfig:
     """A run's settings, settled: what `run_config.json` stores and `--resume` reads back."""
 
     model: str | None = _option(
-        None, "Checkpoint directory (default: the embedded tiny family, shipped trained in the package).", parse=_absolute
+        None, "Checkpoint directory (default: the embedded tiny family, shipped trained).", parse=_absolute
     )
     branches: str = _option("all", "all, names (E3B,E7B) or exit layers (11,27).")
     baselines: tuple[str, ...] = _option(
