@@ -141,26 +141,33 @@ def dataset_data(
 
 
 def available_signals(record: ResultsRecord, branches: Sequence[Sized], key: str) -> list[str]:
-    """The signals every item of every branch has on this dataset, in `SIGNALS` order."""
+    """The signals that most items (over half) of every branch have on this dataset, in `SIGNALS` order."""
     found = []
+    scores = [record.score(b.model.abbr, key) for b in branches]
+    if not all(s is not None and s.items for s in scores):
+        return found
     for name, (attr, _) in SIGNALS.items():
-        scores = [record.score(b.model.abbr, key) for b in branches]
-        if all(s is not None and s.items for s in scores) and all(
-            i.signals is not None and getattr(i.signals, attr) is not None
+        if all(
+            2 * sum(i.signals is not None and getattr(i.signals, attr) is not None for i in s.items or ())
+            > len(s.items or ())
             for s in scores
             if s is not None
-            for i in s.items or ()
         ):
             found.append(name)
     return found
 
 
 def _signal_matrix(rows: list[list[Signals | None]], name: str) -> np.ndarray | None:
+    """(branches, items), larger = more confident. An item without the signal (a task killed before it
+    wrote its signals, a non-finite log-probability) counts as less confident than any that has it, so a
+    cascade always escalates it and pays for that; None when no item has it."""
     attr, sign = SIGNALS[name]
     values = [[getattr(s, attr) if s is not None else None for s in row] for row in rows]
-    if any(v is None for row in values for v in row):
+    known = [sign * v for row in values for v in row if v is not None]
+    if not known:
         return None
-    return sign * np.array(values, dtype=float)
+    floor = min(known) - 1.0
+    return np.array([[floor if v is None else sign * v for v in row] for row in values], dtype=float)
 
 
 def _tokens(rows: list[list[Signals | None]]) -> tuple[np.ndarray, np.ndarray | None]:

@@ -116,7 +116,7 @@ def _dataset(
 ) -> DatasetCascade | None:
     signals = available_signals(record, branches, key)
     base = dataset_data(record, branches, key, signals[0] if signals else "margin", cost, timing)
-    if base is None:
+    if base is None or base.outcomes.shape[1] < 2:  # cross-validation needs an item to train on
         return None
     n = base.outcomes.shape[1]
     resamples = bootstrap_counts(n, seed)

@@ -14,6 +14,7 @@ parent quotes as the task's cause.
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import time
 from pathlib import Path
@@ -85,6 +86,9 @@ def main(argv: list[str]) -> int:
         print("usage: python -m evalkit.oc.tasks infer|eval CONFIG", file=sys.stderr)
         return 2
     task = (TimedInferTask if argv[0] == "infer" else TimedEvalTask)(Config.fromfile(argv[1]))
+    # Slurm's time limit, preemption and scancel send SIGTERM first: exit through `finally` blocks, so the
+    # task's signal sink is written before the process ends.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     start = time.perf_counter()
     try:
         task.run()

@@ -88,7 +88,10 @@ def _texts(sources: Sequence[tuple[Path | None, ResultsRecord]]) -> dict[tuple[s
             groups = {i.group for i in score.items}
             for group in groups:
                 abbr = spec.abbr + group if group is not None else spec.abbr
-                entries = _read_predictions(root / score.model / f"{abbr}.json")
+                path = root / score.model / f"{abbr}.json"
+                if not path.resolve().is_relative_to(root.resolve()):  # a record's names stay inside its run
+                    continue
+                entries = _read_predictions(path)
                 for index, entry in entries.items():
                     item_id = f"{group}/{index}" if group is not None else index
                     out[(score.model, score.dataset, item_id)] = entry

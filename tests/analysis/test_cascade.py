@@ -180,3 +180,33 @@ def test_a_family_whose_exits_do_not_rise_with_size_is_left_out():
     models = tuple(dataclasses.replace(m, exit_layer=30 - m.exit_layer) for m in record.models)
     odd = dataclasses.replace(record, models=models)
     assert cascades(odd) == [] and agreement_tables(odd) == [] and cascade_scores(odd, 0.8) == {}
+
+
+def test_items_without_a_signal_escalate_rather_than_drop_the_dataset():
+    from dataclasses import replace as _replace
+
+    from evalkit.analysis.cascade_summary import cascades
+
+    record = signal_record(n=200, datasets=("gsm8k",))
+    scores = list(record.scores)
+    first = scores[0]  # the smallest branch: 8 of its items lost their signals (a task killed mid-way)
+    scores[0] = _replace(
+        first, items=tuple(_replace(i, signals=None) if k < 8 else i for k, i in enumerate(first.items))
+    )
+    damaged = _replace(record, scores=tuple(scores))
+    [family] = cascades(damaged)
+    [dataset] = family.datasets
+    assert dataset.signal == "mean_logprob" and dataset.curves
+    [branches] = families(damaged).values()
+    data = dataset_data(damaged, branches, "gsm8k", "mean_logprob", family.cost)
+    assert data is not None and data.signal is not None
+    assert data.signal[0, :8].max() < data.signal[0, 8:].min()  # least confident: any threshold escalates them
+    assert (
+        stops(data.signal, np.array([[data.signal[0, 8:].min()] + [-np.inf] * (len(branches) - 2)]))[0, :8] > 0
+    ).all()
+
+
+def test_a_dataset_of_one_item_has_no_cascade_and_no_crash():
+    from evalkit.analysis.cascade_summary import cascades
+
+    assert all(not f.datasets for f in cascades(signal_record(n=1, datasets=("gsm8k",))))
