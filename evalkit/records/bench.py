@@ -367,6 +367,11 @@ def bench_from_dict(data: Any) -> BenchRecord:
     record = _build(BenchRecord, data, "")
     if record.peak_bandwidth_gbps == 0:
         raise RecordError("peak_bandwidth_gbps is 0, expected a bandwidth above 0 or null (unknown)")
+    attained = [i for i, r in enumerate(record.rows) if r.mbu_attained is not None]
+    if attained and version < 3:
+        raise RecordError(f"rows[{attained[0]}].mbu_attained is a version 3 field, but schema_version is {version}")
+    if attained and record.attained_bandwidth is None:
+        raise RecordError(f"rows[{attained[0]}].mbu_attained needs the attained_bandwidth it is measured against")
     return record
 
 
@@ -403,8 +408,10 @@ def _build(cls: type, data: Any, where: str) -> Any:
         _check_comparison(built, where)
     if isinstance(built, SpecCell):
         _check_spec_cell(built, where)
-    if isinstance(built, AttainedBandwidth) and not built.low_gbps <= built.gbps <= built.high_gbps:
-        raise RecordError(f"{where} is not ordered as a median within its range is (low_gbps <= gbps <= high_gbps)")
+    if isinstance(built, AttainedBandwidth) and not 0 < built.low_gbps <= built.gbps <= built.high_gbps:
+        raise RecordError(
+            f"{where} is not a bandwidth above 0 with its median in its range (low_gbps <= gbps <= high_gbps)"
+        )
     if isinstance(built, Stats):
         order = (built.min, built.median, built.p90, built.p99, built.max)
         if list(order) != sorted(order) or not built.min <= built.mean <= built.max:

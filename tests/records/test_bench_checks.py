@@ -206,8 +206,15 @@ def test_attained_bandwidth_out_of_its_range_or_in_an_old_version_is_refused():
     attained = AttainedBandwidth(3000.0, 2900.0, 3050.0, 1 << 30, 20, "device-to-device copy")
     data = json.loads(json.dumps(asdict(replace(record(), attained_bandwidth=attained))))
     assert bench_from_dict(data).attained_bandwidth == attained
-    with pytest.raises(RecordError, match=r"attained_bandwidth is not ordered .*low_gbps <= gbps <= high_gbps"):
-        bench_from_dict({**data, "attained_bandwidth": {**data["attained_bandwidth"], "gbps": 4000.0}})
+    for bad in ({"gbps": 4000.0}, {"low_gbps": 0.0, "gbps": 0.0, "high_gbps": 0.0}):
+        with pytest.raises(RecordError, match=r"attained_bandwidth is not a bandwidth above 0 .*low_gbps <= gbps"):
+            bench_from_dict({**data, "attained_bandwidth": {**data["attained_bandwidth"], **bad}})
+    rows = [{**data["rows"][0], "mbu_attained": 0.5}, *data["rows"][1:]]
+    assert bench_from_dict({**data, "rows": rows}).rows[0].mbu_attained == 0.5
+    with pytest.raises(RecordError, match=r"rows\[0\].mbu_attained needs the attained_bandwidth"):
+        bench_from_dict({**data, "rows": rows, "attained_bandwidth": None})
+    with pytest.raises(RecordError, match=r"rows\[0\].mbu_attained is a version 3 field, but schema_version is 2"):
+        bench_from_dict({**data, "rows": rows, "attained_bandwidth": None, "schema_version": 2})
     old = data | {"schema_version": 2}
     with pytest.raises(RecordError, match="attained_bandwidth is a version 3 field, but schema_version is 2"):
         bench_from_dict(old)
