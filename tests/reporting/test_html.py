@@ -181,3 +181,26 @@ def test_names_from_a_record_stay_text(tmp_path):
     assert "<script>alert(1)" not in text and "<img src=x" not in text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text  # shown in the tables as the text it is
     assert text.count("<details><summary>Per dataset</summary>") >= 1  # the report's own sections still fold
+
+
+def test_the_item_browser_reads_no_prediction_file_outside_its_run(tmp_path):
+    """A record's model names and groups are data: `../../secret` must not pull another file into the page."""
+    from dataclasses import replace as _replace
+
+    from evalkit.records.results import load_record
+    from evalkit.reporting.items import _texts
+
+    small = load_record(Path(__file__).resolve().parents[1] / "data" / "records" / "small.json")
+    hostile = "../../../secret"
+    record = _replace(
+        small,
+        models=tuple(_replace(m, abbr=hostile) if m.abbr == "qwen2.5-7b-instruct" else m for m in small.models),
+        scores=tuple(_replace(s, model=hostile) if s.model == "qwen2.5-7b-instruct" else s for s in small.scores),
+    )
+    secret = tmp_path / "secret" / "lukaemon_mmlu_algebra.json"
+    secret.parent.mkdir()
+    secret.write_text(json.dumps({"0": {"origin_prompt": "API_KEY=hunter2", "prediction": "x", "gold": "y"}}))
+    run = tmp_path / "a" / "b"
+    (run / "predictions").mkdir(parents=True)
+    assert (run / "predictions" / hostile / "lukaemon_mmlu_algebra.json").resolve() == secret.resolve()
+    assert not any("hunter2" in str(v) for v in _texts([(run / "results.json", record)]).values())
