@@ -142,7 +142,7 @@ def dataset_data(
 
 def available_signals(record: ResultsRecord, branches: Sequence[Sized], key: str) -> list[str]:
     """The signals that most items (over half) of every branch have on this dataset, in `SIGNALS` order."""
-    found = []
+    found: list[str] = []
     scores = [record.score(b.model.abbr, key) for b in branches]
     if not all(s is not None and s.items for s in scores):
         return found

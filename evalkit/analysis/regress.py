@@ -29,6 +29,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from xml.etree import ElementTree as ET
 
 from tabulate import tabulate
@@ -206,7 +207,8 @@ def regress(
     cand = candidate if isinstance(candidate, ResultsRecord) else load_record(candidate)
     _refuse_same_run(reference, candidate, ref, cand)
     ref_keys, cand_keys = _keys(ref), _keys(cand)
-    pairs, missing = [], []
+    pairs: list[Any] = []
+    missing: list[Any] = []
     if cascade_budget is not None:
         pairs, missing = _cascade_pairs(ref, cand, cascade_budget)
     for key, ref_abbr in ref_keys.items():

@@ -115,8 +115,8 @@ class SharedGenerator:
         out: list[tuple[torch.Tensor, Signals | None] | None] = []
         for k in keys:
             row = self.cache.pop((branch.name, k))
-            signals = self._signals.pop((branch.name, k), None)
-            out.append(None if row is None else (row, signals))
+            kept = self._signals.pop((branch.name, k), None)
+            out.append(None if row is None else (row, kept))
         missing = [i for i, t in enumerate(out) if t is None]
         self.hits += len(keys) - len(missing)
         self.misses += len(missing)

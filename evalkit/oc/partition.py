@@ -198,8 +198,8 @@ def merge_shards(predictions: Path, models: Sequence[str], shards: dict[str, lis
                     stale.unlink()
             # the shards' confidence signals, written by each shard's task to its own file
             signals = signals_path(predictions.parent, model, abbr)
-            parts = [p for p in signals.parent.glob(f"{_glob_escape(abbr)}@*-*.json") if _shard_of(p, abbr)]
-            join_shards(signals, parts)
+            pieces = [p for p in signals.parent.glob(f"{_glob_escape(abbr)}@*-*.json") if _shard_of(p, abbr)]
+            join_shards(signals, pieces)
     return unfinished
 
 

@@ -472,7 +472,7 @@ def _value(kind: Any, value: Any, where: str, name: str) -> Any:
         if len(values) not in (0, 3):
             raise RecordError(f"{where} has {len(values)} values, expected the 1, 5 and 15-minute load or none")
         return values
-    if is_dataclass(kind):
+    if isinstance(kind, type) and is_dataclass(kind):
         return _build(kind, value, where)
     if get_origin(kind) is tuple:
         element = get_args(kind)[0]

@@ -69,7 +69,7 @@ def _flat(name: str, value: Any) -> dict[str, Any]:
     as one entry per value it holds, floats to 4 decimals; absent values not at all."""
     if value is None:
         return {}
-    if not is_dataclass(value):
+    if not is_dataclass(value) or isinstance(value, type):
         return {name: value}
     return {k: round(v, 4) if isinstance(v, float) else v for k, v in asdict(value).items() if v is not None}
 

@@ -1,4 +1,4 @@
-"""The whole tree is lint-clean and formatted, with the rules in pyproject.toml."""
+"""The whole tree is lint-clean and formatted, and the package type-checks, with the rules in pyproject.toml."""
 
 from __future__ import annotations
 
@@ -21,6 +21,13 @@ def test_ruff_check_passes() -> None:
 def test_ruff_format_leaves_every_file_as_it_is() -> None:
     result = _ruff("format", "--no-cache", "--check", ".")
     assert result.returncode == 0, f"run `ruff format .`:\n{result.stdout}{result.stderr}"
+
+
+def test_mypy_finds_no_type_errors_in_the_package() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "--no-incremental", "evalkit"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_no_formatter_opt_outs() -> None:
