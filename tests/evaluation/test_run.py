@@ -398,7 +398,8 @@ def test_limit_note_counts_groups():
 def test_ctrl_c_keeps_the_finished_tasks_and_prints_the_resume_command(tmp_path):
     """SIGINT once a task has finished: exit 130, and one line saying exactly how to finish the run."""
     out = tmp_path / "my runs"
-    cmd = [sys.executable, "-m", "evalkit", "run", "--suites", "stem", "--limit", "2", "--branches", BRANCHES]
+    # Many tasks after the first, so the signal lands mid-run however fast the trained family answers.
+    cmd = [sys.executable, "-m", "evalkit", "run", "--suites", "stem,general", "--limit", "2", "--branches", BRANCHES]
     cmd += ["--max-out-len", "48", "--out", str(out)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
     try:
