@@ -22,6 +22,7 @@ files under its own abbr. `merge_shards` then joins a branch's shard predictions
 
 from __future__ import annotations
 
+import glob
 import json
 import math
 import re
@@ -193,19 +194,22 @@ def merge_shards(predictions: Path, models: Sequence[str], shards: dict[str, lis
                 # laid out as OpenCompass's inferencers dump a predictions file, byte for byte
                 joined = json.dumps({str(i): item for i, item in enumerate(items)}, indent=4, ensure_ascii=False)
                 write_text_atomic(whole, joined)
-            for stale in where.glob(f"{_glob_escape(abbr)}@*-*.json"):
-                if _shard_of(stale, abbr):
-                    stale.unlink()
+            for stale in _shard_files(where, abbr):
+                stale.unlink()
             # the shards' confidence signals, written by each shard's task to its own file
             signals = signals_path(predictions.parent, model, abbr)
-            pieces = [p for p in signals.parent.glob(f"{_glob_escape(abbr)}@*-*.json") if _shard_of(p, abbr)]
-            join_shards(signals, pieces)
+            join_shards(signals, _shard_files(signals.parent, abbr))
     return unfinished
 
 
-def _shard_of(path: Path, abbr: str) -> bool:
-    match = _SHARD.match(path.stem)
-    return match is not None and match.group("abbr") == abbr
+def _shard_files(folder: Path, abbr: str) -> list[Path]:
+    """The files in `folder` of any shard of dataset `abbr` (`<abbr>@<start>-<stop>.json`), whatever the layout."""
+    found = []
+    for path in folder.glob(f"{glob.escape(abbr)}@*-*.json"):
+        match = _SHARD.match(path.stem)
+        if match is not None and match.group("abbr") == abbr:
+            found.append(path)
+    return found
 
 
 def _ordered(path: Path) -> list[Any]:
@@ -216,7 +220,3 @@ def _ordered(path: Path) -> list[Any]:
     if not isinstance(data, dict) or set(data) != {str(i) for i in range(len(data))}:
         raise EvalkitError(f"{path} is not an OpenCompass predictions file; delete it and resume the run")
     return [data[str(i)] for i in range(len(data))]
-
-
-def _glob_escape(text: str) -> str:
-    return re.sub(r"([\[\]*?])", r"[\1]", text)
