@@ -313,7 +313,7 @@ def point(
     """A policy's point from its per-item outcomes and costs; `resamples` (R, items): how many times each
     bootstrap resample draws each item (`bootstrap_counts`), so a resample's sums are one matrix product."""
     w, d = data.weights, data.denominator
-    acc = 100.0 * float((outcome * w).sum())
+    acc = 100.0 * float((outcome * w).sum() / w.sum())  # the bootstrap's estimator, so its CI brackets it
     per_token = float(cost.sum() / d.sum())
     sums = resamples @ np.stack([outcome * w, w, cost, d], axis=1)  # (R, 4)
     boot_acc = 100.0 * sums[:, 0] / sums[:, 1]

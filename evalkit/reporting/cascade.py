@@ -346,7 +346,7 @@ def _draw_panel(ax: Any, panel: dict[str, Any], last: str) -> None:
             ax.plot(cascade[:, 4], cascade[:, 1], "--", color="#7f7f7f", lw=1, label="same, separate models")
     xs = [f[1] for f in fixed]
     ys = [f[2] for f in fixed]
-    err = [[f[2] - f[3] for f in fixed], [f[4] - f[2] for f in fixed]]
+    err = plots.bar_lengths(ys, [f[3] for f in fixed], [f[4] for f in fixed])
     ax.errorbar(xs, ys, yerr=err, fmt="o", color=plots.BRANCH_COLOUR, ms=5, capsize=2, label="fixed branch", zorder=3)
     for label, x, y, *_ in fixed:
         ax.annotate(label, (x, y), textcoords="offset points", xytext=(-4, 6), fontsize=7, ha="right")

@@ -109,6 +109,14 @@ def _title(ax: Axes, text: str, size: float = 11) -> None:
     ax.set_title(text, fontsize=size, loc="left", y=1.0, pad=6)
 
 
+def bar_lengths(values: Any, lows: Any, highs: Any) -> np.ndarray:
+    """matplotlib's (2, n) error-bar lengths for intervals [low, high] around values. Never negative: an
+    estimate a hair outside its own interval (floating point, or a percentile bootstrap's skew) draws a
+    zero-length arm, not an exception."""
+    y = np.asarray(values, dtype=float)
+    return np.clip(np.vstack([y - np.asarray(lows, dtype=float), np.asarray(highs, dtype=float) - y]), 0.0, None)
+
+
 def monotonicity_plot(
     points: Sequence[Point],
     baselines: Mapping[str, float],
@@ -137,7 +145,7 @@ def monotonicity_plot(
     ax.errorbar(
         x,
         y,
-        yerr=np.vstack([y - lows, highs - y]),
+        yerr=bar_lengths(y, lows, highs),
         color=BRANCH_COLOUR,
         marker="o",
         markersize=6,

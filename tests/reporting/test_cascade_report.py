@@ -100,3 +100,18 @@ def test_the_item_browser_shows_each_answers_signals(built):
     ]
     answers = [a for d in data["datasets"] for item in d["items"] for a in item["answers"].values()]
     assert any(isinstance(a.get("margin"), float) for a in answers)
+
+
+def test_a_dataset_every_branch_aces_reports_and_plots(tmp_path):
+    """All 20 items right at every branch: 20 weights of 1/20 sum a hair above 1, so an accuracy taken
+    as their plain sum lands above its own bootstrap interval, and the error bars came out negative."""
+    from evalkit.analysis.cascade_summary import cascades
+
+    record = signal_record(n=20, easy=1.0, noise=0.0)
+    (family,) = cascades(record)
+    for d in family.datasets:
+        for p in d.fixed:
+            assert p.accuracy == 100.0 and p.accuracy_ci[0] <= p.accuracy <= p.accuracy_ci[1]
+    save_record(record, tmp_path / "results.json")
+    report([tmp_path / "results.json"], tmp_path / "r")
+    assert (tmp_path / "r" / "plots" / "cascade_ruyi-7b.png").stat().st_size > 0
