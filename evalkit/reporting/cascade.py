@@ -370,7 +370,11 @@ def _draw_panel(ax: Any, panel: dict[str, Any], last: str) -> None:
     lo, hi = max(0.0, min(values) - 5), min(100.0, max(values) + 5)
     if hi - lo < 10:  # accuracy is 0..100: never a negative axis, never a sliver
         lo, hi = max(0.0, hi - 10), max(10.0, hi)
-    ax.set_ylim(lo, hi)
+    # Headroom above the top point for its label (above 100 when a branch aces the set), no tick past 100.
+    ax.set_ylim(lo, hi + 0.12 * (hi - lo))
+    ax.set_yticks([t for t in ax.get_yticks() if lo <= t <= min(hi, 100.0)])
+    if not any(values):
+        plots.all_zero_note(ax, "every branch scores 0", 8)
     ax.set_xlabel("layer passes per token", fontsize=8)
     ax.set_ylabel("accuracy (points)", fontsize=8)
     ax.tick_params(labelsize=7)

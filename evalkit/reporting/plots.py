@@ -109,6 +109,21 @@ def _title(ax: Axes, text: str, size: float = 11) -> None:
     ax.set_title(text, fontsize=size, loc="left", y=1.0, pad=6)
 
 
+def all_zero_note(ax: Any, text: str, fontsize: float) -> None:
+    """The boxed note a plot whose every score is 0 carries, so a flat line at 0 does not pass for data."""
+    ax.text(
+        0.5,
+        0.55,
+        text,
+        transform=ax.transAxes,
+        ha="center",
+        fontsize=fontsize,
+        color="#555555",
+        bbox={"boxstyle": "round,pad=0.3", "fc": "white", "ec": "#cccccc"},
+        zorder=6,
+    )
+
+
 def bar_lengths(values: Any, lows: Any, highs: Any) -> np.ndarray:
     """matplotlib's (2, n) error-bar lengths for intervals [low, high] around values. Never negative: an
     estimate a hair outside its own interval (floating point, or a percentile bootstrap's skew) draws a
@@ -199,17 +214,7 @@ def monotonicity_plot(
     ax.set_ylim(*_score_limits([*lows, *highs, *baselines.values()]))
     ax.yaxis.set_major_locator(MaxNLocator(nbins=5))
     if not y.any() and not any(baselines.values()):
-        ax.text(
-            0.5,
-            0.55,
-            "every model scores 0 here: no answer was right",
-            transform=ax.transAxes,
-            ha="center",
-            fontsize=9,
-            color="#555555",
-            bbox={"boxstyle": "round,pad=0.3", "fc": "white", "ec": "#cccccc"},
-            zorder=6,
-        )
+        all_zero_note(ax, "every model scores 0 here: no answer was right", 9)
     ax.set_xlabel("branch size (nominal, from the branch name)" if nominal else f"branch parameters ({word})")
     ax.set_ylabel("score (points), 95% CI")
     # Fixed label positions: matplotlib otherwise measures every tick label to place them, each draw.
