@@ -63,6 +63,13 @@ def arithmetic(rng: random.Random) -> tuple[str, int]:
     return f"{a} - {b}", a - b
 
 
+def two_steps(rng: random.Random) -> tuple[str, int]:
+    """('3 + 4 - 2', 5): single-digit operands, two operations, a result from 0 to 17."""
+    a, b = rng.randint(1, 9), rng.randint(1, 9)
+    c = rng.randint(1, a + b)
+    return f"{a} + {b} - {c}", a + b - c
+
+
 def number_options(rng: random.Random, right: int, n_options: int) -> tuple[list[str], int]:
     pool = [v for v in range(0, 19) if v != right]
     options = [right] + rng.sample(pool, n_options - 1)
@@ -212,7 +219,7 @@ def math_problem(rng: random.Random, n: int) -> list[tuple]:
     """MATH rows: (problem, level, type, solution ending in a boxed answer)."""
     out = []
     for _ in range(n):
-        expr, value = arithmetic(rng)
+        expr, value = arithmetic(rng) if rng.random() < 0.5 else two_steps(rng)
         problem = rng.choice(["What is ${}$?", "Compute ${}$.", "Evaluate ${}$."]).format(expr)
         out.append((problem, "Level 1", "Prealgebra", f"${expr} = \\boxed{{{value}}}$."))
     return out
@@ -224,7 +231,13 @@ def gsm8k(rng: random.Random, n: int) -> list[tuple]:
     for _ in range(n):
         name, thing = rng.choice(NAMES), rng.choice(THINGS)
         a, b = rng.randint(1, 9), rng.randint(1, 9)
-        if rng.random() < 0.5:
+        kind = rng.random()
+        if kind < 0.5:  # two steps: harder, so that depth has something to add
+            c = rng.randint(1, a + b)
+            q = f"{name} has {a} {thing}, gets {b} more and gives away {c}. How many {thing} does {name} have now?"
+            value = a + b - c
+            step = f"{a} + {b} - {c} = <<{a}+{b}-{c}={value}>>{value}"
+        elif kind < 0.75:
             q = f"{name} has {a} {thing} and gets {b} more. How many {thing} does {name} have now?"
             value, step = a + b, f"{a} + {b} = <<{a}+{b}={a + b}>>{a + b}"
         else:
@@ -280,8 +293,21 @@ def drills(rng: random.Random, n: int) -> list[str]:
     a truth value), so a tiny model learns the skills the templated questions need in fewer steps."""
     out = []
     for _ in range(n):
-        kind = rng.randrange(5)
-        if kind < 2:  # options, then which letter holds each category, in the formats the datasets use
+        kind = rng.randrange(7)
+        if kind == 6:  # options, then which letter holds each of them, twice over: the lookup itself
+            pool = [str(v) for v in range(19)] if rng.random() < 0.3 else [w for ws in CATEGORIES.values() for w in ws]
+            words = rng.sample(pool, rng.choice((4, 6)))
+            sep = rng.choice((") ", ". "))
+            lines = [f"{LETTERS[i]}{sep}{w}" for i, w in enumerate(words)]
+            asks = [i for _ in range(2) for i in rng.sample(range(len(words)), len(words))]
+            out.append("\n".join(lines) + "\n" + " ".join(f"{words[i]}: {LETTERS[i]}." for i in asks))
+        elif kind == 5:  # which category each word is in, the facts every choice question rests on
+            facts = [(w, c) for c in rng.sample(tuple(CATEGORIES), 4) for w in rng.sample(CATEGORIES[c], 2)]
+            zh = [(w, c) for c in rng.sample(tuple(ZH_CATEGORIES), 2) for w in rng.sample(ZH_CATEGORIES[c], 2)]
+            rng.shuffle(facts)
+            text = " ".join(f"{w} is {article(c)} {c}." for w, c in facts)
+            out.append(text + " " + "".join(f"{w}是{c}。" for w, c in zh))
+        elif kind < 2:  # options, then which letter holds each category, in the formats the datasets use
             cats = rng.sample(tuple(CATEGORIES), 4)
             words = [rng.choice(CATEGORIES[c]) for c in cats]
             sep = ") " if kind == 0 else ". "

@@ -34,6 +34,9 @@ from _fixture_items_code_stem import LCB, MBPP  # noqa: E402
 
 # The seed the fixture items are drawn with; the tiny family's training data uses others and excludes them.
 FIXTURE_SEED = 20261202
+# Items per template slot: 15 test items per subject or task, 25 per ungrouped dataset, enough that
+# a branch's score and a paired test between branches have something to say.
+FIXTURE_SCALE = 5
 
 FIXTURES = Path(__file__).resolve().parents[1] / "evalkit" / "fixtures"
 LETTERS = "ABCDEFGHIJKLMNOP"
@@ -76,14 +79,23 @@ def _json(path: Path, obj: object) -> None:
     path.write_text(json.dumps(obj, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
 
 
+def _shown(question: str, gap: str, sep: str, options: list) -> str:
+    """A choice question as its prompt shows it, every option included: templated questions repeat, and
+    the same question with other options has another answer."""
+    return question + gap + "\n".join(f"{LETTERS[i]}{sep}{o}" for i, o in enumerate(options))
+
+
 def write_mmlu(data: Path, answers: dict, items: dict) -> None:
     for subject, splits in _groups("mmlu", items["MMLU"]):
         dev, test = _files(data, "mmlu", subject)
         for path, rows in ((dev, splits["dev"]), (test, splits["test"])):
             _csv(path, [list(r) for r in rows])
-        for q, a, *_, gold in splits["test"]:  # with the first option: templated questions repeat
+        for q, *options, gold in splits["test"]:
             answers["mmlu"].append(
-                {"match": f"{q}\n\nA) {a}", "response": f"The correct option is {gold}.\nANSWER: {gold}"}
+                {
+                    "match": _shown(q, "\n\n", ") ", options),
+                    "response": f"The correct option is {gold}.\nANSWER: {gold}",
+                }
             )
 
 
@@ -93,8 +105,9 @@ def write_cmmlu(data: Path, answers: dict, items: dict) -> None:
         for path, rows in ((dev, splits["dev"]), (test, splits["test"])):
             body = [[i, *r] for i, r in enumerate(rows)]
             _csv(path, body, header=["", "Question", "A", "B", "C", "D", "Answer"])
-        for q, a, *_, gold in splits["test"]:
-            answers["cmmlu"].append({"match": f"{q}\n\nA) {a}", "response": f"逐一分析选项后可以确定。\n答案: {gold}"})
+        for q, *options, gold in splits["test"]:
+            match = _shown(q, "\n\n", ") ", options)
+            answers["cmmlu"].append({"match": match, "response": f"逐一分析选项后可以确定。\n答案: {gold}"})
 
 
 def write_mmlu_pro(data: Path, answers: dict, items: dict) -> None:
@@ -118,7 +131,7 @@ def write_mmlu_pro(data: Path, answers: dict, items: dict) -> None:
                     )
                 )
                 if split == "test":
-                    match = f"{question}\n\nOptions:\n\nA. {options[0]}"
+                    match = _shown(question, "\n\nOptions:\n\n", ". ", options)
                     answers["mmlu_pro"].append({"match": match, "response": f"ANSWER: {gold}"})
         out = repo / "data" / f"{split}-00000-of-00001.parquet"
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -140,8 +153,7 @@ def write_arc_c(data: Path, answers: dict, items: dict) -> None:
     for n, (stem, texts, labels, key) in enumerate(items["ARC_C"], 1):
         choices = [{"text": t, "label": lab} for t, lab in zip(texts, labels, strict=True)]
         rows.append({"id": f"Fixture_ARC_{n}", "question": {"stem": stem, "choices": choices}, "answerKey": key})
-        # with its first option: templated questions repeat, so the stem alone is not unique
-        answers["arc_c"].append({"match": f"{stem}\nA. {texts[0]}", "response": "ABCD"[labels.index(key)]})
+        answers["arc_c"].append({"match": _shown(stem, "\n", ". ", texts), "response": "ABCD"[labels.index(key)]})
     (path,) = _files(data, "arc_c")
     _jsonl(path, rows)
 
@@ -239,8 +251,7 @@ def write_gpqa(data: Path, answers: dict, items: dict) -> None:
         pattern = ["ABCD", "BCDA", "CDAB", "DABC"][n % 4]
         shown = [[right, *wrong]["ABCD".index(c)] for c in pattern]
         gold = "ABCD"[shown.index(right)]
-        # the question and its first option: templated questions repeat, so the question alone is not unique
-        answers["gpqa"].append({"match": f"{q}\n\nA) {shown[0]}", "response": f"ANSWER: {gold}"})
+        answers["gpqa"].append({"match": _shown(q, "\n\n", ") ", shown), "response": f"ANSWER: {gold}"})
     (path,) = _files(data, "gpqa")
     _csv(path, rows, header=header)
 
@@ -282,7 +293,7 @@ WRITERS = (
 
 def fixture_items() -> dict:
     """The fixture items: templated ones drawn with FIXTURE_SEED, and the hand-written code problems."""
-    return {**_templated_items.items(FIXTURE_SEED), "MBPP": MBPP, "LCB": LCB}
+    return {**_templated_items.items(FIXTURE_SEED, FIXTURE_SCALE), "MBPP": MBPP, "LCB": LCB}
 
 
 def write_data(data: Path, items: dict) -> dict[str, list]:

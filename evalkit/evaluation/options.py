@@ -27,7 +27,7 @@ from evalkit.records.io import UnwritableError
 RUNNERS = ("local", "slurm")
 DTYPES = ("fp32", "bf16", "fp16")  # as the command line offers them; check_dtype also takes torch's spellings
 TINY_MAX_OUT_LEN = 16  # the embedded tiny family answers in a few tokens: a longer cap would only cost time
-FIXTURE_LIMIT = 4  # items per dataset (and per fixture group) on the embedded fixture data
+FIXTURE_LIMIT = 15  # items per dataset (and per fixture group) on the embedded fixture data
 
 
 @dataclass(frozen=True)
