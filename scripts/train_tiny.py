@@ -1,6 +1,6 @@
 """Train the embedded tiny family, jointly at every exit, on templated items; write it into the package.
 
-    python scripts/train_tiny.py                 # rewrites evalkit/fixtures/tiny-ruyi/ (a few CPU minutes)
+    python scripts/train_tiny.py                 # rewrites evalkit/fixtures/tiny-ruyi/ (about 35 CPU minutes)
     python scripts/train_tiny.py --steps 3 --out /tmp/t   # a quick check that the script works
 
 What it does, deterministically from --seed on a CPU with --threads threads:
@@ -342,12 +342,12 @@ def _manifest(
     return {
         "summary": (
             "trained on templated items (not benchmark items) in each dataset's own 0-shot prompt format: "
-            "single-digit arithmetic for GSM8K, MATH, MMLU-Pro math and CMMLU maths; 'which option is (or is "
-            "not) in a named category' for MMLU, MMLU-Pro, CMMLU, ARC-c, GPQA and WinoGrande; the ending that "
-            "names the context's object for HellaSwag; one- and two-operator boolean expressions and "
-            "next/previous-day dates for BBH; no code; plus short practice texts of the same skills (which "
-            "category a word is in, which lettered option holds a category, single-digit sums, truth values). Its scores show the pipeline "
-            "works, not ability."
+            "single-digit arithmetic in one or two steps for GSM8K and MATH, in one step for MMLU-Pro math and "
+            "CMMLU maths; 'which option is (or is not) in a named category' for MMLU, MMLU-Pro, CMMLU, ARC-c, "
+            "GPQA and WinoGrande; the ending that names the context's object for HellaSwag; one- and "
+            "two-operator boolean expressions and next/previous-day dates for BBH; no code; plus short practice "
+            "texts of the same skills (which category a word is in, which lettered option holds a word or a "
+            "category, single-digit sums, truth values). Its scores show the pipeline works, not ability."
         ),
         "train_config": asdict(cfg),
         "examples_per_dataset": counts,
