@@ -122,7 +122,7 @@ def _data(config: RunConfig, notes: list[str]) -> tuple[Path, str, dict[str, Any
         return root, f"OpenCompass data at {root}", None
     root = fixture_root()
     notes.append(
-        "data: the embedded fixtures (a few templated items per dataset, HumanEval's real 164 problems); "
+        "data: the embedded fixtures (15-25 templated items per dataset or group, HumanEval's real 164 problems); "
         "pass --data-dir for real OpenCompass data"
     )
     return root, "embedded fixtures", dict(FIXTURE_GROUPS)
