@@ -226,7 +226,7 @@ def math_problem(rng: random.Random, n: int) -> list[tuple]:
 
 
 def gsm8k(rng: random.Random, n: int) -> list[tuple]:
-    """GSM8K rows: (question, worked answer ending in '#### N'), one-step word problems."""
+    """GSM8K rows: (question, worked answer ending in '#### N'), word problems in one or two steps."""
     out = []
     for _ in range(n):
         name, thing = rng.choice(NAMES), rng.choice(THINGS)
@@ -251,8 +251,8 @@ def gsm8k(rng: random.Random, n: int) -> list[tuple]:
 def items(seed: int, scale: int = 1) -> dict[str, object]:
     """Every templated dataset, in the layouts make_fixtures.py writes; `scale` multiplies the item counts.
 
-    At scale 1 the counts are the fixtures': 3 test items (and 1 dev or validation item) per group,
-    5 items per ungrouped dataset, 2 GSM8K train items.
+    At scale 1: 3 test items (and 1 dev or validation item) per group, 5 items per ungrouped dataset,
+    2 GSM8K train items. The fixtures use scale 5 (make_fixtures.FIXTURE_SCALE).
     """
     rng = random.Random(seed)
     t, d, five = 3 * scale, 1 * scale, 5 * scale

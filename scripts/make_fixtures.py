@@ -34,8 +34,9 @@ from _fixture_items_code_stem import LCB, MBPP  # noqa: E402
 
 # The seed the fixture items are drawn with; the tiny family's training data uses others and excludes them.
 FIXTURE_SEED = 20261202
-# Items per template slot: 15 test items per subject or task, 25 per ungrouped dataset, enough that
-# a branch's score and a paired test between branches have something to say.
+# Items per template slot: 15 test items per subject or task, 25 per ungrouped dataset. A default run
+# reads the first 15 of each (evaluation/options.FIXTURE_LIMIT), enough that a branch's score and a paired
+# test between branches have something to say; `--limit 25` reads them all.
 FIXTURE_SCALE = 5
 
 FIXTURES = Path(__file__).resolve().parents[1] / "evalkit" / "fixtures"

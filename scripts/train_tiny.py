@@ -65,7 +65,7 @@ class TrainConfig:
     lr: float = 2e-3
     warmup: int = 50
     weight_decay: float = 0.01
-    scale: int = 80  # training items per template slot (the fixtures have scale 1)
+    scale: int = 80  # training items per template slot (the fixtures have scale 5)
     drills: int = 4000  # practice texts (see _templated_items.drills)
     drills_per_step: int = 8
     vocab_size: int = 1024  # room for every template word as one token
@@ -119,6 +119,12 @@ def training_items(seed: int, scale: int) -> dict:
     """Templated items drawn with `seed`, without any item that is also a fixture item."""
     fixture_rows = set(_rows(make_fixtures.fixture_items()))
     return _drop(_templated_items.items(seed, scale), fixture_rows)
+
+
+def heldout_items(seed: int, train_items: dict) -> dict:
+    """Items for the exact-match figures in training.json: drawn with a seed of their own, without any
+    item that is also a training item."""
+    return _drop(_templated_items.items(seed + 1000, 4), set(_rows(train_items)))
 
 
 def _rows(node: object) -> list[str]:
@@ -235,7 +241,7 @@ def train(
     eval_every: int = 0,
 ) -> list[list[float]]:
     """AdamW with warm-up and cosine decay. Each step: a batch drawn evenly from the datasets' questions
-    (loss on the answer), plus half as many practice texts (loss on every token). Returns per-exit losses
+    (loss on the answer), plus `drills_per_step` practice texts (loss on every token). Returns per-exit losses
     on the questions."""
     rng = random.Random(cfg.seed)
     keys = sorted(data)
@@ -288,7 +294,7 @@ def run(cfg: TrainConfig, out: Path, log=print, eval_every: int = 0) -> Path:
     started = time.process_time()
     train_items = training_items(cfg.seed, cfg.scale)
     examples, counts = render(train_items)
-    held, _ = render(_drop(_templated_items.items(cfg.seed + 1000, 4), set(_rows(train_items))))
+    held, _ = render(heldout_items(cfg.seed, train_items))
     spec = TinySpec(seed=cfg.seed, init_std=cfg.init_std, vocab_size=cfg.vocab_size)
     with tempfile.TemporaryDirectory() as tmp:
         init = build_checkpoint(Path(tmp) / "init", spec, tokenizer_corpus=tokenizer_corpus(examples))

@@ -1,4 +1,4 @@
-"""The embedded fixture data: a few items per dataset in OpenCompass's on-disk layout.
+"""The embedded fixture data: 15 to 25 items per dataset or group in OpenCompass's on-disk layout.
 
 Templated items in each dataset's own format (scripts/_templated_items.py), hand-written code problems
 for MBPP and LiveCodeBench (scripts/make_fixtures.py writes them all).

@@ -28,6 +28,14 @@ def test_training_items_share_no_item_with_the_fixtures():
     assert kept == drawn - fixture
 
 
+def test_heldout_items_share_no_item_with_the_training_items():
+    train = train_tiny.training_items(seed=1, scale=2)
+    held = set(train_tiny._rows(train_tiny.heldout_items(1, train)))
+    drawn = set(train_tiny._rows(train_tiny._templated_items.items(seed=1001, scale=4)))
+    assert held and not (held & set(train_tiny._rows(train)))
+    assert held != drawn  # the templates repeat: some drawn items were training items and are gone
+
+
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory) -> tuple[Path, Path]:
     cfg = train_tiny.TrainConfig(steps=3, batch_size=4, scale=1, warmup=1)
@@ -42,6 +50,8 @@ def test_a_few_steps_train_every_exit_and_repeat_exactly(two_runs):
     manifest = json.loads((a / "training.json").read_text())
     assert manifest["train_config"]["steps"] == 3
     assert len(manifest["final_loss_per_exit"]) == 4  # one loss per exit, all trained
+    held = manifest["heldout_exact_match_per_exit"]
+    assert set(held) == set(manifest["examples_per_dataset"]) and all(len(v) == 4 for v in held.values())
     assert set(manifest["examples_per_dataset"]) == {
         "mmlu",
         "mmlu_pro",

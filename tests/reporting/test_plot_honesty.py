@@ -79,3 +79,11 @@ def test_the_agreement_grid_writes_every_value(tmp_path):
         assert texts.count(f"{0.5 + i / 20:.2f}") >= 4  # every cell of every tile carries its value
     # branch names under the last tile of each column only: 4 columns x 2 names, none under an empty slot
     assert texts.count("E3B") == 4 + 2  # 4 under columns, 2 on the left edge (two rows)
+
+
+def test_error_bar_lengths_are_never_negative():
+    from evalkit.reporting.plots import bar_lengths
+
+    lengths = bar_lengths([50.0, 100.00000000000003, 0.0], [40.0, 90.0, 0.0], [60.0, 100.0, 5.0])
+    assert lengths[1].tolist() == [10.0, 0.0, 5.0]  # the arm above 100 would be -3e-14: zero instead
+    assert lengths[0] == pytest.approx([10.0, 10.0, 0.0])
