@@ -119,10 +119,13 @@ def _read_predictions(path: Path) -> dict[str, dict[str, str]]:
 
 
 def _prompt_text(prompt: Any) -> str:
-    """A prompt as text: a list of role turns is joined as 'ROLE: text' lines."""
+    """A prompt as text: a list of role turns is joined as 'ROLE: text' lines; an empty turn (the opening
+    of the answer's own turn, say) is left out."""
     if isinstance(prompt, list):
         return "\n".join(
-            f"{p.get('role', '')}: {p.get('prompt', '')}" if isinstance(p, Mapping) else str(p) for p in prompt
+            f"{p.get('role', '')}: {p.get('prompt', '')}" if isinstance(p, Mapping) else str(p)
+            for p in prompt
+            if not isinstance(p, Mapping) or p.get("prompt")
         )
     return "" if prompt is None else str(prompt)
 

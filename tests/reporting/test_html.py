@@ -204,3 +204,10 @@ def test_the_item_browser_reads_no_prediction_file_outside_its_run(tmp_path):
     (run / "predictions").mkdir(parents=True)
     assert (run / "predictions" / hostile / "lukaemon_mmlu_algebra.json").resolve() == secret.resolve()
     assert not any("hunter2" in str(v) for v in _texts([(run / "results.json", record)]).values())
+
+
+def test_a_prompts_empty_turns_are_left_out():
+    from evalkit.reporting.items import _prompt_text
+
+    turns = [{"role": "HUMAN", "prompt": "2 + 2?"}, {"role": "SYSTEM", "prompt": ""}, {"role": "BOT", "prompt": None}]
+    assert _prompt_text(turns) == "HUMAN: 2 + 2?"
