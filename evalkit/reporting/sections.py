@@ -231,13 +231,22 @@ def _headroom_table(rooms: list[Headroom], branches: list[Sized]) -> str:
     return intro + pipe_table(rows, headers)
 
 
+def _outcome_word(outcomes: np.ndarray) -> str:
+    first = float(outcomes.flat[0])
+    return "wrong" if first == 0.0 else "right" if first == 1.0 else f"scored {first:g}"
+
+
 def _agreement(
     record: ResultsRecord, family: str, branches: list[Sized], keys: list[str], plot_dir: Path, queue: plots.PlotQueue
 ) -> str:
     mats = {k: x for k in keys if (x := outcome_matrix(record, branches, k)) is not None}
     if not mats:
         return ""
-    pooled = agreement(np.concatenate(list(mats.values()), axis=1))
+    # A dataset on which every branch has the same outcome on every item (all wrong, say) agrees trivially:
+    # marked in its panel and left out of the pooled matrix, which it would only pull towards 1.
+    trivial = {k for k, x in mats.items() if np.all(x == x.flat[0])}
+    informative = [x for k, x in mats.items() if k not in trivial] or list(mats.values())
+    pooled = agreement(np.concatenate(informative, axis=1))
     labels = [b.label for b in branches]
     rows = [[labels[i], *(f"{pooled[i, j]:.3f}" for j in range(len(labels)))] for i in range(len(labels))]
     stem = plot_dir / f"agreement_{family}"
@@ -246,12 +255,22 @@ def _agreement(
     )
     grid = plot_dir / f"agreement_{family}_by_dataset"
     queue.add(
-        plots.agreement_grid, matrices={title(k): agreement(x) for k, x in mats.items()}, labels=labels, stem=grid
+        plots.agreement_grid,
+        matrices={
+            title(k) + (f" (all {_outcome_word(x)})" if k in trivial else ""): agreement(x) for k, x in mats.items()
+        },
+        labels=labels,
+        stem=grid,
     )
-    n = sum(x.shape[1] for x in mats.values())
+    n = sum(x.shape[1] for x in informative)
+    left_out = [title(k) for k in mats if k in trivial] if len(informative) < len(mats) else []
+    note = (
+        f"; left out: {', '.join(left_out)}, where every branch has the same outcome on every item" if left_out else ""
+    )
+    datasets = f"{len(informative)} dataset{'s' if len(informative) != 1 else ''}"
     return (
         f"Agreement: the fraction of items on which two branches have the same outcome "
-        f"({n} items over {len(mats)} datasets).\n\n" + pipe_table(rows, ["", *labels]) + "\n\n"
+        f"({n} items over {datasets}{note}).\n\n" + pipe_table(rows, ["", *labels]) + "\n\n"
         f"![agreement](plots/{stem.name}.png)\n\n<details><summary>Per dataset</summary>\n\n"
         f"![agreement by dataset](plots/{grid.name}.png)\n\n</details>\n"
     )

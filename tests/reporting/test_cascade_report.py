@@ -115,3 +115,20 @@ def test_a_dataset_every_branch_aces_reports_and_plots(tmp_path):
     save_record(record, tmp_path / "results.json")
     report([tmp_path / "results.json"], tmp_path / "r")
     assert (tmp_path / "r" / "plots" / "cascade_ruyi-7b.png").stat().st_size > 0
+
+
+def test_a_dataset_every_branch_gets_wholly_wrong_is_left_out_of_the_pooled_agreement(tmp_path):
+    import dataclasses
+
+    from evalkit.records.results import Score
+
+    record = signal_record(n=40)
+    scores = tuple(
+        Score(s.model, s.dataset, s.metric, 0.0, s.n, tuple(dataclasses.replace(i, score=0.0) for i in s.items))
+        if s.dataset == "gsm8k"
+        else s
+        for s in record.scores
+    )
+    save_record(dataclasses.replace(record, scores=scores), tmp_path / "results.json")
+    text = report([tmp_path / "results.json"], tmp_path / "r").read_text(encoding="utf-8")
+    assert "(40 items over 1 dataset; left out: GSM8K, where every branch has the same outcome on every item)" in text
