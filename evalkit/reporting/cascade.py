@@ -120,7 +120,7 @@ def _family_text(fam: FamilyCascade, plot_dir: Path, queue: plots.PlotQueue, whe
     if any(p.seconds is not None for d in panels for p in d.fixed):
         lines.append("\n" + _seconds_table(panels, last, where))
     lines.append(
-        f"\n![cascade](plots/{stem.name}.png)\n\nEach panel: fixed branches (blue, 95% CI), the oracle (gold star, a "
+        f"\n![cascade](plots/{stem.name}.png)\n\nEach panel: fixed branches (blue, 95% CI; named on the top axis), the oracle (gold star, a "
         "bound no realisable policy reaches), the out-of-sample cascade at each cost budget (orange, with its "
         "accuracy CI shaded), the cascade matched to the last branch (diamond) and the same cascade's cost as "
         "separate models (grey, dashed); the band is the last branch's accuracy CI.\n"
@@ -325,7 +325,7 @@ def cascade_plot(
     rows = -(-n // cols)
     height = 3.4 * rows + 0.8
     fig = plots._figure(figures, (4.4 * cols, height))
-    fig.subplots_adjust(left=0.07, right=0.98, top=1 - 0.35 / height, bottom=0.95 / height, wspace=0.25, hspace=0.5)
+    fig.subplots_adjust(left=0.07, right=0.98, top=1 - 0.5 / height, bottom=0.95 / height, wspace=0.25, hspace=0.55)
     for i, panel in enumerate(panels):
         ax = fig.add_subplot(rows, cols, i + 1)
         _draw_panel(ax, panel, last)
@@ -348,8 +348,10 @@ def _draw_panel(ax: Any, panel: dict[str, Any], last: str) -> None:
     ys = [f[2] for f in fixed]
     err = plots.bar_lengths(ys, [f[3] for f in fixed], [f[4] for f in fixed])
     ax.errorbar(xs, ys, yerr=err, fmt="o", color=plots.BRANCH_COLOUR, ms=5, capsize=2, label="fixed branch", zorder=3)
-    for label, x, y, *_ in fixed:
-        ax.annotate(label, (x, y), textcoords="offset points", xytext=(-4, 6), fontsize=7, ha="right")
+    # Branch names on a top axis at their costs: labels next to the points collide with the error bars.
+    top = ax.secondary_xaxis("top")
+    top.set_xticks(xs, [f[0] for f in fixed], fontsize=7, color=plots.BRANCH_COLOUR)
+    top.tick_params(length=2, pad=1)
     ax.plot(*panel["oracle"], marker="*", color=ORACLE_COLOUR, ms=11, ls="none", label="oracle (bound)", zorder=4)
     if panel["matched"] is not None:
         ax.plot(
@@ -379,4 +381,4 @@ def _draw_panel(ax: Any, panel: dict[str, Any], last: str) -> None:
     ax.set_ylabel("accuracy (points)", fontsize=8)
     ax.tick_params(labelsize=7)
     plots._tidy(ax)
-    plots._title(ax, panel["title"], 9)
+    plots._title(ax, panel["title"], 9, pad=18)  # above the branch names on the top axis

@@ -104,9 +104,9 @@ def _tidy(ax: Axes) -> None:
     ax.set_axisbelow(True)
 
 
-def _title(ax: Axes, text: str, size: float = 11) -> None:
+def _title(ax: Axes, text: str, size: float = 11, pad: float = 6) -> None:
     # A fixed y skips matplotlib's search for overlapping tick labels at every draw.
-    ax.set_title(text, fontsize=size, loc="left", y=1.0, pad=6)
+    ax.set_title(text, fontsize=size, loc="left", y=1.0, pad=pad)
 
 
 def all_zero_note(ax: Any, text: str, fontsize: float) -> None:
