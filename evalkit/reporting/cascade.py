@@ -121,9 +121,9 @@ def _family_text(fam: FamilyCascade, plot_dir: Path, queue: plots.PlotQueue, whe
         lines.append("\n" + _seconds_table(panels, last, where))
     lines.append(
         f"\n![cascade](plots/{stem.name}.png)\n\nEach panel: fixed branches (blue, 95% CI; named on the top "
-        "axis), the oracle (gold star, a bound no realisable policy reaches), the out-of-sample cascade at each cost budget (orange, with its "
-        "accuracy CI shaded), the cascade matched to the last branch (diamond) and the same cascade's cost as "
-        "separate models (grey, dashed); the band is the last branch's accuracy CI.\n"
+        "axis), the oracle (gold star, a bound no realisable policy reaches), the out-of-sample cascade at each "
+        "cost budget (orange, with its accuracy CI shaded), the cascade matched to the last branch (diamond) and "
+        "the same cascade's cost as separate models (grey, dashed); the band is the last branch's accuracy CI.\n"
     )
     return "".join(lines)
 
