@@ -164,6 +164,11 @@ def _packages(records: Sequence[ResultsRecord]) -> str:
 def tables_section(record: ResultsRecord, *, stderr: bool = False) -> str:
     """Suite tables (baselines, then ours in bold) and the branch tables, in the model card's shape."""
     parts = ["## Scores\n"]
+    if any(m.role == "ours" for m in record.models):
+        parts.append(
+            "The suite tables show each family by its default branch (in bold) beside any baselines, as the "
+            "model card does; the Branches tables show every branch.\n"
+        )
     if stderr:
         parts.append(
             "± is one standard error from per-item outcomes (for MMLU, MMLU-Pro, CMMLU and BBH that of the mean "

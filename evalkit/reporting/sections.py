@@ -143,7 +143,11 @@ def _baseline_values(record: ResultsRecord, keys: list[str], key: str) -> dict[s
 def versus_baselines(record: ResultsRecord) -> str:
     bases, fams = baselines(record), families(record)
     if not bases or not fams:
-        return "Needs both baselines and family branches in the records.\n"
+        missing = "no baseline" if not bases else "no family branches"
+        return (
+            f"The records hold {missing}: evaluate baselines beside the branches with `run --baselines NAME,...`, "
+            "or pass both runs' records to `report`.\n"
+        )
     keys = all_dataset_keys(record)
     parts = [
         "Δ = branch − baseline in points, with a 95% CI. Paired on common item ids where both have "
