@@ -398,12 +398,14 @@ def test_limit_note_counts_groups():
 def test_ctrl_c_keeps_the_finished_tasks_and_prints_the_resume_command(tmp_path):
     """SIGINT once a task has finished: exit 130, and one line saying exactly how to finish the run."""
     out = tmp_path / "my runs"
-    # Many tasks after the first, so the signal lands mid-run however fast the trained family answers.
-    cmd = [sys.executable, "-m", "evalkit", "run", "--suites", "stem,general", "--limit", "2", "--branches", BRANCHES]
+    # The signal goes once the first inference task has written its predictions, with many tasks (inference,
+    # then every evaluation) still to run at the default 15 items: it lands mid-run however fast the family
+    # answers. (Waiting for the first evaluation's file instead raced the run's last few seconds.)
+    cmd = [sys.executable, "-m", "evalkit", "run", "--suites", "stem,general", "--branches", BRANCHES]
     cmd += ["--max-out-len", "48", "--out", str(out)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
     try:
-        first = _wait_for(lambda: sorted(out.glob("results/*/results/*/*.json")), proc, timeout=240)
+        first = _wait_for(lambda: sorted(out.glob("results/*/predictions/*/*.json")), proc, timeout=240)
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=60)
     finally:
