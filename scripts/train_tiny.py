@@ -204,6 +204,14 @@ def encode(examples: list[dict], tokenizer) -> list[tuple[list[int], int]]:
     return out
 
 
+def by_dataset(examples: list[dict], tokenizer) -> dict[str, list[tuple[list[int], int]]]:
+    """The encoded examples grouped by dataset key, in their order."""
+    out: dict[str, list] = {}
+    for ex, row in zip(examples, encode(examples, tokenizer), strict=True):
+        out.setdefault(ex["dataset"], []).append(row)
+    return out
+
+
 def batch(rows: list[tuple[list[int], int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
     width = max(len(ids) for ids, _ in rows)
     ids = torch.full((len(rows), width), pad, dtype=torch.long)
@@ -301,16 +309,12 @@ def run(cfg: TrainConfig, out: Path, log=print, eval_every: int = 0) -> Path:
         config = json.loads((init / "config.json").read_text())
         tokenizer = AutoTokenizer.from_pretrained(init)
         model = JointFamily(config, load_file(init / "model.safetensors"))
-        data: dict[str, list] = {}
-        for ex, row in zip(examples, encode(examples, tokenizer), strict=True):
-            data.setdefault(ex["dataset"], []).append(row)
+        data = by_dataset(examples, tokenizer)
         practice = [
             (tokenizer(t, add_special_tokens=False)["input_ids"], 1)
             for t in _templated_items.drills(random.Random(cfg.seed + 1), cfg.drills)
         ]
-        heldout: dict[str, list] = {}
-        for ex, row in zip(held, encode(held, tokenizer), strict=True):
-            heldout.setdefault(ex["dataset"], []).append(row)
+        heldout = by_dataset(held, tokenizer)
         history = train(model, data, practice, cfg, log, heldout, eval_every)
         final = exact_match(model, heldout)
         state = {k: v.detach().contiguous() for k, v in model.state_dict().items() if not k.startswith("rotary.")}

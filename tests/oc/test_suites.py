@@ -164,7 +164,7 @@ RUN_ABBRS = (
 EXPECTED = {
     "lukaemon_mmlu_astronomy": ("mmlu", 0),  # AccEvaluator: details formatted by OpenCompass
     "bbh-date_understanding": ("bbh", 0),  # BBHEvaluator_mcq: `correct`
-    "bbh-boolean_expressions": ("bbh", 15),  # BBHEvaluator (free form): `correct`
+    "bbh-boolean_expressions": ("bbh", FIXTURE_SIZES["bbh-date_understanding"]),  # BBHEvaluator (free form)
     "sanitized_mbpp": ("mbpp", 0),  # MBPPEvaluator: `is_correct` after really running the code
     "GPQA_diamond": ("gpqa", 0),  # GPQAEvaluator: `correct`
     "math": ("math", 0),  # MATHEvaluator v2 (MATH and GSM8K): `correct`
